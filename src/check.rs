@@ -1,0 +1,123 @@
+//! `corral check`: the start plan of a valid set of definitions.
+
+use std::fmt::Write;
+
+use crate::config::{Restart, ServiceSpec, Spec};
+
+/// Start levels: level 0 needs nothing, level n waits for something at n-1.
+/// Services in one level start together. Definitions are validated (no
+/// cycles), but a depth bound keeps this total anyway.
+pub fn levels(spec: &Spec) -> Vec<Vec<&ServiceSpec>> {
+    let n = spec.services.len();
+    let mut level: Vec<Option<usize>> = vec![None; n];
+    for _ in 0..=n {
+        for (i, svc) in spec.services.iter().enumerate() {
+            let deps: Option<Vec<usize>> = svc
+                .after
+                .iter()
+                .map(|d| {
+                    spec.services
+                        .iter()
+                        .position(|s| &s.name == d)
+                        .and_then(|j| level[j])
+                })
+                .collect();
+            if let Some(deps) = deps {
+                level[i] = Some(deps.into_iter().map(|l| l + 1).max().unwrap_or(0));
+            }
+        }
+    }
+    let depth = level.iter().flatten().max().map_or(0, |m| m + 1);
+    let mut out: Vec<Vec<&ServiceSpec>> = vec![Vec::new(); depth];
+    for (i, svc) in spec.services.iter().enumerate() {
+        if let Some(slot) = level[i].and_then(|l| out.get_mut(l)) {
+            slot.push(svc);
+        }
+    }
+    out
+}
+
+pub fn plan(spec: &Spec, main: &[String]) -> String {
+    let mut out = String::new();
+    let count = spec.services.len();
+    let _ = writeln!(
+        out,
+        "{count} service{} defined",
+        if count == 1 { "" } else { "s" }
+    );
+    let width = spec
+        .services
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut step = 0;
+    for level in levels(spec) {
+        step += 1;
+        for (k, svc) in level.iter().enumerate() {
+            let num = if k == 0 {
+                format!("{step}.")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(out, "  {num:<4}{:<width$}  {}", svc.name, describe(svc));
+        }
+    }
+    if !main.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {:<4}main command: {}",
+            format!("{}.", step + 1),
+            main.join(" ")
+        );
+    }
+    out
+}
+
+fn describe(svc: &ServiceSpec) -> String {
+    let mut parts = Vec::new();
+    if svc.oneshot {
+        parts.push("oneshot".to_string());
+    }
+    if !svc.enabled {
+        parts.push("disabled (starts on `corral ctl start`)".to_string());
+    }
+    if svc.essential {
+        parts.push("essential".to_string());
+    }
+    if !svc.after.is_empty() {
+        parts.push(format!("after {}", svc.after.join(", ")));
+    }
+    let default_restart = if svc.oneshot {
+        Restart::Never
+    } else {
+        Restart::Always
+    };
+    if svc.restart != default_restart {
+        parts.push(format!("restart {:?}", svc.restart).to_lowercase());
+    }
+    parts.push(format!("from {}", svc.source.display()));
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_after() {
+        let mut a = ServiceSpec::new("a", vec!["true".into()]);
+        let mut b = ServiceSpec::new("b", vec!["true".into()]);
+        let c = ServiceSpec::new("c", vec!["true".into()]);
+        a.after = vec!["b".into()];
+        b.after = vec!["c".into()];
+        let spec = Spec {
+            services: vec![a, b, c.clone()],
+        };
+        let names: Vec<Vec<&str>> = levels(&spec)
+            .iter()
+            .map(|l| l.iter().map(|s| s.name.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["c"], vec!["b"], vec!["a"]]);
+    }
+}

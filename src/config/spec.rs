@@ -1,0 +1,113 @@
+//! The validated service definitions: what the rest of corral reads.
+//!
+//! A `ServiceSpec` is only ever built by `config::load`, after every check has
+//! passed, so code that holds one may trust it: names are valid, `after`
+//! targets exist and form no cycle, durations and signals are parsed, users
+//! and groups are resolved to ids.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::{Gid, Uid};
+
+/// Every service definition found, in a stable order (by name).
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    pub services: Vec<ServiceSpec>,
+}
+
+impl Spec {
+    pub fn get(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// When a service that exited is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// Where a service's stdout and stderr go (SPEC section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// corral reads both streams and writes `NAME | line`.
+    Prefix,
+    /// The service writes straight to corral's stdout and stderr.
+    Inherit,
+    /// Discarded (`/dev/null`).
+    Null,
+}
+
+/// Credentials resolved at load time, so a spawn never looks up `/etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: Option<Uid>,
+    pub gid: Option<Gid>,
+    /// Supplementary groups to set (from the user's group membership, plus `gid`).
+    /// Empty when neither `user` nor `group` is set: corral's groups are kept.
+    pub groups: Vec<Gid>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// The file (or s6 directory) the definition came from, for messages.
+    pub source: PathBuf,
+    /// argv; a string `command` becomes `["/bin/sh", "-c", string]`.
+    pub command: Vec<String>,
+    pub credentials: Credentials,
+    pub working_dir: PathBuf,
+    /// Added to the container environment, in key order.
+    pub env: Vec<(String, String)>,
+    /// `KEY=value` lines, read at each start.
+    pub env_file: Option<PathBuf>,
+    pub after: Vec<String>,
+    pub oneshot: bool,
+    pub enabled: bool,
+    pub restart: Restart,
+    pub restart_delay: Duration,
+    pub restart_delay_max: Duration,
+    /// 0 = unlimited.
+    pub max_restarts: u32,
+    pub essential: bool,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub kill_group: bool,
+    pub output: Output,
+}
+
+impl ServiceSpec {
+    /// A spec with every default of SPEC section 3, for tests and for building
+    /// definitions in code.
+    pub fn new(name: &str, command: Vec<String>) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_string(),
+            source: PathBuf::from(format!("{name}.toml")),
+            command,
+            credentials: Credentials {
+                uid: None,
+                gid: None,
+                groups: Vec::new(),
+            },
+            working_dir: PathBuf::from("/"),
+            env: Vec::new(),
+            env_file: None,
+            after: Vec::new(),
+            oneshot: false,
+            enabled: true,
+            restart: Restart::Always,
+            restart_delay: Duration::from_millis(100),
+            restart_delay_max: Duration::from_secs(30),
+            max_restarts: 0,
+            essential: false,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(5),
+            kill_group: true,
+            output: Output::Prefix,
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The vocabulary between the outside world and the pure core: `Event`s in,
+//! `Action`s out.
+//!
+//! Threads (signals, output) and the executor turn what happens into events;
+//! the pure transitions in `service` and `supervisor::core` answer with
+//! actions, which only the executor (`supervisor::run`) carries out.
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::exit::Exit;
+
+/// Something corral starts: a service (by index in the spec), the main
+/// COMMAND, or an init / finish script (by index in its list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Service(usize),
+    Main,
+    Init(usize),
+    Finish(usize),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A signal corral received (SIGCHLD is turned into `Exited` events by the
+    /// executor, which alone calls `waitpid`).
+    Signal(Signal),
+    /// A child was reaped.
+    Exited {
+        pid: Pid,
+        exit: Exit,
+    },
+    /// `waitpid` reported ECHILD: corral has no child left at all.
+    NoChildren,
+    Spawned {
+        target: Target,
+        pid: Pid,
+    },
+    SpawnFailed {
+        target: Target,
+        error: String,
+        code: i32,
+    },
+    /// The earliest deadline has passed (or may have: ticks are idempotent).
+    Tick,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Spawn(Target),
+    /// Send `signal` to `pid`, or to its process group when `group`.
+    Signal {
+        pid: Pid,
+        signal: Signal,
+        group: bool,
+    },
+    /// Send `signal` to every process left (as PID 1: `kill(-1)`; as a
+    /// subreaper: every descendant of corral).
+    SignalAll(Signal),
+    /// Everything is stopped and reaped: exit with this status.
+    Exit(i32),
+}

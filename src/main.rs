@@ -1,0 +1,128 @@
+//! argv -> mode; errors -> exit code. Everything else lives in the library.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+use corral::cli::{CheckCli, Cli};
+use corral::supervisor::{Setup, Supervisor};
+use corral::{check, cli, config, log, output, signals, supervisor};
+use tracing::{error, info, warn};
+
+/// Invalid definitions or usage.
+const EXIT_USAGE: u8 = 2;
+/// A system error before anything started (signals, threads).
+const EXIT_SYSTEM: u8 = 111;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some("check") => check_mode(&args[1..]),
+        _ => supervise(&args),
+    }
+}
+
+fn check_mode(args: &[OsString]) -> ExitCode {
+    let cli = CheckCli::parse_from(args);
+    log::init(&cli.log);
+    let dirs = cli.dirs.services();
+    match config::load(&dirs) {
+        Ok(spec) => {
+            print!("{}", check::plan(&spec, &[]));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            report(&errors);
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn report(errors: &[config::ConfigError]) {
+    for err in errors {
+        eprintln!("{err}");
+    }
+    let n = errors.len();
+    eprintln!(
+        "corral: {n} error{} in service definitions, nothing started",
+        if n == 1 { "" } else { "s" }
+    );
+}
+
+fn supervise(args: &[OsString]) -> ExitCode {
+    let cli = Cli::parse_from(args);
+    log::init(&cli.log);
+
+    // 1. Every definition, every script: all errors at once, before anything runs.
+    let service_dirs = cli.dirs.services();
+    let spec = match config::load(&service_dirs) {
+        Ok(spec) => spec,
+        Err(errors) => {
+            report(&errors);
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let scripts = cli::collect_scripts(&cli.dirs.init())
+        .and_then(|init| cli::collect_scripts(&cli.dirs.finish()).map(|finish| (init, finish)));
+    let (init, finish) = match scripts {
+        Ok(scripts) => scripts,
+        Err(err) => {
+            eprintln!("corral: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if spec.services.is_empty() && cli.command.is_empty() {
+        warn!(dirs = ?service_dirs, "no services and no command: nothing to supervise");
+    }
+
+    // 2. Signal handlers before the first spawn, so no exit and no stop request is lost.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    if let Err(err) = signals::start(tx) {
+        error!(%err, "cannot set up signal handling");
+        return ExitCode::from(EXIT_SYSTEM);
+    }
+
+    // 3. PID 1 reaps everything; anywhere else, become the reaper of our subtree.
+    let pid1 = std::process::id() == 1;
+    if !pid1 {
+        become_subreaper();
+    }
+
+    // 4. The output thread, then the loop. From here on, corral must not die.
+    let output = match output::Output::start() {
+        Ok(output) => output,
+        Err(err) => {
+            error!(%err, "cannot start the output thread");
+            return ExitCode::from(EXIT_SYSTEM);
+        }
+    };
+    info!(
+        services = spec.services.len(),
+        pid1,
+        dirs = %service_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":"),
+        "corral starting"
+    );
+    let main = (!cli.command.is_empty()).then(|| cli.command.clone());
+    let sup = Supervisor::new(spec, main, init, finish, cli.shutdown_timeout);
+    let code = supervisor::run(
+        sup,
+        Setup {
+            events: rx,
+            output,
+            pid1,
+        },
+    );
+    info!(code, "corral exiting");
+    // Exit statuses are 0..=255; a wider code wraps as the kernel would.
+    ExitCode::from((code & 0xff) as u8)
+}
+
+/// prctl(2) PR_SET_CHILD_SUBREAPER: orphans of our subtree are re-parented
+/// to corral instead of to the real PID 1, so corral reaps them.
+fn become_subreaper() {
+    // SAFETY: a plain prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc != 0 {
+        warn!(err = %std::io::Error::last_os_error(), "cannot become a child subreaper; orphans will not be reaped");
+    }
+}

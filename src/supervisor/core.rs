@@ -1,0 +1,620 @@
+//! The whole life of a corral run as one pure state machine.
+//!
+//! `Supervisor` owns every `Service`, the main COMMAND and the init / finish
+//! scripts, and moves through `Phase`s: init scripts, services up, ordered
+//! stop, finish scripts, drain (every leftover process), done. Like
+//! `service`, it never makes a syscall and never reads the clock: events and
+//! `now` in, actions out. The executor in `supervisor::run` is its only caller.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Spec;
+use crate::event::{Action, Event, Target};
+use crate::exit::Exit;
+use crate::service::{Service, State, Want};
+
+/// The main COMMAND gets this long after its stop signal before SIGKILL, like
+/// a service with the default `stop-timeout` (capped by the shutdown budget).
+pub const MAIN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After the final SIGKILL, how long to wait for the last reaps before
+/// exiting anyway (a process stuck in uninterruptible sleep cannot be waited for).
+pub const GIVE_UP_AFTER_KILL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MainState {
+    Waiting,
+    /// The spawn was requested; its result has not come back yet.
+    Spawning,
+    Running {
+        pid: Pid,
+    },
+    Stopping {
+        pid: Pid,
+        kill_at: Instant,
+        killed: bool,
+    },
+    Ended,
+}
+
+#[derive(Debug, Clone)]
+pub struct Main {
+    pub argv: Vec<String>,
+    pub state: MainState,
+}
+
+impl Main {
+    fn pid(&self) -> Option<Pid> {
+        match self.state {
+            MainState::Running { pid } | MainState::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+}
+
+/// Init or finish scripts: run one at a time, in order.
+#[derive(Debug, Clone, Default)]
+pub struct Scripts {
+    pub paths: Vec<PathBuf>,
+    next: usize,
+    /// A script's spawn was requested and it has not ended yet.
+    busy: bool,
+    running: Option<Pid>,
+    killed: bool,
+}
+
+impl Scripts {
+    pub fn new(paths: Vec<PathBuf>) -> Scripts {
+        Scripts {
+            paths,
+            ..Scripts::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Running init scripts.
+    Init,
+    /// Services supervised; the main COMMAND starts once they are all started.
+    Up,
+    /// Stopping the main COMMAND, then services, dependants first.
+    Stopping,
+    /// Running finish scripts.
+    Finish,
+    /// Every remaining process got SIGTERM (and SIGKILL once `killed`);
+    /// waiting until none is left.
+    Drain {
+        killed: bool,
+    },
+    Done,
+}
+
+#[derive(Debug)]
+pub struct Supervisor {
+    pub services: Vec<Service>,
+    /// `after` as indices into `services`.
+    deps: Vec<Vec<usize>>,
+    pub main: Option<Main>,
+    pub init: Scripts,
+    pub finish: Scripts,
+    pub phase: Phase,
+    /// The first cause of the shutdown decides the exit status.
+    exit_code: Option<i32>,
+    shutdown_timeout: Duration,
+    /// The end of the shutdown budget, once a shutdown has begun.
+    shutdown_at: Option<Instant>,
+    /// The signal that started the shutdown, passed on to the main COMMAND.
+    shutdown_signal: Signal,
+    give_up_at: Option<Instant>,
+    pub orphans_reaped: u64,
+}
+
+impl Supervisor {
+    pub fn new(
+        spec: Spec,
+        main: Option<Vec<String>>,
+        init: Vec<PathBuf>,
+        finish: Vec<PathBuf>,
+        shutdown_timeout: Duration,
+    ) -> Supervisor {
+        let names: Vec<String> = spec.services.iter().map(|s| s.name.clone()).collect();
+        let deps = spec
+            .services
+            .iter()
+            .map(|s| {
+                s.after
+                    .iter()
+                    .filter_map(|dep| names.iter().position(|n| n == dep))
+                    .collect()
+            })
+            .collect();
+        let services = spec
+            .services
+            .into_iter()
+            .enumerate()
+            .map(|(id, s)| Service::new(id, s))
+            .collect();
+        Supervisor {
+            services,
+            deps,
+            main: main.map(|argv| Main {
+                argv,
+                state: MainState::Waiting,
+            }),
+            init: Scripts::new(init),
+            finish: Scripts::new(finish),
+            phase: Phase::Init,
+            exit_code: None,
+            shutdown_timeout,
+            shutdown_at: None,
+            shutdown_signal: Signal::SIGTERM,
+            give_up_at: None,
+            orphans_reaped: 0,
+        }
+    }
+
+    /// Begin: the first init script, or straight to the services.
+    pub fn start(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = self.next_init();
+        self.advance(now, &mut actions);
+        actions
+    }
+
+    pub fn on_event(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut actions = match event {
+            Event::Signal(signal) => self.on_signal(signal, now),
+            Event::Exited { pid, exit } => self.on_exit(pid, exit, now),
+            Event::NoChildren => match self.phase {
+                Phase::Drain { .. } => self.done(),
+                _ => Vec::new(),
+            },
+            Event::Spawned { target, pid } => self.on_spawned(target, pid, now),
+            Event::SpawnFailed {
+                target,
+                error,
+                code,
+            } => self.on_spawn_failed(target, &error, code, now),
+            Event::Tick => self.on_tick(now),
+        };
+        self.advance(now, &mut actions);
+        actions
+    }
+
+    /// The earliest moment something is due; `None`: wait for events only.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let services = self.services.iter().filter_map(Service::deadline);
+        let main = self.main.as_ref().and_then(|m| match m.state {
+            MainState::Stopping {
+                kill_at,
+                killed: false,
+                ..
+            } => Some(kill_at),
+            _ => None,
+        });
+        let budget = match self.phase {
+            Phase::Stopping | Phase::Finish
+                if self.init.running.is_some() || self.finish.running.is_some() =>
+            {
+                self.shutdown_at
+            }
+            Phase::Drain { killed: false } => self.shutdown_at,
+            Phase::Drain { killed: true } => self.give_up_at,
+            _ => None,
+        };
+        services.chain(main).chain(budget).min()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.exit_code.unwrap_or(0)
+    }
+
+    pub fn main_pid(&self) -> Option<Pid> {
+        self.main.as_ref().and_then(Main::pid)
+    }
+
+    fn set_exit_code(&mut self, code: i32) {
+        self.exit_code.get_or_insert(code);
+    }
+
+    fn on_signal(&mut self, signal: Signal, now: Instant) -> Vec<Action> {
+        match signal {
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => match self.phase {
+                Phase::Init | Phase::Up => {
+                    info!(signal = signal.as_str(), "shutting down");
+                    self.shutdown_signal = signal;
+                    self.begin_shutdown(now)
+                }
+                _ => {
+                    info!(signal = signal.as_str(), "already shutting down");
+                    Vec::new()
+                }
+            },
+            Signal::SIGUSR1 | Signal::SIGUSR2 | Signal::SIGWINCH => match self.main_pid() {
+                Some(pid) => vec![Action::Signal {
+                    pid,
+                    signal,
+                    group: true,
+                }],
+                None => {
+                    info!(
+                        signal = signal.as_str(),
+                        "no main command to forward to, ignored"
+                    );
+                    Vec::new()
+                }
+            },
+            Signal::SIGHUP => {
+                warn!("SIGHUP: reload not supported yet, ignored");
+                Vec::new()
+            }
+            other => {
+                debug!(signal = other.as_str(), "signal ignored");
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_exit(&mut self, pid: Pid, exit: Exit, now: Instant) -> Vec<Action> {
+        if self.init.running == Some(pid) {
+            self.init.running = None;
+            self.init.busy = false;
+            if exit.success() || self.phase != Phase::Init {
+                return self.next_init();
+            }
+            error!(script = %self.script_path(Target::Init(self.init.next - 1)), %exit, "init script failed");
+            self.set_exit_code(exit.code());
+            return self.begin_shutdown(now);
+        }
+        if self.finish.running == Some(pid) {
+            self.finish.running = None;
+            self.finish.busy = false;
+            let script = self.script_path(Target::Finish(self.finish.next - 1));
+            if exit.success() {
+                debug!(%script, "finish script done");
+            } else {
+                warn!(%script, %exit, "finish script failed");
+            }
+            return Vec::new();
+        }
+        if let Some(main) = self.main.as_mut()
+            && main.pid() == Some(pid)
+        {
+            info!(pid = pid.as_raw(), %exit, "main command exited");
+            main.state = MainState::Ended;
+            self.set_exit_code(exit.code());
+            return match self.phase {
+                Phase::Up => self.begin_shutdown(now),
+                _ => Vec::new(),
+            };
+        }
+        if let Some(i) = self.services.iter().position(|s| s.pid() == Some(pid)) {
+            let actions = self.services[i].exited(exit, now);
+            return self.check_essential(i, now, actions);
+        }
+        self.orphans_reaped += 1;
+        debug!(pid = pid.as_raw(), %exit, "orphan reaped");
+        Vec::new()
+    }
+
+    /// An essential service that ended for good takes the container down with it.
+    fn check_essential(&mut self, i: usize, now: Instant, mut actions: Vec<Action>) -> Vec<Action> {
+        let svc = &self.services[i];
+        if svc.spec.essential && svc.ended_for_good() && self.phase == Phase::Up {
+            let code = svc.last_exit.map_or(1, Exit::code);
+            error!(service = %svc.spec.name, code, "essential service ended, shutting down");
+            self.set_exit_code(code);
+            actions.extend(self.begin_shutdown(now));
+        }
+        actions
+    }
+
+    fn on_spawned(&mut self, target: Target, pid: Pid, now: Instant) -> Vec<Action> {
+        match target {
+            Target::Service(i) => {
+                if let Some(svc) = self.services.get_mut(i) {
+                    svc.spawned(pid, now);
+                }
+            }
+            Target::Main => {
+                if let Some(main) = self.main.as_mut() {
+                    info!(pid = pid.as_raw(), "main command started");
+                    main.state = MainState::Running { pid };
+                }
+            }
+            Target::Init(_) => self.init.running = Some(pid),
+            Target::Finish(_) => self.finish.running = Some(pid),
+        }
+        Vec::new()
+    }
+
+    fn on_spawn_failed(
+        &mut self,
+        target: Target,
+        error: &str,
+        code: i32,
+        now: Instant,
+    ) -> Vec<Action> {
+        match target {
+            Target::Service(i) => match self.services.get_mut(i) {
+                Some(svc) => {
+                    svc.last_exit = Some(Exit::Code(code));
+                    let actions = svc.spawn_failed(error, now);
+                    self.check_essential(i, now, actions)
+                }
+                None => Vec::new(),
+            },
+            Target::Main => {
+                error!(%error, "main command could not be started");
+                if let Some(main) = self.main.as_mut() {
+                    main.state = MainState::Ended;
+                }
+                self.set_exit_code(code);
+                self.begin_shutdown(now)
+            }
+            Target::Init(_) => {
+                self.init.busy = false;
+                error!(script = %self.script_path(target), %error, "init script could not be started");
+                self.set_exit_code(code);
+                self.begin_shutdown(now)
+            }
+            Target::Finish(_) => {
+                self.finish.busy = false;
+                warn!(script = %self.script_path(target), %error, "finish script could not be started");
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions: Vec<Action> = self.services.iter_mut().flat_map(|s| s.tick(now)).collect();
+        if let Some(main) = self.main.as_mut()
+            && let MainState::Stopping {
+                pid,
+                kill_at,
+                killed: false,
+            } = main.state
+            && now >= kill_at
+        {
+            warn!(
+                pid = pid.as_raw(),
+                "main command did not stop in time, sending SIGKILL"
+            );
+            main.state = MainState::Stopping {
+                pid,
+                kill_at,
+                killed: true,
+            };
+            actions.push(Action::Signal {
+                pid,
+                signal: Signal::SIGKILL,
+                group: true,
+            });
+        }
+        let budget_spent = self.shutdown_at.is_some_and(|at| now >= at);
+        if budget_spent {
+            for scripts in [&mut self.init, &mut self.finish] {
+                if let (Some(pid), false) = (scripts.running, scripts.killed) {
+                    warn!(pid = pid.as_raw(), "shutdown budget spent, killing script");
+                    scripts.killed = true;
+                    actions.push(Action::Signal {
+                        pid,
+                        signal: Signal::SIGKILL,
+                        group: true,
+                    });
+                }
+            }
+        }
+        match self.phase {
+            Phase::Drain { killed: false } if budget_spent => {
+                warn!("shutdown budget spent, sending SIGKILL to every remaining process");
+                self.phase = Phase::Drain { killed: true };
+                self.give_up_at = Some(now + GIVE_UP_AFTER_KILL);
+                actions.push(Action::SignalAll(Signal::SIGKILL));
+            }
+            Phase::Drain { killed: true } if self.give_up_at.is_some_and(|at| now >= at) => {
+                error!("processes survive SIGKILL (uninterruptible sleep?), exiting anyway");
+                actions.extend(self.done());
+            }
+            _ => {}
+        }
+        actions
+    }
+
+    /// Move the current phase forward as far as its conditions allow.
+    fn advance(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        match self.phase {
+            Phase::Up => actions.extend(self.schedule(now)),
+            Phase::Stopping => actions.extend(self.advance_stop(now)),
+            Phase::Finish if !self.finish.busy => {
+                actions.extend(self.next_finish(now));
+            }
+            _ => {}
+        }
+    }
+
+    fn next_init(&mut self) -> Vec<Action> {
+        if self.phase != Phase::Init {
+            return Vec::new();
+        }
+        if self.init.next < self.init.paths.len() {
+            let target = Target::Init(self.init.next);
+            self.init.next += 1;
+            self.init.busy = true;
+            info!(script = %self.script_path(target), "running init script");
+            return vec![Action::Spawn(target)];
+        }
+        // `advance` schedules the services.
+        self.phase = Phase::Up;
+        Vec::new()
+    }
+
+    /// Phase `Up`: start what is wanted and whose dependencies are started;
+    /// then the main COMMAND once every service has settled.
+    fn schedule(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for i in 0..self.services.len() {
+            let svc = &self.services[i];
+            if svc.want != Want::Up || svc.state != State::Idle {
+                continue;
+            }
+            let ready = self.deps[i].iter().all(|&j| self.services[j].is_started());
+            if ready {
+                actions.extend(self.services[i].start(now));
+            }
+        }
+        let main_waiting = self
+            .main
+            .as_ref()
+            .is_some_and(|m| m.state == MainState::Waiting);
+        if main_waiting && actions.is_empty() && (0..self.services.len()).all(|i| self.settled(i)) {
+            for svc in self.services.iter().filter(|s| s.ended_for_good()) {
+                warn!(service = %svc.spec.name, "starting the main command although this service failed");
+            }
+            if let Some(main) = self.main.as_mut() {
+                main.state = MainState::Spawning;
+            }
+            actions.push(Action::Spawn(Target::Main));
+        }
+        actions
+    }
+
+    /// Nothing more to wait for before the main COMMAND: started, ended for
+    /// good, not wanted, or held back by a dependency that ended for good.
+    fn settled(&self, i: usize) -> bool {
+        let svc = &self.services[i];
+        if svc.want == Want::Down && svc.state == State::Idle {
+            return true;
+        }
+        if svc.ended_for_good() || svc.state == State::Exited {
+            return true;
+        }
+        if !svc.spec.oneshot && svc.starts > 0 {
+            return true;
+        }
+        svc.state == State::Idle && self.blocked(i, self.services.len())
+    }
+
+    /// Waiting on a dependency (transitively) that ended for good. `depth`
+    /// bounds the recursion even though validation rejects cycles.
+    fn blocked(&self, i: usize, depth: usize) -> bool {
+        depth > 0
+            && self.deps[i]
+                .iter()
+                .any(|&j| self.services[j].ended_for_good() || self.blocked(j, depth - 1))
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) -> Vec<Action> {
+        self.phase = Phase::Stopping;
+        self.shutdown_at = Some(now + self.shutdown_timeout);
+        for svc in &mut self.services {
+            // Nothing starts or restarts from now on.
+            svc.want = Want::Down;
+        }
+        let mut actions = Vec::new();
+        if let Some(pid) = self.init.running {
+            actions.push(Action::Signal {
+                pid,
+                signal: Signal::SIGTERM,
+                group: true,
+            });
+        }
+        actions
+    }
+
+    /// Phase `Stopping`: the main COMMAND first, then each service once every
+    /// service that depends on it is down; then the finish scripts.
+    fn advance_stop(&mut self, now: Instant) -> Vec<Action> {
+        let deadline = self.shutdown_at.unwrap_or(now);
+        let mut actions = Vec::new();
+        if let Some(main) = self.main.as_mut() {
+            match main.state {
+                MainState::Running { pid } => {
+                    info!(
+                        pid = pid.as_raw(),
+                        signal = self.shutdown_signal.as_str(),
+                        "stopping main command"
+                    );
+                    main.state = MainState::Stopping {
+                        pid,
+                        kill_at: (now + MAIN_STOP_TIMEOUT).min(deadline),
+                        killed: false,
+                    };
+                    actions.push(Action::Signal {
+                        pid,
+                        signal: self.shutdown_signal,
+                        group: true,
+                    });
+                }
+                MainState::Waiting => main.state = MainState::Ended,
+                _ => {}
+            }
+        }
+        let main_busy = self
+            .main
+            .as_ref()
+            .is_some_and(|m| m.state == MainState::Spawning || m.pid().is_some());
+        if main_busy || self.init.busy {
+            return actions;
+        }
+        for i in 0..self.services.len() {
+            if !matches!(self.services[i].state, State::Running { .. }) {
+                // Cancels a pending retry; no-op otherwise.
+                actions.extend(self.services[i].stop(now, Some(deadline)));
+                continue;
+            }
+            let dependants_down = (0..self.services.len())
+                .filter(|&j| self.deps[j].contains(&i))
+                .all(|j| self.services[j].is_down());
+            if dependants_down {
+                actions.extend(self.services[i].stop(now, Some(deadline)));
+            }
+        }
+        if self.services.iter().all(Service::is_down) {
+            self.phase = Phase::Finish;
+            actions.extend(self.next_finish(now));
+        }
+        actions
+    }
+
+    fn next_finish(&mut self, now: Instant) -> Vec<Action> {
+        if self.finish.next < self.finish.paths.len() {
+            let target = Target::Finish(self.finish.next);
+            self.finish.next += 1;
+            self.finish.busy = true;
+            info!(script = %self.script_path(target), "running finish script");
+            return vec![Action::Spawn(target)];
+        }
+        let killed = self.shutdown_at.is_none_or(|at| now >= at);
+        self.phase = Phase::Drain { killed };
+        let mut actions = vec![Action::SignalAll(Signal::SIGTERM)];
+        if killed {
+            self.give_up_at = Some(now + GIVE_UP_AFTER_KILL);
+            actions.push(Action::SignalAll(Signal::SIGKILL));
+        }
+        actions
+    }
+
+    fn done(&mut self) -> Vec<Action> {
+        self.phase = Phase::Done;
+        vec![Action::Exit(self.exit_code())]
+    }
+
+    pub fn script_path(&self, target: Target) -> String {
+        let path = match target {
+            Target::Init(i) => self.init.paths.get(i),
+            Target::Finish(i) => self.finish.paths.get(i),
+            _ => None,
+        };
+        path.map(|p| p.display().to_string()).unwrap_or_default()
+    }
+}
