@@ -618,3 +618,335 @@ impl Supervisor {
         path.map(|p| p.display().to_string()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServiceSpec;
+
+    fn svc(name: &str, after: &[&str]) -> ServiceSpec {
+        let mut s = ServiceSpec::new(name, vec!["true".into()]);
+        s.after = after.iter().map(|a| a.to_string()).collect();
+        s
+    }
+
+    fn sup(services: Vec<ServiceSpec>, main: bool) -> Supervisor {
+        let main = main.then(|| vec!["app".to_string()]);
+        Supervisor::new(
+            Spec { services },
+            main,
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(9),
+        )
+    }
+
+    fn pid(n: i32) -> Pid {
+        Pid::from_raw(n)
+    }
+
+    /// Carry out spawns the way the executor does: each gets the next pid.
+    struct Harness {
+        sup: Supervisor,
+        next_pid: i32,
+        now: Instant,
+        /// Every action, in order, with spawns resolved to pids.
+        log: Vec<Action>,
+    }
+
+    impl Harness {
+        fn new(sup: Supervisor) -> Harness {
+            let mut h = Harness {
+                sup,
+                next_pid: 100,
+                now: Instant::now(),
+                log: Vec::new(),
+            };
+            let actions = h.sup.start(h.now);
+            h.run(actions);
+            h
+        }
+
+        fn run(&mut self, actions: Vec<Action>) {
+            let mut pending: std::collections::VecDeque<Action> = actions.into();
+            while let Some(action) = pending.pop_front() {
+                self.log.push(action.clone());
+                if let Action::Spawn(target) = action {
+                    let pid = pid(self.next_pid);
+                    self.next_pid += 1;
+                    pending.extend(self.sup.on_event(Event::Spawned { target, pid }, self.now));
+                }
+            }
+        }
+
+        fn event(&mut self, event: Event) {
+            let actions = self.sup.on_event(event, self.now);
+            self.run(actions);
+        }
+
+        fn exit(&mut self, pid: Pid, exit: Exit) {
+            self.event(Event::Exited { pid, exit });
+        }
+
+        fn advance_to(&mut self, at: Instant) {
+            self.now = at;
+            self.event(Event::Tick);
+        }
+
+        fn pid_of(&self, name: &str) -> Pid {
+            self.sup
+                .services
+                .iter()
+                .find(|s| s.name() == name)
+                .and_then(Service::pid)
+                .unwrap_or_else(|| panic!("{name} has no pid"))
+        }
+
+        fn spawned(&self) -> Vec<Target> {
+            self.log
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Spawn(t) => Some(*t),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn signalled(&self) -> Vec<(Pid, Signal)> {
+            self.log
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Signal { pid, signal, .. } => Some((*pid, *signal)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn take_log(&mut self) -> Vec<Action> {
+            std::mem::take(&mut self.log)
+        }
+    }
+
+    #[test]
+    fn services_start_in_dependency_order_then_the_main_command() {
+        // db <- api <- web; cache independent. Index order is name order.
+        let h = Harness::new(sup(
+            vec![
+                svc("api", &["db"]),
+                svc("cache", &[]),
+                svc("db", &[]),
+                svc("web", &["api"]),
+            ],
+            true,
+        ));
+        // db and cache start together; api waits for db, which is running at once.
+        assert_eq!(
+            h.spawned(),
+            vec![
+                Target::Service(1),
+                Target::Service(2),
+                Target::Service(0),
+                Target::Service(3),
+                Target::Main
+            ]
+        );
+        assert_eq!(h.sup.main_pid(), Some(pid(104)));
+    }
+
+    #[test]
+    fn dependants_of_a_oneshot_wait_for_its_exit_0() {
+        let mut migrate = svc("migrate", &[]);
+        migrate.oneshot = true;
+        migrate.restart = crate::config::Restart::Never;
+        let mut h = Harness::new(sup(vec![svc("app", &["migrate"]), migrate], true));
+        assert_eq!(h.spawned(), vec![Target::Service(1)]);
+        h.take_log();
+        h.exit(pid(100), Exit::Code(0));
+        assert_eq!(h.spawned(), vec![Target::Service(0), Target::Main]);
+    }
+
+    #[test]
+    fn a_failed_oneshot_holds_its_dependants_but_not_the_main_command() {
+        let mut migrate = svc("migrate", &[]);
+        migrate.oneshot = true;
+        migrate.restart = crate::config::Restart::Never;
+        let mut h = Harness::new(sup(vec![svc("app", &["migrate"]), migrate], true));
+        h.take_log();
+        h.exit(pid(100), Exit::Code(1));
+        assert_eq!(h.spawned(), vec![Target::Main]);
+        assert_eq!(h.sup.services[0].state, State::Idle);
+    }
+
+    #[test]
+    fn shutdown_stops_main_then_dependants_before_dependencies() {
+        let mut h = Harness::new(sup(
+            vec![
+                svc("api", &["db"]),
+                svc("cache", &[]),
+                svc("db", &[]),
+                svc("web", &["api"]),
+            ],
+            true,
+        ));
+        let (api, cache, db, web, main) = (
+            h.pid_of("api"),
+            h.pid_of("cache"),
+            h.pid_of("db"),
+            h.pid_of("web"),
+            pid(104),
+        );
+        h.take_log();
+        h.event(Event::Signal(Signal::SIGINT));
+        // The main COMMAND gets the signal corral received, and alone.
+        assert_eq!(h.signalled(), vec![(main, Signal::SIGINT)]);
+        h.take_log();
+        h.exit(main, Exit::Code(130));
+        // Leaves first: web and cache (nothing depends on them), together.
+        assert_eq!(
+            h.signalled(),
+            vec![(cache, Signal::SIGTERM), (web, Signal::SIGTERM)]
+        );
+        h.take_log();
+        h.exit(cache, Exit::Signal(Signal::SIGTERM));
+        assert!(h.signalled().is_empty(), "db must wait for api");
+        h.exit(web, Exit::Signal(Signal::SIGTERM));
+        assert_eq!(h.signalled(), vec![(api, Signal::SIGTERM)]);
+        h.take_log();
+        h.exit(api, Exit::Signal(Signal::SIGTERM));
+        assert_eq!(h.signalled(), vec![(db, Signal::SIGTERM)]);
+        h.take_log();
+        h.exit(db, Exit::Code(0));
+        assert_eq!(h.sup.phase, Phase::Drain { killed: false });
+        assert_eq!(h.take_log(), vec![Action::SignalAll(Signal::SIGTERM)]);
+        h.event(Event::NoChildren);
+        // A signal started it, the main COMMAND's status ends it (like tini).
+        assert_eq!(h.take_log(), vec![Action::Exit(130)]);
+        assert!(h.sup.is_done());
+    }
+
+    #[test]
+    fn the_shutdown_budget_caps_every_wait_and_ends_in_sigkill_for_all() {
+        let mut slow = svc("slow", &[]);
+        slow.stop_timeout = Duration::from_secs(60);
+        let mut h = Harness::new(sup(vec![slow], false));
+        let t0 = h.now;
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(9)));
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(9));
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGKILL)]);
+        h.take_log();
+        h.exit(pid(100), Exit::Signal(Signal::SIGKILL));
+        // Budget spent: every leftover process gets SIGTERM and SIGKILL at once.
+        assert_eq!(
+            h.take_log(),
+            vec![
+                Action::SignalAll(Signal::SIGTERM),
+                Action::SignalAll(Signal::SIGKILL)
+            ]
+        );
+        h.event(Event::NoChildren);
+        assert_eq!(h.take_log(), vec![Action::Exit(0)]);
+    }
+
+    #[test]
+    fn leftover_processes_get_sigkill_when_the_budget_ends() {
+        let mut h = Harness::new(sup(vec![svc("a", &[])], false));
+        let t0 = h.now;
+        h.event(Event::Signal(Signal::SIGTERM));
+        h.exit(pid(100), Exit::Code(0));
+        h.take_log();
+        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(9)));
+        // An orphan exits; others remain: no exit yet.
+        h.exit(pid(555), Exit::Code(0));
+        assert!(h.take_log().is_empty());
+        h.advance_to(t0 + Duration::from_secs(9));
+        assert_eq!(h.take_log(), vec![Action::SignalAll(Signal::SIGKILL)]);
+        // Something survives even SIGKILL: exit anyway, a little later.
+        h.advance_to(t0 + Duration::from_secs(9) + GIVE_UP_AFTER_KILL);
+        assert_eq!(h.take_log(), vec![Action::Exit(0)]);
+        assert_eq!(h.sup.orphans_reaped, 1);
+    }
+
+    #[test]
+    fn main_command_exit_code_becomes_corrals() {
+        let mut h = Harness::new(sup(vec![svc("a", &[])], true));
+        h.exit(pid(101), Exit::Code(3));
+        assert_eq!(h.sup.phase, Phase::Stopping);
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        h.event(Event::NoChildren);
+        assert_eq!(h.log.last(), Some(&Action::Exit(3)));
+    }
+
+    #[test]
+    fn an_essential_service_that_ends_takes_the_container_down_with_its_code() {
+        let mut db = svc("db", &[]);
+        db.essential = true;
+        db.restart = crate::config::Restart::Never;
+        let mut h = Harness::new(sup(vec![db, svc("web", &[])], true));
+        h.exit(pid(100), Exit::Code(4));
+        assert_eq!(h.sup.phase, Phase::Stopping);
+        // The main COMMAND's own status later does not replace the first cause.
+        h.exit(pid(102), Exit::Signal(Signal::SIGTERM));
+        h.exit(pid(101), Exit::Signal(Signal::SIGTERM));
+        h.event(Event::NoChildren);
+        assert_eq!(h.log.last(), Some(&Action::Exit(4)));
+    }
+
+    #[test]
+    fn no_restart_during_shutdown() {
+        let mut h = Harness::new(sup(vec![svc("api", &["db"]), svc("db", &[])], false));
+        h.event(Event::Signal(Signal::SIGTERM));
+        h.take_log();
+        // db crashes while api is still stopping: it must not come back.
+        h.exit(pid(100), Exit::Code(1));
+        assert!(h.spawned().is_empty());
+        assert_eq!(h.sup.next_deadline(), h.sup.services[0].deadline());
+    }
+
+    #[test]
+    fn init_scripts_run_one_at_a_time_and_a_failure_stops_startup() {
+        let mut s = sup(vec![svc("a", &[])], true);
+        s.init = Scripts::new(vec!["/i/01".into(), "/i/02".into(), "/i/03".into()]);
+        s.finish = Scripts::new(vec!["/f/01".into()]);
+        let mut h = Harness::new(s);
+        assert_eq!(h.spawned(), vec![Target::Init(0)]);
+        h.exit(pid(100), Exit::Code(0));
+        assert_eq!(h.spawned(), vec![Target::Init(0), Target::Init(1)]);
+        h.take_log();
+        h.exit(pid(101), Exit::Code(5));
+        // No service, no main command, no third script; the finish script runs.
+        assert_eq!(h.spawned(), vec![Target::Finish(0)]);
+        h.take_log();
+        h.exit(pid(102), Exit::Code(0));
+        assert_eq!(h.take_log(), vec![Action::SignalAll(Signal::SIGTERM)]);
+        h.event(Event::NoChildren);
+        assert_eq!(h.take_log(), vec![Action::Exit(5)]);
+    }
+
+    #[test]
+    fn signals_are_forwarded_to_the_main_command_only() {
+        let mut h = Harness::new(sup(vec![], true));
+        h.take_log();
+        h.event(Event::Signal(Signal::SIGUSR1));
+        assert_eq!(
+            h.take_log(),
+            vec![Action::Signal {
+                pid: pid(100),
+                signal: Signal::SIGUSR1,
+                group: true
+            }]
+        );
+        let mut none = Harness::new(sup(vec![svc("a", &[])], false));
+        none.take_log();
+        none.event(Event::Signal(Signal::SIGWINCH));
+        assert!(none.take_log().is_empty());
+        assert_eq!(none.sup.phase, Phase::Up);
+    }
+
+    #[test]
+    fn idle_corral_has_no_deadline() {
+        let h = Harness::new(sup(vec![svc("a", &[]), svc("b", &["a"])], false));
+        assert_eq!(h.sup.next_deadline(), None);
+    }
+}
