@@ -1,121 +1,251 @@
-//! TEMPORARY stand-in until the real loader lands (being written in parallel).
-pub mod spec;
-use nix::sys::signal::Signal;
-pub use spec::*;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+//! Service definitions: services dirs of `NAME.toml` files → a validated
+//! [`Spec`], or every error at once.
+//!
+//! This module owns reading the services dirs, the service file format of
+//! SPEC section 3 (its defaults are `ServiceSpec::new` in `spec.rs`), and
+//! every check on it: unknown keys (with a
+//! "did you mean"), types, values, users and groups (resolved to ids here, so a
+//! spawn never reads `/etc/passwd`), and the checks between services (`after`
+//! targets exist and form no cycle). Every error carries `path:line:col` and
+//! all of them are reported together; one bad key never hides another.
+//!
+//! What it must never do: start, signal or wait for anything (it only reads
+//! files and the user database), or panic on any input — it also runs inside
+//! PID 1 when the definitions are re-read on SIGHUP. It never reads
+//! `env-file`s (read at each start) and never checks that `working-dir`
+//! exists (init scripts, which run after validation, may create it). Keys of
+//! the SPEC that are not built yet (`ready`, `health`, ...) are errors, never
+//! silently accepted.
+//!
+//! The flow: `load` walks the dirs; `file.rs` parses one file (TOML →
+//! `raw.rs`, which type-checks each key → defaults and checks between keys of
+//! the file, `credentials.rs`); `validate.rs` checks between services.
 
+mod credentials;
+mod duration;
+mod file;
+mod raw;
+mod signal;
+pub mod spec;
+mod suggest;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use duration::parse_duration;
+pub use signal::{parse_signal, signal_name};
+pub use spec::*;
+
+use file::Parsed;
+
+/// One problem in the definitions, as `path:line:col: message`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
     pub path: PathBuf,
+    /// 1-based; 0 when the error is about the file or directory as a whole.
     pub line: usize,
+    /// 1-based, counted in characters.
     pub col: usize,
     pub message: String,
 }
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.path.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+
+impl ConfigError {
+    /// An error with no position in the file (`path: message`).
+    fn whole_file(path: &Path, message: String) -> ConfigError {
+        ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            message,
+        }
     }
 }
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path.display(),
+                self.line,
+                self.col,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads every services dir, in order: each `NAME.toml` in it defines service
+/// NAME. Returns the services sorted by name, or every error of every file,
+/// sorted by path then position.
+///
+/// Hidden files and editor or package-manager leftovers (`*~`, `*.swp`,
+/// `*.bak`, `*.dpkg-*`) are skipped silently; other files that are not
+/// `.toml` are skipped with a warning. A dir that cannot be read is an error
+/// (so the caller should pass optional default dirs only when they exist).
 pub fn load(dirs: &[PathBuf]) -> Result<Spec, Vec<ConfigError>> {
-    let mut services = Vec::new();
+    let mut errors = Vec::new();
+    // The first definition of each name; later ones are errors.
+    let mut services: BTreeMap<String, Parsed> = BTreeMap::new();
     for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "toml") {
-                let text = std::fs::read_to_string(&p).unwrap_or_default();
-                services.push(parse_service(&p, &text)?);
+        for path in dir_entries(dir, &mut errors) {
+            let Some(mut parsed) = read_entry(&path, &mut errors) else {
+                continue;
+            };
+            errors.append(&mut parsed.errors);
+            match services.get(&parsed.name) {
+                Some(first) => errors.push(ConfigError::whole_file(
+                    &path,
+                    format!(
+                        "service \"{}\" is already defined in {}",
+                        parsed.name,
+                        first.path.display()
+                    ),
+                )),
+                None => {
+                    services.insert(parsed.name.clone(), parsed);
+                }
             }
         }
     }
-    services.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Spec { services })
+    let all: Vec<&Parsed> = services.values().collect();
+    errors.extend(validate::check_after(&all));
+    if !errors.is_empty() {
+        file::sort(&mut errors);
+        return Err(errors);
+    }
+    Ok(Spec {
+        // BTreeMap order: sorted by name.
+        services: services.into_values().filter_map(|p| p.spec).collect(),
+    })
 }
-pub fn parse_service(path: &Path, text: &str) -> Result<ServiceSpec, Vec<ConfigError>> {
-    let err = |m: String| {
-        vec![ConfigError {
-            path: path.into(),
-            line: 1,
-            col: 1,
-            message: m,
-        }]
+
+/// The entries of `dir`, sorted by name so that the result (and which of two
+/// same-named files counts as the first) never depends on readdir order.
+fn dir_entries(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(ConfigError::whole_file(
+                dir,
+                format!("cannot read services directory: {e}"),
+            ));
+            return Vec::new();
+        }
     };
-    let t: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("x");
-    let command = match t.get("command") {
-        Some(toml::Value::String(s)) => vec!["/bin/sh".into(), "-c".into(), s.clone()],
-        Some(toml::Value::Array(a)) => a
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect(),
-        _ => return Err(err("command".into())),
-    };
-    let mut s = ServiceSpec::new(name, command);
-    s.source = path.into();
-    if let Some(v) = t.get("oneshot").and_then(|v| v.as_bool()) {
-        s.oneshot = v;
-        if v {
-            s.restart = Restart::Never
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => paths.push(entry.path()),
+            Err(e) => errors.push(ConfigError::whole_file(
+                dir,
+                format!("cannot read services directory: {e}"),
+            )),
         }
     }
-    if let Some(v) = t.get("essential").and_then(|v| v.as_bool()) {
-        s.essential = v;
-    }
-    if let Some(v) = t.get("restart").and_then(|v| v.as_str()) {
-        s.restart = match v {
-            "never" => Restart::Never,
-            "on-failure" => Restart::OnFailure,
-            _ => Restart::Always,
-        };
-    }
-    if let Some(v) = t.get("stop-timeout").and_then(|v| v.as_str()) {
-        s.stop_timeout = parse_duration(v).map_err(err)?;
-    }
-    if let Some(v) = t.get("restart-delay").and_then(|v| v.as_str()) {
-        s.restart_delay = parse_duration(v).map_err(err)?;
-    }
-    if let Some(v) = t.get("after").and_then(|v| v.as_array()) {
-        s.after = v
-            .iter()
-            .filter_map(|v| v.as_str().map(String::from))
-            .collect();
-    }
-    Ok(s)
+    paths.sort();
+    paths
 }
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    if let Some(n) = s.strip_suffix("ms") {
-        return n
-            .parse()
-            .map(Duration::from_millis)
-            .map_err(|e| e.to_string());
+
+/// One entry of a services dir: `None` when it defines no service.
+fn read_entry(path: &Path, errors: &mut Vec<ConfigError>) -> Option<Parsed> {
+    let file_name = path.file_name()?.to_string_lossy().into_owned();
+    if is_skipped_silently(&file_name) {
+        return None;
     }
-    if let Some(n) = s.strip_suffix('s') {
-        return n
-            .parse()
-            .map(Duration::from_secs_f64)
-            .map_err(|e| e.to_string());
-    }
-    Err(format!("bad duration {s}"))
-}
-pub fn parse_signal(s: &str) -> Result<Signal, String> {
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
+    let name = file_name.strip_suffix(".toml");
+    // `metadata` follows symlinks: a link to a file is a file.
+    let metadata = match fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if name.is_some() => {
+            errors.push(ConfigError::whole_file(path, format!("cannot read: {e}")));
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable entry in services directory");
+            return None;
+        }
     };
-    name.parse().map_err(|_| format!("bad signal {s}"))
+    if metadata.is_dir() {
+        errors.push(ConfigError::whole_file(
+            path,
+            "s6-style service directories are not supported yet".to_string(),
+        ));
+        return None;
+    }
+    let Some(name) = name else {
+        tracing::warn!(path = %path.display(), "ignoring file in services directory: not a NAME.toml service definition");
+        return None;
+    };
+    let unreadable = |message: String| Parsed {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        spec: None,
+        after_key: None,
+        after: Vec::new(),
+        errors: vec![ConfigError::whole_file(path, message)],
+    };
+    // Never open a FIFO or a device: reading it could block PID 1 forever.
+    if !metadata.is_file() {
+        return Some(unreadable("not a regular file".to_string()));
+    }
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => return Some(unreadable(format!("cannot read: {e}"))),
+    };
+    match String::from_utf8(bytes) {
+        Ok(text) => Some(file::parse(name, path, &text)),
+        Err(e) => {
+            let valid = e
+                .as_bytes()
+                .get(..e.utf8_error().valid_up_to())
+                .unwrap_or(&[]);
+            let (line, col) = file::line_col(&String::from_utf8_lossy(valid), valid.len());
+            let mut parsed = unreadable(String::new());
+            parsed.errors = vec![ConfigError {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message: "not valid UTF-8".to_string(),
+            }];
+            Some(parsed)
+        }
+    }
 }
-pub fn signal_name(sig: Signal) -> &'static str {
-    sig.as_str()
+
+/// Hidden files and leftovers of editors and package managers.
+fn is_skipped_silently(file_name: &str) -> bool {
+    file_name.starts_with('.')
+        || file_name.ends_with('~')
+        || file_name.ends_with(".swp")
+        || file_name.ends_with(".bak")
+        || file_name.contains(".dpkg-")
+}
+
+/// Parses one service file on its own, without the checks between services
+/// (`after` targets and cycles). The service is named after the file:
+/// `web.toml` defines `web`. Relative paths in it are relative to the
+/// directory holding `path`.
+pub fn parse_service(path: &Path, text: &str) -> Result<ServiceSpec, Vec<ConfigError>> {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = file_name.strip_suffix(".toml").unwrap_or(&file_name);
+    let parsed = file::parse(name, path, text);
+    match parsed.spec {
+        Some(spec) if parsed.errors.is_empty() => Ok(spec),
+        _ => Err(parsed.errors),
+    }
 }

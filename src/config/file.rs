@@ -1,0 +1,240 @@
+//! One service file: TOML text → `ServiceSpec`, with defaults applied and the
+//! checks that involve several keys of the same file. Checks that involve
+//! other services are in `validate.rs`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::DeTable;
+
+use super::ConfigError;
+use super::credentials;
+use super::raw::{self, Problem, RawService};
+use super::spec::{Restart, ServiceSpec};
+
+/// A 1-based line and column (in characters).
+pub(super) type Pos = (usize, usize);
+
+/// What one file yields: its spec when it has no error, and in any case what
+/// the cross-service checks need (its `after` list, with positions), so that
+/// a service with an unrelated mistake still takes part in them.
+#[derive(Debug)]
+pub(super) struct Parsed {
+    pub name: String,
+    pub path: PathBuf,
+    pub spec: Option<ServiceSpec>,
+    pub after_key: Option<Pos>,
+    pub after: Vec<(String, Pos)>,
+    pub errors: Vec<ConfigError>,
+}
+
+/// `[a-z0-9][a-z0-9_.-]*`: safe in a file name, a log prefix and a shell word.
+pub(super) fn is_service_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        })
+}
+
+pub(super) fn invalid_name_message(name: &str) -> String {
+    format!(
+        "invalid service name \"{}\": use lower-case letters, digits, `_`, `.` and `-`, starting with a letter or digit",
+        name.escape_debug()
+    )
+}
+
+/// Parses the definition of service `name` found at `path`. Relative paths
+/// in it are relative to the directory holding `path`.
+pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
+    let mut parsed = Parsed {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        spec: None,
+        after_key: None,
+        after: Vec::new(),
+        errors: Vec::new(),
+    };
+    if !is_service_name(name) {
+        parsed
+            .errors
+            .push(ConfigError::whole_file(path, invalid_name_message(name)));
+    }
+    let error_at = |at: Option<usize>, message: String| match at {
+        Some(offset) => {
+            let (line, col) = line_col(text, offset);
+            ConfigError {
+                path: path.to_path_buf(),
+                line,
+                col,
+                message,
+            }
+        }
+        None => ConfigError::whole_file(path, message),
+    };
+
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            let span = e.span();
+            let mut message = format!("TOML syntax error: {}", e.message());
+            if e.message() == "duplicate key"
+                && let Some(key) = span.clone().and_then(|s| text.get(s))
+            {
+                message = format!("duplicate key `{key}`");
+            }
+            parsed.errors.push(error_at(span.map(|s| s.start), message));
+            return parsed;
+        }
+    };
+
+    let (raw, mut problems) = raw::read(doc.get_ref());
+    parsed.after_key = raw.after_key.map(|at| line_col(text, at));
+    parsed.after = raw
+        .after
+        .iter()
+        .map(|a| (a.value.clone(), line_col(text, a.at)))
+        .collect();
+
+    if !raw.has_command {
+        problems.push(Problem {
+            at: None,
+            message: "missing required key `command`".to_string(),
+        });
+    }
+
+    // The defaults live in one place: `ServiceSpec::new`.
+    let defaults = ServiceSpec::new(name, Vec::new());
+    check_restart_delays(&raw, &defaults, &mut problems);
+
+    let credentials = match credentials::resolve(raw.user.as_ref(), raw.group.as_ref()) {
+        Ok(credentials) => Some(credentials),
+        Err(mut more) => {
+            problems.append(&mut more);
+            None
+        }
+    };
+
+    parsed
+        .errors
+        .extend(problems.into_iter().map(|p| error_at(p.at, p.message)));
+    sort(&mut parsed.errors);
+    if !parsed.errors.is_empty() {
+        return parsed;
+    }
+    let (Some(command), Some(credentials)) = (raw.command, credentials) else {
+        // Unreachable: a missing command or bad credentials are errors above.
+        return parsed;
+    };
+
+    let base = path.parent().unwrap_or(Path::new(""));
+    let oneshot = raw.oneshot.unwrap_or(defaults.oneshot);
+    let default_restart = if oneshot {
+        Restart::Never
+    } else {
+        defaults.restart
+    };
+    parsed.spec = Some(ServiceSpec {
+        name: name.to_string(),
+        source: path.to_path_buf(),
+        command,
+        credentials,
+        // `join` keeps an absolute path as it is.
+        working_dir: raw
+            .working_dir
+            .map_or(defaults.working_dir, |dir| base.join(dir)),
+        env: raw.env,
+        env_file: raw.env_file.map(|file| base.join(file)),
+        after: raw.after.into_iter().map(|a| a.value).collect(),
+        oneshot,
+        enabled: raw.enabled.unwrap_or(defaults.enabled),
+        restart: raw.restart.unwrap_or(default_restart),
+        restart_delay: raw
+            .restart_delay
+            .map_or(defaults.restart_delay, |d| d.value.duration),
+        restart_delay_max: raw
+            .restart_delay_max
+            .map_or(defaults.restart_delay_max, |d| d.value.duration),
+        max_restarts: raw.max_restarts.unwrap_or(defaults.max_restarts),
+        essential: raw.essential.unwrap_or(defaults.essential),
+        stop_signal: raw.stop_signal.unwrap_or(defaults.stop_signal),
+        stop_timeout: raw.stop_timeout.unwrap_or(defaults.stop_timeout),
+        kill_group: raw.kill_group.unwrap_or(defaults.kill_group),
+        output: raw.output.unwrap_or(defaults.output),
+    });
+    parsed
+}
+
+/// `restart-delay-max` is the cap of a delay that starts at `restart-delay`,
+/// so it must not be below it; the message names whichever was written.
+fn check_restart_delays(raw: &RawService, defaults: &ServiceSpec, problems: &mut Vec<Problem>) {
+    let delay = raw
+        .restart_delay
+        .as_ref()
+        .map_or(defaults.restart_delay, |d| d.value.duration);
+    let max = raw
+        .restart_delay_max
+        .as_ref()
+        .map_or(defaults.restart_delay_max, |d| d.value.duration);
+    if max >= delay {
+        return;
+    }
+    match (&raw.restart_delay, &raw.restart_delay_max) {
+        (Some(delay), Some(max)) => problems.push(Problem::at(
+            max.at,
+            format!(
+                "`restart-delay-max` (\"{}\") must not be shorter than `restart-delay` (\"{}\")",
+                max.value.text, delay.value.text
+            ),
+        )),
+        (Some(delay), None) => problems.push(Problem::at(
+            delay.at,
+            format!(
+                "`restart-delay` (\"{}\") must not be longer than `restart-delay-max` (default \"{}\")",
+                delay.value.text,
+                show(defaults.restart_delay_max)
+            ),
+        )),
+        (None, Some(max)) => problems.push(Problem::at(
+            max.at,
+            format!(
+                "`restart-delay-max` (\"{}\") must not be shorter than `restart-delay` (default \"{}\")",
+                max.value.text,
+                show(defaults.restart_delay)
+            ),
+        )),
+        // Only the defaults: they are consistent.
+        (None, None) => {}
+    }
+}
+
+/// A default duration as a user would write it: `"30s"`, `"100ms"`.
+fn show(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// Errors in reading order; a stable sort keeps the order of errors found at
+/// the same place.
+pub(super) fn sort(errors: &mut [ConfigError]) {
+    errors.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
+}
+
+/// The 1-based line and character column of byte `offset` in `text`
+/// (clamped to the text, and moved back to a character boundary).
+pub(super) fn line_col(text: &str, offset: usize) -> Pos {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = text.get(..offset).unwrap_or("");
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = before.matches('\n').count() + 1;
+    let col = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, col)
+}

@@ -1,0 +1,473 @@
+//! The raw step: walk one file's spanned TOML tree and type-check every key.
+//!
+//! Each key is checked on its own, so one bad key never hides another; every
+//! problem carries the byte offset of what it is about (the key for unknown
+//! keys, the value for wrong values, the element for a bad array or table
+//! element). Defaults and checks between keys belong to `file.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use super::spec::{Output, Restart};
+use super::{duration, signal, suggest};
+
+/// Every key of a service file that corral implements.
+const KEYS: &[&str] = &[
+    "command",
+    "user",
+    "group",
+    "working-dir",
+    "env",
+    "env-file",
+    "after",
+    "oneshot",
+    "enabled",
+    "restart",
+    "restart-delay",
+    "restart-delay-max",
+    "max-restarts",
+    "essential",
+    "stop-signal",
+    "stop-timeout",
+    "kill-group",
+    "output",
+];
+
+/// Keys of SPEC section 3 that are not built yet. They are refused, never
+/// silently accepted: a user who writes `ready` relies on it.
+const NOT_YET: &[&str] = &["ready", "ready-timeout", "health", "reload", "watch"];
+
+/// Something wrong in one file. `at` is a byte offset into the file's text;
+/// `None` when there is nothing to point at (a missing key).
+#[derive(Debug)]
+pub(super) struct Problem {
+    pub at: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn at(at: usize, message: String) -> Problem {
+        Problem {
+            at: Some(at),
+            message,
+        }
+    }
+}
+
+/// A value and the byte offset where it was written.
+#[derive(Debug, Clone)]
+pub(super) struct At<T> {
+    pub value: T,
+    pub at: usize,
+}
+
+/// A `user` or `group` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Id {
+    Name(String),
+    Number(u32),
+}
+
+/// A duration and its text as written, for messages that compare two.
+#[derive(Debug, Clone)]
+pub(super) struct WrittenDuration {
+    pub duration: Duration,
+    pub text: String,
+}
+
+/// The keys of one file, each type-checked; `None` when absent or invalid.
+#[derive(Debug, Default)]
+pub(super) struct RawService {
+    /// The key was written, valid or not (so "missing" is not reported twice).
+    pub has_command: bool,
+    pub command: Option<Vec<String>>,
+    pub user: Option<At<Id>>,
+    pub group: Option<At<Id>>,
+    pub working_dir: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub env_file: Option<PathBuf>,
+    /// Where the `after` key is, for errors about the list as a whole (cycles).
+    pub after_key: Option<usize>,
+    pub after: Vec<At<String>>,
+    pub oneshot: Option<bool>,
+    pub enabled: Option<bool>,
+    pub restart: Option<Restart>,
+    pub restart_delay: Option<At<WrittenDuration>>,
+    pub restart_delay_max: Option<At<WrittenDuration>>,
+    pub max_restarts: Option<u32>,
+    pub essential: Option<bool>,
+    pub stop_signal: Option<Signal>,
+    pub stop_timeout: Option<Duration>,
+    pub kill_group: Option<bool>,
+    pub output: Option<Output>,
+}
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+/// Type-checks every key of `table`, collecting a problem for each bad key
+/// or element.
+pub(super) fn read(table: &DeTable<'_>) -> (RawService, Vec<Problem>) {
+    let mut raw = RawService::default();
+    let mut problems = Vec::new();
+    for (key, value) in table.iter() {
+        read_key(&mut raw, key, value, &mut problems);
+    }
+    (raw, problems)
+}
+
+fn read_key(
+    raw: &mut RawService,
+    key: &Spanned<DeString<'_>>,
+    value: &Value<'_>,
+    problems: &mut Vec<Problem>,
+) {
+    const RESTART: &[(&str, Restart)] = &[
+        ("always", Restart::Always),
+        ("on-failure", Restart::OnFailure),
+        ("never", Restart::Never),
+    ];
+    const OUTPUT: &[(&str, Output)] = &[
+        ("prefix", Output::Prefix),
+        ("inherit", Output::Inherit),
+        ("null", Output::Null),
+    ];
+    let name: &str = key.get_ref();
+    match name {
+        "command" => {
+            raw.has_command = true;
+            raw.command = command(value, problems);
+        }
+        "user" => keep(&mut raw.user, id(name, "user name", value), problems),
+        "group" => keep(&mut raw.group, id(name, "group name", value), problems),
+        "working-dir" => keep(&mut raw.working_dir, path(name, value), problems),
+        "env-file" => keep(&mut raw.env_file, path(name, value), problems),
+        "env" => raw.env = env(value, problems),
+        "after" => {
+            raw.after_key = Some(key.span().start);
+            raw.after = after(value, problems);
+        }
+        "oneshot" => keep(&mut raw.oneshot, boolean(name, value), problems),
+        "enabled" => keep(&mut raw.enabled, boolean(name, value), problems),
+        "restart" => keep(&mut raw.restart, choice(name, value, RESTART), problems),
+        "restart-delay" => keep(
+            &mut raw.restart_delay,
+            written_duration(name, value),
+            problems,
+        ),
+        "restart-delay-max" => keep(
+            &mut raw.restart_delay_max,
+            written_duration(name, value),
+            problems,
+        ),
+        "max-restarts" => keep(&mut raw.max_restarts, max_restarts(value), problems),
+        "essential" => keep(&mut raw.essential, boolean(name, value), problems),
+        "stop-signal" => keep(&mut raw.stop_signal, stop_signal(value), problems),
+        "stop-timeout" => keep(
+            &mut raw.stop_timeout,
+            written_duration(name, value).map(|d| d.value.duration),
+            problems,
+        ),
+        "kill-group" => keep(&mut raw.kill_group, boolean(name, value), problems),
+        "output" => keep(&mut raw.output, choice(name, value, OUTPUT), problems),
+        _ if NOT_YET.contains(&name) => problems.push(Problem::at(
+            key.span().start,
+            format!("`{name}` is not supported yet"),
+        )),
+        _ => {
+            let known = KEYS.iter().chain(NOT_YET).copied();
+            let shown = name.escape_debug();
+            let message = match suggest::closest(name, known) {
+                Some(guess) => format!("unknown key `{shown}` (did you mean `{guess}`?)"),
+                None => format!("unknown key `{shown}`"),
+            };
+            problems.push(Problem::at(key.span().start, message));
+        }
+    }
+}
+
+/// Stores a good value, or records why it is bad.
+fn keep<T>(slot: &mut Option<T>, result: Result<T, Problem>, problems: &mut Vec<Problem>) {
+    match result {
+        Ok(value) => *slot = Some(value),
+        Err(problem) => problems.push(problem),
+    }
+}
+
+/// What was found, for "expected X, found Y": the TOML type.
+fn found(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "string",
+        DeValue::Integer(_) => "integer",
+        DeValue::Float(_) => "float",
+        DeValue::Boolean(_) => "boolean",
+        DeValue::Datetime(_) => "date-time",
+        DeValue::Array(_) => "array",
+        DeValue::Table(_) => "table",
+    }
+}
+
+fn expected(key: &str, what: &str, value: &Value<'_>) -> Problem {
+    Problem::at(
+        value.span().start,
+        format!("`{key}`: expected {what}, found {}", found(value.get_ref())),
+    )
+}
+
+/// A string that can be handed to `execve` or the environment: no NUL byte.
+fn text(key: &str, what: &str, value: &Value<'_>) -> Result<String, Problem> {
+    match value.get_ref() {
+        DeValue::String(s) if s.contains('\0') => Err(Problem::at(
+            value.span().start,
+            format!("`{key}`: must not contain a NUL character"),
+        )),
+        DeValue::String(s) => Ok(s.to_string()),
+        _ => Err(expected(key, what, value)),
+    }
+}
+
+/// `command`: every bad element is reported.
+fn command(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Vec<String>> {
+    const WHAT: &str = "an array of strings or a string";
+    let empty = || {
+        Problem::at(
+            value.span().start,
+            "`command`: must not be empty".to_string(),
+        )
+    };
+    let mut fail = |problem| {
+        problems.push(problem);
+        None
+    };
+    match value.get_ref() {
+        DeValue::String(_) => match text("command", WHAT, value) {
+            Ok(script) if script.trim().is_empty() => fail(empty()),
+            Ok(script) => Some(vec!["/bin/sh".to_string(), "-c".to_string(), script]),
+            Err(problem) => fail(problem),
+        },
+        DeValue::Array(items) => {
+            let Some(first) = items.first() else {
+                return fail(empty());
+            };
+            let mut argv = Vec::with_capacity(items.len());
+            let mut bad = Vec::new();
+            for item in items.iter() {
+                match text("command", "a string", item) {
+                    Ok(arg) => argv.push(arg),
+                    Err(problem) => bad.push(problem),
+                }
+            }
+            if matches!(first.get_ref(), DeValue::String(s) if s.is_empty()) {
+                bad.push(Problem::at(
+                    first.span().start,
+                    "`command`: the program (first element) must not be empty".to_string(),
+                ));
+            }
+            if bad.is_empty() {
+                Some(argv)
+            } else {
+                problems.append(&mut bad);
+                None
+            }
+        }
+        _ => fail(expected("command", WHAT, value)),
+    }
+}
+
+/// A user or group: a name, or a numeric id as an integer or a string of digits.
+fn id(key: &str, what: &str, value: &Value<'_>) -> Result<At<Id>, Problem> {
+    let at = value.span().start;
+    // (uid_t)-1 means "leave unchanged" to setresuid(2), so it is not an id.
+    let number = |n: Option<i128>, shown: &str| match n.and_then(|n| u32::try_from(n).ok()) {
+        Some(id) if id != u32::MAX => Ok(At {
+            value: Id::Number(id),
+            at,
+        }),
+        _ => Err(Problem::at(
+            at,
+            format!(
+                "`{key}`: numeric id {shown} is out of range (0 to {})",
+                u32::MAX - 1
+            ),
+        )),
+    };
+    match value.get_ref() {
+        DeValue::Integer(i) => number(integer(i.as_str(), i.radix()), i.as_str()),
+        DeValue::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            number(s.parse::<i128>().ok(), s.as_ref())
+        }
+        DeValue::String(s) if s.trim().is_empty() => {
+            Err(Problem::at(at, format!("`{key}`: must not be empty")))
+        }
+        DeValue::String(_) => Ok(At {
+            value: Id::Name(text(key, what, value)?),
+            at,
+        }),
+        _ => Err(expected(key, &format!("a {what} or numeric id"), value)),
+    }
+}
+
+fn integer(digits: &str, radix: u32) -> Option<i128> {
+    i128::from_str_radix(digits, radix).ok()
+}
+
+fn path(key: &str, value: &Value<'_>) -> Result<PathBuf, Problem> {
+    let s = text(key, "a path string", value)?;
+    if s.is_empty() {
+        return Err(Problem::at(
+            value.span().start,
+            format!("`{key}`: must not be empty"),
+        ));
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn boolean(key: &str, value: &Value<'_>) -> Result<bool, Problem> {
+    match value.get_ref() {
+        DeValue::Boolean(b) => Ok(*b),
+        _ => Err(expected(key, "true or false", value)),
+    }
+}
+
+/// One of a few strings, e.g. `restart`: a bad one lists the valid ones.
+fn choice<T: Copy>(key: &str, value: &Value<'_>, choices: &[(&str, T)]) -> Result<T, Problem> {
+    let valid = choices
+        .iter()
+        .map(|(name, _)| format!("\"{name}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match value.get_ref() {
+        DeValue::String(s) => choices
+            .iter()
+            .find(|(name, _)| *name == s.as_ref())
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                Problem::at(
+                    value.span().start,
+                    format!(
+                        "`{key}`: expected one of {valid}, found \"{}\"",
+                        s.escape_debug()
+                    ),
+                )
+            }),
+        _ => Err(expected(key, &format!("one of {valid}"), value)),
+    }
+}
+
+fn written_duration(key: &str, value: &Value<'_>) -> Result<At<WrittenDuration>, Problem> {
+    let at = value.span().start;
+    match value.get_ref() {
+        DeValue::String(s) => match duration::parse_duration(s.as_ref()) {
+            Ok(duration) => Ok(At {
+                value: WrittenDuration {
+                    duration,
+                    text: s.to_string(),
+                },
+                at,
+            }),
+            Err(message) => Err(Problem::at(at, format!("`{key}`: {message}"))),
+        },
+        _ => Err(expected(key, "a duration string such as \"250ms\"", value)),
+    }
+}
+
+fn max_restarts(value: &Value<'_>) -> Result<u32, Problem> {
+    let range = format!("an integer from 0 to {} (0 = unlimited)", u32::MAX);
+    match value.get_ref() {
+        DeValue::Integer(i) => integer(i.as_str(), i.radix())
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                Problem::at(
+                    value.span().start,
+                    format!("`max-restarts`: expected {range}, found {}", i.as_str()),
+                )
+            }),
+        _ => Err(expected("max-restarts", &range, value)),
+    }
+}
+
+fn stop_signal(value: &Value<'_>) -> Result<Signal, Problem> {
+    match value.get_ref() {
+        DeValue::String(s) => signal::parse_signal(s.as_ref()).map_err(|message| {
+            Problem::at(value.span().start, format!("`stop-signal`: {message}"))
+        }),
+        _ => Err(expected(
+            "stop-signal",
+            "a signal name such as \"TERM\"",
+            value,
+        )),
+    }
+}
+
+/// `env`: a table of strings whose keys are valid variable names. Every bad
+/// entry is reported; the good ones are kept, in key order.
+fn env(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<(String, String)> {
+    let DeValue::Table(table) = value.get_ref() else {
+        problems.push(expected("env", "a table of strings", value));
+        return Vec::new();
+    };
+    let mut vars = Vec::new();
+    for (key, item) in table.iter() {
+        let name: &str = key.get_ref();
+        if !is_env_name(name) {
+            problems.push(Problem::at(
+                key.span().start,
+                format!(
+                    "`env`: invalid variable name `{}` (use letters, digits and `_`, not starting with a digit)",
+                    name.escape_debug()
+                ),
+            ));
+            continue;
+        }
+        let shown = format!("env.{name}");
+        match item.get_ref() {
+            DeValue::String(_) => match text(&shown, "a string", item) {
+                Ok(v) => vars.push((name.to_string(), v)),
+                Err(problem) => problems.push(problem),
+            },
+            DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_) => {
+                let mut problem = expected(&shown, "a string", item);
+                problem.message.push_str(" (put the value in quotes)");
+                problems.push(problem);
+            }
+            _ => problems.push(expected(&shown, "a string", item)),
+        }
+    }
+    vars
+}
+
+/// POSIX-portable environment variable names: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `after`: an array of service names (checked against the other services
+/// by `validate.rs`). Every bad element is reported; duplicates are dropped.
+fn after(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<At<String>> {
+    let DeValue::Array(items) = value.get_ref() else {
+        problems.push(expected("after", "an array of service names", value));
+        return Vec::new();
+    };
+    let mut names: Vec<At<String>> = Vec::new();
+    for item in items.iter() {
+        match item.get_ref() {
+            DeValue::String(s) => {
+                if !names.iter().any(|n| n.value == s.as_ref()) {
+                    names.push(At {
+                        value: s.to_string(),
+                        at: item.span().start,
+                    });
+                }
+            }
+            _ => problems.push(expected("after", "a service name (string)", item)),
+        }
+    }
+    names
+}
