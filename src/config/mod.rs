@@ -30,9 +30,6 @@ pub mod spec;
 mod suggest;
 mod validate;
 
-#[cfg(test)]
-mod tests;
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
@@ -247,5 +244,28 @@ pub fn parse_service(path: &Path, text: &str) -> Result<ServiceSpec, Vec<ConfigE
     match parsed.spec {
         Some(spec) if parsed.errors.is_empty() => Ok(spec),
         _ => Err(parsed.errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_names_are_skipped_without_a_warning() {
+        for name in [
+            ".web.toml",
+            ".git",
+            "web.toml~",
+            "web.toml.swp",
+            "web.toml.bak",
+            "web.toml.dpkg-new",
+            "x.dpkg-dist",
+        ] {
+            assert!(is_skipped_silently(name), "{name}");
+        }
+        for name in ["web.toml", "README.md", "web.toml.orig"] {
+            assert!(!is_skipped_silently(name), "{name}");
+        }
     }
 }

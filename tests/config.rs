@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid, getgid};
 
-use super::*;
+use corral::config::*;
 
 /// Parses `web.toml` and expects errors: their `Display` strings.
 fn errors(text: &str) -> Vec<String> {
@@ -751,24 +751,6 @@ mod load_dirs {
         let web = spec.get("web").expect("web");
         assert_eq!(web.source, dir.0.join("web.toml"));
         assert_eq!(web.after, ["db"]);
-    }
-
-    #[test]
-    fn which_names_are_skipped_without_a_warning() {
-        for name in [
-            ".web.toml",
-            ".git",
-            "web.toml~",
-            "web.toml.swp",
-            "web.toml.bak",
-            "web.toml.dpkg-new",
-            "x.dpkg-dist",
-        ] {
-            assert!(is_skipped_silently(name), "{name}");
-        }
-        for name in ["web.toml", "README.md", "web.toml.orig"] {
-            assert!(!is_skipped_silently(name), "{name}");
-        }
     }
 
     #[test]
