@@ -48,6 +48,12 @@ wait_for() { # wait_for SECONDS CMD...: until CMD succeeds
 
 started() { [ "$(grep -c 'service started' "$1")" -ge "$2" ]; }
 
+stop() { # stop corral $1 and wait until it is gone (PSS is shared between live corrals)
+  kill -TERM "$1"
+  for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
+  kill -KILL "$1" 2>/dev/null || true
+}
+
 pss_kb() { awk '/^Pss:/ { print $2 }' /proc/"$1"/smaps_rollup; }
 
 echo "== 1. idle wakeups (10 services, 10 s)"
@@ -58,6 +64,7 @@ a=$(ctxt "$P"); sleep 10; b=$(ctxt "$P")
 echo "context switches in 10 s: $((b - a))  ($(awk -v d=$((b - a)) 'BEGIN { printf "%.1f", d / 10 }')/s)"
 echo "threads: $(ls /proc/"$P"/task | wc -l)"
 echo "PSS with 10 services: $(pss_kb "$P") kB"
+stop "$P"
 
 echo "== 2. restart gap, restart-delay = \"0s\" (200 restarts)"
 mkdir -p "$WORK/flap"
@@ -68,8 +75,8 @@ restart-delay-max = "1s"
 output = "null"
 TOML
 "$BIN" --services "$WORK/flap" >/dev/null 2>"$WORK/flap.log" & P=$!; PIDS+=("$P")
-wait_for 60 bash -c "[ \$(wc -l < $WORK/starts 2>/dev/null || echo 0) -ge 402 ]"
-kill -TERM "$P"
+wait_for 60 bash -c "[ \$(cat $WORK/starts 2>/dev/null | wc -l || echo 0) -ge 402 ]"
+stop "$P"
 # Gap: from the moment a run is about to exit (its last timestamp) to the first
 # timestamp of the next run: exit, reap, restart decision, spawn, exec of bash.
 awk '$1 == "e" { end = $2 } $1 == "s" && end { print ($2 - end) * 1000 }' "$WORK/starts" | head -200 | sort -n |

@@ -183,10 +183,11 @@ pub fn signal(pid: Pid, signal: Signal, group: bool) -> Result<(), Errno> {
 /// process in the namespace (`kill(-1)` skips PID 1 itself, kill(2)); as a
 /// subreaper only its own descendants, never the rest of the machine.
 pub fn signal_all(signal: Signal, pid1: bool) -> usize {
-    if pid1 {
-        return usize::from(kill(Pid::from_raw(-1), signal).is_ok());
-    }
     let descendants = descendants(Pid::this());
+    if pid1 {
+        let _ = kill(Pid::from_raw(-1), signal);
+        return descendants.len();
+    }
     for &pid in &descendants {
         let _ = kill(pid, signal);
     }
