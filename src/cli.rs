@@ -103,11 +103,9 @@ pub struct Cli {
     pub log: LogArgs,
 
     /// The main program, started once every service is started; its exit ends the container
-    #[arg(
-        value_name = "COMMAND",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    // Options of COMMAND after its name are its own (`corral app -v` passes -v to app);
+    // an unknown option before it is a usage error, not a program to run.
+    #[arg(value_name = "COMMAND", trailing_var_arg = true)]
     pub command: Vec<String>,
 }
 

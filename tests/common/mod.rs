@@ -1,0 +1,783 @@
+//! Shared harness for the integration tests: the real `corral` binary against
+//! `sh -c` fake services.
+//!
+//! - `TestDir`: a unique scratch dir under `std::env::temp_dir()`, removed on
+//!   drop. It holds `services/`, `init/`, `finish/`, corral's captured stdout
+//!   and stderr, and the evidence files the fake services write. corral and
+//!   every service see its path as `$T`.
+//! - `Corral`: a running corral (as a child subreaper, or as PID 1 of a fresh
+//!   PID namespace through `unshare`). Its `Drop` ends every process the test
+//!   started, by pid, even when the test fails, and prints corral's output
+//!   when the test is panicking.
+//! - `wait_until`: re-check a condition every 10 ms until it holds or a
+//!   deadline passes. There is no fixed sleep anywhere in the tests.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// How long any single awaited condition may take. Generous on purpose: the
+/// suite must pass on a loaded 2-core machine; a passing wait ends the moment
+/// its condition holds, so this costs nothing when all is well.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often a condition is re-checked.
+const POLL: Duration = Duration::from_millis(10);
+
+/// How long `Drop` lets corral shut down gracefully before killing everything.
+const DROP_GRACE: Duration = Duration::from_secs(15);
+
+/// Re-check `check` every 10 ms until it returns `Ok`, or panic once
+/// `timeout` has passed, naming `what` was awaited and what was last seen
+/// (the `Err` text).
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) => {
+                if Instant::now() >= deadline {
+                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+                }
+            }
+        }
+        thread::sleep(POLL);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Processes, from /proc
+
+/// `(state, ppid)` from `/proc/PID/stat` (proc(5)); the command name is in
+/// parentheses and may contain spaces, so fields are counted after the last `)`.
+pub fn proc_stat(pid: i32) -> Option<(char, i32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// The process exists and is not a zombie (or dead, being torn down).
+pub fn running(pid: i32) -> bool {
+    matches!(proc_stat(pid), Some((state, _)) if state != 'Z' && state != 'X')
+}
+
+/// The process is a zombie: exited, not reaped yet.
+pub fn zombie(pid: i32) -> bool {
+    matches!(proc_stat(pid), Some(('Z', _)))
+}
+
+/// Every pid in `/proc` with its ppid.
+fn parents() -> HashMap<i32, i32> {
+    let mut map = HashMap::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Some((_, ppid)) = proc_stat(pid) {
+                map.insert(pid, ppid);
+            }
+        }
+    }
+    map
+}
+
+/// Direct children of `pid` (this kernel has no `/proc/PID/task/TID/children`).
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut found: Vec<i32> = parents()
+        .into_iter()
+        .filter(|&(_, ppid)| ppid == pid)
+        .map(|(child, _)| child)
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every descendant of `root`, by walking the ppid fields of `/proc/*/stat`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let mut by_parent: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (pid, ppid) in parents() {
+        by_parent.entry(ppid).or_default().push(pid);
+    }
+    let mut found = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        for &child in by_parent.get(&pid).map(Vec::as_slice).unwrap_or_default() {
+            found.push(child);
+            stack.push(child);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The command line of a process, arguments joined by spaces.
+pub fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// The pids of `pid` in each nested PID namespace, outermost first
+/// (`NSpid:` of `/proc/PID/status`).
+fn ns_pids(pid: i32) -> Vec<i32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| {
+                l.strip_prefix("NSpid:").map(|rest| {
+                    rest.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                })
+            })
+        })
+        .unwrap_or_default()
+}
+
+pub fn send(pid: i32, signal: Signal) {
+    // ESRCH is fine: it already ended.
+    let _ = kill(Pid::from_raw(pid), signal);
+}
+
+/// Freeze, then SIGKILL, every descendant of `root`, until none is left
+/// (or a bounded number of rounds: a fork between two rounds is caught by
+/// the next). Only pids found under `root` are signalled.
+fn kill_descendants(root: i32) {
+    for _ in 0..50 {
+        let found = descendants(root);
+        let live: Vec<i32> = found.into_iter().filter(|&p| running(p)).collect();
+        if live.is_empty() {
+            return;
+        }
+        // SIGSTOP first, so nothing forks or respawns between the two passes.
+        for &pid in &live {
+            send(pid, Signal::SIGSTOP);
+        }
+        for &pid in &live {
+            send(pid, Signal::SIGKILL);
+        }
+        thread::sleep(POLL);
+    }
+}
+
+pub fn exit_code(status: ExitStatus) -> Result<i32, String> {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Ok(code),
+        (None, Some(sig)) => Err(format!(
+            "killed by signal {sig} ({})",
+            Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("?")
+        )),
+        _ => Err(format!("{status:?}")),
+    }
+}
+
+/// Seconds since the epoch, as written by `date +%s.%N`.
+pub fn parse_time(text: &str) -> f64 {
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a `date +%s.%N` timestamp: {text:?}"))
+}
+
+// ---------------------------------------------------------------------------
+// Scratch directory
+
+pub struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    /// `$TMPDIR/corral-it-NAME-PID-N-NANOS`, with empty `services/`, `init/`
+    /// and `finish/` dirs.
+    pub fn new(name: &str) -> TestDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "corral-it-{name}-{}-{}-{nanos}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        for sub in ["services", "init", "finish"] {
+            fs::create_dir_all(path.join(sub)).expect("create test dir");
+        }
+        TestDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// `services/NAME.toml` with `toml` as its content.
+    pub fn service(&self, name: &str, toml: &str) -> PathBuf {
+        let path = self.join(&format!("services/{name}.toml"));
+        fs::write(&path, toml).expect("write service file");
+        path
+    }
+
+    /// An executable `/bin/sh` script `init/NAME`.
+    pub fn init_script(&self, name: &str, body: &str) -> PathBuf {
+        self.script(&format!("init/{name}"), body)
+    }
+
+    /// An executable `/bin/sh` script `finish/NAME`.
+    pub fn finish_script(&self, name: &str, body: &str) -> PathBuf {
+        self.script(&format!("finish/{name}"), body)
+    }
+
+    fn script(&self, rel: &str, body: &str) -> PathBuf {
+        let path = self.join(rel);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+        path
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        fs::write(self.join(rel), contents).expect("write file");
+    }
+
+    pub fn exists(&self, rel: &str) -> bool {
+        self.join(rel).exists()
+    }
+
+    /// The file's text; empty if it does not exist (yet).
+    pub fn read(&self, rel: &str) -> String {
+        fs::read(self.join(rel))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The complete (newline-terminated) lines of a file; a last line still
+    /// being written is left out.
+    pub fn lines(&self, rel: &str) -> Vec<String> {
+        self.read(rel)
+            .split_inclusive('\n')
+            .filter_map(|l| l.strip_suffix('\n'))
+            .map(String::from)
+            .collect()
+    }
+
+    /// The pids written one per line by `echo $$ >> FILE`.
+    pub fn pids(&self, rel: &str) -> Vec<i32> {
+        self.lines(rel)
+            .iter()
+            .map(|l| {
+                l.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{rel}: not a pid: {l:?}"))
+            })
+            .collect()
+    }
+
+    pub fn corral(self) -> CorralBuilder {
+        CorralBuilder {
+            dir: self,
+            args: Vec::new(),
+            main: Vec::new(),
+            pid1: false,
+            dirs: true,
+        }
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// corral
+
+pub fn corral_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_corral")
+}
+
+/// Variables that would change corral's behaviour behind the test's back.
+const FOREIGN_ENV: [&str; 11] = [
+    "CORRAL_SERVICES",
+    "CORRAL_INIT_DIR",
+    "CORRAL_FINISH_DIR",
+    "CORRAL_SHUTDOWN_TIMEOUT",
+    "CORRAL_LOG_FORMAT",
+    "CORRAL_LOG_LEVEL",
+    "CORRAL_HTTP",
+    "S6_KILL_GRACETIME",
+    "S6_SERVICES_GRACETIME",
+    "S6_BEHAVIOUR_IF_STAGE2_FAILS",
+    "NOTIFY_SOCKET",
+];
+
+/// The environment and stdio every corral of the tests gets: `$T` is the
+/// test dir, output goes to `corral.stdout` / `corral.stderr` in it.
+fn command(program: &str, dir: &TestDir) -> Command {
+    let mut cmd = Command::new(program);
+    for var in FOREIGN_ENV {
+        cmd.env_remove(var);
+    }
+    let stdout = fs::File::create(dir.join("corral.stdout")).expect("create corral.stdout");
+    let stderr = fs::File::create(dir.join("corral.stderr")).expect("create corral.stderr");
+    cmd.env("T", dir.path())
+        // Once the control socket lands, parallel tests must not share one.
+        .env("CORRAL_SOCKET", dir.join("control.sock"))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    cmd
+}
+
+pub struct CorralBuilder {
+    dir: TestDir,
+    args: Vec<String>,
+    main: Vec<String>,
+    pid1: bool,
+    dirs: bool,
+}
+
+impl CorralBuilder {
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// The main COMMAND (after `--`).
+    pub fn main<const N: usize>(mut self, argv: [&str; N]) -> Self {
+        self.main = argv.iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    /// Run corral as PID 1 of a new PID namespace.
+    pub fn pid1(mut self) -> Self {
+        self.pid1 = true;
+        self
+    }
+
+    /// Pass no `--services` / `--init-dir` / `--finish-dir` at all (tini mode).
+    pub fn without_dirs(mut self) -> Self {
+        self.dirs = false;
+        self
+    }
+
+    fn argv(&self) -> Vec<String> {
+        let mut argv = Vec::new();
+        if self.dirs {
+            for (flag, sub) in [
+                ("--services", "services"),
+                ("--init-dir", "init"),
+                ("--finish-dir", "finish"),
+            ] {
+                argv.push(flag.to_string());
+                argv.push(self.dir.join(sub).display().to_string());
+            }
+        }
+        argv.extend(self.args.iter().cloned());
+        if !self.main.is_empty() {
+            argv.push("--".into());
+            argv.extend(self.main.iter().cloned());
+        }
+        argv
+    }
+
+    pub fn start(self) -> Corral {
+        let argv = self.argv();
+        if !self.pid1 {
+            let child = command(corral_bin(), &self.dir)
+                .args(&argv)
+                .spawn()
+                .expect("spawn corral");
+            let pid = child.id() as i32;
+            return Corral {
+                child,
+                pid,
+                pid1: false,
+                status: None,
+                dir: self.dir,
+            };
+        }
+        let mut cmd = command("unshare", &self.dir);
+        cmd.args(["--pid", "--fork", "--mount-proc"]);
+        if !nix::unistd::geteuid().is_root() {
+            cmd.args(["--user", "--map-root-user"]);
+        }
+        let mut child = cmd
+            .arg(corral_bin())
+            .args(&argv)
+            .spawn()
+            .expect("spawn unshare (util-linux) to run corral as PID 1");
+        let unshare = child.id() as i32;
+        // corral is the child `unshare --fork` makes. Find it by its host pid,
+        // and make sure it really is PID 1 of its namespace: a PID-1 test that
+        // silently ran as something else would prove nothing.
+        let deadline = Instant::now() + DEADLINE;
+        let pid = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let err = fs::read_to_string(self.dir.join("corral.stderr")).unwrap_or_default();
+                panic!(
+                    "unshare exited ({status:?}) before corral ran as PID 1: cannot run PID-1 tests here.\n{err}"
+                );
+            }
+            let found = children(unshare)
+                .into_iter()
+                .find(|&c| cmdline(c).starts_with(corral_bin()) && ns_pids(c).last() == Some(&1));
+            if let Some(pid) = found {
+                break pid;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "corral did not appear as PID 1 under unshare (pid {unshare}) within {DEADLINE:?}"
+                );
+            }
+            thread::sleep(POLL);
+        };
+        Corral {
+            child,
+            pid,
+            pid1: true,
+            status: None,
+            dir: self.dir,
+        }
+    }
+
+    /// Run corral to completion (for runs that end by themselves: `check`,
+    /// invalid definitions, a failing init script, tini mode, ...).
+    pub fn run(self) -> Finished {
+        let mut corral = self.start();
+        let status = corral.wait_status(DEADLINE);
+        Finished { corral, status }
+    }
+
+    /// `corral check --services DIR [ARGS]`, to completion.
+    pub fn check(self) -> Finished {
+        let mut argv = vec!["check".to_string()];
+        argv.push("--services".into());
+        argv.push(self.dir.join("services").display().to_string());
+        argv.extend(self.args.iter().cloned());
+        let child = command(corral_bin(), &self.dir)
+            .args(&argv)
+            .spawn()
+            .expect("spawn corral check");
+        let pid = child.id() as i32;
+        let mut corral = Corral {
+            child,
+            pid,
+            pid1: false,
+            status: None,
+            dir: self.dir,
+        };
+        let status = corral.wait_status(DEADLINE);
+        Finished { corral, status }
+    }
+}
+
+/// A corral run that has ended.
+pub struct Finished {
+    pub corral: Corral,
+    pub status: ExitStatus,
+}
+
+impl Finished {
+    pub fn code(&self) -> i32 {
+        exit_code(self.status).unwrap_or_else(|e| panic!("corral did not exit normally: {e}"))
+    }
+
+    pub fn stdout(&self) -> String {
+        self.corral.stdout()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.corral.stderr()
+    }
+
+    pub fn dir(&self) -> &TestDir {
+        self.corral.dir()
+    }
+}
+
+pub struct Corral {
+    /// corral itself, or the `unshare` process whose child corral is.
+    child: Child,
+    /// corral's pid as the tests see it (its host pid under unshare).
+    pid: i32,
+    pid1: bool,
+    status: Option<ExitStatus>,
+    /// Dropped after `Drop::drop` has ended every process.
+    dir: TestDir,
+}
+
+impl Corral {
+    pub fn dir(&self) -> &TestDir {
+        &self.dir
+    }
+
+    /// corral's pid, as seen from the test (host pid when PID 1 of a namespace).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn stdout(&self) -> String {
+        self.dir.read("corral.stdout")
+    }
+
+    pub fn stderr(&self) -> String {
+        self.dir.read("corral.stderr")
+    }
+
+    /// The tails of stdout and stderr, for failure messages.
+    pub fn output_excerpt(&self) -> String {
+        fn tail(text: &str) -> &str {
+            let max = 6000;
+            if text.len() <= max {
+                return text;
+            }
+            let mut start = text.len() - max;
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            &text[start..]
+        }
+        format!(
+            "--- corral stdout (tail) ---\n{}\n--- corral stderr (tail) ---\n{}\n---",
+            tail(&self.stdout()),
+            tail(&self.stderr())
+        )
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        send(self.pid, signal);
+    }
+
+    /// corral's exit status, if it has exited.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none()
+            && let Ok(Some(status)) = self.child.try_wait()
+        {
+            self.status = Some(status);
+        }
+        self.status
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        self.try_status().is_none()
+    }
+
+    pub fn wait_status(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_status() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for corral (pid {}) to exit; processes left: {:?}",
+                    self.pid,
+                    self.describe_descendants(),
+                );
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Wait for corral to exit; its exit code (panics if it was killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let status = self.wait_status(timeout);
+        exit_code(status).unwrap_or_else(|e| panic!("corral did not exit normally: {e}"))
+    }
+
+    /// `docker stop`: SIGTERM, then corral's exit code.
+    pub fn stop(&mut self) -> i32 {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(DEADLINE)
+    }
+
+    /// Like `wait_until`, but fails at once (with corral's output) if corral
+    /// exits before the condition holds.
+    pub fn wait_for<T>(
+        &mut self,
+        what: &str,
+        check: impl FnMut(&Corral) -> Result<T, String>,
+    ) -> T {
+        self.wait_for_within(DEADLINE, what, check)
+    }
+
+    /// `wait_for` with its own deadline, for conditions that take long by design.
+    pub fn wait_for_within<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&Corral) -> Result<T, String>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let exited = self.try_status();
+            match check(&*self) {
+                Ok(value) => return value,
+                Err(seen) => {
+                    if let Some(status) = exited {
+                        panic!(
+                            "corral exited ({status:?}) while waiting for {what}; last seen: {seen}"
+                        );
+                    }
+                    if Instant::now() >= deadline {
+                        panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+                    }
+                }
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// Wait until `rel` holds at least `n` complete lines of pids; returns them.
+    pub fn wait_pids(&mut self, rel: &str, n: usize) -> Vec<i32> {
+        self.wait_for(&format!("{n} pid(s) in {rel}"), |c| {
+            let pids = c.dir.pids(rel);
+            if pids.len() >= n {
+                Ok(pids)
+            } else {
+                Err(format!("{pids:?}"))
+            }
+        })
+    }
+
+    /// Wait until the file `rel` exists and is not empty; returns its text.
+    pub fn wait_file(&mut self, rel: &str) -> String {
+        self.wait_for(&format!("file {rel}"), |c| {
+            let text = c.dir.read(rel);
+            if text.is_empty() {
+                Err(format!("{rel} missing or empty"))
+            } else {
+                Ok(text)
+            }
+        })
+    }
+
+    /// Wait until corral's stderr has a line containing every one of `words`.
+    pub fn wait_stderr_line(&mut self, words: &[&str]) -> String {
+        self.wait_for(&format!("a corral stderr line with {words:?}"), |c| {
+            c.stderr()
+                .lines()
+                .find(|l| words.iter().all(|w| l.contains(w)))
+                .map(String::from)
+                .ok_or_else(|| "no such line yet".to_string())
+        })
+    }
+
+    /// Every process under corral (in its namespace, when PID 1).
+    pub fn descendants(&self) -> Vec<i32> {
+        descendants(self.pid)
+    }
+
+    /// `pid state cmdline` of every descendant, for messages.
+    pub fn describe_descendants(&self) -> Vec<String> {
+        self.descendants()
+            .into_iter()
+            .map(|p| {
+                let state = proc_stat(p).map_or('?', |(s, _)| s);
+                let cmd: String = cmdline(p).chars().take(60).collect();
+                format!("{p} {state} {cmd}")
+            })
+            .collect()
+    }
+
+    /// The pid, as the test sees it, of a process whose pid a service wrote
+    /// (`echo $$`): the same number as a subreaper; as PID 1, the namespace
+    /// pid is translated through the `NSpid:` lines of corral's descendants.
+    pub fn host_pid(&self, pid: i32) -> Option<i32> {
+        if !self.pid1 {
+            return Some(pid);
+        }
+        if pid == 1 {
+            return Some(self.pid);
+        }
+        self.descendants()
+            .into_iter()
+            .find(|&d| ns_pids(d).last() == Some(&pid))
+    }
+
+    /// A process whose pid a service wrote is alive (and not a zombie).
+    pub fn process_running(&self, pid: i32) -> bool {
+        self.host_pid(pid).is_some_and(running)
+    }
+
+    /// Send `signal` to a process whose pid a service wrote.
+    pub fn signal_process(&self, pid: i32, signal: Signal) {
+        let host = self
+            .host_pid(pid)
+            .unwrap_or_else(|| panic!("no process {pid} under corral"));
+        send(host, signal);
+    }
+}
+
+impl Drop for Corral {
+    fn drop(&mut self) {
+        if self.try_status().is_none() {
+            self.signal(Signal::SIGTERM);
+            let deadline = Instant::now() + DROP_GRACE;
+            while self.try_status().is_none() && Instant::now() < deadline {
+                thread::sleep(POLL);
+            }
+        }
+        if self.try_status().is_none() {
+            if self.pid1 {
+                // SIGKILL of a namespace's PID 1 kills every process in it.
+                send(self.pid, Signal::SIGKILL);
+            } else {
+                // Freeze corral so it restarts nothing, kill its whole tree by
+                // pid, then corral itself.
+                send(self.pid, Signal::SIGSTOP);
+                kill_descendants(self.pid);
+                send(self.pid, Signal::SIGKILL);
+            }
+            let deadline = Instant::now() + DROP_GRACE;
+            while self.try_status().is_none() && Instant::now() < deadline {
+                thread::sleep(POLL);
+            }
+            if self.try_status().is_none() {
+                // `unshare` itself (by its pid), should it still wait.
+                kill_descendants(self.child.id() as i32);
+                let _ = self.child.kill();
+                self.status = self.child.wait().ok();
+            }
+        }
+        if thread::panicking() {
+            eprintln!("{}", self.output_excerpt());
+        }
+    }
+}
