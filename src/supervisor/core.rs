@@ -271,14 +271,14 @@ impl Supervisor {
             if exit.success() || self.phase != Phase::Init {
                 return self.next_init();
             }
-            error!(script = %self.script_path(Target::Init(self.init.next - 1)), %exit, "init script failed");
+            error!(script = %self.script_path(Target::Init(self.init.next.saturating_sub(1))), %exit, "init script failed");
             self.set_exit_code(exit.code());
             return self.begin_shutdown(now);
         }
         if self.finish.running == Some(pid) {
             self.finish.running = None;
             self.finish.busy = false;
-            let script = self.script_path(Target::Finish(self.finish.next - 1));
+            let script = self.script_path(Target::Finish(self.finish.next.saturating_sub(1)));
             if exit.success() {
                 debug!(%script, "finish script done");
             } else {

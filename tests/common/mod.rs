@@ -307,6 +307,7 @@ impl TestDir {
             main: Vec::new(),
             pid1: false,
             dirs: true,
+            env: Vec::new(),
         }
     }
 }
@@ -363,9 +364,16 @@ pub struct CorralBuilder {
     main: Vec<String>,
     pid1: bool,
     dirs: bool,
+    env: Vec<(String, String)>,
 }
 
 impl CorralBuilder {
+    /// An environment variable of corral's (the "container environment").
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.into());
         self
@@ -418,6 +426,7 @@ impl CorralBuilder {
         let argv = self.argv();
         if !self.pid1 {
             let child = command(corral_bin(), &self.dir)
+                .envs(self.env.iter().cloned())
                 .args(&argv)
                 .spawn()
                 .expect("spawn corral");
@@ -431,6 +440,7 @@ impl CorralBuilder {
             };
         }
         let mut cmd = command("unshare", &self.dir);
+        cmd.envs(self.env.iter().cloned());
         cmd.args(["--pid", "--fork", "--mount-proc"]);
         if !nix::unistd::geteuid().is_root() {
             cmd.args(["--user", "--map-root-user"]);
