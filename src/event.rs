@@ -5,10 +5,27 @@
 //! the pure transitions in `service` and `supervisor::core` answer with
 //! actions, which only the executor (`supervisor::run`) carries out.
 
+use crossbeam_channel::Sender;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::control::protocol::{Request, Response};
 use crate::exit::Exit;
+
+/// What the threads send the loop: a signal, or a control request with the
+/// channel its answer goes back on. The executor turns each into an `Event`
+/// (keeping the reply sender itself, so the core stays plain data).
+#[derive(Debug)]
+pub enum Input {
+    Signal(Signal),
+    Control {
+        request: Request,
+        reply: Sender<Response>,
+    },
+}
+
+/// Identifies a control request between the core and the executor.
+pub type RequestId = u64;
 
 /// Something corral starts: a service (by index in the spec), the main
 /// COMMAND, or an init / finish script (by index in its list).
@@ -43,6 +60,12 @@ pub enum Event {
     },
     /// The earliest deadline has passed (or may have: ticks are idempotent).
     Tick,
+    /// A control request; answered by `Action::Reply` with the same id,
+    /// at once or when what it asked for is done.
+    Request {
+        id: RequestId,
+        request: Request,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +80,11 @@ pub enum Action {
     /// Send `signal` to every process left (as PID 1: `kill(-1)`; as a
     /// subreaper: every descendant of corral).
     SignalAll(Signal),
+    /// Answer control request `id`.
+    Reply {
+        id: RequestId,
+        response: Response,
+    },
     /// Everything is stopped and reaped: exit with this status.
     Exit(i32),
 }

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod exit;
 pub mod log;

@@ -77,7 +77,7 @@ fn supervise(args: &[OsString]) -> ExitCode {
 
     // 2. Signal handlers before the first spawn, so no exit and no stop request is lost.
     let (tx, rx) = crossbeam_channel::unbounded();
-    if let Err(err) = signals::start(tx) {
+    if let Err(err) = signals::start(tx.clone()) {
         error!(%err, "cannot set up signal handling");
         return ExitCode::from(EXIT_SYSTEM);
     }
@@ -107,11 +107,13 @@ fn supervise(args: &[OsString]) -> ExitCode {
     let code = supervisor::run(
         sup,
         Setup {
-            events: rx,
+            inputs: rx,
             output,
             pid1,
         },
     );
+    // `tx` lived until here: the loop's input channel never disconnects.
+    drop(tx);
     info!(code, "corral exiting");
     // Exit statuses are 0..=255; a wider code wraps as the kernel would.
     ExitCode::from((code & 0xff) as u8)

@@ -82,6 +82,8 @@ pub struct Service {
     /// `restart-delay-max`: drives the backoff and `max-restarts`.
     pub failures: u32,
     pub last_exit: Option<Exit>,
+    /// The last stop on request needed SIGKILL (it outlived `stop-timeout`).
+    pub stop_escalated: bool,
 }
 
 impl Service {
@@ -95,6 +97,7 @@ impl Service {
             starts: 0,
             failures: 0,
             last_exit: None,
+            stop_escalated: false,
         }
     }
 
@@ -191,6 +194,7 @@ impl Service {
         match self.state {
             State::Stopping { killed, .. } => {
                 info!(service = %self.spec.name, %exit, killed, "service stopped");
+                self.stop_escalated = killed;
                 if self.want == Want::Up {
                     // A restart: stop, then start again at once.
                     self.failures = 0;

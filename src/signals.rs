@@ -1,4 +1,4 @@
-//! The signal thread: turns every signal corral handles into an `Event`.
+//! The signal thread: turns every signal corral handles into an `Input` for the loop.
 //!
 //! Handlers are installed (signal-hook, a self-pipe) before the first spawn,
 //! so no SIGCHLD and no SIGTERM can be lost. SIGCHLD is never set to SIG_IGN:
@@ -16,14 +16,14 @@ use signal_hook::consts::signal::{
 };
 use signal_hook::iterator::Signals;
 
-use crate::event::Event;
+use crate::event::Input;
 
 pub const HANDLED: [i32; 8] = [
     SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD,
 ];
 
 /// Install the handlers now; deliver the signals as events from a thread.
-pub fn start(events: Sender<Event>) -> io::Result<()> {
+pub fn start(events: Sender<Input>) -> io::Result<()> {
     let mut signals = Signals::new(HANDLED)?;
     thread::Builder::new()
         .name("signals".into())
@@ -32,7 +32,7 @@ pub fn start(events: Sender<Event>) -> io::Result<()> {
                 let Ok(signal) = Signal::try_from(raw) else {
                     continue;
                 };
-                if events.send(Event::Signal(signal)).is_err() {
+                if events.send(Input::Signal(signal)).is_err() {
                     // The supervisor is gone: corral is exiting.
                     break;
                 }

@@ -27,7 +27,7 @@ mod file;
 mod raw;
 mod signal;
 pub mod spec;
-mod suggest;
+pub mod suggest;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 pub use duration::parse_duration;
 pub use signal::{parse_signal, signal_name};
 pub use spec::*;
+pub use suggest::closest as closest_name;
 
 use file::Parsed;
 

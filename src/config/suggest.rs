@@ -4,7 +4,7 @@
 /// typo: at most 2 edits, or a third of the candidate's length for long
 /// names, and fewer edits than `input` has characters (so `"x"` suggests
 /// nothing). Ties go to the earliest candidate.
-pub(super) fn closest<'a, I>(input: &str, candidates: I) -> Option<&'a str>
+pub fn closest<'a, I>(input: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {

@@ -18,6 +18,11 @@ use crate::event::{Action, Event, Target};
 use crate::exit::Exit;
 use crate::service::{Service, State, Want};
 
+mod requests;
+
+use requests::Pending;
+pub use requests::human;
+
 /// The main COMMAND gets this long after its stop signal before SIGKILL, like
 /// a service with the default `stop-timeout` (capped by the shutdown budget).
 pub const MAIN_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -112,6 +117,8 @@ pub struct Supervisor {
     /// The signal that started the shutdown, passed on to the main COMMAND.
     shutdown_signal: Signal,
     give_up_at: Option<Instant>,
+    /// Control requests answered once what they asked for is done.
+    pending: Vec<Pending>,
     pub orphans_reaped: u64,
 }
 
@@ -155,6 +162,7 @@ impl Supervisor {
             shutdown_at: None,
             shutdown_signal: Signal::SIGTERM,
             give_up_at: None,
+            pending: Vec::new(),
             orphans_reaped: 0,
         }
     }
@@ -181,6 +189,7 @@ impl Supervisor {
                 code,
             } => self.on_spawn_failed(target, &error, code, now),
             Event::Tick => self.on_tick(now),
+            Event::Request { id, request } => self.on_request(id, request, now),
         };
         self.advance(now, &mut actions);
         actions
@@ -207,7 +216,8 @@ impl Supervisor {
             Phase::Drain { killed: true } => self.give_up_at,
             _ => None,
         };
-        services.chain(main).chain(budget).min()
+        let requests = self.pending.iter().filter_map(Pending::deadline);
+        services.chain(main).chain(budget).chain(requests).min()
     }
 
     pub fn is_done(&self) -> bool {
@@ -440,6 +450,9 @@ impl Supervisor {
             }
             _ => {}
         }
+        if !self.pending.is_empty() {
+            actions.extend(self.check_pending(now));
+        }
     }
 
     fn next_init(&mut self) -> Vec<Action> {
@@ -458,10 +471,26 @@ impl Supervisor {
         Vec::new()
     }
 
-    /// Phase `Up`: start what is wanted and whose dependencies are started;
-    /// then the main COMMAND once every service has settled.
+    /// Phase `Up`: stop what is no longer wanted (dependants first), start
+    /// what is wanted and whose dependencies are started; then the main
+    /// COMMAND once every service has settled.
     fn schedule(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        for i in 0..self.services.len() {
+            let svc = &self.services[i];
+            if svc.want != Want::Down
+                || !matches!(svc.state, State::Running { .. } | State::Backoff { .. })
+            {
+                continue;
+            }
+            // Dependants that are also to go down go first; those wanted up stay.
+            let dependants_down = (0..self.services.len())
+                .filter(|&j| self.deps[j].contains(&i) && self.services[j].want == Want::Down)
+                .all(|j| self.services[j].is_down());
+            if dependants_down {
+                actions.extend(self.services[i].stop(now, None));
+            }
+        }
         for i in 0..self.services.len() {
             let svc = &self.services[i];
             if svc.want != Want::Up || svc.state != State::Idle {

@@ -10,23 +10,25 @@
 //! From the first spawn on, nothing here may end the process except
 //! `Action::Exit`: errors are logged and become states.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use nix::sys::signal::Signal;
 use tracing::{debug, warn};
 
 use super::core::Supervisor;
-use crate::event::{Action, Event, Target};
+use crate::control::protocol::Response;
+use crate::event::{Action, Event, Input, RequestId, Target};
 use crate::output::{Output, Stream};
 use crate::process;
 use crate::reaper;
 
 /// What the loop needs besides the state machine.
 pub struct Setup {
-    pub events: Receiver<Event>,
+    /// Signals and control requests, from their threads.
+    pub inputs: Receiver<Input>,
     pub output: Output,
     /// corral is PID 1 of its namespace (else it is a child subreaper).
     pub pid1: bool,
@@ -35,34 +37,58 @@ pub struct Setup {
 /// Run until the supervisor is done; returns corral's exit status.
 pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
     let mut pending: VecDeque<Action> = sup.start(Instant::now()).into();
+    // Reply channels of control requests in flight, by request id.
+    let mut replies: HashMap<RequestId, Sender<Response>> = HashMap::new();
+    let mut next_id: RequestId = 0;
     loop {
         while let Some(action) = pending.pop_front() {
-            if let Action::Exit(code) = action {
-                let deadline = Instant::now() + Duration::from_secs(1);
-                if !setup.output.finish(deadline) {
-                    warn!("some service output could not be flushed");
+            match action {
+                Action::Exit(code) => {
+                    for (_, reply) in replies.drain() {
+                        let _ = reply.send(Response::error("corral is exiting"));
+                    }
+                    let deadline = Instant::now() + Duration::from_secs(1);
+                    if !setup.output.finish(deadline) {
+                        warn!("some service output could not be flushed");
+                    }
+                    return code;
                 }
-                return code;
-            }
-            for event in execute(&sup, action, &setup) {
-                pending.extend(sup.on_event(event, Instant::now()));
+                Action::Reply { id, response } => {
+                    // A client that went away is no error: nothing waits any more.
+                    if let Some(reply) = replies.remove(&id) {
+                        let _ = reply.send(response);
+                    }
+                }
+                action => {
+                    for event in execute(&sup, action, &setup) {
+                        pending.extend(sup.on_event(event, Instant::now()));
+                    }
+                }
             }
         }
         let received = match sup.next_deadline() {
-            Some(deadline) => setup.events.recv_deadline(deadline),
+            Some(deadline) => setup.inputs.recv_deadline(deadline),
             None => setup
-                .events
+                .inputs
                 .recv()
                 .map_err(|_| RecvTimeoutError::Disconnected),
         };
         let events = match received {
-            Ok(Event::Signal(Signal::SIGCHLD)) => reap_events(),
-            Ok(event) => vec![event],
+            Ok(Input::Signal(Signal::SIGCHLD)) => reap_events(),
+            Ok(Input::Signal(signal)) => vec![Event::Signal(signal)],
+            Ok(Input::Control { request, reply }) => {
+                next_id += 1;
+                replies.insert(next_id, reply);
+                vec![Event::Request {
+                    id: next_id,
+                    request,
+                }]
+            }
             Err(RecvTimeoutError::Timeout) => vec![Event::Tick],
             Err(RecvTimeoutError::Disconnected) => {
                 // Cannot happen while `setup` holds the receiver and the signal
                 // thread its sender; if it ever does, keep supervising by deadlines.
-                warn!("event channel closed");
+                warn!("input channel closed");
                 vec![Event::Tick]
             }
         };
@@ -107,7 +133,7 @@ fn execute(sup: &Supervisor, action: Action, setup: &Setup) -> Vec<Event> {
             // SIGCHLD would ever come.
             reap_events()
         }
-        Action::Exit(_) => Vec::new(),
+        Action::Exit(_) | Action::Reply { .. } => Vec::new(),
     }
 }
 

@@ -1,0 +1,3 @@
+//! The control socket: protocol types, the server threads, the `ctl` client.
+
+pub mod protocol;

@@ -1,0 +1,278 @@
+//! The control protocol: one JSON object per line, each way.
+//!
+//! A request is `{"v": 1, "op": "...", ...}`; every answer is a `Response`
+//! line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. `logs` with
+//! `follow` keeps sending one `Response` per new line until the client
+//! closes. Shared by the server (`control::server`), the client
+//! (`control::client`) and the supervisor core, which answers requests.
+//!
+//! ```text
+//! $ echo '{"v":1,"op":"status"}' | socat - UNIX-CONNECT:/run/corral/control.sock
+//! {"ok":true,"services":[{"name":"web","state":"running","pid":12,...}]}
+//! $ echo '{"v":1,"op":"stop","services":["web"]}' | socat - UNIX-CONNECT:...
+//! {"ok":true,"messages":["web: stopped (killed by SIGTERM)"]}
+//! ```
+//!
+//! | op | fields | answer |
+//! |---|---|---|
+//! | `status` | `services` (names; empty = all) | `services`: [`ServiceStatus`] |
+//! | `start`, `stop`, `restart` | `services` or `all: true` | when done: `messages`, one per service |
+//! | `signal` | `signal` (name), `services` | `messages` |
+//! | `logs` | `service`, `lines` (default 100), `follow` | `lines`: [`LogLine`]; with `follow`, more responses |
+//! | `wait` | `services`, `timeout_ms` (none = forever) | once every one is started |
+//! | `health` | | `ok: true`, or `ok: false` with `problems` |
+//! | `shutdown` | `exit_code` | at once; the shutdown follows |
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this corral speaks; requests must carry it as `v`.
+pub const VERSION: u32 = 1;
+
+/// Longest accepted request line, newline excluded.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    Status {
+        #[serde(default)]
+        services: Vec<String>,
+    },
+    Start(Targets),
+    Stop(Targets),
+    Restart(Targets),
+    Signal {
+        signal: String,
+        services: Vec<String>,
+    },
+    Logs {
+        service: String,
+        #[serde(default)]
+        lines: Option<usize>,
+        #[serde(default)]
+        follow: bool,
+    },
+    Wait {
+        services: Vec<String>,
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+    },
+    Health {},
+    Shutdown {
+        #[serde(default)]
+        exit_code: Option<i32>,
+    },
+}
+
+/// Named services, or every one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// One line per service acted on, for people.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceStatus>,
+    /// `health`: what is not running / ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<LogLine>,
+}
+
+impl Response {
+    pub fn ok() -> Response {
+        Response {
+            ok: true,
+            ..Response::default()
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(message.into()),
+            ..Response::default()
+        }
+    }
+
+    pub fn messages(messages: Vec<String>) -> Response {
+        Response {
+            ok: true,
+            messages,
+            ..Response::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    /// `starting`, `running`, `stopping`, `stopped`, `backoff`, `exited`, `failed`.
+    pub state: String,
+    /// What the user wants: `up` or `down`.
+    pub want: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// Time since the current process started, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+    pub restarts: u32,
+    pub ready: bool,
+    /// `exit 1`, `killed by SIGSEGV`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<String>,
+    /// The shell-style status of the last exit (128+N for signal N).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_code: Option<i32>,
+    /// backoff: time to the next start; failed: the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start_ms: Option<u64>,
+    pub oneshot: bool,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
+}
+
+/// Parse one request line: JSON, the right version, a known op.
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err("malformed request: expected a JSON object".into());
+    };
+    match object.remove("v").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "unsupported protocol version {v}: this corral speaks version {VERSION}"
+            ));
+        }
+        None => return Err(format!("missing protocol version: add \"v\": {VERSION}")),
+    }
+    serde_json::from_value(value).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// One request line, newline included.
+pub fn encode_request(request: &Request) -> String {
+    let mut value = serde_json::to_value(request).unwrap_or(serde_json::Value::Null);
+    if let Some(object) = value.as_object_mut() {
+        object.insert("v".into(), VERSION.into());
+    }
+    format!("{value}\n")
+}
+
+/// One response line, newline included.
+pub fn encode_response(response: &Response) -> String {
+    match serde_json::to_string(response) {
+        Ok(json) => format!("{json}\n"),
+        // Unreachable for these plain types; still never panic.
+        Err(e) => format!("{{\"ok\":false,\"error\":\"cannot encode response: {e}\"}}\n"),
+    }
+}
+
+pub fn decode_response(line: &str) -> Result<Response, String> {
+    serde_json::from_str(line).map_err(|e| format!("malformed response from corral: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_with_their_version() {
+        let requests = [
+            Request::Status { services: vec![] },
+            Request::Stop(Targets {
+                services: vec!["web".into()],
+                all: false,
+            }),
+            Request::Start(Targets {
+                services: vec![],
+                all: true,
+            }),
+            Request::Signal {
+                signal: "HUP".into(),
+                services: vec!["web".into()],
+            },
+            Request::Logs {
+                service: "web".into(),
+                lines: Some(5),
+                follow: true,
+            },
+            Request::Wait {
+                services: vec!["db".into()],
+                timeout_ms: Some(1500),
+            },
+            Request::Health {},
+            Request::Shutdown { exit_code: Some(7) },
+        ];
+        for request in requests {
+            let line = encode_request(&request);
+            assert!(line.contains("\"v\":1"), "{line}");
+            assert_eq!(decode_request(line.trim_end().as_bytes()), Ok(request));
+        }
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        assert_eq!(
+            decode_request(br#"{"op":"status"}"#),
+            Err("missing protocol version: add \"v\": 1".into())
+        );
+        assert_eq!(
+            decode_request(br#"{"v":2,"op":"status"}"#),
+            Err("unsupported protocol version 2: this corral speaks version 1".into())
+        );
+        assert_eq!(
+            decode_request(b"[1,2]"),
+            Err("malformed request: expected a JSON object".into())
+        );
+        let unknown = decode_request(br#"{"v":1,"op":"explode"}"#).unwrap_err();
+        assert!(
+            unknown.starts_with("malformed request: unknown variant `explode`"),
+            "{unknown}"
+        );
+        let garbage = decode_request(b"\x00\xffhello").unwrap_err();
+        assert!(garbage.starts_with("malformed request:"), "{garbage}");
+        let extra = decode_request(br#"{"v":1,"op":"health","force":true}"#).unwrap_err();
+        assert!(extra.contains("unknown field `force`"), "{extra}");
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let response = Response {
+            services: vec![ServiceStatus {
+                name: "web".into(),
+                state: "running".into(),
+                pid: Some(12),
+                ..ServiceStatus::default()
+            }],
+            ..Response::ok()
+        };
+        let line = encode_response(&response);
+        assert_eq!(decode_response(line.trim_end()), Ok(response));
+        assert_eq!(
+            encode_response(&Response::error("no service \"wbe\"")),
+            "{\"ok\":false,\"error\":\"no service \\\"wbe\\\"\"}\n"
+        );
+    }
+}
