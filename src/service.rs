@@ -41,9 +41,11 @@ pub enum State {
         kill_at: Instant,
         killed: bool,
     },
-    /// Exited and will be started again at `retry_at`.
+    /// Ended (`why`: "exit 1", "could not be started: ...") and will be
+    /// started again at `retry_at`.
     Backoff {
         retry_at: Instant,
+        why: String,
     },
     /// Not running, and nothing will start it again: stopped on request, or
     /// exited and its restart policy said no.
@@ -139,7 +141,7 @@ impl Service {
     /// The next moment this service needs a `tick`, if any.
     pub fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::Backoff { retry_at } => Some(retry_at),
+            State::Backoff { retry_at, .. } => Some(retry_at),
             State::Stopping {
                 kill_at,
                 killed: false,
@@ -260,6 +262,7 @@ impl Service {
         warn!(service = %self.spec.name, last = %what, delay_ms = delay.as_millis() as u64, "service exited, restarting");
         self.state = State::Backoff {
             retry_at: now + delay,
+            why: what,
         };
         Vec::new()
     }
@@ -315,7 +318,9 @@ impl Service {
     /// Deadlines that have passed: a retry after backoff, or SIGKILL.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         match self.state {
-            State::Backoff { retry_at } if now >= retry_at && self.want == Want::Up => self.spawn(),
+            State::Backoff { retry_at, .. } if now >= retry_at && self.want == Want::Up => {
+                self.spawn()
+            }
             State::Stopping {
                 pid,
                 kill_at,
@@ -362,7 +367,7 @@ mod tests {
 
     fn retry_at(svc: &Service) -> Instant {
         match svc.state {
-            State::Backoff { retry_at } => retry_at,
+            State::Backoff { retry_at, .. } => retry_at,
             ref other => panic!("expected backoff, got {other:?}"),
         }
     }

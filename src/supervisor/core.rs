@@ -681,6 +681,8 @@ mod tests {
         now: Instant,
         /// Every action, in order, with spawns resolved to pids.
         log: Vec<Action>,
+        /// Answer spawns with `SpawnFailed` (command not found) instead.
+        fail_spawns: bool,
     }
 
     impl Harness {
@@ -690,6 +692,7 @@ mod tests {
                 next_pid: 100,
                 now: Instant::now(),
                 log: Vec::new(),
+                fail_spawns: false,
             };
             let actions = h.sup.start(h.now);
             h.run(actions);
@@ -701,9 +704,20 @@ mod tests {
             while let Some(action) = pending.pop_front() {
                 self.log.push(action.clone());
                 if let Action::Spawn(target) = action {
-                    let pid = pid(self.next_pid);
-                    self.next_pid += 1;
-                    pending.extend(self.sup.on_event(Event::Spawned { target, pid }, self.now));
+                    let event = if self.fail_spawns {
+                        Event::SpawnFailed {
+                            target,
+                            error: "No such file or directory".into(),
+                            code: 127,
+                        }
+                    } else {
+                        self.next_pid += 1;
+                        Event::Spawned {
+                            target,
+                            pid: pid(self.next_pid - 1),
+                        }
+                    };
+                    pending.extend(self.sup.on_event(event, self.now));
                 }
             }
         }
@@ -977,5 +991,294 @@ mod tests {
     fn idle_corral_has_no_deadline() {
         let h = Harness::new(sup(vec![svc("a", &[]), svc("b", &["a"])], false));
         assert_eq!(h.sup.next_deadline(), None);
+    }
+
+    // ---- control requests ----
+
+    use crate::control::protocol::{Request, Response, Targets};
+
+    fn names(list: &[&str]) -> Targets {
+        Targets {
+            services: list.iter().map(|s| s.to_string()).collect(),
+            all: false,
+        }
+    }
+
+    impl Harness {
+        fn request(&mut self, id: u64, request: Request) {
+            self.event(Event::Request { id, request });
+        }
+
+        fn reply(&mut self, id: u64) -> Option<Response> {
+            let at = self
+                .log
+                .iter()
+                .position(|a| matches!(a, Action::Reply { id: i, .. } if *i == id))?;
+            match self.log.remove(at) {
+                Action::Reply { response, .. } => Some(response),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn status_reports_states_pids_and_unknown_names_with_a_suggestion() {
+        let mut h = Harness::new(sup(vec![svc("db", &[]), svc("web", &["db"])], false));
+        h.request(1, Request::Status { services: vec![] });
+        let status = h.reply(1).expect("status answers at once");
+        assert!(status.ok);
+        let got: Vec<(String, String, Option<i32>)> = status
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.state.clone(), s.pid))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("db".into(), "running".into(), Some(100)),
+                ("web".into(), "running".into(), Some(101))
+            ]
+        );
+        h.request(
+            2,
+            Request::Status {
+                services: vec!["wbe".into(), "nope".into()],
+            },
+        );
+        assert_eq!(
+            h.reply(2).and_then(|r| r.error),
+            Some("no service \"wbe\" (did you mean \"web\"?); no service \"nope\"".into())
+        );
+    }
+
+    #[test]
+    fn stop_answers_when_the_service_is_down_and_reports_sigkill_escalation() {
+        let mut slow = svc("web", &[]);
+        slow.stop_timeout = Duration::from_secs(2);
+        let mut h = Harness::new(sup(vec![slow], false));
+        h.take_log();
+        h.request(1, Request::Stop(names(&["web"])));
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGTERM)]);
+        assert!(h.reply(1).is_none(), "no answer before the exit");
+        let t = h.now + Duration::from_secs(2);
+        h.advance_to(t);
+        assert!(h.signalled().contains(&(pid(100), Signal::SIGKILL)));
+        h.exit(pid(100), Exit::Signal(Signal::SIGKILL));
+        let reply = h.reply(1).expect("answered once down");
+        assert_eq!(
+            reply.messages,
+            vec!["web: did not stop within stop-timeout 2.0s, sent SIGKILL (killed by SIGKILL)"]
+        );
+        assert_eq!(h.sup.services[0].state, State::Stopped);
+        // Stopped on request: nothing restarts it, and corral stays up.
+        h.advance_to(t + Duration::from_secs(60));
+        assert!(h.spawned().is_empty());
+        assert_eq!(h.sup.phase, Phase::Up);
+    }
+
+    #[test]
+    fn stop_all_stops_dependants_first_and_a_second_stop_says_not_running() {
+        let mut h = Harness::new(sup(vec![svc("api", &["db"]), svc("db", &[])], false));
+        let (api, db) = (h.pid_of("api"), h.pid_of("db"));
+        h.take_log();
+        h.request(
+            1,
+            Request::Stop(Targets {
+                services: vec![],
+                all: true,
+            }),
+        );
+        assert_eq!(h.signalled(), vec![(api, Signal::SIGTERM)]);
+        h.take_log();
+        h.exit(api, Exit::Code(0));
+        assert_eq!(h.signalled(), vec![(db, Signal::SIGTERM)]);
+        h.exit(db, Exit::Code(0));
+        assert_eq!(
+            h.reply(1).map(|r| r.messages),
+            Some(vec![
+                "api: stopped (exit 0)".to_string(),
+                "db: stopped (exit 0)".to_string()
+            ])
+        );
+        h.request(2, Request::Stop(names(&["db"])));
+        assert_eq!(
+            h.reply(2).map(|r| r.messages),
+            Some(vec!["db: was not running".to_string()])
+        );
+    }
+
+    #[test]
+    fn stopping_a_dependency_alone_leaves_its_running_dependants_up() {
+        let mut h = Harness::new(sup(vec![svc("api", &["db"]), svc("db", &[])], false));
+        let db = h.pid_of("db");
+        h.take_log();
+        h.request(1, Request::Stop(names(&["db"])));
+        assert_eq!(h.signalled(), vec![(db, Signal::SIGTERM)]);
+    }
+
+    #[test]
+    fn start_brings_up_stopped_dependencies_first_and_answers_when_started() {
+        let mut h = Harness::new(sup(vec![svc("api", &["db"]), svc("db", &[])], false));
+        h.request(
+            1,
+            Request::Stop(Targets {
+                services: vec![],
+                all: true,
+            }),
+        );
+        h.exit(h.pid_of("api"), Exit::Code(0));
+        h.exit(h.pid_of("db"), Exit::Code(0));
+        h.take_log();
+        h.request(2, Request::Start(names(&["api"])));
+        // db first (api waits for it), then api; one answer for the request.
+        assert_eq!(h.spawned(), vec![Target::Service(1), Target::Service(0)]);
+        let reply = h.reply(2).expect("answered once started");
+        assert!(reply.ok);
+        assert_eq!(reply.messages, vec!["api: started (pid 103)"]);
+    }
+
+    #[test]
+    fn start_of_a_service_that_cannot_be_spawned_reports_the_reason() {
+        let mut h = Harness::new(sup(vec![svc("web", &[])], false));
+        h.request(1, Request::Stop(names(&["web"])));
+        h.exit(pid(100), Exit::Code(0));
+        h.take_log();
+        h.fail_spawns = true;
+        h.request(2, Request::Start(names(&["web"])));
+        let reply = h.reply(2).expect("answered at the failure");
+        assert!(!reply.ok);
+        assert_eq!(
+            reply.error,
+            Some(
+                "web: could not be started: No such file or directory; \
+                 it will be started again after its backoff"
+                    .into()
+            )
+        );
+        assert_eq!(h.sup.service_status(0, h.now).state, "backoff");
+    }
+
+    #[test]
+    fn restart_answers_after_the_new_process_runs() {
+        let mut h = Harness::new(sup(vec![svc("web", &[])], false));
+        h.take_log();
+        h.request(1, Request::Restart(names(&["web"])));
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGTERM)]);
+        assert!(h.reply(1).is_none());
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        assert_eq!(
+            h.reply(1).map(|r| r.messages),
+            Some(vec!["web: started (pid 101)".to_string()])
+        );
+        assert_eq!(h.sup.services[0].restarts(), 1);
+    }
+
+    #[test]
+    fn wait_answers_when_started_or_fails_at_its_deadline() {
+        let mut migrate = svc("migrate", &[]);
+        migrate.oneshot = true;
+        migrate.restart = crate::config::Restart::Never;
+        let mut h = Harness::new(sup(vec![svc("app", &["migrate"]), migrate], false));
+        h.request(
+            1,
+            Request::Wait {
+                services: vec!["app".into()],
+                timeout_ms: None,
+            },
+        );
+        h.request(
+            2,
+            Request::Wait {
+                services: vec!["app".into()],
+                timeout_ms: Some(500),
+            },
+        );
+        assert_eq!(
+            h.sup.next_deadline(),
+            Some(h.now + Duration::from_millis(500))
+        );
+        h.advance_to(h.now + Duration::from_millis(500));
+        assert_eq!(
+            h.reply(2).and_then(|r| r.error),
+            Some("timed out waiting for app (starting)".into())
+        );
+        assert!(h.reply(1).is_none());
+        h.exit(pid(100), Exit::Code(0));
+        assert_eq!(
+            h.reply(1).map(|r| r.messages),
+            Some(vec!["app: started".to_string()])
+        );
+    }
+
+    #[test]
+    fn health_names_what_is_not_running() {
+        let mut h = Harness::new(sup(vec![svc("db", &[]), svc("web", &[])], false));
+        h.request(1, Request::Health {});
+        assert!(h.reply(1).is_some_and(|r| r.ok));
+        h.exit(pid(101), Exit::Code(1));
+        h.request(2, Request::Health {});
+        let reply = h.reply(2).expect("health answers at once");
+        assert!(!reply.ok);
+        assert_eq!(
+            reply.problems,
+            vec!["web: backoff (exit 1; next start in 100ms)"]
+        );
+    }
+
+    #[test]
+    fn signal_goes_to_running_services_and_names_the_others() {
+        let mut h = Harness::new(sup(vec![svc("db", &[]), svc("web", &[])], false));
+        h.request(9, Request::Stop(names(&["web"])));
+        h.exit(pid(101), Exit::Code(0));
+        h.take_log();
+        h.request(
+            1,
+            Request::Signal {
+                signal: "hup".into(),
+                services: vec!["db".into(), "web".into()],
+            },
+        );
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGHUP)]);
+        let reply = h.reply(1).expect("answered");
+        assert_eq!(reply.messages, vec!["db: sent SIGHUP to process group 100"]);
+        assert_eq!(reply.error, Some("web is not running (stopped)".into()));
+        h.request(
+            2,
+            Request::Signal {
+                signal: "NOPE".into(),
+                services: vec!["db".into()],
+            },
+        );
+        assert!(
+            h.reply(2)
+                .and_then(|r| r.error)
+                .is_some_and(|e| e.contains("unknown signal"))
+        );
+    }
+
+    #[test]
+    fn shutdown_with_an_exit_code_and_requests_refused_while_shutting_down() {
+        let mut h = Harness::new(sup(vec![svc("db", &[])], false));
+        h.request(
+            1,
+            Request::Wait {
+                services: vec!["db".into()],
+                timeout_ms: None,
+            },
+        );
+        assert!(h.reply(1).is_some_and(|r| r.ok));
+        h.request(2, Request::Shutdown { exit_code: Some(7) });
+        assert_eq!(
+            h.reply(2).map(|r| r.messages),
+            Some(vec!["shutting down".to_string()])
+        );
+        h.request(3, Request::Start(names(&["db"])));
+        assert_eq!(
+            h.reply(3).and_then(|r| r.error),
+            Some("corral is shutting down".into())
+        );
+        h.exit(pid(100), Exit::Code(0));
+        h.event(Event::NoChildren);
+        assert_eq!(h.log.last(), Some(&Action::Exit(7)));
     }
 }

@@ -142,13 +142,10 @@ impl Supervisor {
                 ("starting", detail, None)
             }
             State::Idle if !svc.spec.enabled => ("stopped", Some("disabled".to_string()), None),
-            State::Backoff { retry_at } => {
+            State::Backoff { retry_at, why } => {
                 let left = retry_at.saturating_duration_since(now);
-                (
-                    "backoff",
-                    Some(format!("next start in {}", human(left))),
-                    Some(millis(left)),
-                )
+                let detail = format!("{why}; next start in {}", human(left));
+                ("backoff", Some(detail), Some(millis(left)))
             }
             State::Failed { reason } => ("failed", Some(reason.clone()), None),
             other => (other.name(), None, None),
@@ -549,8 +546,8 @@ impl Supervisor {
         match &svc.state {
             State::Failed { reason } => Progress::Failed(format!("{name} failed: {reason}")),
             State::Stopped => Progress::Failed(format!("{name} exited{last}")),
-            State::Backoff { .. } => Progress::Failed(format!(
-                "{name} exited{last} and will be restarted after its backoff"
+            State::Backoff { why, .. } => Progress::Failed(format!(
+                "{name}: {why}; it will be started again after its backoff"
             )),
             State::Idle if self.blocked(i, self.services.len()) => {
                 Progress::Failed(format!("{name} waits for a service that failed"))
