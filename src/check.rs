@@ -94,7 +94,7 @@ fn describe(svc: &ServiceSpec) -> String {
         Restart::Always
     };
     if svc.restart != default_restart {
-        parts.push(format!("restart {:?}", svc.restart).to_lowercase());
+        parts.push(format!("restart {}", svc.restart));
     }
     parts.push(format!("from {}", svc.source.display()));
     parts.join("; ")

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::warn;
 
 use crate::config::parse_duration;
@@ -89,11 +89,16 @@ pub struct LogArgs {
     name = "corral",
     version,
     about = "A process supervisor for containers: runs as PID 1, starts, restarts, reaps, signals and stops services.",
-    after_help = "Other modes:\n  corral check [OPTIONS]   validate every service definition and print the start plan\n\nA COMMAND named like a mode must follow `--`: corral -- check"
+    after_help = "Other modes:\n  corral check [OPTIONS]        validate every service definition and print the start plan\n  corral ctl SUBCOMMAND ...     control a running corral (also as `corralctl`); see corral ctl --help\n\nA COMMAND named like a mode must follow `--`: corral -- check"
 )]
 pub struct Cli {
     #[command(flatten)]
     pub dirs: Dirs,
+
+    /// The control socket [default: /run/corral/control.sock; if /run is not
+    /// writable, $XDG_RUNTIME_DIR/corral/control.sock, else /tmp/corral-$UID/control.sock]
+    #[arg(long, value_name = "PATH", env = "CORRAL_SOCKET")]
+    pub socket: Option<PathBuf>,
 
     /// Total budget for the shutdown sequence (e.g. 9s, 500ms)
     #[arg(long, value_name = "DUR", env = "CORRAL_SHUTDOWN_TIMEOUT", default_value = "9s", value_parser = parse_duration)]
@@ -121,6 +126,88 @@ pub struct CheckCli {
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// `corral ctl [--socket PATH] SUBCOMMAND`: the control client.
+#[derive(Debug, Parser)]
+#[command(
+    name = "corral ctl",
+    about = "Control a running corral through its socket",
+    after_help = "Exit status: 0 done; 1 corral answered with an error (or could not be reached); 2 usage.\n\
+Without --socket / CORRAL_SOCKET, the first existing of /run/corral/control.sock,\n\
+$XDG_RUNTIME_DIR/corral/control.sock and /tmp/corral-$UID/control.sock is used."
+)]
+pub struct CtlCli {
+    /// corral's control socket [default: the first that exists, see below]
+    #[arg(long, value_name = "PATH", env = "CORRAL_SOCKET", global = true)]
+    pub socket: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// Services to act on: names, or `--all`.
+#[derive(Debug, Clone, Args)]
+pub struct Names {
+    /// Service names
+    #[arg(value_name = "NAME", required_unless_present = "all")]
+    pub names: Vec<String>,
+
+    /// Every service
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// Every service (or the named ones): state, pid, uptime, restarts, readiness, last exit
+    Status {
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// The services as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services (and what they start after); returns once they are started
+    Start(Names),
+    /// Stop services (dependants first); returns once they have exited
+    Stop(Names),
+    /// Stop and start services again; returns once they are started
+    Restart(Names),
+    /// Send a signal (HUP, SIGUSR1, 10, ...) to services
+    Signal {
+        #[arg(value_name = "SIG")]
+        signal: String,
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// The recent output of a service (`output = "prefix"` only)
+    Logs {
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// How many recent lines (corral keeps 1000)
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 100)]
+        lines: usize,
+        /// Keep printing new lines until interrupted
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Wait until services are started
+    Wait {
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        /// Give up after this long (e.g. 30s, 500ms): exit 1
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// Exit 0 if every wanted service is running; else print which are not and exit 1
+    Health,
+    /// Stop every service and exit, gracefully
+    Shutdown {
+        /// corral's exit status (when no main COMMAND or essential service decides it)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..=255))]
+        exit_code: Option<i32>,
+    },
 }
 
 impl Dirs {

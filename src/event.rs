@@ -22,6 +22,11 @@ pub enum Input {
         request: Request,
         reply: Sender<Response>,
     },
+    /// The client of the request answered on `reply` (a clone of its sender)
+    /// hung up: nobody waits for that answer any more.
+    Cancel {
+        reply: Sender<Response>,
+    },
 }
 
 /// Identifies a control request between the core and the executor.
@@ -65,6 +70,10 @@ pub enum Event {
     Request {
         id: RequestId,
         request: Request,
+    },
+    /// Nobody waits for the answer to request `id` any more.
+    Cancel {
+        id: RequestId,
     },
 }
 

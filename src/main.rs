@@ -1,23 +1,38 @@
 //! argv -> mode; errors -> exit code. Everything else lives in the library.
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use corral::cli::{CheckCli, Cli};
+use corral::control::server::Server;
 use corral::supervisor::{Setup, Supervisor};
-use corral::{check, cli, config, log, output, signals, supervisor};
+use corral::{check, cli, config, control, log, output, signals, supervisor};
 use tracing::{error, info, warn};
 
 /// Invalid definitions or usage.
 const EXIT_USAGE: u8 = 2;
-/// A system error before anything started (signals, threads).
+/// A system error before anything started (signals, threads, control socket).
 const EXIT_SYSTEM: u8 = 111;
+
+/// After the loop ends, how long control connections get to write their
+/// last answers (`shutdown`'s reply, "corral is exiting").
+const CONTROL_LINGER: Duration = Duration::from_millis(500);
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str());
+    if invoked_as == Some("corralctl") {
+        return control::client::main(&args, "corralctl");
+    }
     match args.get(1).and_then(|a| a.to_str()) {
         Some("check") => check_mode(&args[1..]),
+        Some("ctl") => control::client::main(&args[1..], "corral ctl"),
         _ => supervise(&args),
     }
 }
@@ -88,8 +103,32 @@ fn supervise(args: &[OsString]) -> ExitCode {
         become_subreaper();
     }
 
-    // 4. The output thread, then the loop. From here on, corral must not die.
-    let output = match output::Output::start() {
+    // 4. The control socket, before the first spawn: its umask window must
+    //    not overlap anything else creating files, and a second corral on
+    //    the same socket must fail before it starts anything.
+    let logs = output::Logs::new();
+    let server = match control::server_path(
+        cli.socket.as_deref().filter(|p| !p.as_os_str().is_empty()),
+    ) {
+        Some(path) => match Server::start(&path, tx.clone(), logs.clone()) {
+            Ok(server) => Some(server),
+            Err(err) => {
+                // Like a definitions error: plain text, whatever the log settings.
+                eprintln!("corral: {err}");
+                return ExitCode::from(EXIT_SYSTEM);
+            }
+        },
+        None => {
+            warn!(
+                looked_at = ?control::default_candidates(),
+                "no writable directory for the control socket: running without one (corral ctl will not work); set --socket or CORRAL_SOCKET"
+            );
+            None
+        }
+    };
+
+    // 5. The output thread, then the loop. From here on, corral must not die.
+    let output = match output::Output::start(logs) {
         Ok(output) => output,
         Err(err) => {
             error!(%err, "cannot start the output thread");
@@ -114,6 +153,9 @@ fn supervise(args: &[OsString]) -> ExitCode {
     );
     // `tx` lived until here: the loop's input channel never disconnects.
     drop(tx);
+    if let Some(server) = server {
+        server.close(Instant::now() + CONTROL_LINGER);
+    }
     info!(code, "corral exiting");
     // Exit statuses are 0..=255; a wider code wraps as the kernel would.
     ExitCode::from((code & 0xff) as u8)

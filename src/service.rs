@@ -235,7 +235,7 @@ impl Service {
             } else {
                 warn!(service = %self.spec.name, %exit, "service exited, not restarted (restart policy)");
                 self.state = State::Failed {
-                    reason: format!("{exit}, restart = {:?}", self.spec.restart),
+                    reason: format!("{exit}, restart = \"{}\"", self.spec.restart),
                 };
             }
             return Vec::new();

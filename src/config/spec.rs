@@ -31,6 +31,17 @@ pub enum Restart {
     Never,
 }
 
+impl std::fmt::Display for Restart {
+    /// As written in a service file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::Never => "never",
+        })
+    }
+}
+
 /// Where a service's stdout and stderr go (SPEC section 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {

@@ -190,6 +190,10 @@ impl Supervisor {
             } => self.on_spawn_failed(target, &error, code, now),
             Event::Tick => self.on_tick(now),
             Event::Request { id, request } => self.on_request(id, request, now),
+            Event::Cancel { id } => {
+                self.pending.retain(|p| p.id() != id);
+                Vec::new()
+            }
         };
         self.advance(now, &mut actions);
         actions
@@ -1280,5 +1284,41 @@ mod tests {
         h.exit(pid(100), Exit::Code(0));
         h.event(Event::NoChildren);
         assert_eq!(h.log.last(), Some(&Action::Exit(7)));
+    }
+
+    #[test]
+    fn a_cancelled_request_is_forgotten_but_its_action_goes_on() {
+        let mut h = Harness::new(sup(vec![svc("db", &[]), svc("web", &[])], false));
+        h.take_log();
+        h.request(1, Request::Stop(names(&["web"])));
+        h.request(
+            2,
+            Request::Wait {
+                services: vec!["web".into()],
+                timeout_ms: Some(60_000),
+            },
+        );
+        h.event(Event::Cancel { id: 1 });
+        h.event(Event::Cancel { id: 2 });
+        // Left: the stop's own SIGKILL deadline, not the wait's 60 s.
+        assert_eq!(
+            h.sup.next_deadline(),
+            Some(h.now + Duration::from_secs(5)),
+            "the wait's deadline went with it"
+        );
+        h.exit(pid(101), Exit::Code(0));
+        assert!(h.reply(1).is_none() && h.reply(2).is_none());
+        assert_eq!(
+            h.sup.services[1].state,
+            State::Stopped,
+            "the stop itself went on"
+        );
+        h.request(3, Request::Health {});
+        assert_eq!(
+            h.reply(3).map(|r| r.messages),
+            Some(vec![
+                "all 1 wanted services up (1 stopped or disabled on purpose)".to_string()
+            ])
+        );
     }
 }

@@ -84,6 +84,19 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                     request,
                 }]
             }
+            Ok(Input::Cancel { reply }) => {
+                let id = replies
+                    .iter()
+                    .find(|(_, r)| r.same_channel(&reply))
+                    .map(|(&id, _)| id);
+                match id {
+                    Some(id) => {
+                        replies.remove(&id);
+                        vec![Event::Cancel { id }]
+                    }
+                    None => Vec::new(),
+                }
+            }
             Err(RecvTimeoutError::Timeout) => vec![Event::Tick],
             Err(RecvTimeoutError::Disconnected) => {
                 // Cannot happen while `setup` holds the receiver and the signal

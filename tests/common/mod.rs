@@ -308,6 +308,8 @@ impl TestDir {
             pid1: false,
             dirs: true,
             env: Vec::new(),
+            env_remove: Vec::new(),
+            user: None,
         }
     }
 }
@@ -365,9 +367,32 @@ pub struct CorralBuilder {
     pid1: bool,
     dirs: bool,
     env: Vec<(String, String)>,
+    /// Variables taken out of corral's environment.
+    env_remove: Vec<String>,
+    /// Run corral as this uid (and gid), through std's setuid before exec.
+    user: Option<u32>,
 }
 
 impl CorralBuilder {
+    /// Give corral `--socket <test dir>/ctl.sock`, the socket `Corral::ctl` uses.
+    pub fn ctl_socket(self) -> Self {
+        let path = self.dir.join(CTL_SOCKET).display().to_string();
+        self.args(["--socket", &path])
+    }
+
+    /// Take `key` out of corral's environment (e.g. the harness's CORRAL_SOCKET).
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env_remove.push(key.into());
+        self
+    }
+
+    /// Run corral as `uid` (gid the same number, no supplementary groups).
+    /// Not with `pid1`.
+    pub fn user(mut self, uid: u32) -> Self {
+        self.user = Some(uid);
+        self
+    }
+
     /// An environment variable of corral's (the "container environment").
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
@@ -425,7 +450,16 @@ impl CorralBuilder {
     pub fn start(self) -> Corral {
         let argv = self.argv();
         if !self.pid1 {
-            let child = command(corral_bin(), &self.dir)
+            let mut cmd = command(corral_bin(), &self.dir);
+            for key in &self.env_remove {
+                cmd.env_remove(key);
+            }
+            if let Some(uid) = self.user {
+                use std::os::unix::process::CommandExt;
+                // std drops supplementary groups when root sets a uid.
+                cmd.uid(uid).gid(uid);
+            }
+            let child = cmd
                 .envs(self.env.iter().cloned())
                 .args(&argv)
                 .spawn()
@@ -789,5 +823,210 @@ impl Drop for Corral {
         if thread::panicking() {
             eprintln!("{}", self.output_excerpt());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// corral ctl
+
+/// The control socket `CorralBuilder::ctl_socket` gives corral, in the test dir.
+pub const CTL_SOCKET: &str = "ctl.sock";
+
+/// A finished command: its exit code and what it printed.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// From spawn to exit.
+    pub took: Duration,
+}
+
+impl Ran {
+    /// The stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// A command running in the background with its output piped: stdout line
+/// by line on a channel, stderr collected. `Drop` kills it by pid (and
+/// reaps it) if it is still running, also when the test fails.
+pub struct Background {
+    child: Child,
+    started: Instant,
+    stdout: crossbeam_channel::Receiver<String>,
+    seen: Vec<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn spawn(cmd: &mut Command) -> Background {
+        use std::io::{BufRead, BufReader, Read};
+        let started = Instant::now();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let (tx, stdout) = crossbeam_channel::unbounded();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+        if let Some(mut err) = child.stderr.take() {
+            let stderr = std::sync::Arc::clone(&stderr);
+            readers.push(thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut text) = stderr.lock() {
+                        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+            }));
+        }
+        Background {
+            child,
+            started,
+            stdout,
+            seen: Vec::new(),
+            stderr,
+            readers,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The next stdout line, waiting up to `timeout`; panics (with what it
+    /// printed so far) if none comes.
+    pub fn next_line(&mut self, timeout: Duration) -> String {
+        match self.stdout.recv_timeout(timeout) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                line
+            }
+            Err(e) => panic!(
+                "no stdout line from pid {} within {timeout:?} ({e}); stdout so far: {:?}; stderr: {:?}",
+                self.pid(),
+                self.seen,
+                self.stderr()
+            ),
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Wait for the exit (killing it at `timeout`, then panicking).
+    pub fn finish(mut self, timeout: Duration) -> Ran {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "pid {} still running after {timeout:?}; stdout: {:?}; stderr: {:?}",
+                    self.pid(),
+                    self.seen,
+                    self.stderr()
+                );
+            }
+            thread::sleep(POLL);
+        };
+        let took = self.started.elapsed();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let mut stdout: Vec<String> = std::mem::take(&mut self.seen);
+        stdout.extend(self.stdout.try_iter());
+        let mut text = stdout.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        let code = exit_code(status).unwrap_or(-1);
+        Ran {
+            code,
+            stdout: text,
+            stderr: self.stderr(),
+            took,
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run `cmd` to completion within `timeout` (killed by pid past it).
+pub fn run_within(cmd: &mut Command, timeout: Duration) -> Ran {
+    Background::spawn(cmd).finish(timeout)
+}
+
+/// `corral ctl ARGS` as a command, with a clean environment for the client.
+pub fn ctl_command(socket: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(corral_bin());
+    cmd.env_remove("CORRAL_SOCKET").arg("ctl");
+    if let Some(socket) = socket {
+        cmd.arg("--socket").arg(socket);
+    }
+    cmd.args(args);
+    cmd
+}
+
+impl Corral {
+    /// The socket given by `CorralBuilder::ctl_socket`.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join(CTL_SOCKET)
+    }
+
+    /// `corral ctl --socket <test dir>/ctl.sock ARGS`, to completion.
+    pub fn ctl(&self, args: &[&str]) -> Ran {
+        run_within(&mut ctl_command(Some(&self.socket()), args), DEADLINE)
+    }
+
+    /// `corral ctl ...` left running (`logs -f`, `wait`).
+    pub fn ctl_background(&self, args: &[&str]) -> Background {
+        Background::spawn(&mut ctl_command(Some(&self.socket()), args))
+    }
+
+    /// The number of threads corral has (`Threads:` of /proc/PID/status).
+    pub fn threads(&self) -> usize {
+        fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|status| {
+                status.lines().find_map(|l| {
+                    l.strip_prefix("Threads:")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
     }
 }

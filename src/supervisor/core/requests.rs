@@ -44,6 +44,10 @@ impl Pending {
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
+
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
 }
 
 impl Supervisor {
@@ -377,6 +381,7 @@ impl Supervisor {
                 ..Response::error(e)
             });
         }
+        let wanted = self.services.iter().filter(|s| s.want == Want::Up).count();
         let problems: Vec<String> = (0..self.services.len())
             .filter(|&i| self.services[i].want == Want::Up && !self.services[i].is_started())
             .map(|i| {
@@ -388,7 +393,12 @@ impl Supervisor {
             })
             .collect();
         Some(if problems.is_empty() {
-            Response::messages(vec![format!("{} services running", self.services.len())])
+            let others = self.services.len() - wanted;
+            let mut message = format!("all {wanted} wanted services up");
+            if others > 0 {
+                message.push_str(&format!(" ({others} stopped or disabled on purpose)"));
+            }
+            Response::messages(vec![message])
         } else {
             Response {
                 problems: problems.clone(),

@@ -1,0 +1,383 @@
+//! `corral ctl` (also run as `corralctl`): one request to the control socket,
+//! its answer printed for people (or as JSON), and an exit status.
+//!
+//! Exit status: 0 when corral says `ok`; 1 when it answers with an error,
+//! or cannot be reached; 2 for usage errors (clap's own). Every error says
+//! what a person can do about it: where the socket was looked for, who may
+//! use it.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use super::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
+use crate::cli::{CtlCli, CtlCommand, Names};
+use crate::supervisor::core::human;
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+/// `args[0]` is the program name as the user typed it (`corral ctl`, or the
+/// `corralctl` link); the subcommand follows.
+pub fn main(args: &[OsString], bin_name: &'static str) -> ExitCode {
+    let matches = CtlCli::command()
+        .bin_name(bin_name)
+        .name(bin_name)
+        .try_get_matches_from(args);
+    let cli = match matches.and_then(|m| CtlCli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // --help and --version print and exit 0; usage errors exit 2.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let socket = cli.socket.filter(|p| !p.as_os_str().is_empty());
+    match run(socket.as_deref(), cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("corral ctl: {message}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn run(socket: Option<&Path>, command: CtlCommand) -> Result<ExitCode, String> {
+    let request = request_for(&command);
+    let stream = connect(socket)?;
+    let mut answers = send(stream, &request)?;
+    let first = answers.next().ok_or_else(|| {
+        "corral closed the connection without answering (is it exiting?)".to_string()
+    })??;
+    let mut out = Output::new();
+    let code = match command {
+        CtlCommand::Status { json: true, .. } => {
+            if first.ok {
+                let json = serde_json::to_string_pretty(&first.services)
+                    .map_err(|e| format!("cannot encode the status: {e}"))?;
+                out.stdout(&json);
+            }
+            finish(&first, &mut out)
+        }
+        CtlCommand::Status { .. } => {
+            if first.ok {
+                out.stdout(status_table(&first.services).trim_end_matches('\n'));
+            }
+            finish(&first, &mut out)
+        }
+        CtlCommand::Logs { follow, .. } => {
+            print_lines(&first, &mut out);
+            if first.ok && follow {
+                // One response per new line, until corral closes (or we are
+                // interrupted, or stdout goes away).
+                for next in answers {
+                    let next = next?;
+                    print_lines(&next, &mut out);
+                    if !next.ok {
+                        return Ok(finish(&next, &mut out));
+                    }
+                    if out.broken {
+                        break;
+                    }
+                }
+            }
+            finish(&first, &mut out)
+        }
+        CtlCommand::Health => {
+            for problem in &first.problems {
+                out.stdout(problem);
+            }
+            finish(&first, &mut out)
+        }
+        _ => finish(&first, &mut out),
+    };
+    Ok(code)
+}
+
+fn request_for(command: &CtlCommand) -> Request {
+    let targets = |names: &Names| Targets {
+        services: names.names.clone(),
+        all: names.all,
+    };
+    match command {
+        CtlCommand::Status { names, .. } => Request::Status {
+            services: names.clone(),
+        },
+        CtlCommand::Start(names) => Request::Start(targets(names)),
+        CtlCommand::Stop(names) => Request::Stop(targets(names)),
+        CtlCommand::Restart(names) => Request::Restart(targets(names)),
+        CtlCommand::Signal { signal, names } => Request::Signal {
+            signal: signal.clone(),
+            services: names.clone(),
+        },
+        CtlCommand::Logs {
+            name,
+            lines,
+            follow,
+        } => Request::Logs {
+            service: name.clone(),
+            lines: Some(*lines),
+            follow: *follow,
+        },
+        CtlCommand::Wait { names, timeout } => Request::Wait {
+            services: names.clone(),
+            timeout_ms: timeout.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        },
+        CtlCommand::Health => Request::Health {},
+        CtlCommand::Shutdown { exit_code } => Request::Shutdown {
+            exit_code: *exit_code,
+        },
+    }
+}
+
+/// Messages on stdout; on `ok: false`, the error on stderr and exit 1.
+fn finish(response: &Response, out: &mut Output) -> ExitCode {
+    for message in &response.messages {
+        out.stdout(message);
+    }
+    if response.ok {
+        return ExitCode::SUCCESS;
+    }
+    let error = response
+        .error
+        .as_deref()
+        .unwrap_or("failed (no reason given)");
+    out.stderr(&format!("corral ctl: {error}"));
+    ExitCode::from(EXIT_FAILED)
+}
+
+fn print_lines(response: &Response, out: &mut Output) {
+    for line in &response.lines {
+        if line.stream == "stderr" {
+            out.stderr(&line.line);
+        } else {
+            out.stdout(&line.line);
+        }
+    }
+    out.flush();
+}
+
+/// stdout / stderr that tolerate a closed pipe (`corral ctl logs -f | head`):
+/// after the first failed write, stop writing and end quietly.
+struct Output {
+    stdout: io::Stdout,
+    broken: bool,
+}
+
+impl Output {
+    fn new() -> Output {
+        Output {
+            stdout: io::stdout(),
+            broken: false,
+        }
+    }
+
+    fn stdout(&mut self, line: &str) {
+        if !self.broken && writeln!(self.stdout.lock(), "{line}").is_err() {
+            self.broken = true;
+        }
+    }
+
+    fn stderr(&mut self, line: &str) {
+        let _ = writeln!(io::stderr().lock(), "{line}");
+    }
+
+    fn flush(&mut self) {
+        if !self.broken && self.stdout.lock().flush().is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+/// The aligned `status` table.
+pub fn status_table(services: &[ServiceStatus]) -> String {
+    let header = [
+        "NAME",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "READY",
+        "LAST-EXIT",
+        "DETAIL",
+    ];
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 8]> = services
+        .iter()
+        .map(|s| {
+            [
+                s.name.clone(),
+                s.state.clone(),
+                s.pid.map_or_else(dash, |p| p.to_string()),
+                s.uptime_ms
+                    .map_or_else(dash, |ms| human(std::time::Duration::from_millis(ms))),
+                s.restarts.to_string(),
+                if s.ready { "yes" } else { "no" }.to_string(),
+                s.last_exit.clone().unwrap_or_else(dash),
+                s.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut table = String::new();
+    let header = header.map(String::from);
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<width$}  "));
+        }
+        table.push_str(line.trim_end());
+        table.push('\n');
+    }
+    table
+}
+
+/// Connect to `given`, or to the first default candidate that accepts.
+fn connect(given: Option<&Path>) -> Result<UnixStream, String> {
+    if let Some(path) = given {
+        return UnixStream::connect(path).map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => format!(
+                "no control socket at {} (is corral running? it must use the same --socket / CORRAL_SOCKET)",
+                path.display()
+            ),
+            _ => format!("cannot connect to {}: {}", path.display(), why(path, &err)),
+        });
+    }
+    let candidates = super::default_candidates();
+    let euid = nix::unistd::geteuid().as_raw();
+    let mut tried: Vec<(PathBuf, String)> = Vec::new();
+    let mut denied = false;
+    for path in candidates {
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_socket() => {
+                if let Some(Err(reason)) = path.parent().map(|d| super::trusted_dir(d, euid)) {
+                    tried.push((path, reason));
+                    continue;
+                }
+            }
+            Ok(_) => {
+                tried.push((path, "not a socket".into()));
+                continue;
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                tried.push((path, "no such file".into()));
+                continue;
+            }
+            Err(err) => {
+                denied |= err.kind() == io::ErrorKind::PermissionDenied;
+                tried.push((path.clone(), why(&path, &err)));
+                continue;
+            }
+        }
+        match UnixStream::connect(&path) {
+            Ok(stream) => return Ok(stream),
+            Err(err) => {
+                denied |= err.kind() == io::ErrorKind::PermissionDenied;
+                tried.push((path.clone(), why(&path, &err)));
+            }
+        }
+    }
+    let mut message = if denied {
+        "cannot use corral's control socket. Looked at:".to_string()
+    } else {
+        "no control socket found. Looked at:".to_string()
+    };
+    for (path, reason) in &tried {
+        message.push_str(&format!("\n  {}: {reason}", path.display()));
+    }
+    message.push_str(
+        "\nIs corral running? If it uses another socket, point at it with --socket PATH or CORRAL_SOCKET=PATH.",
+    );
+    Err(message)
+}
+
+/// What a connect error means for the person at the keyboard.
+fn why(path: &Path, err: &io::Error) -> String {
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => {
+            let me = nix::unistd::geteuid().as_raw();
+            let owner = fs::metadata(path)
+                .map(|m| format!("uid {}", m.uid()))
+                .unwrap_or_else(|_| "the user corral runs as".into());
+            format!(
+                "permission denied: the control socket is mode 0600; only root and its owner ({owner}) may use it, and you are uid {me}"
+            )
+        }
+        io::ErrorKind::ConnectionRefused => {
+            "nothing listens there (a stale socket: corral is not running)".into()
+        }
+        io::ErrorKind::NotFound => "no such file".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// Write the request, then hand out the response lines as they come.
+fn send(
+    mut stream: UnixStream,
+    request: &Request,
+) -> Result<impl Iterator<Item = Result<Response, String>>, String> {
+    if let Err(err) = stream.write_all(encode_request(request).as_bytes()) {
+        // corral may have answered (and closed) before reading it all: a
+        // request too long. Its answer says why; read it.
+        if err.kind() != io::ErrorKind::BrokenPipe && err.kind() != io::ErrorKind::ConnectionReset {
+            return Err(format!("cannot send the request: {err}"));
+        }
+    }
+    let reader = BufReader::new(stream);
+    Ok(reader.lines().map_while(|line| match line {
+        Ok(line) => Some(decode_response(&line)),
+        // A reset after the last answer is an end like EOF.
+        Err(err) if err.kind() == io::ErrorKind::ConnectionReset => None,
+        Err(err) => Some(Err(format!("reading corral's answer: {err}"))),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_table_is_aligned_with_dashes_for_nothing() {
+        let services = vec![
+            ServiceStatus {
+                name: "web".into(),
+                state: "running".into(),
+                pid: Some(1234),
+                uptime_ms: Some(192_000),
+                ready: true,
+                ..ServiceStatus::default()
+            },
+            ServiceStatus {
+                name: "flapper".into(),
+                state: "backoff".into(),
+                restarts: 12,
+                last_exit: Some("exit 1".into()),
+                detail: Some("next start in 1.2s".into()),
+                ..ServiceStatus::default()
+            },
+        ];
+        assert_eq!(
+            status_table(&services),
+            "\
+NAME     STATE    PID   UPTIME  RESTARTS  READY  LAST-EXIT  DETAIL
+web      running  1234  3m12s   0         yes    -
+flapper  backoff  -     -       12        no     exit 1     next start in 1.2s
+"
+        );
+    }
+}
