@@ -5,6 +5,8 @@
 //! the pure transitions in `service` and `supervisor::core` answer with
 //! actions, which only the executor (`supervisor::run`) carries out.
 
+use std::path::PathBuf;
+
 use crossbeam_channel::Sender;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -27,6 +29,38 @@ pub enum Input {
     Cancel {
         reply: Sender<Response>,
     },
+    /// A datagram on a service's `NOTIFY_SOCKET` (sd_notify(3)). `run` is the
+    /// service's start count when that socket was made: older runs are ignored.
+    Notify {
+        service: String,
+        run: u32,
+        message: NotifyMessage,
+    },
+    /// The service wrote a newline to its notification fd (s6 readiness).
+    FdReady { service: String, run: u32 },
+    /// A TCP or HTTP probe (run on its own short-lived thread) finished.
+    ProbeDone {
+        token: u64,
+        result: Result<(), String>,
+    },
+    /// A watched path of `service` changed (created, written, replaced by
+    /// rename, removed). The core debounces.
+    Changed { service: String, path: PathBuf },
+}
+
+/// The fields of one sd_notify datagram that corral acts on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifyMessage {
+    /// `READY=1`
+    pub ready: bool,
+    /// `RELOADING=1`
+    pub reloading: bool,
+    /// `STOPPING=1`
+    pub stopping: bool,
+    /// `MAINPID=N`
+    pub main_pid: Option<i32>,
+    /// `STATUS=...`
+    pub status: Option<String>,
 }
 
 /// Identifies a control request between the core and the executor.

@@ -163,6 +163,11 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
         stop_timeout: raw.stop_timeout.unwrap_or(defaults.stop_timeout),
         kill_group: raw.kill_group.unwrap_or(defaults.kill_group),
         output: raw.output.unwrap_or(defaults.output),
+        ready: None,
+        ready_timeout: defaults.ready_timeout,
+        health: None,
+        reload: None,
+        watch: Vec::new(),
     });
     parsed
 }

@@ -53,6 +53,45 @@ pub enum Output {
     Null,
 }
 
+/// A check of a service: passes or not. Used for readiness and liveness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// A TCP connect to `host:port` succeeds.
+    Tcp { addr: String },
+    /// `GET url` answers 2xx (plain `http://` only).
+    Http { url: String },
+    /// The command exits 0 (run with the service's env, cwd and user).
+    Exec { command: Vec<String> },
+}
+
+/// How a service says it is ready (SPEC section 3, `ready`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ready {
+    Probe(Probe),
+    /// s6's notification-fd: the service writes a newline to fd N.
+    Fd(i32),
+    /// systemd's sd_notify: `READY=1` on `$NOTIFY_SOCKET`.
+    Notify,
+}
+
+/// Liveness: after `retries` consecutive failed probes, the service is restarted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// What "reload this service" does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// Sent to the service's main pid (`MAINPID=` if it told one), not its group.
+    Signal(Signal),
+    /// Run with the service's env, cwd and user, plus `MAINPID`.
+    Exec(Vec<String>),
+}
+
 /// Credentials resolved at load time, so a spawn never looks up `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -63,7 +102,7 @@ pub struct Credentials {
     pub groups: Vec<Gid>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub name: String,
     /// The file (or s6 directory) the definition came from, for messages.
@@ -89,6 +128,14 @@ pub struct ServiceSpec {
     pub stop_timeout: Duration,
     pub kill_group: bool,
     pub output: Output,
+    pub ready: Option<Ready>,
+    /// Not ready this long after the start: the start failed.
+    pub ready_timeout: Duration,
+    pub health: Option<Health>,
+    /// None: a reload is a restart.
+    pub reload: Option<Reload>,
+    /// A change to any of these (debounced) runs the reload.
+    pub watch: Vec<PathBuf>,
 }
 
 impl ServiceSpec {
@@ -119,6 +166,11 @@ impl ServiceSpec {
             stop_timeout: Duration::from_secs(5),
             kill_group: true,
             output: Output::Prefix,
+            ready: None,
+            ready_timeout: Duration::from_secs(60),
+            health: None,
+            reload: None,
+            watch: Vec::new(),
         }
     }
 }

@@ -89,6 +89,12 @@ pub struct Response {
     pub problems: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LogLine>,
+    /// `status`: orphans (processes not started by corral) reaped so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphans_reaped: Option<u64>,
+    /// `status`: `init`, `up`, `stopping`, ... (the supervisor's phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 impl Response {
@@ -143,6 +149,11 @@ pub struct ServiceStatus {
     pub next_start_ms: Option<u64>,
     pub oneshot: bool,
     pub enabled: bool,
+    #[serde(default)]
+    pub essential: bool,
+    /// The last `STATUS=` the service sent over sd_notify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_status: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

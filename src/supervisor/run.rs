@@ -97,6 +97,11 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                     None => Vec::new(),
                 }
             }
+            // Wired into the core in the readiness work in progress.
+            Ok(other) => {
+                debug!(?other, "input not handled yet");
+                Vec::new()
+            }
             Err(RecvTimeoutError::Timeout) => vec![Event::Tick],
             Err(RecvTimeoutError::Disconnected) => {
                 // Cannot happen while `setup` holds the receiver and the signal

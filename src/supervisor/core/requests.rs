@@ -176,6 +176,8 @@ impl Supervisor {
             next_start_ms,
             oneshot: svc.spec.oneshot,
             enabled: svc.spec.enabled,
+            essential: svc.spec.essential,
+            notify_status: None,
         }
     }
 
