@@ -100,6 +100,10 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", env = "CORRAL_SOCKET")]
     pub socket: Option<PathBuf>,
 
+    /// Serve /healthz, /readyz and /metrics over HTTP on this address (e.g. 0.0.0.0:9000)
+    #[arg(long, value_name = "ADDR", env = "CORRAL_HTTP")]
+    pub http: Option<String>,
+
     /// Total budget for the shutdown sequence (e.g. 9s, 500ms)
     #[arg(long, value_name = "DUR", env = "CORRAL_SHUTDOWN_TIMEOUT", default_value = "9s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
@@ -192,13 +196,22 @@ pub enum CtlCommand {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Wait until services are started
+    /// Wait until services are started (or, with --ready, ready)
     Wait {
         #[arg(value_name = "NAME", required = true)]
         names: Vec<String>,
+        /// Until ready (their `ready` probe or notification passed), not just started
+        #[arg(long)]
+        ready: bool,
         /// Give up after this long (e.g. 30s, 500ms): exit 1
         #[arg(long, value_name = "DUR", value_parser = parse_duration)]
         timeout: Option<Duration>,
+    },
+    /// Reload services (their `reload`, then ready again); no name: re-read
+    /// every definition, like SIGHUP, then reload every service that has a reload
+    Reload {
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
     },
     /// Exit 0 if every wanted service is running; else print which are not and exit 1
     Health,

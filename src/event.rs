@@ -11,6 +11,7 @@ use crossbeam_channel::Sender;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::config::{Probe, Spec};
 use crate::control::protocol::{Request, Response};
 use crate::exit::Exit;
 
@@ -74,6 +75,10 @@ pub enum Target {
     Main,
     Init(usize),
     Finish(usize),
+    /// The `reload = { exec = [...] }` hook of a service.
+    Hook(usize),
+    /// An exec probe (readiness or liveness) of a service.
+    Probe(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +114,27 @@ pub enum Event {
     Cancel {
         id: RequestId,
     },
+    /// An sd_notify datagram of run `run` of service `service`.
+    Notify {
+        service: usize,
+        run: u32,
+        message: NotifyMessage,
+    },
+    /// A newline on the notification fd of run `run` of `service`.
+    FdReady { service: usize, run: u32 },
+    /// A TCP or HTTP probe finished.
+    ProbeDone {
+        token: u64,
+        result: Result<(), String>,
+    },
+    /// A watched path of `service` changed.
+    Changed { service: usize },
+    /// The definitions were read again (SIGHUP, `ctl reload`): the new set,
+    /// or every error. `id`: the control request that asked, if any.
+    Loaded {
+        id: Option<RequestId>,
+        result: Result<Spec, Vec<String>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +154,16 @@ pub enum Action {
         id: RequestId,
         response: Response,
     },
+    /// Run `probe` for `service`: TCP/HTTP on a short-lived thread (answered
+    /// by `ProbeDone`), exec as a child process (`Target::Probe`).
+    Probe {
+        service: usize,
+        token: u64,
+        probe: Probe,
+        timeout: std::time::Duration,
+    },
+    /// Read the service definitions again; answer with `Event::Loaded`.
+    LoadConfig { id: Option<RequestId> },
     /// Everything is stopped and reaped: exit with this status.
     Exit(i32),
 }

@@ -9,7 +9,7 @@ use clap::Parser;
 use corral::cli::{CheckCli, Cli};
 use corral::control::server::Server;
 use corral::supervisor::{Setup, Supervisor};
-use corral::{check, cli, config, control, log, output, signals, supervisor};
+use corral::{check, cli, config, control, http, log, notify, output, signals, supervisor, watch};
 use tracing::{error, info, warn};
 
 /// Invalid definitions or usage.
@@ -127,7 +127,8 @@ fn supervise(args: &[OsString]) -> ExitCode {
         }
     };
 
-    // 5. The output thread, then the loop. From here on, corral must not die.
+    // 5. The adapter threads: output, readiness (sd_notify, notification
+    //    fds), file watches, and the optional HTTP endpoint.
     let output = match output::Output::start(logs) {
         Ok(output) => output,
         Err(err) => {
@@ -135,6 +136,28 @@ fn supervise(args: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_SYSTEM);
         }
     };
+    let notify = match notify::Notify::start(tx.clone()) {
+        Ok(notify) => notify,
+        Err(err) => {
+            error!(%err, "cannot start the readiness thread");
+            return ExitCode::from(EXIT_SYSTEM);
+        }
+    };
+    let watcher = match watch::Watcher::start(tx.clone()) {
+        Ok(watcher) => watcher,
+        Err(err) => {
+            error!(%err, "cannot start the file watcher");
+            return ExitCode::from(EXIT_SYSTEM);
+        }
+    };
+    if let Some(addr) = cli.http.as_deref().filter(|a| !a.is_empty())
+        && let Err(err) = http::start(addr, tx.clone())
+    {
+        eprintln!("corral: --http {addr}: {err}");
+        return ExitCode::from(EXIT_SYSTEM);
+    }
+
+    // 6. The loop. From here on, corral must not die.
     info!(
         services = spec.services.len(),
         pid1,
@@ -147,7 +170,11 @@ fn supervise(args: &[OsString]) -> ExitCode {
         sup,
         Setup {
             inputs: rx,
+            inputs_tx: tx.clone(),
             output,
+            notify,
+            watcher,
+            service_dirs: service_dirs.clone(),
             pid1,
         },
     );

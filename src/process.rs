@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -29,7 +29,7 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
-    fn new(message: String) -> SpawnError {
+    pub fn new(message: String) -> SpawnError {
         SpawnError { message, code: 1 }
     }
 
@@ -52,10 +52,36 @@ pub struct Pipes {
     pub stderr: OwnedFd,
 }
 
-/// Start a service as its spec says. With `output = "prefix"`, also returns
-/// the read ends of its stdout and stderr.
-pub fn spawn_service(spec: &ServiceSpec) -> Result<(Pid, Option<Pipes>), SpawnError> {
-    let (program, args) = match spec.command.split_first() {
+/// What to start in a service's context: its own command, or its reload
+/// hook or exec probe (same env, cwd and user).
+pub struct Launch<'a> {
+    pub argv: &'a [String],
+    pub output: Output,
+    /// Added after the container env, `env-file` and `env`.
+    pub env: Vec<(String, String)>,
+    /// s6 notification-fd: this pipe's write end becomes fd N in the child.
+    pub fd: Option<(OwnedFd, i32)>,
+}
+
+impl<'a> Launch<'a> {
+    /// The service itself, as its spec says.
+    pub fn service(spec: &'a ServiceSpec) -> Launch<'a> {
+        Launch {
+            argv: &spec.command,
+            output: spec.output,
+            env: Vec::new(),
+            fd: None,
+        }
+    }
+}
+
+/// Start `launch` in the context of `spec`. With `output = "prefix"`, also
+/// returns the read ends of its stdout and stderr.
+pub fn spawn_service(
+    spec: &ServiceSpec,
+    launch: Launch<'_>,
+) -> Result<(Pid, Option<Pipes>), SpawnError> {
+    let (program, args) = match launch.argv.split_first() {
         Some(split) => split,
         None => return Err(SpawnError::new("empty command".into())),
     };
@@ -69,8 +95,9 @@ pub fn spawn_service(spec: &ServiceSpec) -> Result<(Pid, Option<Pipes>), SpawnEr
         cmd.envs(vars);
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
+    cmd.envs(launch.env);
     let mut pipes = None;
-    match spec.output {
+    match launch.output {
         Output::Inherit => {}
         Output::Null => {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -86,15 +113,29 @@ pub fn spawn_service(spec: &ServiceSpec) -> Result<(Pid, Option<Pipes>), SpawnEr
         }
     }
     let creds = &spec.credentials;
-    if creds.uid.is_some() || creds.gid.is_some() || !creds.groups.is_empty() {
-        let groups: Vec<libc::gid_t> = creds.groups.iter().map(|g| g.as_raw()).collect();
-        let gid = creds.gid.map(|g| g.as_raw());
-        let uid = creds.uid.map(|u| u.as_raw());
+    let groups: Vec<libc::gid_t> = creds.groups.iter().map(|g| g.as_raw()).collect();
+    let gid = creds.gid.map(|g| g.as_raw());
+    let uid = creds.uid.map(|u| u.as_raw());
+    // The notification fd's write end: kept open here until the spawn is
+    // done, so its number is valid in the child.
+    let notify_fd = launch.fd;
+    let fd_map = notify_fd.as_ref().map(|(fd, n)| (fd.as_raw_fd(), *n));
+    if fd_map.is_some() || uid.is_some() || gid.is_some() || !groups.is_empty() {
         // SAFETY: the closure runs in the child between fork and exec and only
         // makes async-signal-safe syscalls on data prepared in the parent.
         // Groups first, then gid, then uid: after setuid we could not.
         unsafe {
             cmd.pre_exec(move || {
+                if let Some((from, to)) = fd_map {
+                    if from == to {
+                        // dup2 onto itself keeps O_CLOEXEC: clear it instead.
+                        if libc::fcntl(from, libc::F_SETFD, 0) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(from, to) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
                 if !groups.is_empty() && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -113,6 +154,7 @@ pub fn spawn_service(spec: &ServiceSpec) -> Result<(Pid, Option<Pipes>), SpawnEr
         }
     }
     let child = cmd.spawn().map_err(|e| SpawnError::from_io(program, e))?;
+    drop(notify_fd);
     // Dropping the Child neither waits nor kills: the reaper owns the exit.
     Ok((pid_of(&child), pipes))
 }

@@ -1,27 +1,49 @@
 //! One supervised service: what the user wants (`Want`), what is happening
-//! (`State`), and the pure transitions between them.
+//! (`State`), and the pure transitions between them: start, readiness,
+//! liveness probes, reload, stop, restart with backoff.
 //!
 //! Nothing here makes a syscall or reads the clock: every method takes `now`
 //! and returns the `Action`s the executor must carry out. That is what lets
-//! the tests drive restarts, backoff and kill escalation with a fake clock.
-//! Dependency order, shutdown order and the main COMMAND are not this
-//! module's business: see `supervisor::core`.
+//! the tests drive restarts, backoff, readiness timeouts, health failures and
+//! kill escalation with a fake clock. Dependency order, shutdown order and
+//! the main COMMAND are not this module's business: see `supervisor::core`.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::config::{Restart, ServiceSpec};
-use crate::event::{Action, Target};
+use crate::config::{Ready, Reload, Restart, ServiceSpec};
+use crate::event::{Action, NotifyMessage, Target};
 use crate::exit::Exit;
+
+/// Readiness probes are retried quickly at first: 50 ms, doubling, up to 1 s.
+const READY_PROBE_FIRST: Duration = Duration::from_millis(50);
+const READY_PROBE_MAX: Duration = Duration::from_secs(1);
+/// A single readiness probe may take at most this long.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Changes to watched files are debounced: the reload runs this long after
+/// the last change of a burst.
+pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// What the user (or the supervisor on their behalf) wants of the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
     Up,
     Down,
+}
+
+/// What happens once a stopping service's process is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// Stay down (stop on request, shutdown).
+    Down,
+    /// Start again at once (restart on request, reload without a `reload`).
+    Restart,
+    /// A failed start (not ready in time) or a failed liveness check: back off
+    /// and start again, like an early exit.
+    Backoff(String),
 }
 
 /// What is happening. Each variant carries only what is valid in it.
@@ -31,39 +53,59 @@ pub enum State {
     Idle,
     /// A spawn was requested; its result has not come back yet.
     Spawning,
-    Running {
+    /// Spawned, not ready yet: the start fails if not ready by `ready_by`.
+    Starting {
         pid: Pid,
         since: Instant,
+        ready_by: Instant,
     },
-    /// The stop signal was sent; SIGKILL follows at `kill_at` unless `killed` already.
+    /// Up, and ready if it declares readiness.
+    Running { pid: Pid, since: Instant },
+    /// A reload is under way: not ready until its hook succeeded and (with
+    /// readiness) the service is ready again, by `ready_by`.
+    Reloading {
+        pid: Pid,
+        since: Instant,
+        ready_by: Instant,
+        hook: Hook,
+    },
+    /// The stop signal was sent; SIGKILL follows at `kill_at` unless
+    /// `killed` already; then `then`.
     Stopping {
         pid: Pid,
         kill_at: Instant,
         killed: bool,
+        then: Then,
     },
     /// Ended (`why`: "exit 1", "could not be started: ...") and will be
     /// started again at `retry_at`.
-    Backoff {
-        retry_at: Instant,
-        why: String,
-    },
+    Backoff { retry_at: Instant, why: String },
     /// Not running, and nothing will start it again: stopped on request, or
     /// exited and its restart policy said no.
     Stopped,
     /// A oneshot that ran to completion (exit 0).
     Exited,
     /// Gave up: `max-restarts` reached, or a failure its policy does not restart.
-    Failed {
-        reason: String,
-    },
+    Failed { reason: String },
+}
+
+/// The `reload = { exec = [...] }` hook of a reload in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// No hook (a signal reload, or one the service announced with RELOADING=1).
+    None,
+    Spawning,
+    Running(Pid),
+    /// Succeeded; now waiting for readiness.
+    Done,
 }
 
 impl State {
     pub fn name(&self) -> &'static str {
         match self {
             State::Idle | State::Stopped => "stopped",
-            State::Spawning => "starting",
-            State::Running { .. } => "running",
+            State::Spawning | State::Starting { .. } => "starting",
+            State::Running { .. } | State::Reloading { .. } => "running",
             State::Stopping { .. } => "stopping",
             State::Backoff { .. } => "backoff",
             State::Exited => "exited",
@@ -72,20 +114,67 @@ impl State {
     }
 }
 
+/// Why a probe runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Readiness, after a start or a reload: retried quickly until it passes.
+    Ready,
+    /// Liveness, every `interval` while ready.
+    Health,
+}
+
+/// The probes of the current state: when the next one runs, the one in
+/// flight, and how many failed in a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prober {
+    pub purpose: Purpose,
+    pub next_at: Option<Instant>,
+    pub in_flight: Option<InFlight>,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub token: u64,
+    /// An exec probe's process, once spawned.
+    pub pid: Option<Pid>,
+    /// Counted as failed (and an exec probe killed) at this moment.
+    pub deadline: Instant,
+}
+
 #[derive(Debug, Clone)]
 pub struct Service {
     pub id: usize,
     pub spec: ServiceSpec,
     pub want: Want,
     pub state: State,
-    /// Successful spawns in this run; restarts are `starts - 1`.
+    /// Successful spawns in this run; restarts are `starts - 1`. Also the
+    /// "run" number that readiness messages carry.
     pub starts: u32,
-    /// Consecutive exits (or failed spawns) before the service stayed up
+    /// Consecutive exits (or failed starts) before the service stayed up
     /// `restart-delay-max`: drives the backoff and `max-restarts`.
     pub failures: u32,
     pub last_exit: Option<Exit>,
     /// The last stop on request needed SIGKILL (it outlived `stop-timeout`).
     pub stop_escalated: bool,
+    /// Has been ready at least once in this run (the main COMMAND's wait).
+    pub ever_ready: bool,
+    /// Readiness or liveness probes of the current state, if any.
+    pub prober: Option<Prober>,
+    probes_sent: u32,
+    /// `MAINPID=` from sd_notify: where a reload signal goes.
+    pub main_pid: Option<Pid>,
+    /// The last `STATUS=` from sd_notify.
+    pub notify_status: Option<String>,
+    /// A debounced reload (watched file changed) is due then.
+    pub reload_due: Option<Instant>,
+    /// Reloads asked for, and the number and outcome of the last one finished.
+    pub reloads_asked: u32,
+    pub last_reload: Option<(u32, Result<(), String>)>,
+    /// A changed definition (config reload), applied at the next spawn.
+    pub next_spec: Option<ServiceSpec>,
+    /// Removed from the definitions: stopped, then hidden.
+    pub removed: bool,
 }
 
 impl Service {
@@ -100,6 +189,16 @@ impl Service {
             failures: 0,
             last_exit: None,
             stop_escalated: false,
+            ever_ready: false,
+            prober: None,
+            probes_sent: 0,
+            main_pid: None,
+            notify_status: None,
+            reload_due: None,
+            reloads_asked: 0,
+            last_reload: None,
+            next_spec: None,
+            removed: false,
         }
     }
 
@@ -109,7 +208,10 @@ impl Service {
 
     pub fn pid(&self) -> Option<Pid> {
         match self.state {
-            State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
+            State::Starting { pid, .. }
+            | State::Running { pid, .. }
+            | State::Reloading { pid, .. }
+            | State::Stopping { pid, .. } => Some(pid),
             _ => None,
         }
     }
@@ -123,9 +225,18 @@ impl Service {
         self.starts.saturating_sub(1)
     }
 
-    /// Started, in the sense of `after` and of the main COMMAND's wait:
-    /// running, or for a oneshot, exited 0.
+    /// Started, in the sense of `after` and of `ctl wait`: up and ready
+    /// (a reload in flight does not take that back), or for a oneshot, exited 0.
     pub fn is_started(&self) -> bool {
+        if self.spec.oneshot {
+            self.state == State::Exited
+        } else {
+            matches!(self.state, State::Running { .. } | State::Reloading { .. })
+        }
+    }
+
+    /// Ready right now (`/readyz`, `ctl status`): a reload in flight is not.
+    pub fn is_ready(&self) -> bool {
         if self.spec.oneshot {
             self.state == State::Exited
         } else {
@@ -140,19 +251,35 @@ impl Service {
 
     /// The next moment this service needs a `tick`, if any.
     pub fn deadline(&self) -> Option<Instant> {
-        match self.state {
+        let state = match self.state {
             State::Backoff { retry_at, .. } => Some(retry_at),
             State::Stopping {
                 kill_at,
                 killed: false,
                 ..
             } => Some(kill_at),
+            State::Starting { ready_by, .. } | State::Reloading { ready_by, .. } => Some(ready_by),
             _ => None,
-        }
+        };
+        let probe = self.prober.as_ref().and_then(|p| match &p.in_flight {
+            Some(flight) => Some(flight.deadline),
+            None => p.next_at,
+        });
+        let reload = match self.state {
+            State::Running { .. } => self.reload_due,
+            _ => None,
+        };
+        [state, probe, reload].into_iter().flatten().min()
     }
 
     fn spawn(&mut self) -> Vec<Action> {
+        if let Some(spec) = self.next_spec.take() {
+            self.spec = spec;
+        }
         self.state = State::Spawning;
+        self.prober = None;
+        self.main_pid = None;
+        self.notify_status = None;
         vec![Action::Spawn(Target::Service(self.id))]
     }
 
@@ -160,7 +287,11 @@ impl Service {
     pub fn start(&mut self, _now: Instant) -> Vec<Action> {
         self.want = Want::Up;
         match self.state {
-            State::Running { .. } | State::Stopping { .. } | State::Spawning => Vec::new(),
+            State::Starting { .. }
+            | State::Running { .. }
+            | State::Reloading { .. }
+            | State::Stopping { .. }
+            | State::Spawning => Vec::new(),
             State::Idle
             | State::Backoff { .. }
             | State::Stopped
@@ -172,10 +303,54 @@ impl Service {
         }
     }
 
-    pub fn spawned(&mut self, pid: Pid, now: Instant) {
+    pub fn spawned(&mut self, pid: Pid, now: Instant) -> Vec<Action> {
         self.starts += 1;
-        self.state = State::Running { pid, since: now };
         info!(service = %self.spec.name, pid = pid.as_raw(), "service started");
+        match &self.spec.ready {
+            None => self.become_ready(pid, now, now),
+            Some(ready) => {
+                self.state = State::Starting {
+                    pid,
+                    since: now,
+                    ready_by: now + self.spec.ready_timeout,
+                };
+                self.prober = match ready {
+                    Ready::Probe(_) => Some(Prober {
+                        purpose: Purpose::Ready,
+                        next_at: Some(now),
+                        in_flight: None,
+                        failures: 0,
+                    }),
+                    Ready::Fd(_) | Ready::Notify => None,
+                };
+                self.probe_due(now)
+            }
+        }
+    }
+
+    /// Ready: from `Starting` (a start) or `Reloading` (a reload done).
+    fn become_ready(&mut self, pid: Pid, since: Instant, now: Instant) -> Vec<Action> {
+        let was_reloading = matches!(self.state, State::Reloading { .. });
+        self.state = State::Running { pid, since };
+        self.ever_ready = true;
+        if self.spec.ready.is_some() {
+            info!(service = %self.spec.name, pid = pid.as_raw(), "service ready");
+        }
+        if was_reloading {
+            info!(service = %self.spec.name, "reload done");
+            self.finish_reload(Ok(()));
+        }
+        self.prober = self.spec.health.as_ref().map(|health| Prober {
+            purpose: Purpose::Health,
+            next_at: Some(now + health.interval),
+            in_flight: None,
+            failures: 0,
+        });
+        Vec::new()
+    }
+
+    fn finish_reload(&mut self, result: Result<(), String>) {
+        self.last_reload = Some((self.reloads_asked, result));
     }
 
     /// The spawn itself failed (command not found, bad env-file, ...): a
@@ -193,28 +368,51 @@ impl Service {
     /// The service's pid was reaped.
     pub fn exited(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
         self.last_exit = Some(exit);
-        match self.state {
-            State::Stopping { killed, .. } => {
+        let mut actions = self.cancel_probe();
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Stopping { killed, then, .. } => {
                 info!(service = %self.spec.name, %exit, killed, "service stopped");
                 self.stop_escalated = killed;
-                if self.want == Want::Up {
-                    // A restart: stop, then start again at once.
-                    self.failures = 0;
-                    return self.spawn();
+                match then {
+                    Then::Down => self.state = State::Stopped,
+                    Then::Restart if self.want == Want::Up => {
+                        self.failures = 0;
+                        actions.extend(self.spawn());
+                    }
+                    Then::Restart => self.state = State::Stopped,
+                    Then::Backoff(why) if self.want == Want::Up => {
+                        self.failures += 1;
+                        actions.extend(self.schedule_restart(now, why));
+                    }
+                    Then::Backoff(_) => self.state = State::Stopped,
                 }
-                self.state = State::Stopped;
-                Vec::new()
             }
-            State::Running { since, .. } => {
+            State::Starting { since, .. } | State::Running { since, .. } => {
                 if now.saturating_duration_since(since) >= self.spec.restart_delay_max {
                     // It stayed up long enough: this is a fresh failure, not one more in a row.
                     self.failures = 0;
                 }
-                self.after_exit(exit, now)
+                actions.extend(self.after_exit(exit, now));
+            }
+            State::Reloading { since, hook, .. } => {
+                if let Hook::Running(pid) = hook {
+                    // The service is gone: its reload hook has nothing left to do.
+                    actions.push(Action::Signal {
+                        pid,
+                        signal: Signal::SIGKILL,
+                        group: true,
+                    });
+                }
+                self.finish_reload(Err(format!("the service exited during its reload ({exit})")));
+                if now.saturating_duration_since(since) >= self.spec.restart_delay_max {
+                    self.failures = 0;
+                }
+                actions.extend(self.after_exit(exit, now));
             }
             // Not ours any more (a late reap after a state change): nothing to do.
-            _ => Vec::new(),
+            other => self.state = other,
         }
+        actions
     }
 
     fn after_exit(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
@@ -271,22 +469,37 @@ impl Service {
     /// (or at `cap`, the end of the shutdown budget, if that comes first).
     pub fn stop(&mut self, now: Instant, cap: Option<Instant>) -> Vec<Action> {
         self.want = Want::Down;
-        self.stop_keeping_want(now, cap)
+        self.stop_then(now, cap, Then::Down)
     }
 
     /// Stop then start again (the start happens when the exit is reaped).
     pub fn restart(&mut self, now: Instant) -> Vec<Action> {
         self.want = Want::Up;
         match self.state {
-            State::Running { .. } => self.stop_keeping_want(now, None),
+            State::Starting { .. } | State::Running { .. } | State::Reloading { .. } => {
+                self.stop_then(now, None, Then::Restart)
+            }
             State::Stopping { .. } => Vec::new(),
             _ => self.start(now),
         }
     }
 
-    fn stop_keeping_want(&mut self, now: Instant, cap: Option<Instant>) -> Vec<Action> {
+    fn stop_then(&mut self, now: Instant, cap: Option<Instant>, then: Then) -> Vec<Action> {
         match self.state {
-            State::Running { pid, .. } => {
+            State::Starting { pid, .. } | State::Running { pid, .. } | State::Reloading { pid, .. } => {
+                let mut actions = self.cancel_probe();
+                if let State::Reloading {
+                    hook: Hook::Running(hook),
+                    ..
+                } = self.state
+                {
+                    actions.push(Action::Signal {
+                        pid: hook,
+                        signal: Signal::SIGKILL,
+                        group: true,
+                    });
+                    self.finish_reload(Err("the service was stopped during its reload".into()));
+                }
                 let mut kill_at = now + self.spec.stop_timeout;
                 if let Some(cap) = cap {
                     kill_at = kill_at.min(cap);
@@ -296,8 +509,25 @@ impl Service {
                     pid,
                     kill_at,
                     killed: false,
+                    then,
                 };
-                vec![self.signal(pid, self.spec.stop_signal)]
+                actions.push(self.signal(pid, self.spec.stop_signal));
+                actions
+            }
+            State::Stopping {
+                pid,
+                kill_at,
+                killed,
+                ..
+            } if then == Then::Down => {
+                // Already stopping: now it stays down whatever was planned.
+                self.state = State::Stopping {
+                    pid,
+                    kill_at: cap.map_or(kill_at, |cap| kill_at.min(cap)),
+                    killed,
+                    then,
+                };
+                Vec::new()
             }
             State::Backoff { .. } => {
                 self.state = State::Stopped;
@@ -315,27 +545,380 @@ impl Service {
         }
     }
 
-    /// Deadlines that have passed: a retry after backoff, or SIGKILL.
+    /// Deadlines that have passed: a retry after backoff, SIGKILL, a start
+    /// or reload not ready in time, a probe to run or that took too long, a
+    /// debounced reload.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         match self.state {
             State::Backoff { retry_at, .. } if now >= retry_at && self.want == Want::Up => {
-                self.spawn()
+                return self.spawn();
             }
             State::Stopping {
                 pid,
                 kill_at,
                 killed: false,
+                ref then,
             } if now >= kill_at => {
                 warn!(service = %self.spec.name, pid = pid.as_raw(), "stop timeout, sending SIGKILL");
                 self.state = State::Stopping {
                     pid,
                     kill_at,
                     killed: true,
+                    then: then.clone(),
                 };
-                vec![self.signal(pid, Signal::SIGKILL)]
+                return vec![self.signal(pid, Signal::SIGKILL)];
             }
+            State::Starting { ready_by, .. } if now >= ready_by => {
+                let why = format!("not ready within ready-timeout {}", human(self.spec.ready_timeout));
+                error!(service = %self.spec.name, "{why}, restarting");
+                return self.stop_then(now, None, Then::Backoff(why));
+            }
+            State::Reloading { ready_by, .. } if now >= ready_by => {
+                let why = format!(
+                    "not ready again within ready-timeout {} after a reload",
+                    human(self.spec.ready_timeout)
+                );
+                error!(service = %self.spec.name, "{why}, restarting");
+                self.finish_reload(Err(why.clone()));
+                return self.stop_then(now, None, Then::Backoff(why));
+            }
+            _ => {}
+        }
+        let mut actions = Vec::new();
+        if matches!(self.state, State::Running { .. }) && self.reload_due.is_some_and(|at| now >= at) {
+            self.reload_due = None;
+            actions.extend(self.reload(now));
+        }
+        actions.extend(self.probe_due(now));
+        actions
+    }
+
+    /// Launch the next probe if it is due; fail the one in flight if it took
+    /// too long.
+    fn probe_due(&mut self, now: Instant) -> Vec<Action> {
+        let Some(prober) = self.prober.as_mut() else {
+            return Vec::new();
+        };
+        if let Some(flight) = &prober.in_flight {
+            if now < flight.deadline {
+                return Vec::new();
+            }
+            let token = flight.token;
+            let mut actions = Vec::new();
+            if let Some(pid) = flight.pid {
+                actions.push(Action::Signal {
+                    pid,
+                    signal: Signal::SIGKILL,
+                    group: true,
+                });
+            }
+            actions.extend(self.probe_result(token, Err("timed out".into()), now));
+            return actions;
+        }
+        if prober.next_at.is_none_or(|at| now < at) {
+            return Vec::new();
+        }
+        let (probe, timeout) = match (prober.purpose, &self.spec.ready, &self.spec.health) {
+            (Purpose::Ready, Some(Ready::Probe(probe)), _) => (probe.clone(), READY_PROBE_TIMEOUT),
+            (Purpose::Health, _, Some(health)) => (health.probe.clone(), health.timeout),
+            _ => return Vec::new(),
+        };
+        self.probes_sent += 1;
+        let token = (self.id as u64) << 32 | u64::from(self.probes_sent);
+        prober.next_at = None;
+        prober.in_flight = Some(InFlight {
+            token,
+            pid: None,
+            deadline: now + timeout,
+        });
+        vec![Action::Probe {
+            service: self.id,
+            token,
+            probe,
+            timeout,
+        }]
+    }
+
+    /// Stop probing (the state it belonged to is over). An exec probe still
+    /// running is killed.
+    fn cancel_probe(&mut self) -> Vec<Action> {
+        let flight = self.prober.take().and_then(|p| p.in_flight);
+        match flight.and_then(|f| f.pid) {
+            Some(pid) => vec![Action::Signal {
+                pid,
+                signal: Signal::SIGKILL,
+                group: true,
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// The pid of an exec probe in flight.
+    pub fn probe_pid(&self) -> Option<Pid> {
+        self.prober.as_ref()?.in_flight.as_ref()?.pid
+    }
+
+    pub fn probe_token(&self) -> Option<u64> {
+        Some(self.prober.as_ref()?.in_flight.as_ref()?.token)
+    }
+
+    /// An exec probe was spawned.
+    pub fn probe_spawned(&mut self, pid: Pid) {
+        if let Some(flight) = self.prober.as_mut().and_then(|p| p.in_flight.as_mut()) {
+            flight.pid = Some(pid);
+        }
+    }
+
+    /// A probe's result. Readiness: ready, or try again soon. Liveness:
+    /// after `retries` failures in a row, a restart (with backoff).
+    pub fn probe_result(&mut self, token: u64, result: Result<(), String>, now: Instant) -> Vec<Action> {
+        let Some(prober) = self.prober.as_mut() else {
+            return Vec::new();
+        };
+        if prober.in_flight.as_ref().map(|f| f.token) != Some(token) {
+            // A late answer to a probe that was cancelled or timed out.
+            return Vec::new();
+        }
+        prober.in_flight = None;
+        match (prober.purpose, result) {
+            (Purpose::Ready, Ok(())) => match self.state {
+                State::Starting { pid, since, .. } => self.become_ready(pid, since, now),
+                State::Reloading {
+                    pid,
+                    since,
+                    hook: Hook::None | Hook::Done,
+                    ..
+                } => self.become_ready(pid, since, now),
+                _ => Vec::new(),
+            },
+            (Purpose::Ready, Err(_)) => {
+                prober.failures += 1;
+                let delay = READY_PROBE_FIRST
+                    .saturating_mul(1 << prober.failures.min(10))
+                    .min(READY_PROBE_MAX);
+                prober.next_at = Some(now + delay);
+                Vec::new()
+            }
+            (Purpose::Health, Ok(())) => {
+                if prober.failures > 0 {
+                    info!(service = %self.spec.name, "health check passes again");
+                }
+                prober.failures = 0;
+                prober.next_at = self.spec.health.as_ref().map(|h| now + h.interval);
+                Vec::new()
+            }
+            (Purpose::Health, Err(detail)) => {
+                prober.failures += 1;
+                let retries = self.spec.health.as_ref().map_or(1, |h| h.retries);
+                warn!(service = %self.spec.name, failures = prober.failures, retries, %detail, "health check failed");
+                if prober.failures >= retries {
+                    let why = format!("health check failed {} times: {detail}", prober.failures);
+                    error!(service = %self.spec.name, "{why}, restarting");
+                    return self.stop_then(now, None, Then::Backoff(why));
+                }
+                prober.next_at = self.spec.health.as_ref().map(|h| now + h.interval);
+                Vec::new()
+            }
+        }
+    }
+
+    /// An s6 notification-fd newline, or a probe-free readiness signal.
+    pub fn fd_ready(&mut self, run: u32, now: Instant) -> Vec<Action> {
+        if run != self.starts {
+            return Vec::new();
+        }
+        match self.state {
+            State::Starting { pid, since, .. } => self.become_ready(pid, since, now),
             _ => Vec::new(),
         }
+    }
+
+    /// An sd_notify datagram from run `run`.
+    pub fn notify(&mut self, run: u32, message: &NotifyMessage, now: Instant) -> Vec<Action> {
+        if run != self.starts {
+            return Vec::new();
+        }
+        if let Some(pid) = message.main_pid {
+            self.main_pid = Some(Pid::from_raw(pid));
+        }
+        if let Some(status) = &message.status {
+            self.notify_status = Some(status.clone());
+        }
+        if message.stopping {
+            info!(service = %self.spec.name, "service says it is stopping");
+        }
+        if message.reloading
+            && let State::Running { pid, since } = self.state
+        {
+            // A reload the service started itself (or the answer to our signal).
+            info!(service = %self.spec.name, "service says it is reloading");
+            self.state = State::Reloading {
+                pid,
+                since,
+                ready_by: now + self.spec.ready_timeout,
+                hook: Hook::None,
+            };
+            self.prober = None;
+        }
+        if message.ready {
+            return match self.state {
+                State::Starting { pid, since, .. } if self.spec.ready == Some(Ready::Notify) => {
+                    self.become_ready(pid, since, now)
+                }
+                State::Reloading {
+                    pid,
+                    since,
+                    hook: Hook::None | Hook::Done,
+                    ..
+                } => self.become_ready(pid, since, now),
+                _ => Vec::new(),
+            };
+        }
+        Vec::new()
+    }
+
+    /// A watched path changed: reload once the burst is over.
+    pub fn changed(&mut self, now: Instant) {
+        self.reload_due = Some(now + WATCH_DEBOUNCE);
+    }
+
+    /// Reload now: the `reload` signal (to the main pid) or hook; without a
+    /// `reload`, a restart. A service with readiness is not ready again
+    /// until its probe passes or it sends READY=1.
+    pub fn reload(&mut self, now: Instant) -> Vec<Action> {
+        self.reloads_asked += 1;
+        self.reload_due = None;
+        let (pid, since) = match self.state {
+            State::Running { pid, since } => (pid, since),
+            State::Reloading { .. } | State::Starting { .. } | State::Spawning => {
+                // Already (re)starting: it will read its configuration anyway.
+                // The answer comes when it is ready.
+                return Vec::new();
+            }
+            _ => {
+                self.finish_reload(Err(format!("{} is not running ({})", self.spec.name, self.state.name())));
+                return Vec::new();
+            }
+        };
+        let reload = self.spec.reload.clone();
+        let ready_by = now + self.spec.ready_timeout;
+        match reload {
+            None => {
+                info!(service = %self.spec.name, "reload: no `reload` defined, restarting");
+                self.restart(now)
+            }
+            Some(Reload::Signal(signal)) => {
+                let target = self.main_pid.unwrap_or(pid);
+                info!(service = %self.spec.name, pid = target.as_raw(), signal = signal.as_str(), "reloading");
+                let mut actions = vec![Action::Signal {
+                    pid: target,
+                    signal,
+                    group: false,
+                }];
+                match self.spec.ready {
+                    Some(Ready::Probe(_)) | Some(Ready::Notify) => {
+                        actions.extend(self.cancel_probe());
+                        self.state = State::Reloading {
+                            pid,
+                            since,
+                            ready_by,
+                            hook: Hook::None,
+                        };
+                        actions.extend(self.reprobe(now));
+                    }
+                    // No way to hear "ready again": the signal is the reload.
+                    _ => self.finish_reload(Ok(())),
+                }
+                actions
+            }
+            Some(Reload::Exec(_)) => {
+                info!(service = %self.spec.name, "reloading (hook)");
+                let mut actions = self.cancel_probe();
+                self.state = State::Reloading {
+                    pid,
+                    since,
+                    ready_by,
+                    hook: Hook::Spawning,
+                };
+                actions.push(Action::Spawn(Target::Hook(self.id)));
+                actions
+            }
+        }
+    }
+
+    /// Readiness probing again (after a reload), if readiness is a probe.
+    fn reprobe(&mut self, now: Instant) -> Vec<Action> {
+        if let Some(Ready::Probe(_)) = self.spec.ready {
+            self.prober = Some(Prober {
+                purpose: Purpose::Ready,
+                next_at: Some(now),
+                in_flight: None,
+                failures: 0,
+            });
+            return self.probe_due(now);
+        }
+        Vec::new()
+    }
+
+    pub fn hook_pid(&self) -> Option<Pid> {
+        match self.state {
+            State::Reloading {
+                hook: Hook::Running(pid),
+                ..
+            } => Some(pid),
+            _ => None,
+        }
+    }
+
+    pub fn hook_spawned(&mut self, hook_pid: Pid) {
+        if let State::Reloading { hook, .. } = &mut self.state {
+            *hook = Hook::Running(hook_pid);
+        }
+    }
+
+    /// The reload hook ended (or could not be started: `exit` 127 and the reason).
+    pub fn hook_exited(&mut self, result: Result<(), String>, now: Instant) -> Vec<Action> {
+        let State::Reloading {
+            pid,
+            since,
+            ready_by,
+            ..
+        } = self.state
+        else {
+            return Vec::new();
+        };
+        match result {
+            Err(why) => {
+                error!(service = %self.spec.name, %why, "reload hook failed");
+                self.finish_reload(Err(format!("reload hook failed: {why}")));
+                // The old configuration is still running: the service stays as it was.
+                self.become_ready_silently(pid, since, now)
+            }
+            Ok(()) => match self.spec.ready {
+                Some(Ready::Probe(_)) => {
+                    self.state = State::Reloading {
+                        pid,
+                        since,
+                        ready_by,
+                        hook: Hook::Done,
+                    };
+                    self.reprobe(now)
+                }
+                _ => self.become_ready(pid, since, now),
+            },
+        }
+    }
+
+    /// Back to `Running` without counting a reload as done.
+    fn become_ready_silently(&mut self, pid: Pid, since: Instant, now: Instant) -> Vec<Action> {
+        self.state = State::Running { pid, since };
+        self.prober = self.spec.health.as_ref().map(|health| Prober {
+            purpose: Purpose::Health,
+            next_at: Some(now + health.interval),
+            in_flight: None,
+            failures: 0,
+        });
+        Vec::new()
     }
 }
 
@@ -343,6 +926,17 @@ impl Service {
 pub fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(32);
     base.saturating_mul(1u32 << doublings.min(31)).min(max)
+}
+
+/// `850ms`, `4.2s`, `3m12s`, `2h05m`.
+pub fn human(d: Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", d.as_secs_f64()),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
 }
 
 #[cfg(test)]
@@ -597,5 +1191,262 @@ mod tests {
         let svc = Service::new(0, s);
         assert_eq!(svc.want, Want::Down);
         assert_eq!(svc.state, State::Idle);
+    }
+
+    // ---- readiness, liveness, reload, watch ----
+
+    use crate::config::{Health, Probe, Ready, Reload};
+
+    fn with_ready(ready: Ready) -> ServiceSpec {
+        let mut s = spec("web");
+        s.ready = Some(ready);
+        s.ready_timeout = Duration::from_secs(10);
+        s
+    }
+
+    fn tcp() -> Probe {
+        Probe::Tcp {
+            addr: "127.0.0.1:8080".into(),
+        }
+    }
+
+    /// The token of the probe the actions launch.
+    fn probe_token(actions: &[Action]) -> u64 {
+        actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Probe { token, .. } => Some(*token),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no probe in {actions:?}"))
+    }
+
+    fn ready_msg() -> NotifyMessage {
+        NotifyMessage {
+            ready: true,
+            ..NotifyMessage::default()
+        }
+    }
+
+    #[test]
+    fn notify_readiness_counts_only_the_current_run() {
+        let t = Instant::now();
+        let mut svc = Service::new(0, with_ready(Ready::Notify));
+        svc.start(t);
+        assert!(svc.spawned(Pid::from_raw(100), t).is_empty());
+        assert_eq!(svc.state.name(), "starting");
+        assert!(!svc.is_started());
+        // A datagram from an earlier run is ignored.
+        svc.notify(0, &ready_msg(), t + ms(5));
+        assert!(!svc.is_ready());
+        svc.notify(1, &ready_msg(), t + ms(10));
+        assert!(svc.is_ready() && svc.ever_ready);
+        assert_eq!(svc.deadline(), None, "no ready-timeout once ready");
+    }
+
+    #[test]
+    fn not_ready_within_ready_timeout_is_a_failed_start_with_backoff() {
+        let t = Instant::now();
+        let mut svc = Service::new(0, with_ready(Ready::Fd(3)));
+        svc.start(t);
+        svc.spawned(Pid::from_raw(100), t);
+        assert_eq!(svc.deadline(), Some(t + Duration::from_secs(10)));
+        let t1 = t + Duration::from_secs(10);
+        assert_eq!(
+            svc.tick(t1),
+            vec![Action::Signal {
+                pid: Pid::from_raw(100),
+                signal: Signal::SIGTERM,
+                group: true
+            }]
+        );
+        svc.exited(Exit::Signal(Signal::SIGTERM), t1 + ms(3));
+        match &svc.state {
+            State::Backoff { why, .. } => {
+                assert_eq!(why, "not ready within ready-timeout 10.0s")
+            }
+            other => panic!("expected backoff, got {other:?}"),
+        }
+        assert_eq!(svc.failures, 1);
+        // fd readiness of the old run, arriving late, changes nothing.
+        assert!(svc.fd_ready(1, t1 + ms(4)).is_empty());
+        assert_eq!(svc.state.name(), "backoff");
+    }
+
+    #[test]
+    fn readiness_probes_retry_quickly_then_the_service_is_ready() {
+        let t = Instant::now();
+        let mut svc = Service::new(0, with_ready(Ready::Probe(tcp())));
+        svc.start(t);
+        let first = svc.spawned(Pid::from_raw(100), t);
+        let token = probe_token(&first);
+        assert!(svc.probe_result(token, Err("refused".into()), t + ms(1)).is_empty());
+        // Retried 100 ms later (50 ms doubled), not before.
+        assert_eq!(svc.deadline(), Some(t + ms(101)));
+        assert!(svc.tick(t + ms(100)).is_empty());
+        let second = probe_token(&svc.tick(t + ms(101)));
+        assert_ne!(token, second);
+        // A late answer to the first probe is ignored.
+        svc.probe_result(token, Ok(()), t + ms(102));
+        assert!(!svc.is_ready());
+        svc.probe_result(second, Ok(()), t + ms(103));
+        assert!(svc.is_ready());
+    }
+
+    #[test]
+    fn health_failures_in_a_row_restart_the_service_with_backoff() {
+        let t = Instant::now();
+        let mut s = spec("web");
+        s.health = Some(Health {
+            probe: tcp(),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            retries: 3,
+        });
+        let mut svc = Service::new(0, s);
+        svc.start(t);
+        svc.spawned(Pid::from_raw(100), t);
+        assert_eq!(svc.deadline(), Some(t + Duration::from_secs(5)));
+        let mut now = t;
+        // One success resets the count: fail, pass, then three fails.
+        for (i, result) in [Err("x"), Ok(()), Err("x"), Err("x")].into_iter().enumerate() {
+            now += Duration::from_secs(5);
+            let token = probe_token(&svc.tick(now));
+            now += ms(1);
+            let actions = svc.probe_result(token, result.map_err(String::from), now);
+            assert!(actions.is_empty(), "round {i}: {actions:?}");
+        }
+        now += Duration::from_secs(5);
+        let token = probe_token(&svc.tick(now));
+        // A probe that outlives its timeout counts as failed.
+        let actions = svc.tick(now + Duration::from_secs(1));
+        assert_eq!(
+            actions,
+            vec![Action::Signal {
+                pid: Pid::from_raw(100),
+                signal: Signal::SIGTERM,
+                group: true
+            }]
+        );
+        assert!(svc.probe_result(token, Ok(()), now + ms(1001)).is_empty());
+        svc.exited(Exit::Signal(Signal::SIGTERM), now + ms(1100));
+        match &svc.state {
+            State::Backoff { why, .. } => assert_eq!(why, "health check failed 3 times: timed out"),
+            other => panic!("expected backoff, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn signal_reload_of_a_notify_service_goes_to_mainpid_and_waits_for_ready() {
+        let t = Instant::now();
+        let mut s = with_ready(Ready::Notify);
+        s.reload = Some(Reload::Signal(Signal::SIGUSR2));
+        let mut svc = Service::new(0, s);
+        svc.start(t);
+        svc.spawned(Pid::from_raw(100), t);
+        let told = NotifyMessage {
+            ready: true,
+            main_pid: Some(101),
+            status: Some("up".into()),
+            ..NotifyMessage::default()
+        };
+        svc.notify(1, &told, t);
+        assert_eq!(
+            svc.reload(t + ms(10)),
+            vec![Action::Signal {
+                pid: Pid::from_raw(101),
+                signal: Signal::SIGUSR2,
+                group: false
+            }]
+        );
+        assert!(!svc.is_ready() && svc.is_started());
+        let reloading = NotifyMessage {
+            reloading: true,
+            ..NotifyMessage::default()
+        };
+        svc.notify(1, &reloading, t + ms(20));
+        assert_eq!(svc.last_reload, None);
+        svc.notify(1, &ready_msg(), t + ms(30));
+        assert!(svc.is_ready());
+        assert_eq!(svc.last_reload, Some((1, Ok(()))));
+        assert_eq!(svc.notify_status.as_deref(), Some("up"));
+    }
+
+    #[test]
+    fn a_reload_not_ready_in_time_restarts_the_service() {
+        let t = Instant::now();
+        let mut s = with_ready(Ready::Notify);
+        s.reload = Some(Reload::Signal(Signal::SIGHUP));
+        let mut svc = Service::new(0, s);
+        svc.start(t);
+        svc.spawned(Pid::from_raw(100), t);
+        svc.notify(1, &ready_msg(), t);
+        svc.reload(t);
+        let actions = svc.tick(t + Duration::from_secs(10));
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert!(matches!(
+            svc.last_reload,
+            Some((1, Err(ref e))) if e == "not ready again within ready-timeout 10.0s after a reload"
+        ));
+    }
+
+    #[test]
+    fn exec_reload_hook_then_readiness_probe() {
+        let t = Instant::now();
+        let mut s = with_ready(Ready::Probe(tcp()));
+        s.reload = Some(Reload::Exec(vec!["/bin/true".into()]));
+        let mut svc = Service::new(0, s);
+        svc.start(t);
+        let token = probe_token(&svc.spawned(Pid::from_raw(100), t));
+        svc.probe_result(token, Ok(()), t);
+        assert_eq!(svc.reload(t), vec![Action::Spawn(Target::Hook(0))]);
+        svc.hook_spawned(Pid::from_raw(200));
+        assert_eq!(svc.hook_pid(), Some(Pid::from_raw(200)));
+        let token = probe_token(&svc.hook_exited(Ok(()), t + ms(5)));
+        svc.probe_result(token, Ok(()), t + ms(6));
+        assert!(svc.is_ready());
+        assert_eq!(svc.last_reload, Some((1, Ok(()))));
+        // A failing hook: reported, and the service stays as it was.
+        svc.reload(t + ms(10));
+        svc.hook_spawned(Pid::from_raw(201));
+        svc.hook_exited(Err("exit 1".into()), t + ms(11));
+        assert!(svc.is_ready());
+        assert_eq!(svc.last_reload, Some((2, Err("reload hook failed: exit 1".into()))));
+    }
+
+    #[test]
+    fn watched_changes_are_debounced_into_one_reload() {
+        let t = Instant::now();
+        let mut s = spec("web");
+        s.reload = Some(Reload::Signal(Signal::SIGHUP));
+        let mut svc = Service::new(0, s);
+        svc.start(t);
+        svc.spawned(Pid::from_raw(100), t);
+        svc.changed(t);
+        svc.changed(t + ms(60));
+        assert!(svc.tick(t + ms(100)).is_empty(), "the burst is not over");
+        assert_eq!(svc.deadline(), Some(t + ms(160)));
+        let actions = svc.tick(t + ms(160));
+        assert_eq!(
+            actions,
+            vec![Action::Signal {
+                pid: Pid::from_raw(100),
+                signal: Signal::SIGHUP,
+                group: false
+            }]
+        );
+        assert!(svc.tick(t + ms(500)).is_empty(), "one reload per burst");
+        assert_eq!(svc.last_reload, Some((1, Ok(()))));
+    }
+
+    #[test]
+    fn reload_without_a_reload_key_is_a_restart() {
+        let t = Instant::now();
+        let mut svc = running(spec("web"), t);
+        assert_eq!(svc.reload(t).len(), 1);
+        assert_eq!(
+            svc.exited(Exit::Signal(Signal::SIGTERM), t + ms(2)),
+            vec![Action::Spawn(Target::Service(0))]
+        );
     }
 }

@@ -164,20 +164,33 @@ mod keys {
         );
     }
 
+    /// These keys used to be refused as "not supported yet"; they are
+    /// accepted now (their forms and errors are in `mod hooks`).
     #[test]
-    fn keys_not_built_yet_are_refused() {
+    fn keys_once_not_built_are_accepted() {
         let text = "command = \"x\"\nready = { tcp = \"localhost:80\" }\nready-timeout = \"5s\"\n\
                     health = { exec = [\"true\"] }\nreload = { signal = \"HUP\" }\nwatch = [\"/etc/x\"]\n";
+        let spec = ok(text);
         assert_eq!(
-            errors(text),
-            [
-                "web.toml:2:1: `ready` is not supported yet",
-                "web.toml:3:1: `ready-timeout` is not supported yet",
-                "web.toml:4:1: `health` is not supported yet",
-                "web.toml:5:1: `reload` is not supported yet",
-                "web.toml:6:1: `watch` is not supported yet",
-            ]
+            spec.ready,
+            Some(Ready::Probe(Probe::Tcp {
+                addr: "localhost:80".to_string()
+            }))
         );
+        assert_eq!(spec.ready_timeout, Duration::from_secs(5));
+        assert_eq!(
+            spec.health,
+            Some(Health {
+                probe: Probe::Exec {
+                    command: vec!["true".to_string()]
+                },
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+                retries: 3,
+            })
+        );
+        assert_eq!(spec.reload, Some(Reload::Signal(Signal::SIGHUP)));
+        assert_eq!(spec.watch, [PathBuf::from("/etc/x")]);
     }
 
     #[test]
@@ -191,7 +204,7 @@ stop-signal = \"TERMINATE\"
 env = { PORT = 8080, \"1BAD\" = \"x\" }
 after = [\"db\", 3]
 kill-group = \"yes\"
-watch = []
+watch = [\"\"]
 ";
         assert_eq!(
             errors(text),
@@ -206,7 +219,7 @@ watch = []
                 "web.toml:6:22: `env`: invalid variable name `1BAD` (use letters, digits and `_`, not starting with a digit)",
                 "web.toml:7:16: `after`: expected a service name (string), found integer",
                 "web.toml:8:14: `kill-group`: expected true or false, found string",
-                "web.toml:9:1: `watch` is not supported yet",
+                "web.toml:9:10: `watch`: a path must not be empty",
             ]
         );
     }
@@ -313,6 +326,11 @@ mod defaults_and_happy_paths {
                 groups: vec![]
             }
         );
+        assert_eq!(spec.ready, None);
+        assert_eq!(spec.ready_timeout, Duration::from_secs(60));
+        assert_eq!(spec.health, None);
+        assert_eq!(spec.reload, None);
+        assert!(spec.watch.is_empty());
     }
 
     #[test]
@@ -537,6 +555,607 @@ A_1 = "first"
         assert_eq!(
             error("command = \"x\"\nstop-signal = 15"),
             "web.toml:2:15: `stop-signal`: expected a signal name such as \"TERM\", found integer"
+        );
+    }
+}
+
+/// `ready`, `ready-timeout`, `health`, `reload` and `watch`.
+mod hooks {
+    use super::*;
+
+    /// `command = "x"` and then `line`: so errors are on line 2.
+    fn with(line: &str) -> String {
+        format!("command = \"x\"\n{line}\n")
+    }
+
+    fn tcp(addr: &str) -> Probe {
+        Probe::Tcp {
+            addr: addr.to_string(),
+        }
+    }
+
+    fn http(url: &str) -> Probe {
+        Probe::Http {
+            url: url.to_string(),
+        }
+    }
+
+    fn exec(argv: &[&str]) -> Probe {
+        Probe::Exec {
+            command: argv.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn strings(argv: &[&str]) -> Vec<String> {
+        argv.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn ready_every_form() {
+        let cases = [
+            (
+                r#"ready = { tcp = "localhost:8080" }"#,
+                Ready::Probe(tcp("localhost:8080")),
+            ),
+            (
+                r#"ready = { tcp = "127.0.0.1:1" }"#,
+                Ready::Probe(tcp("127.0.0.1:1")),
+            ),
+            (
+                r#"ready = { tcp = "[::1]:80" }"#,
+                Ready::Probe(tcp("[::1]:80")),
+            ),
+            (
+                r#"ready = { tcp = "db_1.internal:65535" }"#,
+                Ready::Probe(tcp("db_1.internal:65535")),
+            ),
+            (
+                r#"ready = { http = "http://localhost:8080/healthz" }"#,
+                Ready::Probe(http("http://localhost:8080/healthz")),
+            ),
+            (
+                r#"ready = { http = "http://web" }"#,
+                Ready::Probe(http("http://web")),
+            ),
+            (
+                r#"ready = { http = "http://[::1]:81/ready?full=1" }"#,
+                Ready::Probe(http("http://[::1]:81/ready?full=1")),
+            ),
+            (
+                r#"ready = { exec = ["pg_isready", "-q"] }"#,
+                Ready::Probe(exec(&["pg_isready", "-q"])),
+            ),
+            (
+                r#"ready = { exec = "test -S /run/app.sock" }"#,
+                Ready::Probe(exec(&["/bin/sh", "-c", "test -S /run/app.sock"])),
+            ),
+            ("ready = { fd = 3 }", Ready::Fd(3)),
+            ("ready = { fd = 1023 }", Ready::Fd(1023)),
+            ("ready = { fd = 0x10 }", Ready::Fd(16)),
+            ("ready = { notify = true }", Ready::Notify),
+            // The same TOML written as a table or a dotted key.
+            ("[ready]\nfd = 5", Ready::Fd(5)),
+            ("ready.notify = true", Ready::Notify),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(ok(&with(line)).ready, Some(expected), "{line}");
+        }
+    }
+
+    #[test]
+    fn ready_timeout() {
+        assert_eq!(ok(&with("")).ready_timeout, Duration::from_secs(60));
+        let spec = ok(&with(
+            "ready = { notify = true }\nready-timeout = \"2m30s\"",
+        ));
+        assert_eq!(spec.ready_timeout, Duration::from_secs(150));
+        assert_eq!(
+            error(&with("ready-timeout = \"0s\"")),
+            "web.toml:2:17: `ready-timeout`: must be longer than zero"
+        );
+        assert_eq!(
+            error(&with("ready-timeout = 60")),
+            "web.toml:2:17: `ready-timeout`: expected a duration string such as \"250ms\", found integer"
+        );
+        assert_eq!(
+            error(&with("ready-timeout = \"60\"")),
+            "web.toml:2:17: `ready-timeout`: invalid duration \"60\": \"60\" needs a unit (ms, s, m or h), such as \"250ms\", \"10s\", \"2m\", \"1h\" or \"1m30s\""
+        );
+    }
+
+    #[test]
+    fn ready_must_be_a_table_with_exactly_one_way() {
+        assert_eq!(
+            error(&with("ready = \"localhost:80\"")),
+            "web.toml:2:9: `ready`: expected a table with one of `tcp`, `http`, `exec`, `fd` or `notify`, found string"
+        );
+        assert_eq!(
+            error(&with("ready = {}")),
+            "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none"
+        );
+        assert_eq!(
+            error(&with("[ready]")),
+            "web.toml:2:1: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none"
+        );
+        // At the second one, in file order (not the order of the names).
+        assert_eq!(
+            error(&with("ready = { tcp = \"a:1\", fd = 3 }")),
+            "web.toml:2:24: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found `tcp` and `fd`"
+        );
+        assert_eq!(
+            error(&with(
+                "ready = { notify = true, http = \"http://a/\", exec = \"x\" }"
+            )),
+            "web.toml:2:26: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found `notify`, `http` and `exec`"
+        );
+    }
+
+    #[test]
+    fn ready_unknown_keys() {
+        assert_eq!(
+            error(&with("ready = { tpc = \"localhost:80\" }")),
+            "web.toml:2:11: unknown key `tpc` in `ready` (did you mean `tcp`?)"
+        );
+        assert_eq!(
+            error(&with("ready = { notfy = true }")),
+            "web.toml:2:11: unknown key `notfy` in `ready` (did you mean `notify`?)"
+        );
+        // No likely method: both problems are reported.
+        assert_eq!(
+            errors(&with("ready = { port = 80 }")),
+            [
+                "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none",
+                "web.toml:2:11: unknown key `port` in `ready`",
+            ]
+        );
+        assert_eq!(
+            error(&with("ready = { tcp = \"a:1\", interval = \"1s\" }")),
+            "web.toml:2:24: unknown key `interval` in `ready`"
+        );
+    }
+
+    #[test]
+    fn tcp_addresses() {
+        let bad = |addr: &str| error(&with(&format!("ready = {{ tcp = \"{addr}\" }}")));
+        let at = "web.toml:2:17: `ready.tcp`: invalid address";
+        let cases = [
+            (
+                "localhost",
+                "\"localhost\": expected \"host:port\", such as \"localhost:8080\" or \"[::1]:8080\"",
+            ),
+            (
+                "[::1]",
+                "\"[::1]\": expected \"host:port\", such as \"localhost:8080\" or \"[::1]:8080\"",
+            ),
+            ("localhost:", "\"localhost:\": the port is missing"),
+            (
+                "localhost:0",
+                "\"localhost:0\": the port \"0\" is not a number from 1 to 65535",
+            ),
+            (
+                "localhost:65536",
+                "\"localhost:65536\": the port \"65536\" is not a number from 1 to 65535",
+            ),
+            (
+                "localhost:http",
+                "\"localhost:http\": the port \"http\" is not a number from 1 to 65535",
+            ),
+            (
+                "localhost:+80",
+                "\"localhost:+80\": the port \"+80\" is not a number from 1 to 65535",
+            ),
+            (":80", "\":80\": the host is missing"),
+            (
+                "::1:80",
+                "\"::1:80\": an IPv6 address must be in brackets, such as \"[::1]:8080\"",
+            ),
+            ("[::g]:80", "\"[::g]:80\": \"[::g]\" is not an IPv6 address"),
+            (
+                "[::1:80",
+                "\"[::1:80\": the IPv6 address has no closing `]`",
+            ),
+            ("[::1]80", "\"[::1]80\": expected `:` and a port after `]`"),
+            (
+                "my host:80",
+                "\"my host:80\": invalid host \"my host\" (use a host name or an IP address)",
+            ),
+            (
+                "http://web:80",
+                "\"http://web:80\": expected \"host:port\", not a URL (use `http` for an HTTP probe)",
+            ),
+        ];
+        for (addr, reason) in cases {
+            assert_eq!(bad(addr), format!("{at} {reason}"), "{addr}");
+        }
+        assert_eq!(
+            error(&with("ready = { tcp = 8080 }")),
+            "web.toml:2:17: `ready.tcp`: expected a \"host:port\" string, found integer"
+        );
+    }
+
+    #[test]
+    fn http_urls() {
+        let bad = |url: &str| error(&with(&format!("ready = {{ http = \"{url}\" }}")));
+        let at = "web.toml:2:18: `ready.http`: invalid URL";
+        let example = "such as \"http://localhost:8080/healthz\"";
+        let cases = [
+            (
+                "https://web/healthz".to_string(),
+                "\"https://web/healthz\": plain http only: https is not supported (use `exec` with an https client instead)".to_string(),
+            ),
+            (
+                "HTTPS://web/".to_string(),
+                "\"HTTPS://web/\": plain http only: https is not supported (use `exec` with an https client instead)".to_string(),
+            ),
+            (
+                "localhost:8080/healthz".to_string(),
+                format!("\"localhost:8080/healthz\": expected a URL starting with \"http://\", {example}"),
+            ),
+            (
+                "ftp://web/".to_string(),
+                format!("\"ftp://web/\": expected a URL starting with \"http://\", {example}"),
+            ),
+            ("http://".to_string(), format!("\"http://\": the URL must have a host, {example}")),
+            ("http:///healthz".to_string(), format!("\"http:///healthz\": the URL must have a host, {example}")),
+            ("http://:8080/".to_string(), format!("\"http://:8080/\": the URL must have a host, {example}")),
+            (
+                "http://web:0/".to_string(),
+                "\"http://web:0/\": the port \"0\" is not a number from 1 to 65535".to_string(),
+            ),
+            ("http://web:/".to_string(), "\"http://web:/\": the port is missing".to_string()),
+            (
+                "http://user@web/".to_string(),
+                "\"http://user@web/\": invalid host \"user@web\" (use a host name or an IP address)".to_string(),
+            ),
+            (
+                "http://web/a b".to_string(),
+                "\"http://web/a b\": it must not contain spaces or control characters".to_string(),
+            ),
+        ];
+        for (url, reason) in cases {
+            assert_eq!(bad(&url), format!("{at} {reason}"), "{url}");
+        }
+        assert_eq!(
+            error(&with("ready = { http = [\"http://web/\"] }")),
+            "web.toml:2:18: `ready.http`: expected a URL string, found array"
+        );
+    }
+
+    #[test]
+    fn exec_commands() {
+        assert_eq!(
+            error(&with("ready = { exec = [] }")),
+            "web.toml:2:18: `ready.exec`: must not be empty"
+        );
+        assert_eq!(
+            error(&with("ready = { exec = \" \" }")),
+            "web.toml:2:18: `ready.exec`: must not be empty"
+        );
+        assert_eq!(
+            error(&with("ready = { exec = [\"\", \"-q\"] }")),
+            "web.toml:2:19: `ready.exec`: the program (first element) must not be empty"
+        );
+        assert_eq!(
+            error(&with("ready = { exec = [\"check\", 1] }")),
+            "web.toml:2:28: `ready.exec`: expected a string, found integer"
+        );
+        assert_eq!(
+            error(&with("ready = { exec = true }")),
+            "web.toml:2:18: `ready.exec`: expected an array of strings or a string, found boolean"
+        );
+    }
+
+    #[test]
+    fn fd_numbers() {
+        let stdio = "(0, 1 and 2 are stdin, stdout and stderr)";
+        for n in ["0", "1", "2"] {
+            assert_eq!(
+                error(&with(&format!("ready = {{ fd = {n} }}"))),
+                format!(
+                    "web.toml:2:16: `ready.fd`: expected an integer from 3 to 1023, found {n} {stdio}"
+                )
+            );
+        }
+        for n in ["1024", "-1", "99999999999"] {
+            assert_eq!(
+                error(&with(&format!("ready = {{ fd = {n} }}"))),
+                format!("web.toml:2:16: `ready.fd`: expected an integer from 3 to 1023, found {n}")
+            );
+        }
+        assert_eq!(
+            error(&with("ready = { fd = \"3\" }")),
+            "web.toml:2:16: `ready.fd`: expected an integer from 3 to 1023, found string"
+        );
+    }
+
+    #[test]
+    fn notify_must_be_true() {
+        assert_eq!(
+            error(&with("ready = { notify = false }")),
+            "web.toml:2:20: `ready.notify`: only `true` is meaningful; for no readiness check, remove the `ready` key"
+        );
+        assert_eq!(
+            error(&with("ready = { notify = \"yes\" }")),
+            "web.toml:2:20: `ready.notify`: expected true, found string"
+        );
+    }
+
+    #[test]
+    fn health_defaults_and_settings() {
+        let spec = ok(&with("health = { tcp = \"localhost:5432\" }"));
+        assert_eq!(
+            spec.health,
+            Some(Health {
+                probe: tcp("localhost:5432"),
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+                retries: 3,
+            })
+        );
+        // `timeout` may be longer than `interval`.
+        let text = with(
+            "[health]\nhttp = \"http://localhost/healthz\"\ninterval = \"2s\"\ntimeout = \"3s\"\nretries = 1",
+        );
+        assert_eq!(
+            ok(&text).health,
+            Some(Health {
+                probe: http("http://localhost/healthz"),
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(3),
+                retries: 1,
+            })
+        );
+        let spec = ok(&with(
+            "health = { exec = \"pgrep -x app\", retries = 4294967295 }",
+        ));
+        assert_eq!(
+            spec.health,
+            Some(Health {
+                probe: exec(&["/bin/sh", "-c", "pgrep -x app"]),
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+                retries: u32::MAX,
+            })
+        );
+    }
+
+    #[test]
+    fn health_probe_errors() {
+        assert_eq!(
+            error(&with("health = { fd = 3 }")),
+            "web.toml:2:12: `health`: `fd` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`"
+        );
+        assert_eq!(
+            error(&with("health = { notify = true, interval = \"1s\" }")),
+            "web.toml:2:12: `health`: `notify` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`"
+        );
+        assert_eq!(
+            error(&with("health = { interval = \"1s\" }")),
+            "web.toml:2:10: `health`: expected exactly one of `tcp`, `http` or `exec`, found none"
+        );
+        assert_eq!(
+            error(&with("health = { exec = \"x\", tcp = \"a:1\" }")),
+            "web.toml:2:24: `health`: expected exactly one of `tcp`, `http` or `exec`, found `exec` and `tcp`"
+        );
+        assert_eq!(
+            error(&with("health = true")),
+            "web.toml:2:10: `health`: expected a table with one of `tcp`, `http` or `exec`, found boolean"
+        );
+        assert_eq!(
+            error(&with("health = { tcp = \"a:1\", intervall = \"1s\" }")),
+            "web.toml:2:25: unknown key `intervall` in `health` (did you mean `interval`?)"
+        );
+        assert_eq!(
+            error(&with("health = { tcp = \"a\" }")),
+            "web.toml:2:18: `health.tcp`: invalid address \"a\": expected \"host:port\", such as \"localhost:8080\" or \"[::1]:8080\""
+        );
+        assert_eq!(
+            error(&with("health = { http = \"https://a/\" }")),
+            "web.toml:2:19: `health.http`: invalid URL \"https://a/\": plain http only: https is not supported (use `exec` with an https client instead)"
+        );
+        assert_eq!(
+            error(&with("health = { exec = [] }")),
+            "web.toml:2:19: `health.exec`: must not be empty"
+        );
+    }
+
+    #[test]
+    fn health_setting_errors() {
+        let range = "an integer from 1 to 4294967295";
+        let cases = [
+            ("interval = \"0\"", "web.toml:2:36: `health.interval`: must be longer than zero".to_string()),
+            ("timeout = \"0ms\"", "web.toml:2:35: `health.timeout`: must be longer than zero".to_string()),
+            (
+                "interval = 10",
+                "web.toml:2:36: `health.interval`: expected a duration string such as \"250ms\", found integer".to_string(),
+            ),
+            ("retries = 0", format!("web.toml:2:35: `health.retries`: expected {range}, found 0")),
+            ("retries = -3", format!("web.toml:2:35: `health.retries`: expected {range}, found -3")),
+            (
+                "retries = 4294967296",
+                format!("web.toml:2:35: `health.retries`: expected {range}, found 4294967296"),
+            ),
+            ("retries = \"3\"", format!("web.toml:2:35: `health.retries`: expected {range}, found string")),
+        ];
+        for (setting, expected) in cases {
+            let text = with(&format!("health = {{ tcp = \"a:1\", {setting} }}"));
+            assert_eq!(error(&text), expected, "{setting}");
+        }
+        // The settings are checked even without a probe.
+        assert_eq!(
+            errors(&with("health = { fd = 3, retries = 0 }")),
+            [
+                "web.toml:2:12: `health`: `fd` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`",
+                &format!("web.toml:2:30: `health.retries`: expected {range}, found 0"),
+            ]
+        );
+    }
+
+    #[test]
+    fn reload_every_form() {
+        let cases = [
+            (
+                "reload = { signal = \"HUP\" }",
+                Reload::Signal(Signal::SIGHUP),
+            ),
+            (
+                "reload = { signal = \"SIGUSR2\" }",
+                Reload::Signal(Signal::SIGUSR2),
+            ),
+            (
+                "reload = { signal = \"usr1\" }",
+                Reload::Signal(Signal::SIGUSR1),
+            ),
+            (
+                "reload = { exec = [\"nginx\", \"-s\", \"reload\"] }",
+                Reload::Exec(strings(&["nginx", "-s", "reload"])),
+            ),
+            (
+                "reload = { exec = \"kill -HUP $MAINPID\" }",
+                Reload::Exec(strings(&["/bin/sh", "-c", "kill -HUP $MAINPID"])),
+            ),
+            (
+                "[reload]\nsignal = \"QUIT\"",
+                Reload::Signal(Signal::SIGQUIT),
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(ok(&with(line)).reload, Some(expected), "{line}");
+        }
+    }
+
+    #[test]
+    fn reload_errors() {
+        assert_eq!(
+            error(&with("reload = { signal = \"RELOAD\" }")),
+            "web.toml:2:21: `reload.signal`: unknown signal \"RELOAD\": use a name such as \"TERM\", \"INT\", \"QUIT\", \"HUP\", \"USR1\", \"USR2\" or \"KILL\""
+        );
+        assert_eq!(
+            error(&with("reload = { signal = 1 }")),
+            "web.toml:2:21: `reload.signal`: expected a signal name such as \"HUP\", found integer"
+        );
+        assert_eq!(
+            error(&with("reload = \"HUP\"")),
+            "web.toml:2:10: `reload`: expected a table with one of `signal` or `exec`, found string"
+        );
+        assert_eq!(
+            error(&with("reload = {}")),
+            "web.toml:2:10: `reload`: expected exactly one of `signal` or `exec`, found none"
+        );
+        assert_eq!(
+            error(&with("reload = { signal = \"HUP\", exec = \"x\" }")),
+            "web.toml:2:28: `reload`: expected exactly one of `signal` or `exec`, found `signal` and `exec`"
+        );
+        assert_eq!(
+            error(&with("reload = { signl = \"HUP\" }")),
+            "web.toml:2:12: unknown key `signl` in `reload` (did you mean `signal`?)"
+        );
+        assert_eq!(
+            error(&with("reload = { exec = [\"\"] }")),
+            "web.toml:2:20: `reload.exec`: the program (first element) must not be empty"
+        );
+    }
+
+    #[test]
+    fn watch_paths() {
+        let text = "command = \"x\"\nwatch = [\"haproxy.cfg\", \"/etc/a\", \"./haproxy.cfg\", \"/etc//a/\", \"../b\"]";
+        let spec = parse_service(Path::new("/srv/services.d/web.toml"), text).expect("valid");
+        assert_eq!(
+            spec.watch,
+            [
+                PathBuf::from("/srv/services.d/haproxy.cfg"),
+                PathBuf::from("/etc/a"),
+                PathBuf::from("/srv/services.d/../b"),
+            ],
+            "relative to the services dir, duplicates dropped, order kept"
+        );
+        // Without `reload` (a reload is then a restart), and empty.
+        assert_eq!(spec.reload, None);
+        assert!(ok(&with("watch = []")).watch.is_empty());
+    }
+
+    #[test]
+    fn watch_errors() {
+        assert_eq!(
+            error(&with("watch = \"/etc/a\"")),
+            "web.toml:2:9: `watch`: expected an array of paths, found string"
+        );
+        assert_eq!(
+            errors(&with("watch = [\"/etc/a\", 1, \"\", \"a\\u0000\"]")),
+            [
+                "web.toml:2:20: `watch`: expected a path (string), found integer",
+                "web.toml:2:23: `watch`: a path must not be empty",
+                "web.toml:2:27: `watch`: must not contain a NUL character",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_error_in_these_keys_is_reported_together() {
+        let text = r#"command = "haproxy"
+ready = { notify = false, tpc = "x:1" }
+ready-timeout = "0"
+health = { http = "https://lb/", fd = 3, timeout = "soon", retries = 0 }
+reload = { signal = "USR3", exec = [] }
+watch = ["/etc/haproxy.cfg", 7]
+"#;
+        assert_eq!(
+            errors(text),
+            [
+                "web.toml:2:20: `ready.notify`: only `true` is meaningful; for no readiness check, remove the `ready` key",
+                "web.toml:2:27: unknown key `tpc` in `ready` (did you mean `tcp`?)",
+                "web.toml:3:17: `ready-timeout`: must be longer than zero",
+                "web.toml:4:19: `health.http`: invalid URL \"https://lb/\": plain http only: https is not supported (use `exec` with an https client instead)",
+                "web.toml:4:34: `health`: `fd` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`",
+                "web.toml:4:52: `health.timeout`: invalid duration \"soon\": expected a number, such as \"250ms\", \"10s\", \"2m\", \"1h\" or \"1m30s\"",
+                "web.toml:4:70: `health.retries`: expected an integer from 1 to 4294967295, found 0",
+                "web.toml:5:21: `reload.signal`: unknown signal \"USR3\": use a name such as \"TERM\", \"INT\", \"QUIT\", \"HUP\", \"USR1\", \"USR2\" or \"KILL\"",
+                "web.toml:5:29: `reload`: expected exactly one of `signal` or `exec`, found `signal` and `exec`",
+                "web.toml:5:36: `reload.exec`: must not be empty",
+                "web.toml:6:30: `watch`: expected a path (string), found integer",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_haproxy_example_of_the_spec() {
+        let dir = TempDir::new();
+        dir.write(
+            "haproxy.toml",
+            r#"command = ["haproxy", "-Ws", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]
+essential = true
+stop-signal = "USR1"
+reload = { signal = "USR2" }
+watch = ["/usr/local/etc/haproxy/haproxy.cfg", "maps/hosts.map"]
+ready = { notify = true }
+"#,
+        );
+        let spec = load_ok(&[&dir]);
+        let haproxy = spec.get("haproxy").expect("haproxy");
+        assert_eq!(haproxy.ready, Some(Ready::Notify));
+        assert_eq!(haproxy.ready_timeout, Duration::from_secs(60));
+        assert_eq!(haproxy.reload, Some(Reload::Signal(Signal::SIGUSR2)));
+        assert_eq!(
+            haproxy.watch,
+            [
+                PathBuf::from("/usr/local/etc/haproxy/haproxy.cfg"),
+                dir.0.join("maps/hosts.map"),
+            ]
+        );
+        assert_eq!(haproxy.health, None);
+    }
+
+    #[test]
+    fn errors_in_these_keys_through_load() {
+        let dir = TempDir::new();
+        dir.write("web.toml", "command = \"x\"\nready = { fd = 2 }")
+            .write("db.toml", "command = \"x\"\nhealth = { tcp = \"db\" }");
+        assert_eq!(
+            load_errors(&[&dir]),
+            [
+                "A/db.toml:2:18: `health.tcp`: invalid address \"db\": expected \"host:port\", such as \"localhost:8080\" or \"[::1]:8080\"",
+                "A/web.toml:2:16: `ready.fd`: expected an integer from 3 to 1023, found 2 (0, 1 and 2 are stdin, stdout and stderr)",
+            ]
         );
     }
 }
@@ -960,7 +1579,11 @@ stop-signal = "sigusr1"
 stop-timeout = "0"
 kill-group = true
 output = "null"
-ready = { notify = true }
+ready = { http = "http://[::1]:8080/ready?x=1" }
+ready-timeout = "1m"
+health = { tcp = "db:5432", exec = "true", interval = "1s", timeout = "0", retries = 0x2 }
+reload = { signal = "USR2", exec = ["x"] }
+watch = ["a", "/b", "./a"]
 [env2]
 x = 1
 "#;
@@ -982,6 +1605,15 @@ x = 1
             "[[command]]\nx = 1",
             deep.as_str(),
             "\0\0\0",
+            "command = \"x\"\nready = { tcp = \"[\" }",
+            "command = \"x\"\nready = { tcp = \"[]:\" }",
+            "command = \"x\"\nready = { tcp = \"é:é\" }",
+            "command = \"x\"\nready = { http = \"http://[\" }",
+            "command = \"x\"\nready = { http = \"httpé\" }",
+            "command = \"x\"\nready = { http = \"é\" }",
+            "command = \"x\"\nready = { fd = 99999999999999999999999999999 }",
+            "command = \"x\"\nhealth = { retries = -99999999999999999999999999999 }",
+            "command = \"x\"\nready.tcp.x = 1\nhealth.fd.y = 2\nreload.exec = [[]]",
         ];
         for text in hostile {
             let _ = parse_service(Path::new("web.toml"), text);

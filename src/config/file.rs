@@ -130,6 +130,15 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
     };
 
     let base = path.parent().unwrap_or(Path::new(""));
+    // Duplicates are dropped once resolved (`a` and `./a` are one file;
+    // `Path` equality ignores `.` components and repeated slashes).
+    let mut watch: Vec<PathBuf> = Vec::new();
+    for file in raw.watch {
+        let file = base.join(file);
+        if !watch.contains(&file) {
+            watch.push(file);
+        }
+    }
     let oneshot = raw.oneshot.unwrap_or(defaults.oneshot);
     let default_restart = if oneshot {
         Restart::Never
@@ -163,11 +172,11 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
         stop_timeout: raw.stop_timeout.unwrap_or(defaults.stop_timeout),
         kill_group: raw.kill_group.unwrap_or(defaults.kill_group),
         output: raw.output.unwrap_or(defaults.output),
-        ready: None,
-        ready_timeout: defaults.ready_timeout,
-        health: None,
-        reload: None,
-        watch: Vec::new(),
+        ready: raw.ready,
+        ready_timeout: raw.ready_timeout.unwrap_or(defaults.ready_timeout),
+        health: raw.health,
+        reload: raw.reload,
+        watch,
     });
     parsed
 }

@@ -2,7 +2,8 @@
 //! [`Spec`], or every error at once.
 //!
 //! This module owns reading the services dirs, the service file format of
-//! SPEC section 3 (its defaults are `ServiceSpec::new` in `spec.rs`), and
+//! SPEC section 3 (its defaults are `ServiceSpec::new` in `spec.rs`, those
+//! inside `health` are in `hooks.rs`), and
 //! every check on it: unknown keys (with a
 //! "did you mean"), types, values, users and groups (resolved to ids here, so a
 //! spawn never reads `/etc/passwd`), and the checks between services (`after`
@@ -13,17 +14,20 @@
 //! files and the user database), or panic on any input — it also runs inside
 //! PID 1 when the definitions are re-read on SIGHUP. It never reads
 //! `env-file`s (read at each start) and never checks that `working-dir`
-//! exists (init scripts, which run after validation, may create it). Keys of
-//! the SPEC that are not built yet (`ready`, `health`, ...) are errors, never
-//! silently accepted.
+//! exists (init scripts, which run after validation, may create it), nor that
+//! `watch` paths exist, nor resolves the hosts of `tcp` and `http` probes:
+//! all of these may appear later. s6-style service directories are not built
+//! yet: they are errors, never silently skipped.
 //!
 //! The flow: `load` walks the dirs; `file.rs` parses one file (TOML →
-//! `raw.rs`, which type-checks each key → defaults and checks between keys of
-//! the file, `credentials.rs`); `validate.rs` checks between services.
+//! `raw.rs`, which type-checks each key, with `hooks.rs` for the tables
+//! `ready`, `health` and `reload` → defaults and checks between keys of the
+//! file, `credentials.rs`); `validate.rs` checks between services.
 
 mod credentials;
 mod duration;
 mod file;
+mod hooks;
 mod raw;
 mod signal;
 pub mod spec;

@@ -12,8 +12,8 @@ use nix::sys::signal::Signal;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
-use super::spec::{Output, Restart};
-use super::{duration, signal, suggest};
+use super::spec::{Health, Output, Ready, Reload, Restart};
+use super::{duration, hooks, signal, suggest};
 
 /// Every key of a service file that corral implements.
 const KEYS: &[&str] = &[
@@ -35,11 +35,12 @@ const KEYS: &[&str] = &[
     "stop-timeout",
     "kill-group",
     "output",
+    "ready",
+    "ready-timeout",
+    "health",
+    "reload",
+    "watch",
 ];
-
-/// Keys of SPEC section 3 that are not built yet. They are refused, never
-/// silently accepted: a user who writes `ready` relies on it.
-const NOT_YET: &[&str] = &["ready", "ready-timeout", "health", "reload", "watch"];
 
 /// Something wrong in one file. `at` is a byte offset into the file's text;
 /// `None` when there is nothing to point at (a missing key).
@@ -104,9 +105,16 @@ pub(super) struct RawService {
     pub stop_timeout: Option<Duration>,
     pub kill_group: Option<bool>,
     pub output: Option<Output>,
+    pub ready: Option<Ready>,
+    pub ready_timeout: Option<Duration>,
+    pub health: Option<Health>,
+    pub reload: Option<Reload>,
+    /// As written: relative paths are resolved, and duplicates dropped, by
+    /// `file.rs`.
+    pub watch: Vec<PathBuf>,
 }
 
-type Value<'i> = Spanned<DeValue<'i>>;
+pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Type-checks every key of `table`, collecting a problem for each bad key
 /// or element.
@@ -139,7 +147,7 @@ fn read_key(
     match name {
         "command" => {
             raw.has_command = true;
-            raw.command = command(value, problems);
+            raw.command = argv(name, value, problems);
         }
         "user" => keep(&mut raw.user, id(name, "user name", value), problems),
         "group" => keep(&mut raw.group, id(name, "group name", value), problems),
@@ -173,14 +181,18 @@ fn read_key(
         ),
         "kill-group" => keep(&mut raw.kill_group, boolean(name, value), problems),
         "output" => keep(&mut raw.output, choice(name, value, OUTPUT), problems),
-        _ if NOT_YET.contains(&name) => problems.push(Problem::at(
-            key.span().start,
-            format!("`{name}` is not supported yet"),
-        )),
+        "ready" => raw.ready = hooks::ready(value, problems),
+        "ready-timeout" => keep(
+            &mut raw.ready_timeout,
+            positive_duration(name, value),
+            problems,
+        ),
+        "health" => raw.health = hooks::health(value, problems),
+        "reload" => raw.reload = hooks::reload(value, problems),
+        "watch" => raw.watch = watch(value, problems),
         _ => {
-            let known = KEYS.iter().chain(NOT_YET).copied();
             let shown = name.escape_debug();
-            let message = match suggest::closest(name, known) {
+            let message = match suggest::closest(name, KEYS.iter().copied()) {
                 Some(guess) => format!("unknown key `{shown}` (did you mean `{guess}`?)"),
                 None => format!("unknown key `{shown}`"),
             };
@@ -210,7 +222,7 @@ fn found(value: &DeValue<'_>) -> &'static str {
     }
 }
 
-fn expected(key: &str, what: &str, value: &Value<'_>) -> Problem {
+pub(super) fn expected(key: &str, what: &str, value: &Value<'_>) -> Problem {
     Problem::at(
         value.span().start,
         format!("`{key}`: expected {what}, found {}", found(value.get_ref())),
@@ -218,7 +230,7 @@ fn expected(key: &str, what: &str, value: &Value<'_>) -> Problem {
 }
 
 /// A string that can be handed to `execve` or the environment: no NUL byte.
-fn text(key: &str, what: &str, value: &Value<'_>) -> Result<String, Problem> {
+pub(super) fn text(key: &str, what: &str, value: &Value<'_>) -> Result<String, Problem> {
     match value.get_ref() {
         DeValue::String(s) if s.contains('\0') => Err(Problem::at(
             value.span().start,
@@ -229,21 +241,21 @@ fn text(key: &str, what: &str, value: &Value<'_>) -> Result<String, Problem> {
     }
 }
 
-/// `command`: every bad element is reported.
-fn command(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Vec<String>> {
+/// A command line such as `command` or `ready.exec`: an array of strings
+/// (argv), or a string run by `/bin/sh -c`. Every bad element is reported.
+pub(super) fn argv(
+    key: &str,
+    value: &Value<'_>,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<String>> {
     const WHAT: &str = "an array of strings or a string";
-    let empty = || {
-        Problem::at(
-            value.span().start,
-            "`command`: must not be empty".to_string(),
-        )
-    };
+    let empty = || Problem::at(value.span().start, format!("`{key}`: must not be empty"));
     let mut fail = |problem| {
         problems.push(problem);
         None
     };
     match value.get_ref() {
-        DeValue::String(_) => match text("command", WHAT, value) {
+        DeValue::String(_) => match text(key, WHAT, value) {
             Ok(script) if script.trim().is_empty() => fail(empty()),
             Ok(script) => Some(vec!["/bin/sh".to_string(), "-c".to_string(), script]),
             Err(problem) => fail(problem),
@@ -255,7 +267,7 @@ fn command(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Vec<String>
             let mut argv = Vec::with_capacity(items.len());
             let mut bad = Vec::new();
             for item in items.iter() {
-                match text("command", "a string", item) {
+                match text(key, "a string", item) {
                     Ok(arg) => argv.push(arg),
                     Err(problem) => bad.push(problem),
                 }
@@ -263,7 +275,7 @@ fn command(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Vec<String>
             if matches!(first.get_ref(), DeValue::String(s) if s.is_empty()) {
                 bad.push(Problem::at(
                     first.span().start,
-                    "`command`: the program (first element) must not be empty".to_string(),
+                    format!("`{key}`: the program (first element) must not be empty"),
                 ));
             }
             if bad.is_empty() {
@@ -273,7 +285,7 @@ fn command(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Vec<String>
                 None
             }
         }
-        _ => fail(expected("command", WHAT, value)),
+        _ => fail(expected(key, WHAT, value)),
     }
 }
 
@@ -310,7 +322,7 @@ fn id(key: &str, what: &str, value: &Value<'_>) -> Result<At<Id>, Problem> {
     }
 }
 
-fn integer(digits: &str, radix: u32) -> Option<i128> {
+pub(super) fn integer(digits: &str, radix: u32) -> Option<i128> {
     i128::from_str_radix(digits, radix).ok()
 }
 
@@ -357,7 +369,10 @@ fn choice<T: Copy>(key: &str, value: &Value<'_>, choices: &[(&str, T)]) -> Resul
     }
 }
 
-fn written_duration(key: &str, value: &Value<'_>) -> Result<At<WrittenDuration>, Problem> {
+pub(super) fn written_duration(
+    key: &str,
+    value: &Value<'_>,
+) -> Result<At<WrittenDuration>, Problem> {
     let at = value.span().start;
     match value.get_ref() {
         DeValue::String(s) => match duration::parse_duration(s.as_ref()) {
@@ -372,6 +387,18 @@ fn written_duration(key: &str, value: &Value<'_>) -> Result<At<WrittenDuration>,
         },
         _ => Err(expected(key, "a duration string such as \"250ms\"", value)),
     }
+}
+
+/// A duration that must be longer than zero (a timeout or an interval).
+pub(super) fn positive_duration(key: &str, value: &Value<'_>) -> Result<Duration, Problem> {
+    let written = written_duration(key, value)?;
+    if written.value.duration.is_zero() {
+        return Err(Problem::at(
+            written.at,
+            format!("`{key}`: must be longer than zero"),
+        ));
+    }
+    Ok(written.value.duration)
 }
 
 fn max_restarts(value: &Value<'_>) -> Result<u32, Problem> {
@@ -470,4 +497,24 @@ fn after(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<At<String>> {
         }
     }
     names
+}
+
+/// `watch`: an array of paths. Every bad element is reported.
+fn watch(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    let DeValue::Array(items) = value.get_ref() else {
+        problems.push(expected("watch", "an array of paths", value));
+        return Vec::new();
+    };
+    let mut paths = Vec::new();
+    for item in items.iter() {
+        match text("watch", "a path (string)", item) {
+            Ok(path) if path.is_empty() => problems.push(Problem::at(
+                item.span().start,
+                "`watch`: a path must not be empty".to_string(),
+            )),
+            Ok(path) => paths.push(PathBuf::from(path)),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    paths
 }

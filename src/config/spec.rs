@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid};
 
 /// Every service definition found, in a stable order (by name).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spec {
     pub services: Vec<ServiceSpec>,
 }

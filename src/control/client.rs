@@ -18,7 +18,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use super::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use crate::cli::{CtlCli, CtlCommand, Names};
-use crate::supervisor::core::human;
+use crate::service::human;
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -129,9 +129,17 @@ fn request_for(command: &CtlCommand) -> Request {
             lines: Some(*lines),
             follow: *follow,
         },
-        CtlCommand::Wait { names, timeout } => Request::Wait {
+        CtlCommand::Wait {
+            names,
+            ready,
+            timeout,
+        } => Request::Wait {
             services: names.clone(),
             timeout_ms: timeout.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ready: *ready,
+        },
+        CtlCommand::Reload { names } => Request::Reload {
+            services: names.clone(),
         },
         CtlCommand::Health => Request::Health {},
         CtlCommand::Shutdown { exit_code } => Request::Shutdown {

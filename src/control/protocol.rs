@@ -19,7 +19,8 @@
 //! | `start`, `stop`, `restart` | `services` or `all: true` | when done: `messages`, one per service |
 //! | `signal` | `signal` (name), `services` | `messages` |
 //! | `logs` | `service`, `lines` (default 100), `follow` | `lines`: [`LogLine`]; with `follow`, more responses |
-//! | `wait` | `services`, `timeout_ms` (none = forever) | once every one is started |
+//! | `wait` | `services`, `timeout_ms` (none = forever), `ready` | once every one is started (or ready) |
+//! | `reload` | `services` (empty: re-read the definitions, as SIGHUP) | when each is reloaded and ready again |
 //! | `health` | | `ok: true`, or `ok: false` with `problems` |
 //! | `shutdown` | `exit_code` | at once; the shutdown follows |
 
@@ -56,6 +57,16 @@ pub enum Request {
         services: Vec<String>,
         #[serde(default)]
         timeout_ms: Option<u64>,
+        /// Until ready (readiness declared), not just started.
+        #[serde(default)]
+        ready: bool,
+    },
+    /// The named services' reloads (answered once each is done and ready
+    /// again); no name: re-read every definition (like SIGHUP), then reload
+    /// every service that defines a reload.
+    Reload {
+        #[serde(default)]
+        services: Vec<String>,
     },
     Health {},
     Shutdown {
@@ -232,7 +243,9 @@ mod tests {
             Request::Wait {
                 services: vec!["db".into()],
                 timeout_ms: Some(1500),
+                ready: true,
             },
+            Request::Reload { services: vec![] },
             Request::Health {},
             Request::Shutdown { exit_code: Some(7) },
         ];

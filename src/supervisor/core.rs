@@ -18,10 +18,10 @@ use crate::event::{Action, Event, Target};
 use crate::exit::Exit;
 use crate::service::{Service, State, Want};
 
+mod reconfigure;
 mod requests;
 
 use requests::Pending;
-pub use requests::human;
 
 /// The main COMMAND gets this long after its stop signal before SIGKILL, like
 /// a service with the default `stop-timeout` (capped by the shutdown budget).
@@ -194,9 +194,46 @@ impl Supervisor {
                 self.pending.retain(|p| p.id() != id);
                 Vec::new()
             }
+            Event::Notify {
+                service,
+                run,
+                message,
+            } => self.with_service(service, now, |svc, now| svc.notify(run, &message, now)),
+            Event::FdReady { service, run } => {
+                self.with_service(service, now, |svc, now| svc.fd_ready(run, now))
+            }
+            Event::ProbeDone { token, result } => {
+                // The token's high half is the service's index (see `Service::probe_due`).
+                let service = usize::try_from(token >> 32).unwrap_or(usize::MAX);
+                self.with_service(service, now, |svc, now| svc.probe_result(token, result, now))
+            }
+            Event::Changed { service } => self.with_service(service, now, |svc, now| {
+                if !svc.removed && matches!(svc.state, State::Running { .. }) {
+                    debug!(service = %svc.spec.name, "watched file changed");
+                    svc.changed(now);
+                }
+                Vec::new()
+            }),
+            Event::Loaded { id, result } => self.on_loaded(id, result, now),
         };
         self.advance(now, &mut actions);
         actions
+    }
+
+    /// Run a transition of service `i`, then the checks every service change needs.
+    fn with_service(
+        &mut self,
+        i: usize,
+        now: Instant,
+        transition: impl FnOnce(&mut Service, Instant) -> Vec<Action>,
+    ) -> Vec<Action> {
+        match self.services.get_mut(i) {
+            Some(svc) => {
+                let actions = transition(svc, now);
+                self.check_essential(i, now, actions)
+            }
+            None => Vec::new(),
+        }
     }
 
     /// The earliest moment something is due; `None`: wait for events only.
@@ -230,6 +267,17 @@ impl Supervisor {
 
     pub fn exit_code(&self) -> i32 {
         self.exit_code.unwrap_or(0)
+    }
+
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Init => "init",
+            Phase::Up => "up",
+            Phase::Stopping => "stopping",
+            Phase::Finish => "finish",
+            Phase::Drain { .. } => "drain",
+            Phase::Done => "done",
+        }
     }
 
     pub fn main_pid(&self) -> Option<Pid> {
@@ -267,10 +315,16 @@ impl Supervisor {
                     Vec::new()
                 }
             },
-            Signal::SIGHUP => {
-                warn!("SIGHUP: reload not supported yet, ignored");
-                Vec::new()
-            }
+            Signal::SIGHUP => match self.phase {
+                Phase::Up => {
+                    info!("SIGHUP: reading the service definitions again");
+                    vec![Action::LoadConfig { id: None }]
+                }
+                _ => {
+                    info!("SIGHUP ignored: not running services right now");
+                    Vec::new()
+                }
+            },
             other => {
                 debug!(signal = other.as_str(), "signal ignored");
                 Vec::new()
@@ -315,6 +369,23 @@ impl Supervisor {
             let actions = self.services[i].exited(exit, now);
             return self.check_essential(i, now, actions);
         }
+        if let Some(i) = self.services.iter().position(|s| s.probe_pid() == Some(pid)) {
+            let token = self.services[i].probe_token().unwrap_or_default();
+            let result = if exit.success() {
+                Ok(())
+            } else {
+                Err(format!("probe command: {exit}"))
+            };
+            return self.with_service(i, now, |svc, now| svc.probe_result(token, result, now));
+        }
+        if let Some(i) = self.services.iter().position(|s| s.hook_pid() == Some(pid)) {
+            let result = if exit.success() {
+                Ok(())
+            } else {
+                Err(exit.to_string())
+            };
+            return self.with_service(i, now, |svc, now| svc.hook_exited(result, now));
+        }
         self.orphans_reaped += 1;
         debug!(pid = pid.as_raw(), %exit, "orphan reaped");
         Vec::new()
@@ -335,8 +406,16 @@ impl Supervisor {
     fn on_spawned(&mut self, target: Target, pid: Pid, now: Instant) -> Vec<Action> {
         match target {
             Target::Service(i) => {
+                return self.with_service(i, now, |svc, now| svc.spawned(pid, now));
+            }
+            Target::Hook(i) => {
                 if let Some(svc) = self.services.get_mut(i) {
-                    svc.spawned(pid, now);
+                    svc.hook_spawned(pid);
+                }
+            }
+            Target::Probe(i) => {
+                if let Some(svc) = self.services.get_mut(i) {
+                    svc.probe_spawned(pid);
                 }
             }
             Target::Main => {
@@ -385,6 +464,17 @@ impl Supervisor {
                 self.finish.busy = false;
                 warn!(script = %self.script_path(target), %error, "finish script could not be started");
                 Vec::new()
+            }
+            Target::Hook(i) => {
+                let why = format!("could not be started: {error}");
+                self.with_service(i, now, |svc, now| svc.hook_exited(Err(why), now))
+            }
+            Target::Probe(i) => {
+                let why = format!("probe command could not be started: {error}");
+                self.with_service(i, now, |svc, now| {
+                    let token = svc.probe_token().unwrap_or_default();
+                    svc.probe_result(token, Err(why), now)
+                })
             }
         }
     }
@@ -525,13 +615,14 @@ impl Supervisor {
     /// good, not wanted, or held back by a dependency that ended for good.
     fn settled(&self, i: usize) -> bool {
         let svc = &self.services[i];
-        if svc.want == Want::Down && svc.state == State::Idle {
+        if svc.removed || (svc.want == Want::Down && svc.state == State::Idle) {
             return true;
         }
         if svc.ended_for_good() || svc.state == State::Exited {
             return true;
         }
-        if !svc.spec.oneshot && svc.starts > 0 {
+        // Ready once is enough: a later crash loop does not hold the main COMMAND.
+        if !svc.spec.oneshot && svc.ever_ready {
             return true;
         }
         svc.state == State::Idle && self.blocked(i, self.services.len())
@@ -1188,6 +1279,7 @@ mod tests {
             Request::Wait {
                 services: vec!["app".into()],
                 timeout_ms: None,
+                ready: true,
             },
         );
         h.request(
@@ -1195,6 +1287,7 @@ mod tests {
             Request::Wait {
                 services: vec!["app".into()],
                 timeout_ms: Some(500),
+                ready: true,
             },
         );
         assert_eq!(
@@ -1210,7 +1303,7 @@ mod tests {
         h.exit(pid(100), Exit::Code(0));
         assert_eq!(
             h.reply(1).map(|r| r.messages),
-            Some(vec!["app: started".to_string()])
+            Some(vec!["app: ready".to_string()])
         );
     }
 
@@ -1268,6 +1361,7 @@ mod tests {
             Request::Wait {
                 services: vec!["db".into()],
                 timeout_ms: None,
+                ready: true,
             },
         );
         assert!(h.reply(1).is_some_and(|r| r.ok));
@@ -1296,6 +1390,7 @@ mod tests {
             Request::Wait {
                 services: vec!["web".into()],
                 timeout_ms: Some(60_000),
+                ready: true,
             },
         );
         h.event(Event::Cancel { id: 1 });

@@ -11,6 +11,7 @@
 //! `Action::Exit`: errors are logged and become states.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,23 +20,34 @@ use nix::sys::signal::Signal;
 use tracing::{debug, warn};
 
 use super::core::Supervisor;
+use crate::config::{self, Output as OutputMode, Probe, Ready, Reload};
 use crate::control::protocol::Response;
 use crate::event::{Action, Event, Input, RequestId, Target};
+use crate::notify::Notify;
 use crate::output::{Output, Stream};
-use crate::process;
-use crate::reaper;
+use crate::process::{self, Launch, SpawnError};
+use crate::watch::Watcher;
+use crate::{probe, reaper};
 
 /// What the loop needs besides the state machine.
 pub struct Setup {
-    /// Signals and control requests, from their threads.
+    /// Signals, control requests, readiness and watch events, from their threads.
     pub inputs: Receiver<Input>,
+    /// For the short-lived probe threads to answer on.
+    pub inputs_tx: Sender<Input>,
     pub output: Output,
+    /// sd_notify sockets and notification-fd pipes.
+    pub notify: Notify,
+    pub watcher: Watcher,
+    /// Where the definitions are read again on SIGHUP / `ctl reload`.
+    pub service_dirs: Vec<PathBuf>,
     /// corral is PID 1 of its namespace (else it is a child subreaper).
     pub pid1: bool,
 }
 
 /// Run until the supervisor is done; returns corral's exit status.
 pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
+    set_watches(&sup, &setup);
     let mut pending: VecDeque<Action> = sup.start(Instant::now()).into();
     // Reply channels of control requests in flight, by request id.
     let mut replies: HashMap<RequestId, Sender<Response>> = HashMap::new();
@@ -60,8 +72,12 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                     }
                 }
                 action => {
+                    let reloaded = matches!(action, Action::LoadConfig { .. });
                     for event in execute(&sup, action, &setup) {
                         pending.extend(sup.on_event(event, Instant::now()));
+                    }
+                    if reloaded {
+                        set_watches(&sup, &setup);
                     }
                 }
             }
@@ -97,10 +113,29 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                     None => Vec::new(),
                 }
             }
-            // Wired into the core in the readiness work in progress.
-            Ok(other) => {
-                debug!(?other, "input not handled yet");
-                Vec::new()
+            Ok(Input::Notify {
+                service,
+                run,
+                message,
+            }) => index_of(&sup, &service)
+                .map(|service| Event::Notify {
+                    service,
+                    run,
+                    message,
+                })
+                .into_iter()
+                .collect(),
+            Ok(Input::FdReady { service, run }) => index_of(&sup, &service)
+                .map(|service| Event::FdReady { service, run })
+                .into_iter()
+                .collect(),
+            Ok(Input::ProbeDone { token, result }) => vec![Event::ProbeDone { token, result }],
+            Ok(Input::Changed { service, path }) => {
+                debug!(service, path = %path.display(), "watched path changed");
+                index_of(&sup, &service)
+                    .map(|service| Event::Changed { service })
+                    .into_iter()
+                    .collect()
             }
             Err(RecvTimeoutError::Timeout) => vec![Event::Tick],
             Err(RecvTimeoutError::Disconnected) => {
@@ -151,26 +186,142 @@ fn execute(sup: &Supervisor, action: Action, setup: &Setup) -> Vec<Event> {
             // SIGCHLD would ever come.
             reap_events()
         }
+        Action::Probe {
+            service,
+            token,
+            probe,
+            timeout,
+        } => match probe {
+            Probe::Exec { command } => vec![spawn_probe(sup, service, &command)],
+            other => {
+                probe::spawn(other, timeout, token, setup.inputs_tx.clone());
+                Vec::new()
+            }
+        },
+        Action::LoadConfig { id } => {
+            let result = config::load(&setup.service_dirs)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect());
+            vec![Event::Loaded { id, result }]
+        }
         Action::Exit(_) | Action::Reply { .. } => Vec::new(),
     }
 }
 
+/// The loop's index of the service named `name` (inputs from threads name
+/// services; indices are stable for a whole run).
+fn index_of(sup: &Supervisor, name: &str) -> Option<usize> {
+    sup.services.iter().position(|s| s.name() == name)
+}
+
+/// Point the watcher at every service's `watch` paths (after a config
+/// reload too: removed services watch nothing).
+pub fn set_watches(sup: &Supervisor, setup: &Setup) {
+    for svc in &sup.services {
+        let spec = svc.next_spec.as_ref().unwrap_or(&svc.spec);
+        let paths: &[PathBuf] = if svc.removed { &[] } else { &spec.watch };
+        setup.watcher.set(svc.name(), paths);
+    }
+}
+
+fn spawn_probe(sup: &Supervisor, i: usize, command: &[String]) -> Event {
+    let target = Target::Probe(i);
+    let result = match sup.services.get(i) {
+        Some(svc) => {
+            let launch = Launch {
+                argv: command,
+                output: OutputMode::Null,
+                env: Vec::new(),
+                fd: None,
+            };
+            process::spawn_service(&svc.spec, launch).map(|(pid, _)| pid)
+        }
+        None => Err(SpawnError::new(format!("no service #{i}"))),
+    };
+    spawned_event(target, result)
+}
+
+fn spawned_event(target: Target, result: Result<nix::unistd::Pid, SpawnError>) -> Event {
+    match result {
+        Ok(pid) => Event::Spawned { target, pid },
+        Err(err) => Event::SpawnFailed {
+            target,
+            error: err.message,
+            code: err.code,
+        },
+    }
+}
+
+/// A service's own process: its readiness channel (sd_notify socket or
+/// notification fd) is made for this run, and its output registered.
+fn spawn_service(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd::Pid, SpawnError> {
+    let svc = sup
+        .services
+        .get(i)
+        .ok_or_else(|| SpawnError::new(format!("no service #{i}")))?;
+    let spec = &svc.spec;
+    // The run number this spawn will have once it succeeds.
+    let run = svc.starts + 1;
+    let mut launch = Launch::service(spec);
+    match spec.ready {
+        Some(Ready::Notify) => {
+            let socket = setup
+                .notify
+                .socket(&spec.name, run)
+                .map_err(|e| SpawnError::new(format!("NOTIFY_SOCKET: {e}")))?;
+            launch.env.push(("NOTIFY_SOCKET".into(), socket));
+        }
+        Some(Ready::Fd(n)) => {
+            let fd = setup
+                .notify
+                .fd_pipe(&spec.name, run)
+                .map_err(|e| SpawnError::new(format!("notification fd: {e}")))?;
+            launch.fd = Some((fd, n));
+        }
+        _ => setup.notify.forget(&spec.name),
+    }
+    let (pid, pipes) = process::spawn_service(spec, launch)?;
+    register_output(setup, &spec.name, pipes);
+    Ok(pid)
+}
+
+fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>) {
+    if let Some(pipes) = pipes {
+        let name: Arc<str> = Arc::from(name);
+        setup.output.add(name.clone(), Stream::Stdout, pipes.stdout);
+        setup.output.add(name, Stream::Stderr, pipes.stderr);
+    }
+}
+
+/// The `reload = { exec = [...] }` hook: the service's context, plus
+/// `MAINPID`; its output goes where the service's goes.
+fn spawn_hook(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd::Pid, SpawnError> {
+    let svc = sup
+        .services
+        .get(i)
+        .ok_or_else(|| SpawnError::new(format!("no service #{i}")))?;
+    let Some(Reload::Exec(command)) = &svc.spec.reload else {
+        return Err(SpawnError::new("no reload hook".into()));
+    };
+    let mut launch = Launch {
+        argv: command,
+        output: svc.spec.output,
+        env: Vec::new(),
+        fd: None,
+    };
+    if let Some(pid) = svc.main_pid.or(svc.pid()) {
+        launch.env.push(("MAINPID".into(), pid.as_raw().to_string()));
+    }
+    let (pid, pipes) = process::spawn_service(&svc.spec, launch)?;
+    register_output(setup, svc.name(), pipes);
+    Ok(pid)
+}
+
 fn spawn(sup: &Supervisor, target: Target, setup: &Setup) -> Event {
     let result = match target {
-        Target::Service(i) => match sup.services.get(i) {
-            Some(svc) => process::spawn_service(&svc.spec).map(|(pid, pipes)| {
-                if let Some(pipes) = pipes {
-                    let name: Arc<str> = Arc::from(svc.spec.name.as_str());
-                    setup.output.add(name.clone(), Stream::Stdout, pipes.stdout);
-                    setup.output.add(name, Stream::Stderr, pipes.stderr);
-                }
-                pid
-            }),
-            None => Err(process::SpawnError {
-                message: format!("no service #{i}"),
-                code: 1,
-            }),
-        },
+        Target::Service(i) => spawn_service(sup, i, setup),
+        Target::Hook(i) => spawn_hook(sup, i, setup),
+        // Exec probes are spawned by `Action::Probe`, which knows the command.
+        Target::Probe(i) => Err(SpawnError::new(format!("probe of service #{i} spawned without its command"))),
         Target::Main => match &sup.main {
             Some(main) => process::spawn_main(&main.argv),
             None => Err(process::SpawnError {
@@ -181,14 +332,7 @@ fn spawn(sup: &Supervisor, target: Target, setup: &Setup) -> Event {
         Target::Init(i) => spawn_script(sup.init.paths.get(i)),
         Target::Finish(i) => spawn_script(sup.finish.paths.get(i)),
     };
-    match result {
-        Ok(pid) => Event::Spawned { target, pid },
-        Err(err) => Event::SpawnFailed {
-            target,
-            error: err.message,
-            code: err.code,
-        },
-    }
+    spawned_event(target, result)
 }
 
 fn spawn_script(

@@ -12,7 +12,7 @@ use crate::config::{Output, closest_name, parse_signal};
 use crate::control::protocol::{Request, Response, ServiceStatus, Targets};
 use crate::event::{Action, RequestId};
 use crate::exit::Exit;
-use crate::service::{State, Want};
+use crate::service::{State, Want, human};
 
 #[derive(Debug, Clone)]
 pub struct Pending {
@@ -29,8 +29,20 @@ enum PendingOp {
     Stop(Vec<(usize, bool)>),
     /// Started again after the request: `starts` beyond the snapshot.
     Restart(Vec<(usize, u32)>),
-    /// Started, before the deadline.
-    Wait(Vec<usize>),
+    /// Started (or ready, with `true`), before the deadline.
+    Wait(Vec<usize>, bool),
+    /// Reloaded: each service's reload number `asked` finished, or (for a
+    /// reload that is a restart, or one asked while starting) ready again in
+    /// a run after `starts`.
+    Reload(Vec<ReloadWait>),
+}
+
+#[derive(Debug, Clone)]
+struct ReloadWait {
+    service: usize,
+    asked: u32,
+    starts: u32,
+    was_ready: bool,
 }
 
 /// How a pending start is doing for one service.
@@ -69,7 +81,16 @@ impl Supervisor {
             Request::Wait {
                 services,
                 timeout_ms,
-            } => self.request_wait(id, &services, timeout_ms, now),
+                ready,
+            } => self.request_wait(id, &services, timeout_ms, ready, now),
+            Request::Reload { services } if services.is_empty() => {
+                if let Some(refusal) = self.not_up() {
+                    Some(refusal)
+                } else {
+                    return vec![Action::LoadConfig { id: Some(id) }];
+                }
+            }
+            Request::Reload { services } => return self.request_reload(id, &services, now),
             Request::Health {} => self.health(now),
             Request::Shutdown { exit_code } => return self.request_shutdown(id, exit_code, now),
         };
@@ -79,7 +100,9 @@ impl Supervisor {
     /// Indices of the named services (or all); every unknown name in one error.
     fn resolve(&self, names: &[String], all: bool) -> Result<Vec<usize>, String> {
         if all {
-            return Ok((0..self.services.len()).collect());
+            return Ok((0..self.services.len())
+                .filter(|&i| !self.services[i].removed)
+                .collect());
         }
         if names.is_empty() {
             return Err("name at least one service (or use --all)".into());
@@ -87,7 +110,11 @@ impl Supervisor {
         let mut found = Vec::new();
         let mut unknown = Vec::new();
         for name in names {
-            match self.services.iter().position(|s| s.name() == name) {
+            match self
+                .services
+                .iter()
+                .position(|s| s.name() == name && !s.removed)
+            {
                 Some(i) if !found.contains(&i) => found.push(i),
                 Some(_) => {}
                 None => unknown.push(self.no_such_service(name)),
@@ -101,7 +128,8 @@ impl Supervisor {
     }
 
     fn no_such_service(&self, name: &str) -> String {
-        match closest_name(name, self.services.iter().map(|s| s.name())) {
+        let live = self.services.iter().filter(|s| !s.removed);
+        match closest_name(name, live.map(|s| s.name())) {
             Some(near) => format!("no service \"{name}\" (did you mean \"{near}\"?)"),
             None if self.services.is_empty() => {
                 format!("no service \"{name}\" (corral has no services)")
@@ -128,6 +156,8 @@ impl Supervisor {
                 .into_iter()
                 .map(|i| self.service_status(i, now))
                 .collect(),
+            orphans_reaped: Some(self.orphans_reaped),
+            phase: Some(self.phase_name().to_string()),
             ..Response::ok()
         })
     }
@@ -152,10 +182,19 @@ impl Supervisor {
                 ("backoff", Some(detail), Some(millis(left)))
             }
             State::Failed { reason } => ("failed", Some(reason.clone()), None),
+            State::Starting { ready_by, .. } => {
+                let left = human(ready_by.saturating_duration_since(now));
+                let detail = format!("not ready yet ({left} left of ready-timeout)");
+                ("starting", Some(detail), None)
+            }
+            State::Running { .. } if svc.spec.ready.is_some() => ("ready", None, None),
+            State::Reloading { .. } => ("running", Some("reloading".to_string()), None),
             other => (other.name(), None, None),
         };
         let uptime_ms = match svc.state {
-            State::Running { since, .. } => Some(millis(now.saturating_duration_since(since))),
+            State::Starting { since, .. }
+            | State::Running { since, .. }
+            | State::Reloading { since, .. } => Some(millis(now.saturating_duration_since(since))),
             _ => None,
         };
         ServiceStatus {
@@ -169,7 +208,7 @@ impl Supervisor {
             pid: svc.pid().map(|p| p.as_raw()),
             uptime_ms,
             restarts: svc.restarts(),
-            ready: svc.is_started(),
+            ready: svc.is_ready(),
             last_exit: svc.last_exit.map(|e| e.to_string()),
             last_exit_code: svc.last_exit.map(Exit::code),
             detail,
@@ -177,7 +216,7 @@ impl Supervisor {
             oneshot: svc.spec.oneshot,
             enabled: svc.spec.enabled,
             essential: svc.spec.essential,
-            notify_status: None,
+            notify_status: svc.notify_status.clone(),
         }
     }
 
@@ -362,6 +401,7 @@ impl Supervisor {
         id: RequestId,
         names: &[String],
         timeout_ms: Option<u64>,
+        ready: bool,
         now: Instant,
     ) -> Option<Response> {
         let indices = match self.resolve(names, false) {
@@ -370,10 +410,82 @@ impl Supervisor {
         };
         self.pending.push(Pending {
             id,
-            op: PendingOp::Wait(indices),
+            op: PendingOp::Wait(indices, ready),
             deadline: timeout_ms.map(|ms| now + Duration::from_millis(ms)),
         });
         None
+    }
+
+    /// What `ctl wait` waits for: ready (readiness passed), or merely started
+    /// (a process runs; for a oneshot, it exited 0).
+    fn reached(&self, i: usize, ready: bool) -> bool {
+        let svc = &self.services[i];
+        if ready || svc.spec.oneshot {
+            svc.is_ready()
+        } else {
+            matches!(
+                svc.state,
+                State::Starting { .. } | State::Running { .. } | State::Reloading { .. }
+            )
+        }
+    }
+
+    fn request_reload(&mut self, id: RequestId, names: &[String], now: Instant) -> Vec<Action> {
+        if let Some(refusal) = self.not_up() {
+            return vec![Action::Reply { id, response: refusal }];
+        }
+        let indices = match self.resolve(names, false) {
+            Ok(indices) => indices,
+            Err(e) => {
+                return vec![Action::Reply {
+                    id,
+                    response: Response::error(e),
+                }];
+            }
+        };
+        let mut actions = Vec::new();
+        let mut waits = Vec::new();
+        for i in indices {
+            let svc = &mut self.services[i];
+            let starts = svc.starts;
+            let was_ready = svc.is_ready();
+            actions.extend(svc.reload(now));
+            waits.push(ReloadWait {
+                service: i,
+                asked: svc.reloads_asked,
+                starts,
+                was_ready,
+            });
+        }
+        self.pending.push(Pending {
+            id,
+            op: PendingOp::Reload(waits),
+            deadline: None,
+        });
+        actions
+    }
+
+    /// `None` while a service's reload is under way.
+    fn reload_outcome(&self, w: &ReloadWait) -> Option<Result<String, String>> {
+        let svc = &self.services[w.service];
+        let name = svc.name();
+        if let Some((n, result)) = &svc.last_reload
+            && *n >= w.asked
+        {
+            return Some(match result {
+                Ok(()) => Ok(format!("{name}: reloaded")),
+                Err(e) => Err(format!("{name}: {e}")),
+            });
+        }
+        if svc.is_ready() && (svc.starts > w.starts || !w.was_ready) {
+            return Some(Ok(format!("{name}: reloaded (restarted)")));
+        }
+        match &svc.state {
+            State::Failed { reason } => Some(Err(format!("{name} failed: {reason}"))),
+            State::Backoff { why, .. } => Some(Err(format!("{name}: {why}"))),
+            State::Stopped => Some(Err(format!("{name} is stopped"))),
+            _ => None,
+        }
     }
 
     fn health(&self, now: Instant) -> Option<Response> {
@@ -383,9 +495,17 @@ impl Supervisor {
                 ..Response::error(e)
             });
         }
-        let wanted = self.services.iter().filter(|s| s.want == Want::Up).count();
+        let live = self.services.iter().filter(|s| !s.removed).count();
+        let wanted = self
+            .services
+            .iter()
+            .filter(|s| s.want == Want::Up && !s.removed)
+            .count();
         let problems: Vec<String> = (0..self.services.len())
-            .filter(|&i| self.services[i].want == Want::Up && !self.services[i].is_started())
+            .filter(|&i| {
+                let svc = &self.services[i];
+                svc.want == Want::Up && !svc.removed && !svc.is_ready()
+            })
             .map(|i| {
                 let status = self.service_status(i, now);
                 match status.detail {
@@ -395,7 +515,7 @@ impl Supervisor {
             })
             .collect();
         Some(if problems.is_empty() {
-            let others = self.services.len() - wanted;
+            let others = live - wanted;
             let mut message = format!("all {wanted} wanted services up");
             if others > 0 {
                 message.push_str(&format!(" ({others} stopped or disabled on purpose)"));
@@ -485,11 +605,29 @@ impl Supervisor {
                     .collect();
                 Some(Response::messages(messages))
             }
-            PendingOp::Wait(indices) => {
-                if indices.iter().all(|&i| self.services[i].is_started()) {
+            PendingOp::Reload(waits) => {
+                let mut outcomes = Vec::new();
+                for w in waits {
+                    outcomes.push(self.reload_outcome(w)?);
+                }
+                let messages = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+                let errors: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
+                Some(if errors.is_empty() {
+                    Response::messages(messages)
+                } else {
+                    Response {
+                        messages,
+                        ..Response::error(errors.join("; "))
+                    }
+                })
+            }
+            PendingOp::Wait(indices, ready) => {
+                let ready = *ready;
+                if indices.iter().all(|&i| self.reached(i, ready)) {
+                    let word = if ready { "ready" } else { "started" };
                     let messages = indices
                         .iter()
-                        .map(|&i| format!("{}: started", self.services[i].name()))
+                        .map(|&i| format!("{}: {word}", self.services[i].name()))
                         .collect();
                     return Some(Response::messages(messages));
                 }
@@ -499,7 +637,7 @@ impl Supervisor {
                 if p.deadline.is_some_and(|at| now >= at) {
                     let left: Vec<String> = indices
                         .iter()
-                        .filter(|&&i| !self.services[i].is_started())
+                        .filter(|&&i| !self.reached(i, ready))
                         .map(|&i| {
                             format!(
                                 "{} ({})",
@@ -571,15 +709,4 @@ impl Supervisor {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `850ms`, `4.2s`, `3m12s`, `2h05m`.
-pub fn human(d: Duration) -> String {
-    let ms = millis(d);
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", d.as_secs_f64()),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
-        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
-    }
 }
