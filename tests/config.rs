@@ -1622,3 +1622,16 @@ x = 1
         }
     }
 }
+
+#[test]
+fn a_oneshot_has_no_readiness_or_liveness_checks() {
+    assert_eq!(
+        errors(
+            "oneshot = true\ncommand = \"migrate\"\nready = { notify = true }\nhealth = { tcp = \"db:5432\" }\n"
+        ),
+        vec![
+            "web.toml:3:1: `ready` does not apply to a oneshot: its dependants wait for its exit 0",
+            "web.toml:4:1: `health` does not apply to a oneshot: its dependants wait for its exit 0",
+        ]
+    );
+}

@@ -108,6 +108,19 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
     // The defaults live in one place: `ServiceSpec::new`.
     let defaults = ServiceSpec::new(name, Vec::new());
     check_restart_delays(&raw, &defaults, &mut problems);
+    if raw.oneshot == Some(true) {
+        // A oneshot is ready when it exits 0, and is not kept alive.
+        for (key, at) in [("ready", raw.ready_key), ("health", raw.health_key)] {
+            if at.is_some() {
+                problems.push(Problem {
+                    at,
+                    message: format!(
+                        "`{key}` does not apply to a oneshot: its dependants wait for its exit 0"
+                    ),
+                });
+            }
+        }
+    }
 
     let credentials = match credentials::resolve(raw.user.as_ref(), raw.group.as_ref()) {
         Ok(credentials) => Some(credentials),

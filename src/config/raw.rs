@@ -106,6 +106,9 @@ pub(super) struct RawService {
     pub kill_group: Option<bool>,
     pub output: Option<Output>,
     pub ready: Option<Ready>,
+    /// Where the `ready` and `health` keys are (a oneshot may have neither).
+    pub ready_key: Option<usize>,
+    pub health_key: Option<usize>,
     pub ready_timeout: Option<Duration>,
     pub health: Option<Health>,
     pub reload: Option<Reload>,
@@ -181,13 +184,19 @@ fn read_key(
         ),
         "kill-group" => keep(&mut raw.kill_group, boolean(name, value), problems),
         "output" => keep(&mut raw.output, choice(name, value, OUTPUT), problems),
-        "ready" => raw.ready = hooks::ready(value, problems),
+        "ready" => {
+            raw.ready_key = Some(key.span().start);
+            raw.ready = hooks::ready(value, problems);
+        }
         "ready-timeout" => keep(
             &mut raw.ready_timeout,
             positive_duration(name, value),
             problems,
         ),
-        "health" => raw.health = hooks::health(value, problems),
+        "health" => {
+            raw.health_key = Some(key.span().start);
+            raw.health = hooks::health(value, problems);
+        }
         "reload" => raw.reload = hooks::reload(value, problems),
         "watch" => raw.watch = watch(value, problems),
         _ => {
