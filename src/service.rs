@@ -403,7 +403,9 @@ impl Service {
                         group: true,
                     });
                 }
-                self.finish_reload(Err(format!("the service exited during its reload ({exit})")));
+                self.finish_reload(Err(format!(
+                    "the service exited during its reload ({exit})"
+                )));
                 if now.saturating_duration_since(since) >= self.spec.restart_delay_max {
                     self.failures = 0;
                 }
@@ -486,7 +488,9 @@ impl Service {
 
     fn stop_then(&mut self, now: Instant, cap: Option<Instant>, then: Then) -> Vec<Action> {
         match self.state {
-            State::Starting { pid, .. } | State::Running { pid, .. } | State::Reloading { pid, .. } => {
+            State::Starting { pid, .. }
+            | State::Running { pid, .. }
+            | State::Reloading { pid, .. } => {
                 let mut actions = self.cancel_probe();
                 if let State::Reloading {
                     hook: Hook::Running(hook),
@@ -569,7 +573,10 @@ impl Service {
                 return vec![self.signal(pid, Signal::SIGKILL)];
             }
             State::Starting { ready_by, .. } if now >= ready_by => {
-                let why = format!("not ready within ready-timeout {}", human(self.spec.ready_timeout));
+                let why = format!(
+                    "not ready within ready-timeout {}",
+                    human(self.spec.ready_timeout)
+                );
                 error!(service = %self.spec.name, "{why}, restarting");
                 return self.stop_then(now, None, Then::Backoff(why));
             }
@@ -585,7 +592,9 @@ impl Service {
             _ => {}
         }
         let mut actions = Vec::new();
-        if matches!(self.state, State::Running { .. }) && self.reload_due.is_some_and(|at| now >= at) {
+        if matches!(self.state, State::Running { .. })
+            && self.reload_due.is_some_and(|at| now >= at)
+        {
             self.reload_due = None;
             actions.extend(self.reload(now));
         }
@@ -671,7 +680,12 @@ impl Service {
 
     /// A probe's result. Readiness: ready, or try again soon. Liveness:
     /// after `retries` failures in a row, a restart (with backoff).
-    pub fn probe_result(&mut self, token: u64, result: Result<(), String>, now: Instant) -> Vec<Action> {
+    pub fn probe_result(
+        &mut self,
+        token: u64,
+        result: Result<(), String>,
+        now: Instant,
+    ) -> Vec<Action> {
         let Some(prober) = self.prober.as_mut() else {
             return Vec::new();
         };
@@ -796,7 +810,11 @@ impl Service {
                 return Vec::new();
             }
             _ => {
-                self.finish_reload(Err(format!("{} is not running ({})", self.spec.name, self.state.name())));
+                self.finish_reload(Err(format!(
+                    "{} is not running ({})",
+                    self.spec.name,
+                    self.state.name()
+                )));
                 return Vec::new();
             }
         };
@@ -1280,7 +1298,10 @@ mod tests {
         svc.start(t);
         let first = svc.spawned(Pid::from_raw(100), t);
         let token = probe_token(&first);
-        assert!(svc.probe_result(token, Err("refused".into()), t + ms(1)).is_empty());
+        assert!(
+            svc.probe_result(token, Err("refused".into()), t + ms(1))
+                .is_empty()
+        );
         // Retried 100 ms later (50 ms doubled), not before.
         assert_eq!(svc.deadline(), Some(t + ms(101)));
         assert!(svc.tick(t + ms(100)).is_empty());
@@ -1309,7 +1330,10 @@ mod tests {
         assert_eq!(svc.deadline(), Some(t + Duration::from_secs(5)));
         let mut now = t;
         // One success resets the count: fail, pass, then three fails.
-        for (i, result) in [Err("x"), Ok(()), Err("x"), Err("x")].into_iter().enumerate() {
+        for (i, result) in [Err("x"), Ok(()), Err("x"), Err("x")]
+            .into_iter()
+            .enumerate()
+        {
             now += Duration::from_secs(5);
             let token = probe_token(&svc.tick(now));
             now += ms(1);
@@ -1411,7 +1435,10 @@ mod tests {
         svc.hook_spawned(Pid::from_raw(201));
         svc.hook_exited(Err("exit 1".into()), t + ms(11));
         assert!(svc.is_ready());
-        assert_eq!(svc.last_reload, Some((2, Err("reload hook failed: exit 1".into()))));
+        assert_eq!(
+            svc.last_reload,
+            Some((2, Err("reload hook failed: exit 1".into())))
+        );
     }
 
     #[test]
@@ -1448,5 +1475,33 @@ mod tests {
             svc.exited(Exit::Signal(Signal::SIGTERM), t + ms(2)),
             vec![Action::Spawn(Target::Service(0))]
         );
+    }
+
+    #[test]
+    fn a_change_during_a_reload_runs_another_reload_once_ready() {
+        let t = Instant::now();
+        let mut s = with_ready(Ready::Notify);
+        s.reload = Some(Reload::Signal(Signal::SIGUSR2));
+        let mut svc = Service::new(0, s);
+        svc.start(t);
+        svc.spawned(Pid::from_raw(100), t);
+        svc.notify(1, &ready_msg(), t);
+        svc.changed(t);
+        assert_eq!(svc.tick(t + ms(100)).len(), 1, "first reload");
+        // The file changes again while the first reload is under way.
+        svc.changed(t + ms(150));
+        assert!(svc.tick(t + ms(300)).is_empty(), "not while reloading");
+        svc.notify(1, &ready_msg(), t + ms(400));
+        assert!(svc.is_ready());
+        assert_eq!(svc.deadline(), Some(t + ms(250)), "due at once");
+        assert_eq!(
+            svc.tick(t + ms(400)),
+            vec![Action::Signal {
+                pid: Pid::from_raw(100),
+                signal: Signal::SIGUSR2,
+                group: false
+            }]
+        );
+        assert_eq!(svc.reloads_asked, 2);
     }
 }

@@ -205,10 +205,18 @@ impl Supervisor {
             Event::ProbeDone { token, result } => {
                 // The token's high half is the service's index (see `Service::probe_due`).
                 let service = usize::try_from(token >> 32).unwrap_or(usize::MAX);
-                self.with_service(service, now, |svc, now| svc.probe_result(token, result, now))
+                self.with_service(service, now, |svc, now| {
+                    svc.probe_result(token, result, now)
+                })
             }
             Event::Changed { service } => self.with_service(service, now, |svc, now| {
-                if !svc.removed && matches!(svc.state, State::Running { .. }) {
+                // While starting or reloading too: the change may come after
+                // the service read its files; the reload runs once it is ready.
+                let live = matches!(
+                    svc.state,
+                    State::Starting { .. } | State::Running { .. } | State::Reloading { .. }
+                );
+                if !svc.removed && live {
                     debug!(service = %svc.spec.name, "watched file changed");
                     svc.changed(now);
                 }
@@ -369,7 +377,11 @@ impl Supervisor {
             let actions = self.services[i].exited(exit, now);
             return self.check_essential(i, now, actions);
         }
-        if let Some(i) = self.services.iter().position(|s| s.probe_pid() == Some(pid)) {
+        if let Some(i) = self
+            .services
+            .iter()
+            .position(|s| s.probe_pid() == Some(pid))
+        {
             let token = self.services[i].probe_token().unwrap_or_default();
             let result = if exit.success() {
                 Ok(())
