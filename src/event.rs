@@ -38,7 +38,10 @@ pub enum Input {
         message: NotifyMessage,
     },
     /// The service wrote a newline to its notification fd (s6 readiness).
-    FdReady { service: String, run: u32 },
+    FdReady {
+        service: String,
+        run: u32,
+    },
     /// A TCP or HTTP probe (run on its own short-lived thread) finished.
     ProbeDone {
         token: u64,
@@ -46,7 +49,10 @@ pub enum Input {
     },
     /// A watched path of `service` changed (created, written, replaced by
     /// rename, removed). The core debounces.
-    Changed { service: String, path: PathBuf },
+    Changed {
+        service: String,
+        path: PathBuf,
+    },
 }
 
 /// The fields of one sd_notify datagram that corral acts on.
@@ -79,6 +85,8 @@ pub enum Target {
     Hook(usize),
     /// An exec probe (readiness or liveness) of a service.
     Probe(usize),
+    /// The s6 `finish` script of a service, after an exit.
+    FinishScript(usize),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,14 +129,19 @@ pub enum Event {
         message: NotifyMessage,
     },
     /// A newline on the notification fd of run `run` of `service`.
-    FdReady { service: usize, run: u32 },
+    FdReady {
+        service: usize,
+        run: u32,
+    },
     /// A TCP or HTTP probe finished.
     ProbeDone {
         token: u64,
         result: Result<(), String>,
     },
     /// A watched path of `service` changed.
-    Changed { service: usize },
+    Changed {
+        service: usize,
+    },
     /// The definitions were read again (SIGHUP, `ctl reload`): the new set,
     /// or every error. `id`: the control request that asked, if any.
     Loaded {
@@ -163,7 +176,9 @@ pub enum Action {
         timeout: std::time::Duration,
     },
     /// Read the service definitions again; answer with `Event::Loaded`.
-    LoadConfig { id: Option<RequestId> },
+    LoadConfig {
+        id: Option<RequestId>,
+    },
     /// Everything is stopped and reaped: exit with this status.
     Exit(i32),
 }

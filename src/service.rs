@@ -26,6 +26,10 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Changes to watched files are debounced: the reload runs this long after
 /// the last change of a burst.
 pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
+/// An s6 `finish` script is killed after this long (s6's default `timeout-finish`).
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A `finish` script exiting with this code means: do not restart (s6).
+pub const FINISH_NO_RESTART: i32 = 125;
 
 /// What the user (or the supervisor on their behalf) wants of the service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,15 @@ pub enum Then {
     /// A failed start (not ready in time) or a failed liveness check: back off
     /// and start again, like an early exit.
     Backoff(String),
+}
+
+/// What follows an exit, once the s6 `finish` script (if any) is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// A stop that was asked for: what it planned.
+    Then(Then),
+    /// The service ended by itself: its restart policy decides.
+    AfterExit,
 }
 
 /// What is happening. Each variant carries only what is valid in it.
@@ -77,6 +90,15 @@ pub enum State {
         killed: bool,
         then: Then,
     },
+    /// The process ended with `exit`; its s6 `finish` script runs (killed
+    /// at `kill_at`), then `next`.
+    Finishing {
+        exit: Exit,
+        script: Hook,
+        kill_at: Instant,
+        killed: bool,
+        next: Next,
+    },
     /// Ended (`why`: "exit 1", "could not be started: ...") and will be
     /// started again at `retry_at`.
     Backoff { retry_at: Instant, why: String },
@@ -106,7 +128,7 @@ impl State {
             State::Idle | State::Stopped => "stopped",
             State::Spawning | State::Starting { .. } => "starting",
             State::Running { .. } | State::Reloading { .. } => "running",
-            State::Stopping { .. } => "stopping",
+            State::Stopping { .. } | State::Finishing { .. } => "stopping",
             State::Backoff { .. } => "backoff",
             State::Exited => "exited",
             State::Failed { .. } => "failed",
@@ -218,7 +240,19 @@ impl Service {
 
     /// No process, and none on its way.
     pub fn is_down(&self) -> bool {
-        self.pid().is_none() && self.state != State::Spawning
+        self.pid().is_none()
+            && !matches!(self.state, State::Spawning | State::Finishing { .. })
+    }
+
+    /// The pid of the s6 `finish` script, while it runs.
+    pub fn finish_pid(&self) -> Option<Pid> {
+        match self.state {
+            State::Finishing {
+                script: Hook::Running(pid),
+                ..
+            } => Some(pid),
+            _ => None,
+        }
     }
 
     pub fn restarts(&self) -> u32 {
@@ -259,6 +293,12 @@ impl Service {
                 ..
             } => Some(kill_at),
             State::Starting { ready_by, .. } | State::Reloading { ready_by, .. } => Some(ready_by),
+            State::Finishing {
+                kill_at,
+                killed: false,
+                script: Hook::Running(_),
+                ..
+            } => Some(kill_at),
             _ => None,
         };
         let probe = self.prober.as_ref().and_then(|p| match &p.in_flight {
@@ -291,6 +331,7 @@ impl Service {
             | State::Running { .. }
             | State::Reloading { .. }
             | State::Stopping { .. }
+            | State::Finishing { .. }
             | State::Spawning => Vec::new(),
             State::Idle
             | State::Backoff { .. }
@@ -369,30 +410,18 @@ impl Service {
     pub fn exited(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
         self.last_exit = Some(exit);
         let mut actions = self.cancel_probe();
-        match std::mem::replace(&mut self.state, State::Idle) {
+        let next = match std::mem::replace(&mut self.state, State::Idle) {
             State::Stopping { killed, then, .. } => {
                 info!(service = %self.spec.name, %exit, killed, "service stopped");
                 self.stop_escalated = killed;
-                match then {
-                    Then::Down => self.state = State::Stopped,
-                    Then::Restart if self.want == Want::Up => {
-                        self.failures = 0;
-                        actions.extend(self.spawn());
-                    }
-                    Then::Restart => self.state = State::Stopped,
-                    Then::Backoff(why) if self.want == Want::Up => {
-                        self.failures += 1;
-                        actions.extend(self.schedule_restart(now, why));
-                    }
-                    Then::Backoff(_) => self.state = State::Stopped,
-                }
+                Next::Then(then)
             }
             State::Starting { since, .. } | State::Running { since, .. } => {
                 if now.saturating_duration_since(since) >= self.spec.restart_delay_max {
                     // It stayed up long enough: this is a fresh failure, not one more in a row.
                     self.failures = 0;
                 }
-                actions.extend(self.after_exit(exit, now));
+                Next::AfterExit
             }
             State::Reloading { since, hook, .. } => {
                 if let Hook::Running(pid) = hook {
@@ -409,12 +438,85 @@ impl Service {
                 if now.saturating_duration_since(since) >= self.spec.restart_delay_max {
                     self.failures = 0;
                 }
-                actions.extend(self.after_exit(exit, now));
+                Next::AfterExit
             }
             // Not ours any more (a late reap after a state change): nothing to do.
-            other => self.state = other,
+            other => {
+                self.state = other;
+                return actions;
+            }
+        };
+        if self.spec.finish.is_some() {
+            self.state = State::Finishing {
+                exit,
+                script: Hook::Spawning,
+                kill_at: now + FINISH_TIMEOUT,
+                killed: false,
+                next,
+            };
+            actions.push(Action::Spawn(Target::FinishScript(self.id)));
+            return actions;
         }
+        actions.extend(self.proceed(next, exit, now));
         actions
+    }
+
+    /// After an exit (and its `finish` script): stop, restart, back off, or
+    /// what the restart policy says.
+    fn proceed(&mut self, next: Next, exit: Exit, now: Instant) -> Vec<Action> {
+        match next {
+            Next::Then(Then::Down) => {
+                self.state = State::Stopped;
+                Vec::new()
+            }
+            Next::Then(Then::Restart) if self.want == Want::Up => {
+                self.failures = 0;
+                self.spawn()
+            }
+            Next::Then(Then::Backoff(why)) if self.want == Want::Up => {
+                self.failures += 1;
+                self.schedule_restart(now, why)
+            }
+            Next::Then(_) => {
+                self.state = State::Stopped;
+                Vec::new()
+            }
+            Next::AfterExit => self.after_exit(exit, now),
+        }
+    }
+
+    pub fn finish_spawned(&mut self, script_pid: Pid) {
+        if let State::Finishing { script, .. } = &mut self.state {
+            *script = Hook::Running(script_pid);
+        }
+    }
+
+    /// The `finish` script ended (`None`: it could not be started). Exit 125
+    /// means the service is not to be restarted.
+    pub fn finish_exited(&mut self, result: Option<Exit>, now: Instant) -> Vec<Action> {
+        let State::Finishing { exit, next, .. } = std::mem::replace(&mut self.state, State::Idle)
+        else {
+            return Vec::new();
+        };
+        match result {
+            Some(Exit::Code(FINISH_NO_RESTART)) => {
+                info!(service = %self.spec.name, "finish exited 125: not restarting");
+                self.state = match next {
+                    Next::Then(Then::Down) => State::Stopped,
+                    _ => State::Failed {
+                        reason: format!("{exit}; finish exited 125 (do not restart)"),
+                    },
+                };
+                Vec::new()
+            }
+            Some(done) => {
+                if !done.success() {
+                    warn!(service = %self.spec.name, finish = %done, "finish script failed");
+                }
+                self.proceed(next, exit, now)
+            }
+            None => self.proceed(next, exit, now),
+        }
     }
 
     fn after_exit(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
@@ -537,6 +639,11 @@ impl Service {
                 self.state = State::Stopped;
                 Vec::new()
             }
+            State::Finishing { ref mut next, .. } => {
+                // Its finish script still runs; then this stop's plan.
+                *next = Next::Then(then);
+                Vec::new()
+            }
             _ => Vec::new(),
         }
     }
@@ -571,6 +678,22 @@ impl Service {
                     then: then.clone(),
                 };
                 return vec![self.signal(pid, Signal::SIGKILL)];
+            }
+            State::Finishing {
+                script: Hook::Running(script),
+                kill_at,
+                killed: false,
+                ..
+            } if now >= kill_at => {
+                warn!(service = %self.spec.name, "finish script still running after {}, killing it", human(FINISH_TIMEOUT));
+                if let State::Finishing { killed, .. } = &mut self.state {
+                    *killed = true;
+                }
+                return vec![Action::Signal {
+                    pid: script,
+                    signal: Signal::SIGKILL,
+                    group: true,
+                }];
             }
             State::Starting { ready_by, .. } if now >= ready_by => {
                 let why = format!(
@@ -1503,5 +1626,64 @@ mod tests {
             }]
         );
         assert_eq!(svc.reloads_asked, 2);
+    }
+
+    fn with_finish() -> ServiceSpec {
+        let mut s = spec("web");
+        s.finish = Some("/srv/web/finish".into());
+        s
+    }
+
+    #[test]
+    fn s6_finish_runs_after_each_exit_before_the_restart() {
+        let t = Instant::now();
+        let mut svc = running(with_finish(), t);
+        assert_eq!(
+            svc.exited(Exit::Signal(Signal::SIGKILL), t + ms(5)),
+            vec![Action::Spawn(Target::FinishScript(0))]
+        );
+        assert!(!svc.is_down(), "the finish script still runs");
+        svc.finish_spawned(Pid::from_raw(300));
+        assert_eq!(svc.finish_pid(), Some(Pid::from_raw(300)));
+        assert!(svc.tick(t + ms(500)).is_empty(), "no restart while finishing");
+        svc.finish_exited(Some(Exit::Code(0)), t + ms(10));
+        assert_eq!(svc.state.name(), "backoff");
+    }
+
+    #[test]
+    fn s6_finish_exiting_125_stops_restarts() {
+        let t = Instant::now();
+        let mut svc = running(with_finish(), t);
+        svc.exited(Exit::Code(1), t + ms(5));
+        svc.finish_spawned(Pid::from_raw(300));
+        assert!(svc.finish_exited(Some(Exit::Code(125)), t + ms(6)).is_empty());
+        assert_eq!(
+            svc.state,
+            State::Failed {
+                reason: "exit 1; finish exited 125 (do not restart)".into()
+            }
+        );
+        assert!(svc.tick(t + Duration::from_secs(60)).is_empty());
+    }
+
+    #[test]
+    fn s6_finish_also_runs_on_a_stop_and_is_killed_at_its_timeout() {
+        let t = Instant::now();
+        let mut svc = running(with_finish(), t);
+        svc.stop(t, None);
+        svc.exited(Exit::Signal(Signal::SIGTERM), t + ms(5));
+        svc.finish_spawned(Pid::from_raw(300));
+        assert_eq!(svc.deadline(), Some(t + ms(5) + FINISH_TIMEOUT));
+        assert_eq!(
+            svc.tick(t + ms(5) + FINISH_TIMEOUT),
+            vec![Action::Signal {
+                pid: Pid::from_raw(300),
+                signal: Signal::SIGKILL,
+                group: true
+            }]
+        );
+        svc.finish_exited(Some(Exit::Signal(Signal::SIGKILL)), t + Duration::from_secs(6));
+        assert_eq!(svc.state, State::Stopped);
+        assert!(svc.is_down());
     }
 }

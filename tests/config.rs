@@ -1485,7 +1485,7 @@ mod load_dirs {
                 "A/Web.toml: invalid service name \"Web\": use lower-case letters, digits, `_`, `.` and `-`, starting with a letter or digit",
                 "A/_x.toml: invalid service name \"_x\": use lower-case letters, digits, `_`, `.` and `-`, starting with a letter or digit",
                 "A/latin1.toml:2:12: not valid UTF-8",
-                "A/nginx: s6-style service directories are not supported yet",
+                "A/nginx: a service directory needs an executable `run` script",
             ]
         );
     }

@@ -49,6 +49,15 @@ pub(super) fn invalid_name_message(name: &str) -> String {
 /// Parses the definition of service `name` found at `path`. Relative paths
 /// in it are relative to the directory holding `path`.
 pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
+    // The defaults live in one place: `ServiceSpec::new`.
+    parse_over(name, path, text, ServiceSpec::new(name, Vec::new()))
+}
+
+/// Like `parse`, over other defaults: an s6-style service directory's
+/// `corral.toml` adds keys to what the directory itself says (its `run`
+/// script as the command, which the file may not replace).
+pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceSpec) -> Parsed {
+    let s6 = !defaults.command.is_empty();
     let mut parsed = Parsed {
         name: name.to_string(),
         path: path.to_path_buf(),
@@ -98,15 +107,27 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
         .map(|a| (a.value.clone(), line_col(text, a.at)))
         .collect();
 
-    if !raw.has_command {
+    if s6 && raw.has_command {
+        problems.push(Problem {
+            at: raw.command_key,
+            message: "`command` cannot be set here: the service directory's `run` script is the command".to_string(),
+        });
+    } else if !raw.has_command && !s6 {
         problems.push(Problem {
             at: None,
             message: "missing required key `command`".to_string(),
         });
     }
+    if s6
+        && defaults.ready.is_some()
+        && let Some(at) = raw.ready_key
+    {
+        problems.push(Problem {
+            at: Some(at),
+            message: "`ready` conflicts with the directory's `notification-fd` file: keep one".to_string(),
+        });
+    }
 
-    // The defaults live in one place: `ServiceSpec::new`.
-    let defaults = ServiceSpec::new(name, Vec::new());
     check_restart_delays(&raw, &defaults, &mut problems);
     if raw.oneshot == Some(true) {
         // A oneshot is ready when it exits 0, and is not kept alive.
@@ -137,7 +158,12 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
     if !parsed.errors.is_empty() {
         return parsed;
     }
-    let (Some(command), Some(credentials)) = (raw.command, credentials) else {
+    let command = if s6 {
+        Some(defaults.command.clone())
+    } else {
+        raw.command
+    };
+    let (Some(command), Some(credentials)) = (command, credentials) else {
         // Unreachable: a missing command or bad credentials are errors above.
         return parsed;
     };
@@ -185,11 +211,12 @@ pub(super) fn parse(name: &str, path: &Path, text: &str) -> Parsed {
         stop_timeout: raw.stop_timeout.unwrap_or(defaults.stop_timeout),
         kill_group: raw.kill_group.unwrap_or(defaults.kill_group),
         output: raw.output.unwrap_or(defaults.output),
-        ready: raw.ready,
+        ready: raw.ready.or(defaults.ready),
         ready_timeout: raw.ready_timeout.unwrap_or(defaults.ready_timeout),
         health: raw.health,
         reload: raw.reload,
         watch,
+        finish: defaults.finish,
     });
     parsed
 }

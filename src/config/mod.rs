@@ -16,8 +16,8 @@
 //! `env-file`s (read at each start) and never checks that `working-dir`
 //! exists (init scripts, which run after validation, may create it), nor that
 //! `watch` paths exist, nor resolves the hosts of `tcp` and `http` probes:
-//! all of these may appear later. s6-style service directories are not built
-//! yet: they are errors, never silently skipped.
+//! all of these may appear later. s6-style service directories (`NAME/run`,
+//! SPEC section 4) are read by `s6dir.rs` into the same `ServiceSpec`.
 //!
 //! The flow: `load` walks the dirs; `file.rs` parses one file (TOML →
 //! `raw.rs`, which type-checks each key, with `hooks.rs` for the tables
@@ -27,6 +27,7 @@
 mod credentials;
 mod duration;
 mod file;
+mod s6dir;
 mod hooks;
 mod raw;
 mod signal;
@@ -180,11 +181,7 @@ fn read_entry(path: &Path, errors: &mut Vec<ConfigError>) -> Option<Parsed> {
         }
     };
     if metadata.is_dir() {
-        errors.push(ConfigError::whole_file(
-            path,
-            "s6-style service directories are not supported yet".to_string(),
-        ));
-        return None;
+        return Some(s6dir::read(path, &file_name));
     }
     let Some(name) = name else {
         tracing::warn!(path = %path.display(), "ignoring file in services directory: not a NAME.toml service definition");

@@ -106,6 +106,7 @@ pub(super) struct RawService {
     pub kill_group: Option<bool>,
     pub output: Option<Output>,
     pub ready: Option<Ready>,
+    pub command_key: Option<usize>,
     /// Where the `ready` and `health` keys are (a oneshot may have neither).
     pub ready_key: Option<usize>,
     pub health_key: Option<usize>,
@@ -150,6 +151,7 @@ fn read_key(
     match name {
         "command" => {
             raw.has_command = true;
+            raw.command_key = Some(key.span().start);
             raw.command = argv(name, value, problems);
         }
         "user" => keep(&mut raw.user, id(name, "user name", value), problems),

@@ -136,6 +136,10 @@ pub struct ServiceSpec {
     pub reload: Option<Reload>,
     /// A change to any of these (debounced) runs the reload.
     pub watch: Vec<PathBuf>,
+    /// s6-style services: the `finish` script, run after each exit with the
+    /// exit code (256 when killed) and the signal number; exit 125 stops
+    /// restarts.
+    pub finish: Option<PathBuf>,
 }
 
 impl ServiceSpec {
@@ -171,6 +175,7 @@ impl ServiceSpec {
             health: None,
             reload: None,
             watch: Vec::new(),
+            finish: None,
         }
     }
 }

@@ -390,6 +390,9 @@ impl Supervisor {
             };
             return self.with_service(i, now, |svc, now| svc.probe_result(token, result, now));
         }
+        if let Some(i) = self.services.iter().position(|s| s.finish_pid() == Some(pid)) {
+            return self.with_service(i, now, |svc, now| svc.finish_exited(Some(exit), now));
+        }
         if let Some(i) = self.services.iter().position(|s| s.hook_pid() == Some(pid)) {
             let result = if exit.success() {
                 Ok(())
@@ -428,6 +431,11 @@ impl Supervisor {
             Target::Probe(i) => {
                 if let Some(svc) = self.services.get_mut(i) {
                     svc.probe_spawned(pid);
+                }
+            }
+            Target::FinishScript(i) => {
+                if let Some(svc) = self.services.get_mut(i) {
+                    svc.finish_spawned(pid);
                 }
             }
             Target::Main => {
@@ -480,6 +488,10 @@ impl Supervisor {
             Target::Hook(i) => {
                 let why = format!("could not be started: {error}");
                 self.with_service(i, now, |svc, now| svc.hook_exited(Err(why), now))
+            }
+            Target::FinishScript(i) => {
+                warn!(%error, "finish script could not be started");
+                self.with_service(i, now, |svc, now| svc.finish_exited(None, now))
             }
             Target::Probe(i) => {
                 let why = format!("probe command could not be started: {error}");

@@ -23,6 +23,8 @@ use super::core::Supervisor;
 use crate::config::{self, Output as OutputMode, Probe, Ready, Reload};
 use crate::control::protocol::Response;
 use crate::event::{Action, Event, Input, RequestId, Target};
+use crate::exit::Exit;
+use crate::service::State;
 use crate::notify::Notify;
 use crate::output::{Output, Stream};
 use crate::process::{self, Launch, SpawnError};
@@ -253,7 +255,11 @@ fn spawned_event(target: Target, result: Result<nix::unistd::Pid, SpawnError>) -
 
 /// A service's own process: its readiness channel (sd_notify socket or
 /// notification fd) is made for this run, and its output registered.
-fn spawn_service(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd::Pid, SpawnError> {
+fn spawn_service(
+    sup: &Supervisor,
+    i: usize,
+    setup: &Setup,
+) -> Result<nix::unistd::Pid, SpawnError> {
     let svc = sup
         .services
         .get(i)
@@ -292,6 +298,36 @@ fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>) {
     }
 }
 
+/// An s6 `finish` script: `finish CODE SIGNUM` in the service's context,
+/// CODE being 256 when the service was killed by signal SIGNUM (s6-supervise).
+fn spawn_finish(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd::Pid, SpawnError> {
+    let svc = sup
+        .services
+        .get(i)
+        .ok_or_else(|| SpawnError::new(format!("no service #{i}")))?;
+    let (Some(script), State::Finishing { exit, .. }) = (&svc.spec.finish, &svc.state) else {
+        return Err(SpawnError::new("no finish script".into()));
+    };
+    let (code, signal) = match exit {
+        Exit::Code(code) => (*code, 0),
+        Exit::Signal(signal) => (256, *signal as i32),
+    };
+    let argv = [
+        script.display().to_string(),
+        code.to_string(),
+        signal.to_string(),
+    ];
+    let launch = Launch {
+        argv: &argv,
+        output: svc.spec.output,
+        env: Vec::new(),
+        fd: None,
+    };
+    let (pid, pipes) = process::spawn_service(&svc.spec, launch)?;
+    register_output(setup, svc.name(), pipes);
+    Ok(pid)
+}
+
 /// The `reload = { exec = [...] }` hook: the service's context, plus
 /// `MAINPID`; its output goes where the service's goes.
 fn spawn_hook(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd::Pid, SpawnError> {
@@ -309,7 +345,9 @@ fn spawn_hook(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd::
         fd: None,
     };
     if let Some(pid) = svc.main_pid.or(svc.pid()) {
-        launch.env.push(("MAINPID".into(), pid.as_raw().to_string()));
+        launch
+            .env
+            .push(("MAINPID".into(), pid.as_raw().to_string()));
     }
     let (pid, pipes) = process::spawn_service(&svc.spec, launch)?;
     register_output(setup, svc.name(), pipes);
@@ -320,8 +358,11 @@ fn spawn(sup: &Supervisor, target: Target, setup: &Setup) -> Event {
     let result = match target {
         Target::Service(i) => spawn_service(sup, i, setup),
         Target::Hook(i) => spawn_hook(sup, i, setup),
+        Target::FinishScript(i) => spawn_finish(sup, i, setup),
         // Exec probes are spawned by `Action::Probe`, which knows the command.
-        Target::Probe(i) => Err(SpawnError::new(format!("probe of service #{i} spawned without its command"))),
+        Target::Probe(i) => Err(SpawnError::new(format!(
+            "probe of service #{i} spawned without its command"
+        ))),
         Target::Main => match &sup.main {
             Some(main) => process::spawn_main(&main.argv),
             None => Err(process::SpawnError {

@@ -152,7 +152,12 @@ fn revive(svc: &mut Service, new: ServiceSpec) {
 
 /// A definition that changed: a stopped service just takes it; a running one
 /// restarts with it (or stops, if it is now disabled).
-fn change(svc: &mut Service, new: ServiceSpec, now: Instant, messages: &mut Vec<String>) -> Vec<Action> {
+fn change(
+    svc: &mut Service,
+    new: ServiceSpec,
+    now: Instant,
+    messages: &mut Vec<String>,
+) -> Vec<Action> {
     let name = new.name.clone();
     let enabled = new.enabled;
     if svc.is_down() {

@@ -432,7 +432,10 @@ impl Supervisor {
 
     fn request_reload(&mut self, id: RequestId, names: &[String], now: Instant) -> Vec<Action> {
         if let Some(refusal) = self.not_up() {
-            return vec![Action::Reply { id, response: refusal }];
+            return vec![Action::Reply {
+                id,
+                response: refusal,
+            }];
         }
         let indices = match self.resolve(names, false) {
             Ok(indices) => indices,

@@ -1,0 +1,109 @@
+//! s6-style service directories (SPEC section 4): `NAME/run` is the command,
+//! started in the directory; `finish` runs after each exit; a `down` file
+//! means not started automatically; `notification-fd` holds the readiness
+//! fd; `down-signal` the stop signal; an optional `corral.toml` adds any key
+//! of the service file format except `command`. `kill-group` defaults to
+//! false, as in s6: signalling `run` leaves its background children alone.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::file::{self, Parsed};
+use super::signal::parse_signal;
+use super::spec::{Ready, ServiceSpec};
+use super::ConfigError;
+
+/// The service defined by directory `dir`, named `name`.
+pub(super) fn read(dir: &Path, name: &str) -> Parsed {
+    let mut errors = Vec::new();
+    // Absolute: `run` is executed after the chdir into the directory.
+    let dir_abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let run = dir_abs.join("run");
+    match fs::metadata(&run) {
+        Ok(meta) if meta.is_file() && is_executable(&meta) => {}
+        Ok(meta) if meta.is_file() => errors.push(ConfigError::whole_file(
+            &dir.join("run"),
+            "not executable (chmod +x it)".to_string(),
+        )),
+        _ => errors.push(ConfigError::whole_file(
+            dir,
+            "a service directory needs an executable `run` script".to_string(),
+        )),
+    }
+    let mut defaults = ServiceSpec::new(name, vec![run.display().to_string()]);
+    defaults.source = dir.to_path_buf();
+    defaults.working_dir = dir_abs.clone();
+    defaults.kill_group = false;
+    defaults.enabled = !dir.join("down").exists();
+    if let Some(text) = small_file(dir, "notification-fd", &mut errors) {
+        match text.trim().parse::<i32>() {
+            Ok(fd) if (3..=1023).contains(&fd) => defaults.ready = Some(Ready::Fd(fd)),
+            _ => errors.push(ConfigError::whole_file(
+                &dir.join("notification-fd"),
+                format!(
+                    "expected a file descriptor number from 3 to 1023, found {:?}",
+                    text.trim()
+                ),
+            )),
+        }
+    }
+    if let Some(text) = small_file(dir, "down-signal", &mut errors) {
+        match parse_signal(text.trim()) {
+            Ok(signal) => defaults.stop_signal = signal,
+            Err(e) => errors.push(ConfigError::whole_file(&dir.join("down-signal"), e)),
+        }
+    }
+    let finish = dir_abs.join("finish");
+    match fs::metadata(&finish) {
+        Ok(meta) if meta.is_file() && is_executable(&meta) => defaults.finish = Some(finish),
+        Ok(meta) if meta.is_file() => errors.push(ConfigError::whole_file(
+            &dir.join("finish"),
+            "not executable (chmod +x it)".to_string(),
+        )),
+        _ => {}
+    }
+    if dir.join("log").is_dir() {
+        tracing::warn!(service = name, "ignoring {}/log: corral prefixes each output line with the service name instead of running a logger", dir.display());
+    }
+    let toml = dir.join("corral.toml");
+    let (path, text) = match fs::read_to_string(&toml) {
+        Ok(text) => (toml, text),
+        Err(e) if toml.exists() => {
+            errors.push(ConfigError::whole_file(&toml, format!("cannot read: {e}")));
+            (toml, String::new())
+        }
+        Err(_) => (dir.to_path_buf(), String::new()),
+    };
+    let mut parsed = file::parse_over(name, &path, &text, defaults);
+    // Point every message at the directory's own files, and report the
+    // directory's problems with the rest.
+    parsed.path = dir.to_path_buf();
+    if !errors.is_empty() {
+        parsed.spec = None;
+        parsed.errors.extend(errors);
+    }
+    parsed
+}
+
+fn is_executable(meta: &fs::Metadata) -> bool {
+    meta.permissions().mode() & 0o111 != 0
+}
+
+/// A one-line control file of the directory, if present (at most 4 KiB:
+/// these hold a number or a name).
+fn small_file(dir: &Path, name: &str, errors: &mut Vec<ConfigError>) -> Option<String> {
+    let path: PathBuf = dir.join(name);
+    let meta = fs::metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() > 4096 {
+        errors.push(ConfigError::whole_file(&path, "expected a small regular file".to_string()));
+        return None;
+    }
+    match fs::read_to_string(&path) {
+        Ok(text) => Some(text),
+        Err(e) => {
+            errors.push(ConfigError::whole_file(&path, format!("cannot read: {e}")));
+            None
+        }
+    }
+}
