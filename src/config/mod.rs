@@ -98,12 +98,25 @@ impl std::error::Error for ConfigError {}
 /// `.toml` are skipped with a warning. A dir that cannot be read is an error
 /// (so the caller should pass optional default dirs only when they exist).
 pub fn load(dirs: &[PathBuf]) -> Result<Spec, Vec<ConfigError>> {
+    load_with(dirs, &LoadOptions::default())
+}
+
+/// Settings that change the defaults of what is loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The default `stop-timeout` of s6-style service directories
+    /// (s6-overlay's S6_SERVICES_GRACETIME).
+    pub s6_stop_timeout: Option<std::time::Duration>,
+}
+
+/// `load`, with `options`.
+pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<ConfigError>> {
     let mut errors = Vec::new();
     // The first definition of each name; later ones are errors.
     let mut services: BTreeMap<String, Parsed> = BTreeMap::new();
     for dir in dirs {
         for path in dir_entries(dir, &mut errors) {
-            let Some(mut parsed) = read_entry(&path, &mut errors) else {
+            let Some(mut parsed) = read_entry(&path, options, &mut errors) else {
                 continue;
             };
             errors.append(&mut parsed.errors);
@@ -162,7 +175,7 @@ fn dir_entries(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
 }
 
 /// One entry of a services dir: `None` when it defines no service.
-fn read_entry(path: &Path, errors: &mut Vec<ConfigError>) -> Option<Parsed> {
+fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>) -> Option<Parsed> {
     let file_name = path.file_name()?.to_string_lossy().into_owned();
     if is_skipped_silently(&file_name) {
         return None;
@@ -181,7 +194,7 @@ fn read_entry(path: &Path, errors: &mut Vec<ConfigError>) -> Option<Parsed> {
         }
     };
     if metadata.is_dir() {
-        return Some(s6dir::read(path, &file_name));
+        return Some(s6dir::read(path, &file_name, options));
     }
     let Some(name) = name else {
         tracing::warn!(path = %path.display(), "ignoring file in services directory: not a NAME.toml service definition");

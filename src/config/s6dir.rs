@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use super::file::{self, Parsed};
 use super::signal::parse_signal;
 use super::spec::{Ready, ServiceSpec};
-use super::ConfigError;
+use super::{ConfigError, LoadOptions};
 
 /// The service defined by directory `dir`, named `name`.
-pub(super) fn read(dir: &Path, name: &str) -> Parsed {
+pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
     let mut errors = Vec::new();
     // Absolute: `run` is executed after the chdir into the directory.
     let dir_abs = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -35,6 +35,9 @@ pub(super) fn read(dir: &Path, name: &str) -> Parsed {
     defaults.source = dir.to_path_buf();
     defaults.working_dir = dir_abs.clone();
     defaults.kill_group = false;
+    if let Some(timeout) = options.s6_stop_timeout {
+        defaults.stop_timeout = timeout;
+    }
     defaults.enabled = !dir.join("down").exists();
     if let Some(text) = small_file(dir, "notification-fd", &mut errors) {
         match text.trim().parse::<i32>() {

@@ -62,6 +62,16 @@ impl Main {
     }
 }
 
+/// What a failing init script does (s6-overlay's S6_BEHAVIOUR_IF_STAGE2_FAILS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitFailure {
+    /// Stop the container with the script's code (SPEC; the default).
+    #[default]
+    Stop,
+    /// Go on with the next script and the services (logged as a warning).
+    Continue,
+}
+
 /// Init or finish scripts: run one at a time, in order.
 #[derive(Debug, Clone, Default)]
 pub struct Scripts {
@@ -119,6 +129,7 @@ pub struct Supervisor {
     give_up_at: Option<Instant>,
     /// Control requests answered once what they asked for is done.
     pending: Vec<Pending>,
+    pub init_failure: InitFailure,
     pub orphans_reaped: u64,
 }
 
@@ -163,6 +174,7 @@ impl Supervisor {
             shutdown_signal: Signal::SIGTERM,
             give_up_at: None,
             pending: Vec::new(),
+            init_failure: InitFailure::Stop,
             orphans_reaped: 0,
         }
     }
@@ -347,7 +359,12 @@ impl Supervisor {
             if exit.success() || self.phase != Phase::Init {
                 return self.next_init();
             }
-            error!(script = %self.script_path(Target::Init(self.init.next.saturating_sub(1))), %exit, "init script failed");
+            let script = self.script_path(Target::Init(self.init.next.saturating_sub(1)));
+            if self.init_failure == InitFailure::Continue {
+                warn!(%script, %exit, "init script failed; going on (S6_BEHAVIOUR_IF_STAGE2_FAILS)");
+                return self.next_init();
+            }
+            error!(%script, %exit, "init script failed");
             self.set_exit_code(exit.code());
             return self.begin_shutdown(now);
         }
@@ -476,6 +493,10 @@ impl Supervisor {
             }
             Target::Init(_) => {
                 self.init.busy = false;
+                if self.init_failure == InitFailure::Continue {
+                    warn!(script = %self.script_path(target), %error, "init script could not be started; going on");
+                    return self.next_init();
+                }
                 error!(script = %self.script_path(target), %error, "init script could not be started");
                 self.set_exit_code(code);
                 self.begin_shutdown(now)
@@ -1439,5 +1460,18 @@ mod tests {
                 "all 1 wanted services up (1 stopped or disabled on purpose)".to_string()
             ])
         );
+    }
+
+    #[test]
+    fn init_failures_can_be_let_through_as_s6_overlay_allows() {
+        let mut s = sup(vec![svc("a", &[])], false);
+        s.init = Scripts::new(vec!["/i/01".into(), "/i/02".into()]);
+        s.init_failure = InitFailure::Continue;
+        let mut h = Harness::new(s);
+        h.exit(pid(100), Exit::Code(5));
+        assert_eq!(h.spawned(), vec![Target::Init(0), Target::Init(1)]);
+        h.exit(pid(101), Exit::Code(0));
+        assert_eq!(h.sup.phase, Phase::Up);
+        assert_eq!(h.spawned().last(), Some(&Target::Service(0)));
     }
 }

@@ -4,5 +4,5 @@
 pub mod core;
 pub mod run;
 
-pub use self::core::{Phase, Supervisor};
+pub use self::core::{InitFailure, Phase, Supervisor};
 pub use self::run::{Setup, run};

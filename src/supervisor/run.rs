@@ -41,8 +41,9 @@ pub struct Setup {
     /// sd_notify sockets and notification-fd pipes.
     pub notify: Notify,
     pub watcher: Watcher,
-    /// Where the definitions are read again on SIGHUP / `ctl reload`.
+    /// Where the definitions are read again on SIGHUP / `ctl reload`, and how.
     pub service_dirs: Vec<PathBuf>,
+    pub load_options: config::LoadOptions,
     /// corral is PID 1 of its namespace (else it is a child subreaper).
     pub pid1: bool,
 }
@@ -201,7 +202,7 @@ fn execute(sup: &Supervisor, action: Action, setup: &Setup) -> Vec<Event> {
             }
         },
         Action::LoadConfig { id } => {
-            let result = config::load(&setup.service_dirs)
+            let result = config::load_with(&setup.service_dirs, &setup.load_options)
                 .map_err(|errors| errors.iter().map(ToString::to_string).collect());
             vec![Event::Loaded { id, result }]
         }
