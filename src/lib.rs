@@ -15,6 +15,7 @@ pub mod output;
 pub mod probe;
 pub mod process;
 pub mod reaper;
+pub mod s6;
 pub mod service;
 pub mod signals;
 pub mod supervisor;

@@ -1,4 +1,8 @@
 //! argv -> mode; errors -> exit code. Everything else lives in the library.
+//!
+//! The mode comes from the name corral is invoked by (`corralctl`,
+//! `with-contenv`, `s6-svc`: links to corral), else from the first argument
+//! (`check`, `ctl`, `with-contenv`, `s6-svc`), else corral supervises.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -6,10 +10,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use corral::cli::{CheckCli, Cli};
+use corral::cli::{CheckCli, Cli, S6Env};
 use corral::control::server::Server;
 use corral::supervisor::{Setup, Supervisor};
-use corral::{check, cli, config, control, http, log, notify, output, signals, supervisor, watch};
+use corral::{
+    check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,
+};
 use tracing::{error, info, warn};
 
 /// Invalid definitions or usage.
@@ -27,12 +33,18 @@ fn main() -> ExitCode {
         .first()
         .and_then(|a| Path::new(a).file_name())
         .and_then(|n| n.to_str());
-    if invoked_as == Some("corralctl") {
-        return control::client::main(&args, "corralctl");
+    match invoked_as {
+        Some("corralctl") => return control::client::main(&args, "corralctl"),
+        // s6-overlay's names, for scripts written for it (SPEC section 4).
+        Some("with-contenv") => return s6::with_contenv(args.get(1..).unwrap_or_default()),
+        Some("s6-svc") => return s6::svc(args.get(1..).unwrap_or_default()),
+        _ => {}
     }
     match args.get(1).and_then(|a| a.to_str()) {
         Some("check") => check_mode(&args[1..]),
         Some("ctl") => control::client::main(&args[1..], "corral ctl"),
+        Some("with-contenv") => s6::with_contenv(&args[2..]),
+        Some("s6-svc") => s6::svc(&args[2..]),
         _ => supervise(&args),
     }
 }
@@ -41,7 +53,12 @@ fn check_mode(args: &[OsString]) -> ExitCode {
     let cli = CheckCli::parse_from(args);
     log::init(&cli.log);
     let dirs = cli.dirs.services();
-    match config::load(&dirs) {
+    // The same defaults as the supervisor would use (S6_SERVICES_GRACETIME).
+    let s6 = match s6_env() {
+        Ok(s6) => s6,
+        Err(code) => return code,
+    };
+    match config::load_with(&dirs, &s6.load_options()) {
         Ok(spec) => {
             print!("{}", check::plan(&spec, &[]));
             ExitCode::SUCCESS
@@ -51,6 +68,17 @@ fn check_mode(args: &[OsString]) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// s6-overlay's variables (`S6_*`): an invalid one is a usage error, like
+/// an invalid option, each printed.
+fn s6_env() -> Result<S6Env, ExitCode> {
+    S6Env::from_env().map_err(|errors| {
+        for err in errors {
+            eprintln!("corral: {err}");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })
 }
 
 fn report(errors: &[config::ConfigError]) {
@@ -68,9 +96,25 @@ fn supervise(args: &[OsString]) -> ExitCode {
     let cli = Cli::parse_from(args);
     log::init(&cli.log);
 
+    // 0. s6-overlay's variables, when corral's own settings are absent.
+    let s6 = match s6_env() {
+        Ok(s6) => s6,
+        Err(code) => return code,
+    };
+    let shutdown_timeout = s6.shutdown_timeout(cli.shutdown_timeout);
+    if cli.shutdown_timeout.is_none()
+        && (s6.services_gracetime.is_some() || s6.kill_gracetime.is_some())
+    {
+        info!(
+            budget_ms = shutdown_timeout.as_millis() as u64,
+            "shutdown budget from S6_SERVICES_GRACETIME + S6_KILL_GRACETIME"
+        );
+    }
+
     // 1. Every definition, every script: all errors at once, before anything runs.
     let service_dirs = cli.dirs.services();
-    let spec = match config::load(&service_dirs) {
+    let load_options = s6.load_options();
+    let spec = match config::load_with(&service_dirs, &load_options) {
         Ok(spec) => spec,
         Err(errors) => {
             report(&errors);
@@ -165,16 +209,19 @@ fn supervise(args: &[OsString]) -> ExitCode {
         "corral starting"
     );
     let main = (!cli.command.is_empty()).then(|| cli.command.clone());
-    let sup = Supervisor::new(spec, main, init, finish, cli.shutdown_timeout);
+    let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
+    sup.init_failure = s6.init_failure();
     let code = supervisor::run(
         sup,
         Setup {
+            socket: server.as_ref().map(|s| s.path().to_path_buf()),
             inputs: rx,
             inputs_tx: tx.clone(),
             output,
             notify,
             watcher,
             service_dirs: service_dirs.clone(),
+            load_options,
             pid1,
         },
     );

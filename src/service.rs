@@ -240,8 +240,7 @@ impl Service {
 
     /// No process, and none on its way.
     pub fn is_down(&self) -> bool {
-        self.pid().is_none()
-            && !matches!(self.state, State::Spawning | State::Finishing { .. })
+        self.pid().is_none() && !matches!(self.state, State::Spawning | State::Finishing { .. })
     }
 
     /// The pid of the s6 `finish` script, while it runs.
@@ -1645,7 +1644,10 @@ mod tests {
         assert!(!svc.is_down(), "the finish script still runs");
         svc.finish_spawned(Pid::from_raw(300));
         assert_eq!(svc.finish_pid(), Some(Pid::from_raw(300)));
-        assert!(svc.tick(t + ms(500)).is_empty(), "no restart while finishing");
+        assert!(
+            svc.tick(t + ms(500)).is_empty(),
+            "no restart while finishing"
+        );
         svc.finish_exited(Some(Exit::Code(0)), t + ms(10));
         assert_eq!(svc.state.name(), "backoff");
     }
@@ -1656,7 +1658,10 @@ mod tests {
         let mut svc = running(with_finish(), t);
         svc.exited(Exit::Code(1), t + ms(5));
         svc.finish_spawned(Pid::from_raw(300));
-        assert!(svc.finish_exited(Some(Exit::Code(125)), t + ms(6)).is_empty());
+        assert!(
+            svc.finish_exited(Some(Exit::Code(125)), t + ms(6))
+                .is_empty()
+        );
         assert_eq!(
             svc.state,
             State::Failed {
@@ -1682,7 +1687,10 @@ mod tests {
                 group: true
             }]
         );
-        svc.finish_exited(Some(Exit::Signal(Signal::SIGKILL)), t + Duration::from_secs(6));
+        svc.finish_exited(
+            Some(Exit::Signal(Signal::SIGKILL)),
+            t + Duration::from_secs(6),
+        );
         assert_eq!(svc.state, State::Stopped);
         assert!(svc.is_down());
     }

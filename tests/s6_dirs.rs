@@ -43,7 +43,13 @@ fn run_finish_down_notification_fd_and_corral_toml() {
         "#!/bin/sh\necho \"$1 $2\" >> \"$T/finish.args\"\n",
         true,
     );
-    svc_file(&dir, "web", "corral.toml", "restart-delay = \"0s\"\n", false);
+    svc_file(
+        &dir,
+        "web",
+        "corral.toml",
+        "restart-delay = \"0s\"\n",
+        false,
+    );
     svc_file(
         &dir,
         "api",
@@ -52,7 +58,13 @@ fn run_finish_down_notification_fd_and_corral_toml() {
         true,
     );
     svc_file(&dir, "api", "corral.toml", "after = [\"web\"]\n", false);
-    svc_file(&dir, "off", "run", "#!/bin/sh\necho ran >> \"$T/off.out\"\n", true);
+    svc_file(
+        &dir,
+        "off",
+        "run",
+        "#!/bin/sh\necho ran >> \"$T/off.out\"\n",
+        true,
+    );
     svc_file(&dir, "off", "down", "", false);
 
     let mut c = dir.corral().ctl_socket().start();
@@ -63,8 +75,12 @@ fn run_finish_down_notification_fd_and_corral_toml() {
     assert_eq!(c.dir().read("web.cwd").trim(), cwd.display().to_string());
     // api (after web) started only once web had written to its notification fd.
     let err = c.stderr();
-    let ready = err.find("service ready service=web").expect("web ready line");
-    let api = err.find("service started service=api").expect("api start line");
+    let ready = err
+        .find("service ready service=web")
+        .expect("web ready line");
+    let api = err
+        .find("service started service=api")
+        .expect("api start line");
     assert!(ready < api, "api started before web was ready:\n{err}");
 
     // Killed: finish gets "256 9", then the service starts again.
@@ -75,17 +91,29 @@ fn run_finish_down_notification_fd_and_corral_toml() {
 
     // `down`: defined, not started.
     let status = c.ctl(&["status", "off"]);
-    assert!(status.stdout.contains("stopped") && status.stdout.contains("disabled"), "{status:?}");
+    assert!(
+        status.stdout.contains("stopped") && status.stdout.contains("disabled"),
+        "{status:?}"
+    );
     assert!(!c.dir().exists("off.out"));
     assert_eq!(c.stop(), 0);
     // The stop ran finish too (killed by SIGTERM: 256 15).
-    assert_eq!(c.dir().lines("finish.args").last().map(String::as_str), Some("256 15"));
+    assert_eq!(
+        c.dir().lines("finish.args").last().map(String::as_str),
+        Some("256 15")
+    );
 }
 
 #[test]
 fn finish_exiting_125_stops_restarts() {
     let dir = TestDir::new("s6-finish-125");
-    svc_file(&dir, "job", "run", "#!/bin/sh\necho run >> \"$T/runs\"\nexit 3\n", true);
+    svc_file(
+        &dir,
+        "job",
+        "run",
+        "#!/bin/sh\necho run >> \"$T/runs\"\nexit 3\n",
+        true,
+    );
     svc_file(
         &dir,
         "job",
@@ -104,8 +132,16 @@ fn finish_exiting_125_stops_restarts() {
         }
     });
     assert_eq!(c.dir().lines("finish.args"), vec!["3 0".to_string()]);
-    assert_eq!(c.dir().lines("runs").len(), 1, "restarted despite finish 125");
-    assert!(c.ctl(&["status", "job"]).stdout.contains("finish exited 125"));
+    assert_eq!(
+        c.dir().lines("runs").len(),
+        1,
+        "restarted despite finish 125"
+    );
+    assert!(
+        c.ctl(&["status", "job"])
+            .stdout
+            .contains("finish exited 125")
+    );
     assert_eq!(c.stop(), 0);
 }
 
@@ -145,7 +181,9 @@ fn get(port: u16) -> Result<String, String> {
         .read_to_string(&mut answer)
         .map_err(|e| e.to_string())?;
     match answer.split_once("\r\n\r\n") {
-        Some((head, body)) if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") => {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
             Ok(body.trim().to_string())
         }
         _ => Err(format!("bad answer: {answer:?}")),
@@ -166,7 +204,11 @@ fn haproxy_cfg(port: u16, body: &str) -> String {
 /// orphan now, is reaped by corral.
 #[test]
 fn classic_haproxy_sf_reload_idiom() {
-    if std::process::Command::new("haproxy").arg("-v").output().is_err() {
+    if std::process::Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
         panic!("haproxy is not installed: apt-get install -y haproxy (.ci/run does)");
     }
     let port = TcpListener::bind("127.0.0.1:0")
@@ -184,7 +226,13 @@ fn classic_haproxy_sf_reload_idiom() {
         "#!/bin/sh\nOLD=$(cat \"$T/haproxy.pid\" 2>/dev/null)\nhaproxy -f \"$T/haproxy.cfg\" -db ${OLD:+-sf $OLD} &\necho $! > \"$T/haproxy.pid\"\necho $! >> \"$T/haproxy.pids\"\nwait\n",
         true,
     );
-    svc_file(&dir, "haproxy", "corral.toml", "restart-delay = \"0s\"\n", false);
+    svc_file(
+        &dir,
+        "haproxy",
+        "corral.toml",
+        "restart-delay = \"0s\"\n",
+        false,
+    );
     let mut c = dir.corral().ctl_socket().start();
     let old = c.wait_pids("haproxy.pids", 1)[0];
     wait_until("haproxy to answer v1", DEADLINE, || match get(port) {
@@ -197,9 +245,11 @@ fn classic_haproxy_sf_reload_idiom() {
     assert_eq!(ran.code, 0, "{ran:?}");
     let new = c.wait_pids("haproxy.pids", 2)[1];
     assert_ne!(old, new);
-    wait_until("the new haproxy to answer v2", DEADLINE, || match get(port) {
-        Ok(body) if body == "v2" => Ok(()),
-        other => Err(format!("{other:?}")),
+    wait_until("the new haproxy to answer v2", DEADLINE, || {
+        match get(port) {
+            Ok(body) if body == "v2" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     });
     // The old haproxy retired (-sf) and was reaped: gone, not a zombie.
     c.wait_for("the old haproxy to be reaped", |_| match proc_stat(old) {

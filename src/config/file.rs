@@ -110,7 +110,9 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
     if s6 && raw.has_command {
         problems.push(Problem {
             at: raw.command_key,
-            message: "`command` cannot be set here: the service directory's `run` script is the command".to_string(),
+            message:
+                "`command` cannot be set here: the service directory's `run` script is the command"
+                    .to_string(),
         });
     } else if !raw.has_command && !s6 {
         problems.push(Problem {
@@ -124,7 +126,8 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
     {
         problems.push(Problem {
             at: Some(at),
-            message: "`ready` conflicts with the directory's `notification-fd` file: keep one".to_string(),
+            message: "`ready` conflicts with the directory's `notification-fd` file: keep one"
+                .to_string(),
         });
     }
 

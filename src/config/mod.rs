@@ -27,9 +27,9 @@
 mod credentials;
 mod duration;
 mod file;
-mod s6dir;
 mod hooks;
 mod raw;
+mod s6dir;
 mod signal;
 pub mod spec;
 pub mod suggest;

@@ -67,7 +67,11 @@ pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
         _ => {}
     }
     if dir.join("log").is_dir() {
-        tracing::warn!(service = name, "ignoring {}/log: corral prefixes each output line with the service name instead of running a logger", dir.display());
+        tracing::warn!(
+            service = name,
+            "ignoring {}/log: corral prefixes each output line with the service name instead of running a logger",
+            dir.display()
+        );
     }
     let toml = dir.join("corral.toml");
     let (path, text) = match fs::read_to_string(&toml) {
@@ -99,7 +103,10 @@ fn small_file(dir: &Path, name: &str, errors: &mut Vec<ConfigError>) -> Option<S
     let path: PathBuf = dir.join(name);
     let meta = fs::metadata(&path).ok()?;
     if !meta.is_file() || meta.len() > 4096 {
-        errors.push(ConfigError::whole_file(&path, "expected a small regular file".to_string()));
+        errors.push(ConfigError::whole_file(
+            &path,
+            "expected a small regular file".to_string(),
+        ));
         return None;
     }
     match fs::read_to_string(&path) {

@@ -255,8 +255,9 @@ pub fn status_table(services: &[ServiceStatus]) -> String {
     table
 }
 
-/// Connect to `given`, or to the first default candidate that accepts.
-fn connect(given: Option<&Path>) -> Result<UnixStream, String> {
+/// Connect to `given`, or to the first default candidate that accepts. The
+/// error says where corral's socket was looked for (also used by `s6-svc`).
+pub fn connect(given: Option<&Path>) -> Result<UnixStream, String> {
     if let Some(path) = given {
         return UnixStream::connect(path).map_err(|err| match err.kind() {
             io::ErrorKind::NotFound => format!(

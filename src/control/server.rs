@@ -88,6 +88,13 @@ struct Shared {
 }
 
 impl Server {
+    /// Where the socket is (passed to services as `CORRAL_SOCKET`).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Server {
     /// Create the socket at `path` (replacing a stale one) and start serving.
     /// Errors name the path and say what to do.
     pub fn start(path: &Path, inputs: Sender<Input>, logs: Logs) -> Result<Server, String> {

@@ -407,7 +407,11 @@ impl Supervisor {
             };
             return self.with_service(i, now, |svc, now| svc.probe_result(token, result, now));
         }
-        if let Some(i) = self.services.iter().position(|s| s.finish_pid() == Some(pid)) {
+        if let Some(i) = self
+            .services
+            .iter()
+            .position(|s| s.finish_pid() == Some(pid))
+        {
             return self.with_service(i, now, |svc, now| svc.finish_exited(Some(exit), now));
         }
         if let Some(i) = self.services.iter().position(|s| s.hook_pid() == Some(pid)) {
@@ -617,9 +621,15 @@ impl Supervisor {
         let mut actions = Vec::new();
         for i in 0..self.services.len() {
             let svc = &self.services[i];
-            if svc.want != Want::Down
-                || !matches!(svc.state, State::Running { .. } | State::Backoff { .. })
-            {
+            let stoppable = matches!(
+                svc.state,
+                State::Starting { .. }
+                    | State::Running { .. }
+                    | State::Reloading { .. }
+                    | State::Backoff { .. }
+                    | State::Finishing { .. }
+            );
+            if svc.want != Want::Down || !stoppable {
                 continue;
             }
             // Dependants that are also to go down go first; those wanted up stay.
@@ -1473,5 +1483,24 @@ mod tests {
         h.exit(pid(101), Exit::Code(0));
         assert_eq!(h.sup.phase, Phase::Up);
         assert_eq!(h.spawned().last(), Some(&Target::Service(0)));
+    }
+
+    #[test]
+    fn stop_and_restart_reach_a_service_that_is_still_starting() {
+        let mut ready = svc("web", &[]);
+        ready.ready = Some(crate::config::Ready::Notify);
+        let mut h = Harness::new(sup(vec![ready], false));
+        assert_eq!(h.sup.services[0].state.name(), "starting");
+        h.take_log();
+        h.request(1, Request::Restart(names(&["web"])));
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGTERM)]);
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        assert_eq!(h.sup.services[0].starts, 2, "started again");
+        h.take_log();
+        h.request(2, Request::Stop(names(&["web"])));
+        assert_eq!(h.signalled(), vec![(pid(101), Signal::SIGTERM)]);
+        h.exit(pid(101), Exit::Signal(Signal::SIGTERM));
+        assert!(h.reply(2).is_some_and(|r| r.ok));
+        assert_eq!(h.sup.services[0].state, State::Stopped);
     }
 }

@@ -24,10 +24,10 @@ use crate::config::{self, Output as OutputMode, Probe, Ready, Reload};
 use crate::control::protocol::Response;
 use crate::event::{Action, Event, Input, RequestId, Target};
 use crate::exit::Exit;
-use crate::service::State;
 use crate::notify::Notify;
 use crate::output::{Output, Stream};
 use crate::process::{self, Launch, SpawnError};
+use crate::service::State;
 use crate::watch::Watcher;
 use crate::{probe, reaper};
 
@@ -46,6 +46,9 @@ pub struct Setup {
     pub load_options: config::LoadOptions,
     /// corral is PID 1 of its namespace (else it is a child subreaper).
     pub pid1: bool,
+    /// The control socket, passed to services as `CORRAL_SOCKET` so that
+    /// `corral ctl` and `s6-svc` inside them find it wherever it is.
+    pub socket: Option<PathBuf>,
 }
 
 /// Run until the supervisor is done; returns corral's exit status.
@@ -269,6 +272,7 @@ fn spawn_service(
     // The run number this spawn will have once it succeeds.
     let run = svc.starts + 1;
     let mut launch = Launch::service(spec);
+    launch.env.extend(socket_env(setup, spec));
     match spec.ready {
         Some(Ready::Notify) => {
             let socket = setup
@@ -289,6 +293,16 @@ fn spawn_service(
     let (pid, pipes) = process::spawn_service(spec, launch)?;
     register_output(setup, &spec.name, pipes);
     Ok(pid)
+}
+
+/// `CORRAL_SOCKET` for what runs in a service's context, unless its own
+/// `env` sets it.
+fn socket_env(setup: &Setup, spec: &config::ServiceSpec) -> Option<(String, String)> {
+    let socket = setup.socket.as_ref()?;
+    if spec.env.iter().any(|(k, _)| k == "CORRAL_SOCKET") {
+        return None;
+    }
+    Some(("CORRAL_SOCKET".into(), socket.display().to_string()))
 }
 
 fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>) {
@@ -321,7 +335,7 @@ fn spawn_finish(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd
     let launch = Launch {
         argv: &argv,
         output: svc.spec.output,
-        env: Vec::new(),
+        env: socket_env(setup, &svc.spec).into_iter().collect(),
         fd: None,
     };
     let (pid, pipes) = process::spawn_service(&svc.spec, launch)?;
@@ -342,7 +356,7 @@ fn spawn_hook(sup: &Supervisor, i: usize, setup: &Setup) -> Result<nix::unistd::
     let mut launch = Launch {
         argv: command,
         output: svc.spec.output,
-        env: Vec::new(),
+        env: socket_env(setup, &svc.spec).into_iter().collect(),
         fd: None,
     };
     if let Some(pid) = svc.main_pid.or(svc.pid()) {

@@ -1030,3 +1030,196 @@ impl Corral {
             .unwrap_or(0)
     }
 }
+
+// ---------------------------------------------------------------------------
+// Readiness, reload, HTTP: helpers shared by `readiness.rs`, `reload.rs`,
+// `http_endpoint.rs` and `haproxy.rs`.
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound, then
+/// released). Another process could take it in between; the tests that use
+/// one fail loudly, not silently, if that ever happens.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_open(port: u16) -> bool {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+/// Watch `check` for `period`: it must hold at every look (every 10 ms).
+/// The bounded counterpart of `wait_until`, for "nothing else happens":
+/// panics at the first look where it does not hold, with what was seen.
+pub fn stays(what: &str, period: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let end = Instant::now() + period;
+    loop {
+        if let Err(seen) = check() {
+            panic!("{what} stopped holding: {seen}");
+        }
+        if Instant::now() >= end {
+            return;
+        }
+        thread::sleep(POLL);
+    }
+}
+
+/// Seconds since the epoch, now (to compare with `date +%s.%N` stamps).
+pub fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `GET path` on 127.0.0.1:`port` over a fresh connection (HTTP/1.0,
+/// `Connection: close`): the status code and the body.
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let timeout = Some(Duration::from_secs(10));
+    stream
+        .set_read_timeout(timeout)
+        .and_then(|()| stream.set_write_timeout(timeout))
+        .map_err(|e| format!("{addr}: {e}"))?;
+    // One write: a request written in pieces meets Nagle's algorithm and
+    // the server's delayed ACK (40 ms per request).
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write to {addr}: {e}"))?;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read from {addr}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{addr}: no end of headers in {text:?}"))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("{addr}: no status code in {head:?}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// `sd_notify(3)` for shell services: `$T/sd_notify KEY=VALUE...` sends one
+/// datagram (the arguments joined by newlines) to `$NOTIFY_SOCKET`, an
+/// abstract `@...` address included.
+pub const SD_NOTIFY: &str = r#"#!/usr/bin/env python3
+import os, socket, sys
+addr = os.environ["NOTIFY_SOCKET"]
+if addr.startswith("@"):
+    addr = "\0" + addr[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto("\n".join(sys.argv[1:]).encode(), addr)
+"#;
+
+impl TestDir {
+    /// An executable file `rel` with `contents` (shebang included).
+    pub fn executable(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.join(rel);
+        fs::write(&path, contents).expect("write executable");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod executable");
+        path
+    }
+
+    /// `$T/sd_notify` (see `SD_NOTIFY`).
+    pub fn sd_notify(&self) -> PathBuf {
+        self.executable("sd_notify", SD_NOTIFY)
+    }
+
+    /// Like `read`, trimmed and parsed as a `date +%s.%N` stamp.
+    pub fn time(&self, rel: &str) -> f64 {
+        parse_time(&self.read(rel))
+    }
+}
+
+impl Corral {
+    /// `ctl status --json`, parsed: one JSON object per service.
+    pub fn ctl_status(&self) -> Vec<serde_json::Value> {
+        self.try_ctl_status().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `ctl status --json`, or why it failed (e.g. no socket yet).
+    pub fn try_ctl_status(&self) -> Result<Vec<serde_json::Value>, String> {
+        let ran = self.ctl(&["status", "--json"]);
+        if ran.code != 0 {
+            return Err(format!("ctl status --json failed: {ran:?}"));
+        }
+        match serde_json::from_str(&ran.stdout) {
+            Ok(serde_json::Value::Array(services)) => Ok(services),
+            other => Err(format!(
+                "ctl status --json: not a JSON array: {other:?}\n{}",
+                ran.stdout
+            )),
+        }
+    }
+
+    /// `name`'s entry of `ctl status --json`; `None` if it is not listed.
+    pub fn ctl_service(&self, name: &str) -> Option<serde_json::Value> {
+        self.ctl_status().into_iter().find(|s| s["name"] == name)
+    }
+
+    /// Wait until `name`'s status entry satisfies `pred`; returns the entry.
+    pub fn wait_service(
+        &mut self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        self.wait_for(&format!("{name}: {what}"), |c| {
+            // Until corral's socket is there, `ctl` fails: keep waiting.
+            let services = c.try_ctl_status()?;
+            match services.into_iter().find(|s| s["name"] == name) {
+                Some(svc) if pred(&svc) => Ok(svc),
+                Some(svc) => Err(svc.to_string()),
+                None => Err(format!("{name} not in ctl status")),
+            }
+        })
+    }
+
+    /// Wait until `ctl status` shows `name` in `state`; returns its entry.
+    pub fn wait_state(&mut self, name: &str, state: &str) -> serde_json::Value {
+        self.wait_service(name, &format!("state {state}"), |s| s["state"] == state)
+    }
+
+    /// Every line of corral's stderr containing every one of `words`.
+    pub fn stderr_lines(&self, words: &[&str]) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .map(String::from)
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// s6-overlay links: helpers for `s6_links.rs`.
+
+impl TestDir {
+    /// A symbolic link `rel` to the corral binary, as images install
+    /// `/usr/bin/with-contenv` or `/command/s6-svc`: corral picks its mode
+    /// from the link's name.
+    pub fn link_corral(&self, rel: &str) -> PathBuf {
+        let path = self.join(rel);
+        std::os::unix::fs::symlink(corral_bin(), &path).expect("symlink to corral");
+        path
+    }
+}
+
+/// The program `link` (a link to corral) with `args`, talking to the
+/// control socket `socket` through `CORRAL_SOCKET`, as a script inside the
+/// container would (e.g. `Corral::socket()`).
+pub fn link_command(link: &Path, socket: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(link);
+    cmd.env("CORRAL_SOCKET", socket).args(args);
+    cmd
+}

@@ -312,7 +312,7 @@ impl Supervisor {
         let mut restarts = Vec::new();
         for i in indices {
             restarts.push((i, self.services[i].starts));
-            if matches!(self.services[i].state, State::Running { .. }) {
+            if self.services[i].pid().is_some() {
                 actions.extend(self.services[i].restart(now));
             } else {
                 self.want_up(i, true, self.services.len());
