@@ -147,10 +147,14 @@ impl Supervisor {
     }
 
     fn status(&self, names: &[String], now: Instant) -> Option<Response> {
-        let indices = match self.resolve(names, names.is_empty()) {
+        let mut indices = match self.resolve(names, names.is_empty()) {
             Ok(indices) => indices,
             Err(e) => return Some(Response::error(e)),
         };
+        if names.is_empty() {
+            // By name, also after a config reload appended new services.
+            indices.sort_by(|&a, &b| self.services[a].name().cmp(self.services[b].name()));
+        }
         Some(Response {
             services: indices
                 .into_iter()
