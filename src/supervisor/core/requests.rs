@@ -138,6 +138,15 @@ impl Supervisor {
         }
     }
 
+    /// For requests that act on services: refused unless services are up;
+    /// else the named ones (or all), or the answer saying which are unknown.
+    fn up_and_resolved(&self, names: &[String], all: bool) -> Result<Vec<usize>, Response> {
+        if let Some(refusal) = self.not_up() {
+            return Err(refusal);
+        }
+        self.resolve(names, all).map_err(Response::error)
+    }
+
     fn not_up(&self) -> Option<Response> {
         match self.phase {
             Phase::Up => None,
@@ -297,20 +306,9 @@ impl Supervisor {
     }
 
     fn request_restart(&mut self, id: RequestId, targets: &Targets, now: Instant) -> Vec<Action> {
-        if let Some(refusal) = self.not_up() {
-            return vec![Action::Reply {
-                id,
-                response: refusal,
-            }];
-        }
-        let indices = match self.resolve(&targets.services, targets.all) {
+        let indices = match self.up_and_resolved(&targets.services, targets.all) {
             Ok(indices) => indices,
-            Err(e) => {
-                return vec![Action::Reply {
-                    id,
-                    response: Response::error(e),
-                }];
-            }
+            Err(response) => return vec![Action::Reply { id, response }],
         };
         let mut actions = Vec::new();
         let mut restarts = Vec::new();
@@ -435,20 +433,9 @@ impl Supervisor {
     }
 
     fn request_reload(&mut self, id: RequestId, names: &[String], now: Instant) -> Vec<Action> {
-        if let Some(refusal) = self.not_up() {
-            return vec![Action::Reply {
-                id,
-                response: refusal,
-            }];
-        }
-        let indices = match self.resolve(names, false) {
+        let indices = match self.up_and_resolved(names, false) {
             Ok(indices) => indices,
-            Err(e) => {
-                return vec![Action::Reply {
-                    id,
-                    response: Response::error(e),
-                }];
-            }
+            Err(response) => return vec![Action::Reply { id, response }],
         };
         let mut actions = Vec::new();
         let mut waits = Vec::new();
