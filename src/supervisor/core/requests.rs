@@ -140,11 +140,12 @@ impl Supervisor {
 
     /// For requests that act on services: refused unless services are up;
     /// else the named ones (or all), or the answer saying which are unknown.
-    fn up_and_resolved(&self, names: &[String], all: bool) -> Result<Vec<usize>, Response> {
+    fn up_and_resolved(&self, names: &[String], all: bool) -> Result<Vec<usize>, Box<Response>> {
         if let Some(refusal) = self.not_up() {
-            return Err(refusal);
+            return Err(Box::new(refusal));
         }
-        self.resolve(names, all).map_err(Response::error)
+        self.resolve(names, all)
+            .map_err(|e| Box::new(Response::error(e)))
     }
 
     fn not_up(&self) -> Option<Response> {
@@ -308,7 +309,12 @@ impl Supervisor {
     fn request_restart(&mut self, id: RequestId, targets: &Targets, now: Instant) -> Vec<Action> {
         let indices = match self.up_and_resolved(&targets.services, targets.all) {
             Ok(indices) => indices,
-            Err(response) => return vec![Action::Reply { id, response }],
+            Err(response) => {
+                return vec![Action::Reply {
+                    id,
+                    response: *response,
+                }];
+            }
         };
         let mut actions = Vec::new();
         let mut restarts = Vec::new();
@@ -435,7 +441,12 @@ impl Supervisor {
     fn request_reload(&mut self, id: RequestId, names: &[String], now: Instant) -> Vec<Action> {
         let indices = match self.up_and_resolved(names, false) {
             Ok(indices) => indices,
-            Err(response) => return vec![Action::Reply { id, response }],
+            Err(response) => {
+                return vec![Action::Reply {
+                    id,
+                    response: *response,
+                }];
+            }
         };
         let mut actions = Vec::new();
         let mut waits = Vec::new();
