@@ -84,6 +84,48 @@ fn s6_variant_balances_joins_drains_and_reloads() {
     scenario(Variant::S6);
 }
 
+/// Without any container: every services dir of the example passes
+/// `corral check`, with the plan the README describes (serf after haproxy on
+/// `ha`; serf after web on a web node).
+#[test]
+fn example_service_definitions_pass_corral_check() {
+    let example = repo().join("examples/haproxy-serf");
+    for (variant, dir) in [("toml", "etc/corral/services.d"), ("s6", "etc/services.d")] {
+        for (role, first, second) in [("ha", "haproxy", "serf"), ("web", "web", "serf")] {
+            let services = example.join(variant).join(role).join(dir);
+            let ran = run_within(
+                Command::new(common::corral_bin())
+                    .arg("check")
+                    .arg("--services")
+                    .arg(&services),
+                Duration::from_secs(30),
+            );
+            assert_eq!(
+                ran.code,
+                0,
+                "corral check --services {}: {ran:?}",
+                services.display()
+            );
+            let plan = ran.stdout;
+            let at = |name: &str| {
+                plan.lines()
+                    .position(|l| l.split_whitespace().nth(1) == Some(name))
+                    .unwrap_or_else(|| {
+                        panic!("{name} not in the plan of {variant}/{role}:\n{plan}")
+                    })
+            };
+            assert!(
+                at(first) < at(second),
+                "{variant}/{role}: {first} must start before {second}:\n{plan}"
+            );
+            assert!(
+                plan.contains(&format!("after {first}")),
+                "{variant}/{role}: {second} is not after {first}:\n{plan}"
+            );
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Variant {
     Toml,
@@ -485,7 +527,8 @@ fn build_base(args: &[&str]) -> String {
         Duration::from_secs(1200),
     );
     say(&format!(
-        "docker/build-base.sh {key} ({:.1}s):\n{}",
+        "docker/build-base.sh{}{key} ({:.1}s):\n{}",
+        if key.is_empty() { "" } else { " " },
         ran.took.as_secs_f64(),
         ran.stderr.trim()
     ));
@@ -578,6 +621,15 @@ impl DockerLab {
                 built.stderr
             );
         }
+        // The images these builds superseded (untagged now, and labelled by
+        // Dockerfile.example): they would pile up, one set per change of corral.
+        let _ = docker(&[
+            "image",
+            "prune",
+            "-f",
+            "--filter",
+            "label=org.corral.dockerfile=example",
+        ]);
         sweep_docker_leftovers();
         let mut lab = DockerLab {
             run_id: format!("corral-e2e-{}-{}", variant.name(), std::process::id()),

@@ -221,19 +221,22 @@ impl Supervisor {
                     svc.probe_result(token, result, now)
                 })
             }
-            Event::Changed { service } => self.with_service(service, now, |svc, now| {
-                // While starting or reloading too: the change may come after
-                // the service read its files; the reload runs once it is ready.
-                let live = matches!(
-                    svc.state,
-                    State::Starting { .. } | State::Running { .. } | State::Reloading { .. }
-                );
-                if !svc.removed && live {
-                    debug!(service = %svc.spec.name, "watched file changed");
-                    svc.changed(now);
-                }
-                Vec::new()
-            }),
+            Event::Changed { service } => {
+                let up = self.phase == Phase::Up;
+                self.with_service(service, now, |svc, now| {
+                    // While starting or reloading too: the change may come after
+                    // the service read its files; the reload runs once it is ready.
+                    let live = matches!(
+                        svc.state,
+                        State::Starting { .. } | State::Running { .. } | State::Reloading { .. }
+                    );
+                    if !svc.removed && live && up {
+                        debug!(service = %svc.spec.name, "watched file changed");
+                        svc.changed(now);
+                    }
+                    Vec::new()
+                })
+            }
             Event::Loaded { id, result } => self.on_loaded(id, result, now),
         };
         self.advance(now, &mut actions);
@@ -696,8 +699,9 @@ impl Supervisor {
         self.phase = Phase::Stopping;
         self.shutdown_at = Some(now + self.shutdown_timeout);
         for svc in &mut self.services {
-            // Nothing starts or restarts from now on.
+            // Nothing starts, restarts or reloads from now on.
             svc.want = Want::Down;
+            svc.reload_due = None;
         }
         let mut actions = Vec::new();
         if let Some(pid) = self.init.running {
@@ -746,8 +750,13 @@ impl Supervisor {
             return actions;
         }
         for i in 0..self.services.len() {
-            if !matches!(self.services[i].state, State::Running { .. }) {
-                // Cancels a pending retry; no-op otherwise.
+            let has_process = matches!(
+                self.services[i].state,
+                State::Starting { .. } | State::Running { .. } | State::Reloading { .. }
+            );
+            if !has_process {
+                // Cancels a pending retry (or, while a finish script runs,
+                // makes "down" what follows it); no-op otherwise.
                 actions.extend(self.services[i].stop(now, Some(deadline)));
                 continue;
             }
@@ -1502,5 +1511,45 @@ mod tests {
         h.exit(pid(101), Exit::Signal(Signal::SIGTERM));
         assert!(h.reply(2).is_some_and(|r| r.ok));
         assert_eq!(h.sup.services[0].state, State::Stopped);
+    }
+
+    #[test]
+    fn a_service_reloading_at_shutdown_still_waits_for_its_dependants() {
+        let mut a = svc("a", &[]);
+        a.ready = Some(crate::config::Ready::Notify);
+        let mut h = Harness::new(sup(vec![a, svc("b", &["a"])], false));
+        let ready = crate::event::NotifyMessage {
+            ready: true,
+            ..Default::default()
+        };
+        h.event(Event::Notify {
+            service: 0,
+            run: 1,
+            message: ready,
+        });
+        let b = h.pid_of("b");
+        h.take_log();
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(h.signalled(), vec![(b, Signal::SIGTERM)]);
+        // a announces a reload while b is still stopping: a must wait.
+        h.take_log();
+        let reloading = crate::event::NotifyMessage {
+            reloading: true,
+            ..Default::default()
+        };
+        h.event(Event::Notify {
+            service: 0,
+            run: 1,
+            message: reloading,
+        });
+        // A watched file changes during the shutdown: no reload either.
+        h.event(Event::Changed { service: 0 });
+        h.advance_to(h.now + Duration::from_secs(1));
+        assert!(
+            h.signalled().is_empty(),
+            "a was signalled before b was down"
+        );
+        h.exit(b, Exit::Code(0));
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGTERM)]);
     }
 }
