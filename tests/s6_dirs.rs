@@ -241,7 +241,17 @@ fn classic_haproxy_sf_reload_idiom() {
     });
 
     c.dir().write("haproxy.cfg", &haproxy_cfg(port, "v2"));
-    let ran = c.ctl(&["signal", "HUP", "haproxy"]);
+    // As an s6-overlay image's handler does it: s6-svc -h on the service dir.
+    let s6_svc = c.dir().link_corral("s6-svc");
+    let service_dir = c.dir().join("services/haproxy");
+    let ran = run_within(
+        &mut link_command(
+            &s6_svc,
+            &c.socket(),
+            &["-h", &service_dir.display().to_string()],
+        ),
+        DEADLINE,
+    );
     assert_eq!(ran.code, 0, "{ran:?}");
     let new = c.wait_pids("haproxy.pids", 2)[1];
     assert_ne!(old, new);
