@@ -10,18 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
 BIN=$PWD/target/release/corral
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 services() { # services DIR N: N idle services
   mkdir -p "$1"
   for i in $(seq "$2"); do
@@ -38,21 +28,7 @@ ctxt() { # total context switches of all threads of pid $1
   echo "$total"
 }
 
-wait_for() { # wait_for SECONDS CMD...: until CMD succeeds
-  local end=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ $SECONDS -lt $end ] || { echo "timed out waiting for: $*" >&2; return 1; }
-    sleep 0.05
-  done
-}
-
 started() { [ "$(grep -c 'service started' "$1")" -ge "$2" ]; }
-
-stop() { # stop corral $1 and wait until it is gone (PSS is shared between live corrals)
-  kill -TERM "$1"
-  for _ in $(seq 200); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.05; done
-  kill -KILL "$1" 2>/dev/null || true
-}
 
 pss_kb() { awk '/^Pss:/ { print $2 }' /proc/"$1"/smaps_rollup; }
 
@@ -64,7 +40,7 @@ a=$(ctxt "$P"); sleep 10; b=$(ctxt "$P")
 echo "context switches in 10 s: $((b - a))  ($(awk -v d=$((b - a)) 'BEGIN { printf "%.1f", d / 10 }')/s)"
 echo "threads: $(ls /proc/"$P"/task | wc -l)"
 echo "PSS with 10 services: $(pss_kb "$P") kB"
-stop "$P"
+stop_pid "$P"
 
 echo "== 2. restart gap, restart-delay = \"0s\" (200 restarts)"
 mkdir -p "$WORK/flap"
@@ -76,7 +52,7 @@ output = "null"
 TOML
 "$BIN" --services "$WORK/flap" >/dev/null 2>"$WORK/flap.log" & P=$!; PIDS+=("$P")
 wait_for 60 bash -c "[ \$(cat $WORK/starts 2>/dev/null | wc -l || echo 0) -ge 402 ]"
-stop "$P"
+stop_pid "$P"
 # Gap: from the moment a run is about to exit (its last timestamp) to the first
 # timestamp of the next run: exit, reap, restart decision, spawn, exec of bash.
 awk '$1 == "e" { end = $2 } $1 == "s" && end { print ($2 - end) * 1000 }' "$WORK/starts" | head -200 | sort -n |
