@@ -624,55 +624,6 @@ mod tests {
         assert!(rx.recv_timeout(QUIET).is_err());
     }
 
-    /// Not a test on its own: the child process of
-    /// `a_child_process_as_another_user_can_notify` (does nothing otherwise).
-    #[test]
-    fn child_sender() {
-        if let Ok(addr) = std::env::var("CORRAL_TEST_NOTIFY_SOCKET") {
-            send(&addr, b"READY=1\nSTATUS=up").expect("child send");
-        }
-    }
-
-    #[test]
-    fn a_child_process_as_another_user_can_notify() {
-        use std::os::unix::process::CommandExt;
-        use std::process::{Command, Stdio};
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let notify = Notify::start(tx).expect("start");
-        let addr = notify.socket("db", 4).expect("socket");
-        let child = |as_nobody: bool| {
-            let mut command = Command::new(std::env::current_exe().expect("test binary"));
-            command
-                .args(["--exact", "notify::tests::child_sender", "--quiet"])
-                .env("CORRAL_TEST_NOTIFY_SOCKET", &addr)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            if as_nobody {
-                command.uid(65534).gid(65534);
-            }
-            command.status()
-        };
-        // As root, send as nobody (uid 65534): accepted all the same.
-        let root = nix::unistd::geteuid().is_root();
-        let status = match child(root) {
-            Err(e) if root && e.kind() == io::ErrorKind::PermissionDenied => child(false),
-            other => other,
-        };
-        assert!(status.expect("run child").success());
-        match next(&rx) {
-            Input::Notify {
-                service,
-                run,
-                message,
-            } => {
-                assert_eq!((service.as_str(), run), ("db", 4));
-                assert!(message.ready);
-                assert_eq!(message.status.as_deref(), Some("up"));
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
     #[test]
     fn a_later_run_replaces_the_earlier_socket() {
         let (tx, rx) = crossbeam_channel::unbounded();
