@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use corral::cli::{CheckCli, Cli, S6Env};
 use corral::control::server::Server;
 use corral::supervisor::{Setup, Supervisor};
@@ -50,7 +49,10 @@ fn main() -> ExitCode {
 }
 
 fn check_mode(args: &[OsString]) -> ExitCode {
-    let cli = CheckCli::parse_from(args);
+    let cli = match CheckCli::parse(args) {
+        Ok(cli) => cli,
+        Err(stop) => return stop.report(),
+    };
     log::init(&cli.log);
     let dirs = cli.dirs.services();
     // The same defaults as the supervisor would use (S6_SERVICES_GRACETIME).
@@ -93,8 +95,28 @@ fn report(errors: &[config::ConfigError]) {
 }
 
 fn supervise(args: &[OsString]) -> ExitCode {
-    let cli = Cli::parse_from(args);
-    log::init(&cli.log);
+    // One malloc arena for all of corral's threads, not one per thread that
+    // allocates: they allocate little and seldom, so the lock is never
+    // contended, and each extra arena kept tens of KiB resident. Not
+    // inherited: services get glibc's default.
+    // SAFETY: mallopt with integer arguments, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+    let cli = match Cli::parse(args) {
+        Ok(cli) => cli,
+        Err(stop) => return stop.report(),
+    };
+    // Before any thread: what the parent blocked or ignored is not passed on,
+    // nor the fds it left open (a test runner's, a shell's): services start
+    // with stdin, stdout and stderr only.
+    let reset = signals::reset_inherited();
+    cloexec_inherited_fds();
+    // Kept to the end: at exit, corral's last lines get a moment to reach stderr.
+    let _log = log::init(&cli.log);
+    if !reset.is_empty() {
+        info!(signals = ?reset, "signals ignored by corral's parent reset to their default");
+    }
 
     // 0. s6-overlay's variables, when corral's own settings are absent.
     let s6 = match s6_env() {
@@ -209,6 +231,12 @@ fn supervise(args: &[OsString]) -> ExitCode {
         "corral starting"
     );
     let main = (!cli.command.is_empty()).then(|| cli.command.clone());
+    // What startup allocated and freed (options, every definition file's
+    // text and tree) goes back to the kernel instead of staying resident.
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
     sup.init_failure = s6.init_failure();
     let code = supervisor::run(
@@ -233,6 +261,38 @@ fn supervise(args: &[OsString]) -> ExitCode {
     info!(code, "corral exiting");
     // Exit statuses are 0..=255; a wider code wraps as the kernel would.
     ExitCode::from((code & 0xff) as u8)
+}
+
+/// Mark every fd above stderr close-on-exec: corral opened none yet, so
+/// these came from its parent, and no service should inherit them.
+fn cloexec_inherited_fds() {
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets a flag.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    // Before Linux 5.11: one by one.
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on an fd number; a closed one (the read_dir's own) fails harmlessly.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
 }
 
 /// prctl(2) PR_SET_CHILD_SUBREAPER: orphans of our subtree are re-parented

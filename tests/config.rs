@@ -1314,7 +1314,7 @@ mod durations {
             ),
             (
                 "99999999999999999999999h",
-                "invalid duration \"99999999999999999999999h\": too long".to_string(),
+                "invalid duration \"99999999999999999999999h\": too long (at most 100 years, 876000h)".to_string(),
             ),
         ];
         for (text, expected) in cases {

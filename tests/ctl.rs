@@ -375,13 +375,24 @@ fn logs_prints_the_last_lines_each_on_its_stream() {
     let dir = TestDir::new("ctl-logs");
     dir.service(
         "web",
-        r#"command = '''seq 1 1500; echo to-stderr >&2; exec sleep 1000'''
+        // stdout and stderr are two pipes: corral cannot know which of two
+        // lines written to both came first. So the stderr line waits until
+        // corral has the stdout ones (the test creates $T/go when it saw them).
+        r#"command = '''seq 1 1500; until [ -e "$T/go" ]; do sleep 0.01; done; echo to-stderr >&2; exec sleep 1000'''
 "#,
     );
     dir.service("quiet", &format!("{}output = \"null\"\n", sleeper("quiet")));
     let mut c = start(dir);
-    c.wait_for("web's last lines in corral's output", |c| {
-        if c.stdout().contains("web | 1500\n") && c.stderr().contains("web | to-stderr\n") {
+    c.wait_for("web's stdout lines in corral's output", |c| {
+        if c.stdout().contains("web | 1500\n") {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+    c.dir().write("go", "");
+    c.wait_for("web's stderr line in corral's output", |c| {
+        if c.stderr().contains("web | to-stderr\n") {
             Ok(())
         } else {
             Err("not yet".into())
@@ -666,20 +677,7 @@ fn as_nobody(socket: &std::path::Path, args: &[&str]) -> Option<Ran> {
         eprintln!("skipped: needs root to run a client as another uid");
         return None;
     }
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        corral_bin(),
-        "ctl",
-        "--socket",
-    ])
-    .arg(socket)
-    .args(args)
-    .env_remove("CORRAL_SOCKET");
+    let mut cmd = ctl_command_as_nobody(socket, args);
     Some(run_within(&mut cmd, DEADLINE))
 }
 

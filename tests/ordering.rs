@@ -87,7 +87,13 @@ while :; do sleep 1; done
         c.wait_pids(&format!("{name}.pid"), 1);
     }
 
-    let stderr = c.stderr();
+    // corral's log lines reach stderr through its writer thread: a service's
+    // pid file can come first.
+    let stderr = c.wait_for("three \"service started\" lines", |c| {
+        let stderr = c.stderr();
+        let n = stderr.matches("service started").count();
+        (n >= 3).then_some(stderr).ok_or(format!("{n} so far"))
+    });
     let started_at = |name: &str| {
         stderr
             .lines()

@@ -11,6 +11,12 @@ const EXAMPLE: &str = "such as \"250ms\", \"10s\", \"2m\", \"1h\" or \"1m30s\"";
 const NANOS_PER_MS: u128 = 1_000_000;
 const NANOS_PER_SEC: u128 = 1_000 * NANOS_PER_MS;
 
+/// The longest duration accepted: 100 years. Every duration ends up added to
+/// an `Instant` (a deadline), and std panics when that overflows (past about
+/// 292 billion years of seconds in an i64): a `restart-delay` of
+/// "4000000000000000h" would otherwise panic PID 1 at the first restart.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Parses a duration: one or more `NUMBER UNIT` parts (units `ms`, `s`, `m`,
 /// `h`; a number may have a fraction), or a bare `0`. Surrounding whitespace is
 /// ignored. The error names the bad text and gives an example.
@@ -64,15 +70,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let nanos = value.nanos(per_unit);
         total = match nanos.and_then(|n| total.checked_add(n)) {
             Some(t) => t,
-            None => return Err(format!("invalid duration \"{s}\": too long")),
+            None => return Err(too_long(s)),
         };
         rest = next;
     }
-    let secs = u64::try_from(total / NANOS_PER_SEC)
-        .map_err(|_| format!("invalid duration \"{s}\": too long"))?;
+    if total > MAX_DURATION.as_nanos() {
+        return Err(too_long(s));
+    }
+    let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| too_long(s))?;
     // The remainder is below one second, so it fits a u32.
     let subsec = u32::try_from(total % NANOS_PER_SEC).unwrap_or(0);
     Ok(Duration::new(secs, subsec))
+}
+
+fn too_long(s: &str) -> String {
+    format!("invalid duration \"{s}\": too long (at most 100 years, 876000h)")
 }
 
 /// A decimal number `INT[.FRACTION]`, kept as integers so scaling is exact.
@@ -107,10 +119,12 @@ fn parse_decimal(number: &str) -> Option<Decimal> {
     {
         return None;
     }
+    // Only digits: parsing fails only past u128, a duration too long anyway
+    // (u128::MAX times any unit overflows, which the caller reports so).
     let int = if int_part.is_empty() {
         0
     } else {
-        int_part.parse::<u128>().ok()?
+        int_part.parse::<u128>().unwrap_or(u128::MAX)
     };
     // 13 digits is below a nanosecond even for hours (3.6e12 ns), and keeps
     // 10^13 * 3.6e12 far inside u128.
@@ -127,4 +141,30 @@ fn parse_decimal(number: &str) -> Option<Decimal> {
         frac,
         frac_scale,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_end_at_100_years_so_no_deadline_overflows() {
+        assert_eq!(parse_duration("876000h"), Ok(MAX_DURATION));
+        // This one used to parse, and panicked PID 1 at the first restart:
+        // `Instant + Duration` overflowed.
+        assert_eq!(
+            parse_duration("4000000000000000h"),
+            Err(
+                "invalid duration \"4000000000000000h\": too long (at most 100 years, 876000h)"
+                    .into()
+            )
+        );
+        assert!(parse_duration("876000h1ms").is_err());
+        // The longest accepted is a deadline std can represent.
+        assert!(
+            std::time::Instant::now()
+                .checked_add(MAX_DURATION)
+                .is_some()
+        );
+    }
 }

@@ -40,7 +40,8 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use duration::parse_duration;
+pub use duration::{MAX_DURATION, parse_duration};
+pub use s6dir::parse_notification_fd;
 pub use signal::{parse_signal, signal_name};
 pub use spec::*;
 pub use suggest::closest as closest_name;

@@ -40,15 +40,9 @@ pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
     }
     defaults.enabled = !dir.join("down").exists();
     if let Some(text) = small_file(dir, "notification-fd", &mut errors) {
-        match text.trim().parse::<i32>() {
-            Ok(fd) if (3..=1023).contains(&fd) => defaults.ready = Some(Ready::Fd(fd)),
-            _ => errors.push(ConfigError::whole_file(
-                &dir.join("notification-fd"),
-                format!(
-                    "expected a file descriptor number from 3 to 1023, found {:?}",
-                    text.trim()
-                ),
-            )),
+        match parse_notification_fd(&text) {
+            Ok(fd) => defaults.ready = Some(Ready::Fd(fd)),
+            Err(e) => errors.push(ConfigError::whole_file(&dir.join("notification-fd"), e)),
         }
     }
     if let Some(text) = small_file(dir, "down-signal", &mut errors) {
@@ -91,6 +85,18 @@ pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
         parsed.errors.extend(errors);
     }
     parsed
+}
+
+/// The contents of a `notification-fd` file: a file descriptor number from
+/// 3 to 1023, surrounding whitespace (the usual trailing newline) ignored.
+pub fn parse_notification_fd(text: &str) -> Result<i32, String> {
+    match text.trim().parse::<i32>() {
+        Ok(fd) if (3..=1023).contains(&fd) => Ok(fd),
+        _ => Err(format!(
+            "expected a file descriptor number from 3 to 1023, found {:?}",
+            text.trim()
+        )),
+    }
 }
 
 fn is_executable(meta: &fs::Metadata) -> bool {

@@ -2,7 +2,7 @@
 //! its answer printed for people (or as JSON), and an exit status.
 //!
 //! Exit status: 0 when corral says `ok`; 1 when it answers with an error,
-//! or cannot be reached; 2 for usage errors (clap's own). Every error says
+//! or cannot be reached; 2 for usage errors. Every error says
 //! what a person can do about it: where the socket was looked for, who may
 //! use it.
 
@@ -14,33 +14,19 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-
 use super::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use crate::cli::{CtlCli, CtlCommand, Names};
 use crate::service::human;
 
 const EXIT_FAILED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
 
 /// `args[0]` is the program name as the user typed it (`corral ctl`, or the
 /// `corralctl` link); the subcommand follows.
 pub fn main(args: &[OsString], bin_name: &'static str) -> ExitCode {
-    let matches = CtlCli::command()
-        .bin_name(bin_name)
-        .name(bin_name)
-        .try_get_matches_from(args);
-    let cli = match matches.and_then(|m| CtlCli::from_arg_matches(&m)) {
+    let cli = match CtlCli::parse(args, bin_name) {
         Ok(cli) => cli,
-        Err(err) => {
-            // --help and --version print and exit 0; usage errors exit 2.
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        // --help prints and exits 0; usage errors exit 2.
+        Err(stop) => return stop.report(),
     };
     let socket = cli.socket.filter(|p| !p.as_os_str().is_empty());
     match run(socket.as_deref(), cli.command) {

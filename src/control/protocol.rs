@@ -32,6 +32,11 @@ pub const VERSION: u32 = 1;
 /// Longest accepted request line, newline excluded.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
+/// Deepest accepted request (see `nesting`); the deepest the protocol needs
+/// is 2, an object holding a list. A server checks this before
+/// `decode_request`, whose recursion a small thread stack may not survive.
+pub const MAX_NESTING: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
@@ -181,8 +186,9 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     let Some(object) = value.as_object_mut() else {
         return Err("malformed request: expected a JSON object".into());
     };
-    match object.remove("v").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(VERSION) => {}
+    match object.remove("v") {
+        Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
+        // Shown as JSON: a string "1" reads as `"1"`, not as 1.
         Some(v) => {
             return Err(format!(
                 "unsupported protocol version {v}: this corral speaks version {VERSION}"
@@ -191,6 +197,35 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         None => return Err(format!("missing protocol version: add \"v\": {VERSION}")),
     }
     serde_json::from_value(value).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// How deeply JSON arrays and objects nest in `text` (brackets inside
+/// strings do not count). Invalid JSON is counted all the same: the parser
+/// rejects it afterwards. Linear, and never recurses.
+pub fn nesting(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// One request line, newline included.
@@ -279,6 +314,16 @@ mod tests {
         assert!(garbage.starts_with("malformed request:"), "{garbage}");
         let extra = decode_request(br#"{"v":1,"op":"health","force":true}"#).unwrap_err();
         assert!(extra.contains("unknown field `force`"), "{extra}");
+    }
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings() {
+        assert_eq!(nesting(br#"{"v":1,"op":"status"}"#), 1);
+        assert_eq!(nesting(br#"{"v":1,"op":"stop","services":["web"]}"#), 2);
+        assert_eq!(nesting(br#"{"v":1,"op":"logs","service":"[[[{{{\"[["}"#), 1);
+        assert_eq!(nesting(&[b'['; 5000]), 5000);
+        assert_eq!(nesting(b"]]]]{"), 1);
+        assert_eq!(nesting(b""), 0);
     }
 
     #[test]

@@ -1,90 +1,138 @@
-//! The control socket server: an accept thread, and one small thread per
-//! connection that turns one request line into an `Input::Control` for the
-//! loop and writes the answer back.
+//! The control socket server: one thread and one `poll(2)` over the
+//! listening socket, a wake-up pipe and every connection. It turns each
+//! request line into an `Input::Control` for the loop and writes the answer
+//! back.
 //!
 //! What it owns: the socket file (created mode 0600, replaced when stale,
 //! removed at exit), client authentication (SO_PEERCRED: root and corral's
-//! own uid only), and every defence against clients: a request must arrive
-//! whole within `REQUEST_TIMEOUT` and fit `MAX_REQUEST`; at most
-//! `MAX_CONNECTIONS` are served at once; every write has a timeout.
+//! own uid only), and every defence against clients. A request must arrive
+//! whole within `REQUEST_TIMEOUT`, fit `MAX_REQUEST` and nest at most
+//! `MAX_NESTING` deep. At most `max_connections` are served at once
+//! (`MAX_CONNECTIONS`, or half the fds corral may open if that is fewer);
+//! more get an error line. A client that takes nothing of its answer for
+//! `WRITE_TIMEOUT` is dropped. Every socket is non-blocking: a client that
+//! stalls costs a slot and its buffers, never a thread, and never delays
+//! another client. When corral is out of fds (accept(2) fails with EMFILE or
+//! ENFILE), a spare fd is closed to take the waiting client, tell it so and
+//! close it; the listener never stays readable for nothing, so the thread
+//! never spins. Every fd it holds is close-on-exec.
 //!
-//! What it must never do: block the supervisor loop, or touch service state.
-//! Its only link to the loop is an unbounded channel send (which never
-//! blocks) and a reply channel the loop sends on once (bounded(1): never
-//! blocks either). A client that stalls, stalls only its own thread.
+//! What it must never do: block the supervisor loop, wait for one client, or
+//! touch service state. Its only link to the loop is an unbounded channel
+//! send, which never blocks, and one reply channel per request
+//! (`bounded(1)`) that the loop sends on once, which never blocks either.
+//!
+//! The relay: `poll(2)` cannot wait for a crossbeam channel, and the loop's
+//! side (`Input::Control { reply: Sender<Response> }`) is a plain channel
+//! send. A second small thread, `control-relay`, waits (crossbeam `Select`)
+//! on the reply channels of requests in flight and on the channels of
+//! `logs -f` followers. When one is ready it hands the connection's token
+//! over and writes a byte to the wake-up pipe. It holds no socket and never
+//! takes a message itself. So a follower's channel stays bounded, and a
+//! follower that falls `FOLLOW_BACKLOG` lines behind is still dropped by
+//! the output thread: the poll thread reads a follower's channel only when
+//! the client has taken everything written before.
 //!
 //! One request per connection: read one line, answer, close. `logs` with
 //! `follow` answers with the recent lines, then one response per new line
-//! until the client hangs up (or corral exits). See `protocol` for the
-//! format.
+//! until the client hangs up (or corral exits). A client that only shut
+//! down its writing side (`shutdown(SHUT_WR)`, as `socat` does after
+//! sending) still gets its answer. Only a full close raises POLLHUP on a
+//! Unix stream socket, and only that ends the connection early (unix(7);
+//! `unix_poll` sets EPOLLHUP when both directions are shut down). A hang-up
+//! before the answer sends `Input::Cancel`. See `protocol` for the format.
 
-use std::fs;
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::{Mode, umask};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
-use super::protocol::{LogLine, MAX_REQUEST, Request, Response, decode_request, encode_response};
+use super::protocol::{
+    LogLine, MAX_NESTING, MAX_REQUEST, Request, Response, decode_request, encode_response, nesting,
+};
 use crate::event::Input;
-use crate::output::{LogEntry, Logs};
+use crate::output::{FOLLOW_BACKLOG, LogEntry, Logs};
 
 /// A request line must be complete within this time of the connection.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client must take each answer within this time.
+/// A client must take some of its answer within this time of it being
+/// ready, and then of each part it took; one that takes nothing for this
+/// long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connections served at once; more get an error line and are closed.
-pub const MAX_CONNECTIONS: usize = 128;
-
-/// Stack of a connection thread; 128 threads reserve 16 MiB of address
-/// space, of which only the touched pages become memory. serde_json recurses
-/// once per nesting level (up to 128, about 1.5 KiB each in a debug build:
-/// 128 KiB overflowed at 64 levels, and an overflow aborts the whole
-/// process, PID 1 included), so requests nested deeper than `MAX_NESTING`
-/// are refused before they are parsed.
-const STACK_SIZE: usize = 128 * 1024;
-
-/// The deepest request the protocol needs is 2 (an object holding a list).
-const MAX_NESTING: usize = 16;
-
-/// While waiting for the loop's answer or for new log lines, how often to
-/// check whether the client hung up.
-const HANGUP_CHECK: Duration = Duration::from_secs(1);
+/// Connections served at once, at most; more get an error line and are
+/// closed. A connection costs one fd and a few hundred bytes (plus its
+/// partial request line, at most `MAX_REQUEST`), so the bound is the fds:
+/// see `connection_cap`.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// `logs` without `lines`.
 pub const DEFAULT_LOG_LINES: usize = 100;
+
+/// Connections accepted per wake-up, so that a flood of connects cannot
+/// starve the clients already connected.
+const ACCEPT_BATCH: usize = 64;
+
+/// How long accepting pauses when accept(2) fails for want of fds or
+/// memory (and the spare fd cannot help): the listener stays readable, so
+/// retrying at once would spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Refusals (or accept or poll failures) less than this apart are one
+/// burst, logged once: near the limit, clients are served and refused in
+/// turn, and a warning for each would flood the log.
+const BURST: Duration = Duration::from_secs(10);
+
+/// Whether a refusal now starts a new burst (`last` is the one before);
+/// records it in `last` either way.
+fn new_burst(last: &mut Option<Instant>) -> bool {
+    let now = Instant::now();
+    let new = last.is_none_or(|at| now.saturating_duration_since(at) >= BURST);
+    *last = Some(now);
+    new
+}
+
+/// Bytes read from a connection per wake-up.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// New log lines written to a follower per batch, at most this many bytes
+/// (the rest stays in its channel, where it counts toward `FOLLOW_BACKLOG`).
+const FOLLOW_CHUNK: usize = 256 * 1024;
+
+/// An output buffer that has grown past this is given back once written.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+/// Room for this many connections is kept once they are gone; more is
+/// given back.
+const KEEP_CONNS: usize = 64;
 
 /// The running server. `close` (or drop) removes the socket file.
 pub struct Server {
     path: PathBuf,
     /// (dev, ino) of the socket we bound: we only ever remove our own.
     id: (u64, u64),
-    shared: Arc<Shared>,
-}
-
-/// What the accept thread and the connection threads share.
-struct Shared {
-    inputs: Sender<Input>,
     logs: Logs,
-    euid: u32,
-    /// corral is exiting: followers end.
-    closing: AtomicBool,
-    /// Connections being served, and a condvar signalled when one ends.
-    active: Mutex<usize>,
-    ended: Condvar,
-    /// Over the cap right now (so the warning is logged once per burst).
-    refusing: AtomicBool,
+    /// corral is exiting: the poll thread answers what is left and ends.
+    closing: Arc<AtomicBool>,
+    wake: Arc<Wake>,
+    /// The poll thread is done: every connection is closed.
+    done: Receiver<()>,
 }
 
 impl Server {
@@ -111,52 +159,75 @@ impl Server {
             .map_err(|e| format!("cannot create the control socket {}: {e}", path.display()))?;
         let meta =
             fs::metadata(path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
-        let shared = Arc::new(Shared {
-            inputs,
-            logs,
-            euid: nix::unistd::geteuid().as_raw(),
-            closing: AtomicBool::new(false),
-            active: Mutex::new(0),
-            ended: Condvar::new(),
-            refusing: AtomicBool::new(false),
-        });
-        let accepting = Arc::clone(&shared);
+        let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+            .map_err(|e| format!("cannot create the control socket's wake-up pipe: {e}"))?;
+        let wake = Arc::new(Wake(wake_tx));
+        let closing = Arc::new(AtomicBool::new(false));
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let (watch_tx, watch_rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let max_connections = connection_cap(open_files_limit());
+        // From here on, a failure drops `server`, which removes the socket.
         let server = Server {
             path: path.to_path_buf(),
             id: (meta.dev(), meta.ino()),
-            shared,
+            logs: logs.clone(),
+            closing: Arc::clone(&closing),
+            wake: Arc::clone(&wake),
+            done,
         };
-        // On failure `server` is dropped here, which removes the socket.
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+        let relay_wake = Arc::clone(&wake);
+        thread::Builder::new()
+            .name("control-relay".into())
+            .spawn(move || relay(&watch_rx, &ready_tx, &relay_wake))
+            .map_err(|e| format!("cannot start the control socket's relay thread: {e}"))?;
+        // Should this spawn fail, `watch_tx` is dropped with the closure and
+        // the relay ends.
+        let poller = Poller {
+            listener: Some(listener),
+            wake: wake_rx,
+            spare: open_spare(),
+            conns: HashMap::new(),
+            next_token: 0,
+            max_connections,
+            inputs,
+            logs,
+            euid: nix::unistd::geteuid().as_raw(),
+            closing,
+            relay: watch_tx,
+            ready: ready_rx,
+            done: done_tx,
+            scratch: vec![0; READ_CHUNK],
+            refused_at: None,
+            accept_failed_at: None,
+            poll_failed_at: None,
+            paused_until: None,
+        };
         thread::Builder::new()
             .name("control".into())
-            .spawn(move || accept_loop(&listener, &accepting))
+            .spawn(move || poller.run())
             .map_err(|e| format!("cannot start the control socket thread: {e}"))?;
-        info!(path = %path.display(), "control socket listening");
+        info!(path = %path.display(), max_connections, "control socket listening");
         Ok(server)
     }
 
     /// corral is exiting: remove the socket (no new client can find it), end
-    /// every `logs -f`, and give connections until `deadline` to write their
+    /// every `logs -f`, and give connections until `deadline` to take their
     /// last answers (the loop answered each pending request before it
-    /// returned). The accept thread dies with the process.
+    /// returned). A client still sending its request is told "corral is
+    /// exiting" at once.
     pub fn close(self, deadline: Instant) {
-        self.shared.closing.store(true, Ordering::SeqCst);
-        self.shared.logs.close();
+        // Before `logs.close`: a follower whose channel ends while closing
+        // is not told it fell behind.
+        self.closing.store(true, Ordering::SeqCst);
+        self.logs.close();
         self.remove();
-        let mut active = self.shared.lock_active();
-        while *active > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                debug!(
-                    connections = *active,
-                    "control connections still open at exit"
-                );
-                break;
-            }
-            active = match self.shared.ended.wait_timeout(active, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+        self.wake.wake();
+        if self.done.recv_deadline(deadline).is_err() {
+            debug!("control connections still open at exit");
         }
     }
 
@@ -221,263 +292,882 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
     listener
 }
 
-impl Shared {
-    fn lock_active(&self) -> std::sync::MutexGuard<'_, usize> {
-        self.active.lock().unwrap_or_else(|e| e.into_inner())
+/// corral's soft RLIMIT_NOFILE (getrlimit(2)); `u64::MAX` when unlimited.
+fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively
+    // borrowed `limit`.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0).then_some(limit.rlim_cur)
+}
+
+/// How many connections may be open at once: `MAX_CONNECTIONS`, but never
+/// more than half the fds corral may open (`soft_limit`), so that services'
+/// pipes, notify sockets and watches always have the other half. Children
+/// inherit corral's limits, so corral does not raise its own.
+fn connection_cap(soft_limit: Option<u64>) -> usize {
+    // Unknown: assume the common default of 1024.
+    let half = soft_limit.unwrap_or(1024) / 2;
+    usize::try_from(half)
+        .unwrap_or(usize::MAX)
+        .clamp(1, MAX_CONNECTIONS)
+}
+
+/// A spare fd, closed to make room for one accept(2) when corral has run out
+/// of fds: the client is told so and closed, instead of staying in the
+/// listen queue and keeping the listener readable (which would spin).
+fn open_spare() -> Option<File> {
+    // std opens with O_CLOEXEC.
+    File::open("/dev/null").ok()
+}
+
+/// The write end of the poll thread's wake-up pipe.
+struct Wake(OwnedFd);
+
+impl Wake {
+    fn wake(&self) {
+        // Non-blocking: a full pipe already guarantees a wake-up.
+        let _ = nix::unistd::write(&self.0, &[1]);
     }
 }
 
-/// One connection's place under `MAX_CONNECTIONS`, given back on drop (also
-/// when its thread panics and unwinds).
-struct Slot(Arc<Shared>);
+/// What the poll thread asks the relay: watch this channel for connection
+/// `token`, or stop watching it (the connection is gone).
+enum Watch {
+    Reply(u64, Receiver<Response>),
+    Lines(u64, Receiver<LogEntry>),
+    Forget(u64),
+}
 
-impl Slot {
-    fn take(shared: &Arc<Shared>) -> Option<Slot> {
-        let mut active = shared.lock_active();
-        if *active >= MAX_CONNECTIONS {
-            return None;
+enum Watched {
+    Reply(Receiver<Response>),
+    Lines(Receiver<LogEntry>),
+}
+
+impl Watched {
+    fn has_message(&self) -> bool {
+        match self {
+            Watched::Reply(r) => !r.is_empty(),
+            Watched::Lines(r) => !r.is_empty(),
         }
-        *active += 1;
-        Some(Slot(Arc::clone(shared)))
     }
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut active = self.0.lock_active();
-        *active = active.saturating_sub(1);
-        self.0.ended.notify_all();
-    }
-}
-
-fn accept_loop(listener: &UnixListener, shared: &Arc<Shared>) {
-    let mut failing = false;
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                failing = false;
-                admit(stream, shared);
+/// The relay thread: wait until a watched channel has a message (or has
+/// ended), then pass its token to the poll thread and wake it. A channel is
+/// watched once: the poll thread watches it again if it wants more.
+fn relay(orders: &Receiver<Watch>, ready: &Sender<u64>, wake: &Wake) {
+    let mut watched: Vec<(u64, Watched)> = Vec::new();
+    loop {
+        let index = {
+            let mut select = Select::new();
+            select.recv(orders);
+            for (_, channel) in &watched {
+                match channel {
+                    Watched::Reply(r) => select.recv(r),
+                    Watched::Lines(r) => select.recv(r),
+                };
             }
-            Err(err) => match err.raw_os_error() {
-                Some(libc::EINTR | libc::ECONNABORTED) => {}
-                _ => {
-                    // EMFILE / ENFILE / ENOMEM: retrying at once would spin.
-                    // A short pause here costs nothing but control clients
-                    // (this is not the supervisor loop).
-                    if !failing {
-                        warn!(%err, "control socket: cannot accept connections");
-                        failing = true;
-                    }
-                    thread::sleep(Duration::from_millis(100));
+            // Never empty: `orders` is always there.
+            select.ready()
+        };
+        if index == 0 {
+            loop {
+                match orders.try_recv() {
+                    Ok(Watch::Reply(token, r)) => watched.push((token, Watched::Reply(r))),
+                    Ok(Watch::Lines(token, r)) => watched.push((token, Watched::Lines(r))),
+                    Ok(Watch::Forget(token)) => watched.retain(|(t, _)| *t != token),
+                    Err(TryRecvError::Empty) => break,
+                    // The poll thread ended.
+                    Err(TryRecvError::Disconnected) => return,
                 }
-            },
+            }
+            if watched.is_empty() && watched.capacity() > KEEP_CONNS {
+                watched = Vec::new();
+            }
+            continue;
+        }
+        // The one found ready (perhaps only ended), and any other that has
+        // a message by now.
+        let hit = index - 1;
+        let mut woke = false;
+        let mut kept = Vec::with_capacity(watched.len());
+        for (i, (token, channel)) in watched.drain(..).enumerate() {
+            if i == hit || channel.has_message() {
+                if ready.send(token).is_err() {
+                    return;
+                }
+                woke = true;
+            } else {
+                kept.push((token, channel));
+            }
+        }
+        watched = kept;
+        if woke {
+            wake.wake();
         }
     }
 }
 
-/// Hand the connection to a thread of its own, or refuse it at once.
-fn admit(stream: UnixStream, shared: &Arc<Shared>) {
-    let Some(slot) = Slot::take(shared) else {
-        if !shared.refusing.swap(true, Ordering::Relaxed) {
+/// The poll thread's state.
+struct Poller {
+    /// `None` once corral is exiting.
+    listener: Option<UnixListener>,
+    /// The read end of the wake-up pipe.
+    wake: OwnedFd,
+    spare: Option<File>,
+    conns: HashMap<u64, Conn>,
+    next_token: u64,
+    max_connections: usize,
+    inputs: Sender<Input>,
+    logs: Logs,
+    euid: u32,
+    closing: Arc<AtomicBool>,
+    relay: Sender<Watch>,
+    /// Tokens of connections whose channel the relay found ready.
+    ready: Receiver<u64>,
+    done: Sender<()>,
+    scratch: Vec<u8>,
+    /// When a client was last refused for being over the cap, and when
+    /// accept(2) and poll(2) last failed: each is logged once per burst
+    /// (see `BURST`).
+    refused_at: Option<Instant>,
+    accept_failed_at: Option<Instant>,
+    poll_failed_at: Option<Instant>,
+    /// Accepting pauses until then.
+    paused_until: Option<Instant>,
+}
+
+struct Conn {
+    stream: UnixStream,
+    uid: u32,
+    phase: Phase,
+    /// What is still to be written: `out[sent..]`.
+    out: Vec<u8>,
+    sent: usize,
+    /// The client must have taken `out` by then.
+    write_by: Option<Instant>,
+}
+
+enum Phase {
+    /// Reading the request line, which must be whole by `by`.
+    Reading { line: Vec<u8>, by: Instant },
+    /// The loop has the request; its answer comes on `answer` (watched by
+    /// the relay). `reply` is a clone of the loop's sender, to cancel.
+    Asking {
+        answer: Receiver<Response>,
+        reply: Sender<Response>,
+        then: Then,
+    },
+    /// `logs -f`: new lines come on `lines`; `watched` while the relay has
+    /// it (the client took everything and nothing new has come yet).
+    Following {
+        lines: Receiver<LogEntry>,
+        watched: bool,
+    },
+    /// Writing the last answer; the connection ends once it is taken.
+    Closing,
+}
+
+/// What to do with the loop's answer.
+enum Then {
+    Answer,
+    /// The loop checked the name and the output mode; the lines come from
+    /// `Logs`.
+    Logs {
+        service: String,
+        lines: Option<usize>,
+        follow: bool,
+    },
+}
+
+/// What one read did to a request line.
+#[derive(Debug, PartialEq, Eq)]
+enum Taken {
+    More,
+    Complete,
+    TooLong,
+}
+
+/// Add `data` to the request `line` (up to its newline). The line never
+/// grows past `MAX_REQUEST`, newline excluded: the whole line is then too
+/// long, whatever follows.
+fn take_line(line: &mut Vec<u8>, data: &[u8]) -> Taken {
+    let (part, complete) = match data.iter().position(|&b| b == b'\n') {
+        Some(pos) => (data.get(..pos).unwrap_or_default(), true),
+        None => (data, false),
+    };
+    if line.len().saturating_add(part.len()) > MAX_REQUEST {
+        return Taken::TooLong;
+    }
+    line.extend_from_slice(part);
+    if complete {
+        Taken::Complete
+    } else {
+        Taken::More
+    }
+}
+
+fn too_long() -> Response {
+    Response::error(format!(
+        "request too long (more than {} KiB)",
+        MAX_REQUEST / 1024
+    ))
+}
+
+fn timed_out() -> Response {
+    Response::error(format!(
+        "request timed out: no complete request line within {}s",
+        REQUEST_TIMEOUT.as_secs()
+    ))
+}
+
+fn exiting() -> Response {
+    Response::error("corral is exiting")
+}
+
+impl Conn {
+    fn pending(&self) -> bool {
+        self.sent < self.out.len()
+    }
+
+    fn queue(&mut self, response: &Response) {
+        if !self.pending() {
+            self.write_by = Some(Instant::now() + WRITE_TIMEOUT);
+        }
+        self.out
+            .extend_from_slice(encode_response(response).as_bytes());
+    }
+
+    /// Write what the socket takes now. `Ok(true)`: everything is written.
+    /// A client that took something has `WRITE_TIMEOUT` again for the rest.
+    fn flush(&mut self) -> io::Result<bool> {
+        while self.sent < self.out.len() {
+            match (&self.stream).write(self.out.get(self.sent..).unwrap_or_default()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.sent += n;
+                    self.write_by = Some(Instant::now() + WRITE_TIMEOUT);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.sent = 0;
+        self.write_by = None;
+        if self.out.capacity() > KEEP_CAPACITY {
+            self.out = Vec::new();
+        }
+        Ok(true)
+    }
+
+    fn events(&self) -> PollFlags {
+        match self.phase {
+            Phase::Reading { .. } => PollFlags::POLLIN,
+            _ if self.pending() => PollFlags::POLLOUT,
+            // POLLHUP and POLLERR are reported whatever is asked (poll(2)).
+            _ => PollFlags::empty(),
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let read_by = match self.phase {
+            Phase::Reading { by, .. } => Some(by),
+            _ => None,
+        };
+        match (read_by, self.write_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Poller {
+    /// Serve until corral exits. A panic (a bug) drops every connection,
+    /// not the control socket.
+    fn run(mut self) {
+        loop {
+            match panic::catch_unwind(AssertUnwindSafe(|| self.serve())) {
+                Ok(()) => return,
+                Err(_) => {
+                    error!(
+                        "control socket: internal error; every control connection was dropped, serving goes on"
+                    );
+                    let tokens: Vec<u64> = self.conns.keys().copied().collect();
+                    for token in tokens {
+                        self.close_conn(token);
+                    }
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self) {
+        loop {
+            if self.listener.is_some() && self.closing.load(Ordering::SeqCst) {
+                self.begin_close();
+            }
+            let now = Instant::now();
+            self.expire(now);
+            if self.listener.is_none() && self.conns.is_empty() {
+                let _ = self.done.try_send(());
+                return;
+            }
+            if self.paused_until.is_some_and(|at| now >= at) {
+                self.paused_until = None;
+            }
+            let accepting = self.listener.is_some() && self.paused_until.is_none();
+            let timeout = self
+                .conns
+                .values()
+                .filter_map(Conn::deadline)
+                .chain(self.paused_until)
+                .min()
+                .map_or(PollTimeout::NONE, |at| {
+                    // Rounded up: waking a little early would spin until then.
+                    let ms = at
+                        .saturating_duration_since(now)
+                        .as_nanos()
+                        .div_ceil(1_000_000);
+                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                });
+            let mut tokens = Vec::with_capacity(self.conns.len());
+            let revents: Vec<PollFlags> = {
+                let mut fds = Vec::with_capacity(self.conns.len() + 2);
+                fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+                if let Some(listener) = self.listener.as_ref().filter(|_| accepting) {
+                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+                }
+                for (&token, conn) in &self.conns {
+                    tokens.push(token);
+                    fds.push(PollFd::new(conn.stream.as_fd(), conn.events()));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(err) => {
+                        // ENOMEM: try again a little later, without spinning.
+                        if new_burst(&mut self.poll_failed_at) {
+                            warn!(%err, "control socket: poll failed");
+                        }
+                        thread::sleep(ACCEPT_PAUSE);
+                        continue;
+                    }
+                }
+                fds.iter()
+                    .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                    .collect()
+            };
+            let mut revents = revents.into_iter();
+            if revents.next().is_some_and(|r| !r.is_empty()) {
+                let mut sink = [0u8; 64];
+                while matches!(nix::unistd::read(&self.wake, &mut sink), Ok(n) if n > 0) {}
+            }
+            // The relay sends a token before it writes the wake-up byte, so
+            // no token is missed; a stale one finds nothing to do.
+            let ready: Vec<u64> = self.ready.try_iter().collect();
+            for token in ready {
+                self.on_ready(token);
+            }
+            if accepting && revents.next().is_some_and(|r| !r.is_empty()) {
+                self.accept();
+            }
+            for (token, r) in tokens.into_iter().zip(revents) {
+                if !r.is_empty() {
+                    self.on_event(token, r);
+                }
+            }
+            // A table grown by a burst of clients is given back once they
+            // are all gone (a HashMap never shrinks by itself).
+            if self.conns.is_empty() && self.conns.capacity() > KEEP_CONNS {
+                self.conns = HashMap::new();
+            }
+        }
+    }
+
+    /// corral is exiting: no new connections; a request still being read
+    /// would find no loop to answer it.
+    fn begin_close(&mut self) {
+        self.listener = None;
+        let reading: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Reading { .. }))
+            .map(|(&t, _)| t)
+            .collect();
+        for token in reading {
+            self.answer(token, &exiting());
+        }
+    }
+
+    /// Requests not whole in time are answered so; answers not taken in
+    /// time end their connection.
+    fn expire(&mut self, now: Instant) {
+        let mut late_requests = Vec::new();
+        let mut late_answers = Vec::new();
+        for (&token, conn) in &self.conns {
+            if conn.write_by.is_some_and(|by| now >= by) {
+                late_answers.push(token);
+            } else if matches!(conn.phase, Phase::Reading { by, .. } if now >= by) {
+                late_requests.push(token);
+            }
+        }
+        for token in late_requests {
+            if let Some(conn) = self.conns.get(&token) {
+                debug!(uid = conn.uid, "control request timed out");
+            }
+            self.answer(token, &timed_out());
+        }
+        for token in late_answers {
+            debug!("control client did not take its answer in time");
+            self.close_conn(token);
+        }
+    }
+
+    fn accept(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => self.admit(stream),
+                Err(err) => match err.raw_os_error() {
+                    _ if err.kind() == io::ErrorKind::WouldBlock => return,
+                    Some(libc::EINTR | libc::ECONNABORTED) => {}
+                    Some(libc::EMFILE | libc::ENFILE) => {
+                        self.out_of_fds(&err);
+                        return;
+                    }
+                    _ => {
+                        // ENOBUFS / ENOMEM: retrying at once would spin.
+                        if new_burst(&mut self.accept_failed_at) {
+                            warn!(%err, "control socket: cannot accept connections");
+                        }
+                        self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// accept(2) failed with EMFILE / ENFILE: the client waiting in the
+    /// listen queue is taken with the spare fd, told, and closed, so the
+    /// listener does not stay readable for nothing. Without a spare (or if
+    /// the fds are gone again at once), accepting pauses.
+    fn out_of_fds(&mut self, err: &io::Error) {
+        if new_burst(&mut self.accept_failed_at) {
             warn!(
-                max = MAX_CONNECTIONS,
-                "control socket: too many connections, refusing new ones"
+                %err,
+                "control socket: out of file descriptors, refusing connections until some close"
             );
         }
-        refuse(
+        if let (Some(spare), Some(listener)) = (self.spare.take(), &self.listener) {
+            drop(spare);
+            if let Ok((stream, _)) = listener.accept() {
+                refuse(stream, "corral is out of file descriptors; try again later");
+            }
+            self.spare = open_spare();
+        }
+        if self.spare.is_none() {
+            self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+        }
+    }
+
+    /// Serve a new connection, or refuse it at once when over the cap.
+    fn admit(&mut self, stream: UnixStream) {
+        if self.conns.len() >= self.max_connections {
+            if new_burst(&mut self.refused_at) {
+                warn!(
+                    max = self.max_connections,
+                    "control socket: too many connections, refusing new ones"
+                );
+            }
+            refuse(
+                stream,
+                &format!(
+                    "too many control connections (more than {}); try again",
+                    self.max_connections
+                ),
+            );
+            return;
+        }
+        if let Err(err) = stream.set_nonblocking(true) {
+            debug!(%err, "control connection dropped");
+            return;
+        }
+        let uid = match peer_uid(&stream) {
+            Ok(uid) => uid,
+            Err(err) => {
+                debug!(%err, "control client without credentials, closed");
+                return;
+            }
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        let mut conn = Conn {
             stream,
-            &format!("too many control connections (more than {MAX_CONNECTIONS}); try again"),
+            uid,
+            phase: Phase::Reading {
+                line: Vec::new(),
+                by: Instant::now() + REQUEST_TIMEOUT,
+            },
+            out: Vec::new(),
+            sent: 0,
+            write_by: None,
+        };
+        if uid != 0 && uid != self.euid {
+            warn!(uid, "control client refused (not root, not corral's uid)");
+            conn.phase = Phase::Closing;
+            conn.queue(&Response::error(format!(
+                "permission denied: uid {uid} may not use corral's control socket (root and uid {} only)",
+                self.euid
+            )));
+        }
+        self.conns.insert(token, conn);
+        self.settle(token);
+    }
+
+    /// poll(2) reported `revents` for connection `token`.
+    fn on_event(&mut self, token: u64, revents: PollFlags) {
+        let Some(conn) = self.conns.get(&token) else {
+            return;
+        };
+        if let Phase::Reading { .. } = conn.phase {
+            // Data, EOF, or an error: read(2) tells which.
+            self.read(token);
+            return;
+        }
+        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
+            if let Phase::Asking { .. } = conn.phase {
+                debug!("control client hung up before its answer");
+            }
+            self.close_conn(token);
+            return;
+        }
+        if revents.contains(PollFlags::POLLOUT) {
+            self.settle(token);
+        }
+    }
+
+    fn read(&mut self, token: u64) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let Phase::Reading { line, .. } = &mut conn.phase else {
+            return;
+        };
+        let taken = match (&conn.stream).read(&mut self.scratch) {
+            Ok(0) if line.is_empty() => {
+                // Connected and left without a word.
+                self.close_conn(token);
+                return;
+            }
+            // EOF after a partial line (a client that half-closed): that is
+            // the request.
+            Ok(0) => Taken::Complete,
+            Ok(n) => take_line(line, self.scratch.get(..n).unwrap_or_default()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return;
+            }
+            Err(err) => {
+                debug!(%err, "control connection failed");
+                self.close_conn(token);
+                return;
+            }
+        };
+        match taken {
+            Taken::More => {}
+            Taken::Complete => {
+                let line = std::mem::take(line);
+                self.request(token, &line);
+            }
+            Taken::TooLong => {
+                debug!(uid = conn.uid, "control request too long");
+                // Its buffer goes with the phase; the rest is never read.
+                self.answer(token, &too_long());
+            }
+        }
+    }
+
+    fn request(&mut self, token: u64, line: &[u8]) {
+        let uid = self.conns.get(&token).map_or(u32::MAX, |c| c.uid);
+        if nesting(line) > MAX_NESTING {
+            debug!(uid, "control request nested too deeply");
+            self.answer(
+                token,
+                &Response::error(format!(
+                    "malformed request: nested deeper than {MAX_NESTING} levels"
+                )),
+            );
+            return;
+        }
+        let request = match decode_request(line) {
+            Ok(request) => request,
+            Err(message) => {
+                debug!(uid, %message, "bad control request");
+                self.answer(token, &Response::error(message));
+                return;
+            }
+        };
+        debug!(uid, ?request, "control request");
+        let then = match &request {
+            Request::Logs {
+                service,
+                lines,
+                follow,
+            } => Then::Logs {
+                service: service.clone(),
+                lines: *lines,
+                follow: *follow,
+            },
+            _ => Then::Answer,
+        };
+        self.ask(token, request, then);
+    }
+
+    /// Send `request` to the loop; the relay says when its answer is there.
+    fn ask(&mut self, token: u64, request: Request, then: Then) {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        // The relay first: should the loop be gone, the channel it watches
+        // just ends.
+        if self
+            .relay
+            .send(Watch::Reply(token, answer.clone()))
+            .is_err()
+        {
+            self.relay_gone(token);
+            return;
+        }
+        if self
+            .inputs
+            .send(Input::Control {
+                request,
+                reply: reply.clone(),
+            })
+            .is_err()
+        {
+            self.answer(token, &exiting());
+            return;
+        }
+        if let Some(conn) = self.conns.get_mut(&token) {
+            conn.phase = Phase::Asking {
+                answer,
+                reply,
+                then,
+            };
+        }
+    }
+
+    /// The relay thread ended (it cannot, short of a bug): nothing would
+    /// tell this thread of answers any more.
+    fn relay_gone(&mut self, token: u64) {
+        error!("control socket: the relay thread is gone; requests cannot be answered");
+        self.answer(
+            token,
+            &Response::error("internal error: corral cannot wait for the answer"),
         );
-        return;
-    };
-    shared.refusing.store(false, Ordering::Relaxed);
-    // A second handle, to answer should the thread not start.
-    let spare = stream.try_clone().ok();
-    let conn = Arc::clone(shared);
-    let spawned = thread::Builder::new()
-        .name("control-conn".into())
-        .stack_size(STACK_SIZE)
-        .spawn(move || {
-            let _slot = slot;
-            serve(stream, &conn);
-        });
-    if let Err(err) = spawned {
-        warn!(%err, "control socket: cannot start a connection thread");
-        if let Some(stream) = spare {
-            refuse(stream, "corral is out of threads; try again");
+    }
+
+    /// The relay found connection `token`'s channel ready.
+    fn on_ready(&mut self, token: u64) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            // Closed since: nothing to do.
+            return;
+        };
+        let got = match &mut conn.phase {
+            Phase::Asking { answer, .. } => answer.try_recv(),
+            Phase::Following { watched, .. } => {
+                *watched = false;
+                self.settle(token);
+                return;
+            }
+            _ => return,
+        };
+        match got {
+            Ok(response) => self.answered(token, response),
+            Err(TryRecvError::Empty) => {
+                // A spurious wake-up: watch again.
+                let again = match self.conns.get(&token) {
+                    Some(Conn {
+                        phase: Phase::Asking { answer, .. },
+                        ..
+                    }) => answer.clone(),
+                    _ => return,
+                };
+                if self.relay.send(Watch::Reply(token, again)).is_err() {
+                    self.relay_gone(token);
+                }
+            }
+            // The loop dropped the request without an answer: it is gone.
+            Err(TryRecvError::Disconnected) => self.answer(token, &exiting()),
+        }
+    }
+
+    /// The loop answered connection `token`'s request.
+    fn answered(&mut self, token: u64, response: Response) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let then = match std::mem::replace(&mut conn.phase, Phase::Closing) {
+            Phase::Asking { then, .. } => then,
+            other => {
+                conn.phase = other;
+                return;
+            }
+        };
+        let Then::Logs {
+            service,
+            lines,
+            follow,
+        } = then
+        else {
+            self.answer(token, &response);
+            return;
+        };
+        if !response.ok {
+            self.answer(token, &response);
+            return;
+        }
+        let n = lines.unwrap_or(DEFAULT_LOG_LINES);
+        if !follow {
+            let recent = self.logs.tail(&service, n);
+            self.answer(token, &lines_response(recent));
+            return;
+        }
+        let Some((recent, new_lines)) = self.logs.follow(&service, n) else {
+            self.answer(token, &exiting());
+            return;
+        };
+        conn.queue(&lines_response(recent));
+        conn.phase = Phase::Following {
+            lines: new_lines,
+            watched: false,
+        };
+        self.settle(token);
+    }
+
+    /// Answer with `response` and close once it is taken.
+    fn answer(&mut self, token: u64, response: &Response) {
+        if let Some(conn) = self.conns.get_mut(&token) {
+            if let Phase::Asking { .. } | Phase::Following { watched: true, .. } = conn.phase {
+                let _ = self.relay.send(Watch::Forget(token));
+            }
+            conn.phase = Phase::Closing;
+            conn.queue(response);
+            self.settle(token);
+        }
+    }
+
+    /// Write what can be written; then close a finished connection, or give
+    /// a follower its next lines (only once it took the last ones: what it
+    /// does not take waits in its channel, bounded by `FOLLOW_BACKLOG`).
+    fn settle(&mut self, token: u64) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            if conn.pending() {
+                match conn.flush() {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(err) => {
+                        debug!(%err, "control client did not take its answer");
+                        self.close_conn(token);
+                        return;
+                    }
+                }
+            }
+            let (lines, watched) = match &mut conn.phase {
+                Phase::Closing => {
+                    self.close_conn(token);
+                    return;
+                }
+                Phase::Following { lines, watched } if !*watched => (lines, watched),
+                _ => return,
+            };
+            // Every line already queued goes in the same write, one
+            // response each, up to FOLLOW_CHUNK bytes.
+            let mut ended = false;
+            while conn.out.len() < FOLLOW_CHUNK {
+                match lines.try_recv() {
+                    Ok(entry) => conn.out.extend_from_slice(
+                        encode_response(&lines_response(vec![entry])).as_bytes(),
+                    ),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            // (`pending()` would borrow all of `conn`, `lines` included.)
+            if conn.sent < conn.out.len() {
+                conn.write_by = Some(Instant::now() + WRITE_TIMEOUT);
+                // Written at the top of the loop; an end is seen next round.
+                continue;
+            }
+            if ended {
+                // Dropped by the output thread for falling behind, or corral
+                // is exiting (`Logs::close`).
+                let response = if self.closing.load(Ordering::SeqCst) {
+                    None
+                } else {
+                    Some(Response::error(format!(
+                        "this client fell more than {FOLLOW_BACKLOG} lines behind and was dropped; run logs -f again"
+                    )))
+                };
+                conn.phase = Phase::Closing;
+                if let Some(response) = response {
+                    conn.queue(&response);
+                }
+                continue;
+            }
+            // Nothing new: the relay watches for the next line.
+            *watched = true;
+            if self.relay.send(Watch::Lines(token, lines.clone())).is_err() {
+                self.relay_gone(token);
+            }
+            return;
+        }
+    }
+
+    /// Close connection `token`; a request in flight is cancelled, so the
+    /// core forgets it (the action itself, a stop say, goes on).
+    fn close_conn(&mut self, token: u64) {
+        let Some(conn) = self.conns.remove(&token) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Asking { reply, .. } => {
+                let _ = self.relay.send(Watch::Forget(token));
+                let _ = self.inputs.send(Input::Cancel { reply });
+            }
+            Phase::Following { watched: true, .. } => {
+                let _ = self.relay.send(Watch::Forget(token));
+            }
+            _ => {}
         }
     }
 }
 
-/// Answer with one error line without ever blocking (the accept thread calls
-/// this): a fresh connection's send buffer is empty, so one short line fits;
-/// if it does not, the client gets nothing.
+/// Answer with one error line without ever blocking: a fresh connection's
+/// send buffer is empty, so one short line fits; if it does not, the client
+/// gets nothing.
 fn refuse(stream: UnixStream, message: &str) {
     let line = encode_response(&Response::error(message));
     if stream.set_nonblocking(true).is_ok() {
         let _ = (&stream).write(line.as_bytes());
-    }
-}
-
-fn serve(mut stream: UnixStream, shared: &Shared) {
-    let uid = match peer_uid(&stream) {
-        Ok(uid) => uid,
-        Err(err) => {
-            debug!(%err, "control client without credentials, closed");
-            return;
-        }
-    };
-    if uid != 0 && uid != shared.euid {
-        warn!(uid, "control client refused (not root, not corral's uid)");
-        write_response(
-            &mut stream,
-            &Response::error(format!(
-                "permission denied: uid {uid} may not use corral's control socket (root and uid {} only)",
-                shared.euid
-            )),
-        );
-        return;
-    }
-    let line = match read_request(&mut stream, REQUEST_TIMEOUT) {
-        Ok(Some(line)) => line,
-        Ok(None) => return,
-        Err(err) => {
-            debug!(uid, error = %err, "bad control request");
-            if let Some(message) = err.message() {
-                write_response(&mut stream, &Response::error(message));
-            }
-            return;
-        }
-    };
-    if nesting(&line) > MAX_NESTING {
-        debug!(uid, "control request nested too deeply");
-        write_response(
-            &mut stream,
-            &Response::error(format!(
-                "malformed request: nested deeper than {MAX_NESTING} levels"
-            )),
-        );
-        return;
-    }
-    let request = match decode_request(&line) {
-        Ok(request) => request,
-        Err(message) => {
-            debug!(uid, %message, "bad control request");
-            write_response(&mut stream, &Response::error(message));
-            return;
-        }
-    };
-    debug!(uid, ?request, "control request");
-    match request {
-        Request::Logs {
-            service,
-            lines,
-            follow,
-        } => logs(&mut stream, shared, service, lines, follow),
-        request => {
-            if let Some(response) = ask(&stream, shared, request) {
-                write_response(&mut stream, &response);
-            }
-        }
-    }
-}
-
-/// Send `request` to the loop and wait for its answer. `None`: the client
-/// hung up first (nobody to answer).
-fn ask(stream: &UnixStream, shared: &Shared, request: Request) -> Option<Response> {
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    let token = reply.clone();
-    if shared
-        .inputs
-        .send(Input::Control { request, reply })
-        .is_err()
-    {
-        return Some(Response::error("corral is exiting"));
-    }
-    loop {
-        match answer.recv_timeout(HANGUP_CHECK) {
-            Ok(response) => return Some(response),
-            Err(RecvTimeoutError::Timeout) => {
-                if hung_up(stream) {
-                    debug!("control client hung up before its answer");
-                    // Let the core forget the request (the action itself, a
-                    // stop say, goes on).
-                    let _ = shared.inputs.send(Input::Cancel { reply: token });
-                    return None;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                return Some(Response::error("corral is exiting"));
-            }
-        }
-    }
-}
-
-/// `logs`: the loop checks the name and the output mode; then the recent
-/// lines come from `Logs`, and with `follow` each new line as it comes.
-fn logs(
-    stream: &mut UnixStream,
-    shared: &Shared,
-    service: String,
-    lines: Option<usize>,
-    follow: bool,
-) {
-    let check = Request::Logs {
-        service: service.clone(),
-        lines,
-        follow,
-    };
-    match ask(stream, shared, check) {
-        None => return,
-        Some(response) if !response.ok => {
-            write_response(stream, &response);
-            return;
-        }
-        Some(_) => {}
-    }
-    let n = lines.unwrap_or(DEFAULT_LOG_LINES);
-    if !follow {
-        let recent = shared.logs.tail(&service, n);
-        write_response(stream, &lines_response(recent));
-        return;
-    }
-    let Some((recent, new_lines)) = shared.logs.follow(&service, n) else {
-        write_response(stream, &Response::error("corral is exiting"));
-        return;
-    };
-    if !write_response(stream, &lines_response(recent)) {
-        return;
-    }
-    loop {
-        match new_lines.recv_timeout(HANGUP_CHECK) {
-            Ok(entry) => {
-                // Whatever else is already queued goes in the same write.
-                let mut out = String::new();
-                for entry in std::iter::once(entry).chain(new_lines.try_iter()) {
-                    out.push_str(&encode_response(&lines_response(vec![entry])));
-                }
-                if !write_all(stream, out.as_bytes()) {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if hung_up(stream) || shared.closing.load(Ordering::SeqCst) {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                if !shared.closing.load(Ordering::SeqCst) {
-                    write_response(
-                        stream,
-                        &Response::error(format!(
-                            "this client fell more than {} lines behind and was dropped; run logs -f again",
-                            crate::output::FOLLOW_BACKLOG
-                        )),
-                    );
-                }
-                return;
-            }
-        }
     }
 }
 
@@ -494,162 +1184,10 @@ fn lines_response(entries: Vec<LogEntry>) -> Response {
     }
 }
 
-fn write_response(stream: &mut UnixStream, response: &Response) -> bool {
-    write_all(stream, encode_response(response).as_bytes())
-}
-
-/// Write everything within `WRITE_TIMEOUT`; `false` if the client is gone or
-/// does not read.
-fn write_all(stream: &mut UnixStream, data: &[u8]) -> bool {
-    if stream.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
-        return false;
-    }
-    match stream.write_all(data) {
-        Ok(()) => true,
-        Err(err) => {
-            debug!(%err, "control client did not take its answer");
-            false
-        }
-    }
-}
-
-/// Why no request could be read.
-#[derive(Debug)]
-pub enum ReadError {
-    TooLong,
-    TimedOut,
-    Io(io::Error),
-}
-
-impl ReadError {
-    /// The line to answer with; `None` when the client cannot hear it anyway.
-    fn message(&self) -> Option<String> {
-        match self {
-            ReadError::TooLong => Some(format!(
-                "request too long (more than {} KiB)",
-                MAX_REQUEST / 1024
-            )),
-            ReadError::TimedOut => Some(format!(
-                "request timed out: no complete request line within {}s",
-                REQUEST_TIMEOUT.as_secs()
-            )),
-            ReadError::Io(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for ReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadError::TooLong => write!(f, "request too long"),
-            ReadError::TimedOut => write!(f, "request timed out"),
-            ReadError::Io(err) => write!(f, "{err}"),
-        }
-    }
-}
-
-/// Read one request line (without its newline) within `timeout` in all —
-/// not per read, so a client trickling a byte at a time is cut off too — and
-/// at most `MAX_REQUEST` bytes. EOF after a partial line (a client that
-/// half-closed) makes those bytes the request; EOF before any byte: `None`.
-pub fn read_request(
-    stream: &mut UnixStream,
-    timeout: Duration,
-) -> Result<Option<Vec<u8>>, ReadError> {
-    let deadline = Instant::now() + timeout;
-    let mut line = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ReadError::TimedOut);
-        }
-        stream.set_read_timeout(Some(left)).map_err(ReadError::Io)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(ReadError::TimedOut);
-            }
-            Err(e) => return Err(ReadError::Io(e)),
-        };
-        let data = chunk.get(..n).unwrap_or_default();
-        if n == 0 {
-            return Ok((!line.is_empty()).then_some(line));
-        }
-        match data.iter().position(|&b| b == b'\n') {
-            Some(pos) => {
-                line.extend_from_slice(data.get(..pos).unwrap_or_default());
-                return if line.len() > MAX_REQUEST {
-                    Err(ReadError::TooLong)
-                } else {
-                    Ok(Some(line))
-                };
-            }
-            None => {
-                line.extend_from_slice(data);
-                if line.len() > MAX_REQUEST {
-                    return Err(ReadError::TooLong);
-                }
-            }
-        }
-    }
-}
-
-/// How deeply JSON arrays and objects nest in `text` (brackets inside
-/// strings do not count). Invalid JSON is counted all the same: the parser
-/// rejects it afterwards.
-fn nesting(text: &[u8]) -> usize {
-    let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in text {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
-
-/// The client closed its end for good. A client that only shut down its
-/// writing side (`shutdown(SHUT_WR)`, as `socat` does after sending) still
-/// waits for its answer: only the full close raises POLLHUP on a Unix
-/// stream socket (unix(7); `unix_poll` sets EPOLLHUP only when both
-/// directions are shut down, EPOLLRDHUP for the half close).
-pub fn hung_up(stream: &UnixStream) -> bool {
-    let mut fds = [PollFd::new(stream.as_fd(), PollFlags::empty())];
-    match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(_) => fds[0]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
-        Err(_) => false,
-    }
-}
-
 /// The uid of the process at the other end, from SO_PEERCRED (unix(7)): the
 /// credentials it had when it called connect(2), kept by the kernel, so a
 /// client cannot claim another uid.
 fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
-    use std::os::fd::AsRawFd;
     // Fail closed: should the kernel not fill it in, this is no one's uid.
     let mut cred = libc::ucred {
         pid: 0,
@@ -682,92 +1220,54 @@ fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader};
+
+    use crate::output::Stream;
 
     #[test]
-    fn a_request_is_one_line() {
-        let (mut client, mut server) = UnixStream::pair().expect("pair");
-        client
-            .write_all(b"{\"v\":1,\"op\":\"health\"}\nignored")
-            .expect("write");
-        let line = read_request(&mut server, Duration::from_secs(5)).expect("read");
-        assert_eq!(line.as_deref(), Some(&b"{\"v\":1,\"op\":\"health\"}"[..]));
-    }
-
-    #[test]
-    fn eof_after_a_partial_line_is_the_request_and_before_any_byte_none() {
-        let (mut client, mut server) = UnixStream::pair().expect("pair");
-        client.write_all(b"{\"v\":1}").expect("write");
-        client
-            .shutdown(std::net::Shutdown::Write)
-            .expect("shutdown");
-        let line = read_request(&mut server, Duration::from_secs(5)).expect("read");
-        assert_eq!(line.as_deref(), Some(&b"{\"v\":1}"[..]));
-
-        let (client, mut server) = UnixStream::pair().expect("pair");
-        drop(client);
-        assert!(matches!(
-            read_request(&mut server, Duration::from_secs(5)),
-            Ok(None)
-        ));
-    }
-
-    #[test]
-    fn too_long_and_too_slow_requests_are_errors() {
-        let (mut client, mut server) = UnixStream::pair().expect("pair");
-        let writer = thread::spawn(move || {
-            let _ = client.write_all(&vec![b'a'; MAX_REQUEST + 10]);
-        });
-        assert!(matches!(
-            read_request(&mut server, Duration::from_secs(5)),
-            Err(ReadError::TooLong)
-        ));
-        drop(server);
-        let _ = writer.join();
+    fn a_request_line_ends_at_its_newline_and_never_outgrows_the_limit() {
+        let mut line = Vec::new();
+        assert_eq!(take_line(&mut line, b"{\"v\":1,"), Taken::More);
+        assert_eq!(
+            take_line(&mut line, b"\"op\":\"health\"}\nignored"),
+            Taken::Complete
+        );
+        assert_eq!(line, b"{\"v\":1,\"op\":\"health\"}");
 
         // Exactly MAX_REQUEST bytes, then the newline: accepted.
-        let (mut client, mut server) = UnixStream::pair().expect("pair");
-        let writer = thread::spawn(move || {
-            let mut line = vec![b'a'; MAX_REQUEST];
-            line.push(b'\n');
-            let _ = client.write_all(&line);
-        });
-        let line = read_request(&mut server, Duration::from_secs(5)).expect("read");
-        assert_eq!(line.map(|l| l.len()), Some(MAX_REQUEST));
-        let _ = writer.join();
+        let mut line = vec![b'a'; MAX_REQUEST - 1];
+        assert_eq!(take_line(&mut line, b"a\n"), Taken::Complete);
+        assert_eq!(line.len(), MAX_REQUEST);
 
-        let (mut client, mut server) = UnixStream::pair().expect("pair");
-        client.write_all(b"{\"v\":1,").expect("write");
-        let started = Instant::now();
-        assert!(matches!(
-            read_request(&mut server, Duration::from_millis(200)),
-            Err(ReadError::TimedOut)
-        ));
-        assert!(started.elapsed() >= Duration::from_millis(200));
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // One more, with or without the newline yet: too long, and the
+        // line kept no more than it had.
+        let mut line = vec![b'a'; MAX_REQUEST];
+        assert_eq!(take_line(&mut line, b"a"), Taken::TooLong);
+        assert_eq!(take_line(&mut line, b"a\n"), Taken::TooLong);
+        assert_eq!(line.len(), MAX_REQUEST);
     }
 
     #[test]
-    fn nesting_counts_brackets_outside_strings() {
-        assert_eq!(nesting(br#"{"v":1,"op":"status"}"#), 1);
-        assert_eq!(nesting(br#"{"v":1,"op":"stop","services":["web"]}"#), 2);
-        assert_eq!(nesting(br#"{"v":1,"op":"logs","service":"[[[{{{\"[["}"#), 1);
-        assert_eq!(nesting(&[b'['; 5000]), 5000);
-        assert_eq!(nesting(b"]]]]{"), 1);
+    fn connections_take_at_most_half_the_fds() {
+        assert_eq!(connection_cap(Some(1024)), 512);
+        assert_eq!(connection_cap(Some(20_000)), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(u64::MAX)), MAX_CONNECTIONS);
+        assert_eq!(connection_cap(Some(10)), 5);
+        assert_eq!(connection_cap(Some(0)), 1);
+        assert_eq!(connection_cap(None), 512);
     }
 
     #[test]
-    fn only_a_full_close_is_a_hang_up() {
-        let (client, server) = UnixStream::pair().expect("pair");
-        assert!(!hung_up(&server));
-        client
-            .shutdown(std::net::Shutdown::Write)
-            .expect("shutdown");
-        assert!(
-            !hung_up(&server),
-            "half-closed clients still wait for their answer"
-        );
-        drop(client);
-        assert!(hung_up(&server));
+    fn refusals_close_together_are_one_burst() {
+        let mut last = None;
+        assert!(new_burst(&mut last), "the first one starts a burst");
+        assert!(!new_burst(&mut last));
+        assert!(!new_burst(&mut last));
+        let Some(long_ago) = Instant::now().checked_sub(BURST + Duration::from_secs(1)) else {
+            return;
+        };
+        last = Some(long_ago);
+        assert!(new_burst(&mut last), "after a quiet BURST, a new one");
     }
 
     #[test]
@@ -777,5 +1277,246 @@ mod tests {
             peer_uid(&client).expect("SO_PEERCRED"),
             nix::unistd::geteuid().as_raw()
         );
+    }
+
+    #[test]
+    fn the_relay_names_the_ready_channel_and_wakes_the_poll_thread() {
+        let (wake_rx, wake_tx) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).expect("pipe");
+        let wake = Wake(wake_tx);
+        let (orders, watch_rx) = crossbeam_channel::unbounded();
+        let (ready_tx, ready) = crossbeam_channel::unbounded();
+        let relay_thread = thread::spawn(move || relay(&watch_rx, &ready_tx, &wake));
+
+        let (reply, answer) = crossbeam_channel::bounded::<Response>(1);
+        let (line_tx, lines) = crossbeam_channel::bounded::<LogEntry>(4);
+        let (_quiet_tx, quiet) = crossbeam_channel::bounded::<LogEntry>(4);
+        orders.send(Watch::Reply(1, answer.clone())).expect("order");
+        orders.send(Watch::Lines(2, lines.clone())).expect("order");
+        orders.send(Watch::Lines(3, quiet)).expect("order");
+        orders.send(Watch::Forget(3)).expect("order");
+        reply.send(Response::ok()).expect("reply");
+        assert_eq!(ready.recv_timeout(Duration::from_secs(10)), Ok(1));
+        // It only tells: the answer is still there for the poll thread.
+        assert_eq!(answer.try_recv().map(|r| r.ok), Ok(true));
+        // The relay names the channel, then wakes: the byte may come a moment later.
+        let mut fds = [PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN)];
+        assert!(matches!(
+            poll(&mut fds, PollTimeout::from(10_000u16)),
+            Ok(1)
+        ));
+        let mut byte = [0u8; 8];
+        assert!(matches!(nix::unistd::read(&wake_rx, &mut byte), Ok(n) if n > 0));
+
+        // A channel is watched once; the next line needs a new order.
+        line_tx
+            .send(LogEntry {
+                stream: Stream::Stdout,
+                line: "one".into(),
+            })
+            .expect("line");
+        assert_eq!(ready.recv_timeout(Duration::from_secs(10)), Ok(2));
+        assert_eq!(lines.try_iter().count(), 1);
+        // An ended channel is ready too.
+        orders.send(Watch::Lines(2, lines.clone())).expect("order");
+        drop(line_tx);
+        assert_eq!(ready.recv_timeout(Duration::from_secs(10)), Ok(2));
+        // Token 3 was forgotten: nothing more comes.
+        assert!(ready.recv_timeout(Duration::from_millis(100)).is_err());
+
+        drop(orders);
+        relay_thread.join().expect("the relay ends with its orders");
+    }
+
+    /// A server on a socket in a fresh directory, with a fake loop that
+    /// answers every request but `wait` at once with `ok`, and forwards
+    /// what it gets to the test.
+    struct Fixture {
+        dir: PathBuf,
+        server: Option<Server>,
+        seen: Receiver<Input>,
+        logs: Logs,
+    }
+
+    impl Fixture {
+        fn new(name: &str) -> Fixture {
+            let dir =
+                std::env::temp_dir().join(format!("corral-unit-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            let (inputs, loop_rx) = crossbeam_channel::unbounded::<Input>();
+            let (seen_tx, seen) = crossbeam_channel::unbounded();
+            thread::spawn(move || {
+                for input in loop_rx {
+                    if let Input::Control { request, reply } = &input
+                        && !matches!(request, Request::Wait { .. })
+                    {
+                        let _ = reply.send(Response::ok());
+                    }
+                    if seen_tx.send(input).is_err() {
+                        return;
+                    }
+                }
+            });
+            let logs = Logs::new();
+            let server = Server::start(&dir.join("s.sock"), inputs, logs.clone()).expect("start");
+            Fixture {
+                dir,
+                server: Some(server),
+                seen,
+                logs,
+            }
+        }
+
+        fn connect(&self) -> UnixStream {
+            let stream = UnixStream::connect(self.dir.join("s.sock")).expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            stream
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            if let Some(server) = self.server.take() {
+                server.close(Instant::now() + Duration::from_secs(5));
+            }
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn read_response(reader: &mut impl BufRead) -> Response {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    #[test]
+    fn requests_are_answered_and_errors_explained() {
+        let f = Fixture::new("answers");
+        let mut client = f.connect();
+        client
+            .write_all(b"{\"v\":1,\"op\":\"health\"}\n")
+            .expect("write");
+        let response = read_response(&mut BufReader::new(&client));
+        assert!(response.ok, "{response:?}");
+        assert!(matches!(
+            f.seen.recv_timeout(Duration::from_secs(10)),
+            Ok(Input::Control {
+                request: Request::Health {},
+                ..
+            })
+        ));
+
+        // Half-closed after the request: still answered.
+        let mut client = f.connect();
+        client
+            .write_all(b"{\"v\":1,\"op\":\"health\"}")
+            .expect("write");
+        client
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        assert!(read_response(&mut BufReader::new(&client)).ok);
+
+        let mut client = f.connect();
+        client.write_all(&[b'['; 100]).expect("write");
+        client.write_all(b"\n").expect("write");
+        let response = read_response(&mut BufReader::new(&client));
+        assert_eq!(
+            response.error.as_deref(),
+            Some("malformed request: nested deeper than 16 levels")
+        );
+
+        let client = f.connect();
+        let writer = {
+            let mut client = client.try_clone().expect("clone");
+            thread::spawn(move || {
+                let _ = client.write_all(&vec![b'a'; MAX_REQUEST + 10]);
+            })
+        };
+        let response = read_response(&mut BufReader::new(&client));
+        assert_eq!(
+            response.error.as_deref(),
+            Some("request too long (more than 64 KiB)")
+        );
+        let _ = writer.join();
+    }
+
+    #[test]
+    fn a_client_that_hangs_up_before_its_answer_cancels_its_request() {
+        let f = Fixture::new("cancel");
+        let mut client = f.connect();
+        client
+            .write_all(b"{\"v\":1,\"op\":\"wait\",\"services\":[\"web\"]}\n")
+            .expect("write");
+        let Ok(Input::Control { reply, .. }) = f.seen.recv_timeout(Duration::from_secs(10)) else {
+            panic!("no request reached the loop");
+        };
+        drop(client);
+        match f.seen.recv_timeout(Duration::from_secs(10)) {
+            Ok(Input::Cancel { reply: cancelled }) => assert!(cancelled.same_channel(&reply)),
+            other => panic!("expected a cancel, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_follower_that_falls_too_far_behind_is_told_and_dropped() {
+        let f = Fixture::new("behind");
+        let mut client = f.connect();
+        client
+            .write_all(b"{\"v\":1,\"op\":\"logs\",\"service\":\"web\",\"follow\":true}\n")
+            .expect("write");
+        let mut reader = BufReader::new(&client);
+        assert!(read_response(&mut reader).lines.is_empty());
+        // While the client reads nothing, corral can hold a few hundred of
+        // these lines (its buffer and the socket's); the rest waits in the
+        // follower's channel, which overflows.
+        let line = vec![b'x'; 1024];
+        let lines: Vec<&[u8]> = vec![&line; FOLLOW_BACKLOG + 2000];
+        f.logs.append("web", Stream::Stdout, &lines);
+        let mut got = 0;
+        let last = loop {
+            let response = read_response(&mut reader);
+            if !response.ok {
+                break response;
+            }
+            got += response.lines.len();
+        };
+        assert!(got >= FOLLOW_BACKLOG && got < lines.len(), "{got} lines");
+        assert_eq!(
+            last.error.as_deref(),
+            Some("this client fell more than 4096 lines behind and was dropped; run logs -f again")
+        );
+        let mut rest = String::new();
+        reader.read_line(&mut rest).expect("read");
+        assert_eq!(rest, "", "the connection ends");
+    }
+
+    #[test]
+    fn followers_get_new_lines_until_corral_exits() {
+        let mut f = Fixture::new("follow");
+        f.logs.append("web", Stream::Stdout, &[b"old"]);
+        let mut client = f.connect();
+        client
+            .write_all(b"{\"v\":1,\"op\":\"logs\",\"service\":\"web\",\"follow\":true}\n")
+            .expect("write");
+        let mut reader = BufReader::new(&client);
+        let recent = read_response(&mut reader);
+        assert_eq!(recent.lines.len(), 1);
+        assert_eq!(recent.lines[0].line, "old");
+        for text in ["new 1", "new 2"] {
+            f.logs.append("web", Stream::Stderr, &[text.as_bytes()]);
+            let response = read_response(&mut reader);
+            assert_eq!(response.lines.len(), 1);
+            assert_eq!(response.lines[0].line, text);
+            assert_eq!(response.lines[0].stream, "stderr");
+        }
+        // Closing ends the follow without an error line.
+        if let Some(server) = f.server.take() {
+            server.close(Instant::now() + Duration::from_secs(5));
+        }
+        let mut rest = String::new();
+        reader.read_line(&mut rest).expect("read");
+        assert_eq!(rest, "");
     }
 }

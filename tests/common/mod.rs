@@ -167,7 +167,7 @@ pub fn send(pid: i32, signal: Signal) {
 /// Freeze, then SIGKILL, every descendant of `root`, until none is left
 /// (or a bounded number of rounds: a fork between two rounds is caught by
 /// the next). Only pids found under `root` are signalled.
-fn kill_descendants(root: i32) {
+pub fn kill_descendants(root: i32) {
     for _ in 0..50 {
         let found = descendants(root);
         let live: Vec<i32> = found.into_iter().filter(|&p| running(p)).collect();
@@ -310,6 +310,7 @@ impl TestDir {
             env: Vec::new(),
             env_remove: Vec::new(),
             user: None,
+            inherited: None,
         }
     }
 }
@@ -371,6 +372,9 @@ pub struct CorralBuilder {
     env_remove: Vec<String>,
     /// Run corral as this uid (and gid), through std's setuid before exec.
     user: Option<u32>,
+    /// Signals corral starts with ignored, and blocked (as a careless
+    /// parent would leave them).
+    inherited: Option<(Vec<i32>, Vec<i32>)>,
 }
 
 impl CorralBuilder {
@@ -394,6 +398,13 @@ impl CorralBuilder {
     }
 
     /// An environment variable of corral's (the "container environment").
+    /// Start corral with `ignored` set to SIG_IGN and `blocked` in its mask
+    /// (subreaper mode only).
+    pub fn inherit_signals(mut self, ignored: &[i32], blocked: &[i32]) -> Self {
+        self.inherited = Some((ignored.to_vec(), blocked.to_vec()));
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
         self
@@ -458,6 +469,24 @@ impl CorralBuilder {
                 use std::os::unix::process::CommandExt;
                 // std drops supplementary groups when root sets a uid.
                 cmd.uid(uid).gid(uid);
+            }
+            if let Some((ignored, blocked)) = self.inherited.clone() {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: only sigaction/sigprocmask between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let mut set: libc::sigset_t = std::mem::zeroed();
+                        libc::sigemptyset(&mut set);
+                        for &sig in &ignored {
+                            libc::signal(sig, libc::SIG_IGN);
+                        }
+                        for &sig in &blocked {
+                            libc::sigaddset(&mut set, sig);
+                        }
+                        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                        Ok(())
+                    });
+                }
             }
             let child = cmd
                 .envs(self.env.iter().cloned())
@@ -998,6 +1027,19 @@ pub fn ctl_command(socket: Option<&Path>, args: &[&str]) -> Command {
         cmd.arg("--socket").arg(socket);
     }
     cmd.args(args);
+    cmd
+}
+
+/// `corral ctl --socket SOCKET ARGS` as uid and gid 65534, through util-linux
+/// setpriv (the caller must be root).
+pub fn ctl_command_as_nobody(socket: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(corral_bin())
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .args(args)
+        .env_remove("CORRAL_SOCKET");
     cmd
 }
 

@@ -1,0 +1,255 @@
+//! The process-hygiene audit of ARCHITECTURE.md, checked on a running corral:
+//! what its children inherit (signals, fds), that its own fds are all
+//! close-on-exec, and that running out of fds or processes (EMFILE, EAGAIN
+//! from fork) costs a restart attempt, never corral.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+/// `NAME` writes its pid, then `what` (a shell command) into `$T/NAME.out`, then sleeps.
+fn reporter(name: &str, what: &str) -> String {
+    format!(
+        r#"command = ["sh", "-c", "echo $$ >> \"$T/{name}.pids\"; {what} > \"$T/{name}.tmp\" && mv \"$T/{name}.tmp\" \"$T/{name}.out\"; exec sleep 100000"]
+restart-delay = "100ms"
+"#
+    )
+}
+
+/// Set `pid`'s soft limit of `resource` (`--nofile`, `--nproc`) with
+/// util-linux prlimit, run as `uid` (the owner may lower and restore its
+/// own soft limits without CAP_SYS_RESOURCE).
+fn set_soft_limit_as(uid: u32, pid: i32, resource: &str, soft: u64) {
+    let id = uid.to_string();
+    let status = Command::new("setpriv")
+        .args(["--reuid", &id, "--regid", &id, "--clear-groups", "prlimit"])
+        .args(["--pid", &pid.to_string(), &format!("{resource}={soft}:")])
+        .status()
+        .expect("run setpriv and prlimit (util-linux)");
+    assert!(status.success(), "prlimit {resource}={soft} on {pid}");
+}
+
+fn soft_limit(pid: i32, name: &str) -> u64 {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("{name} missing from /proc/{pid}/limits"));
+    let soft = line[name.len()..].split_whitespace().next().unwrap_or("");
+    soft.parse().unwrap_or(u64::MAX)
+}
+
+fn open_fds(pid: i32) -> Vec<u32> {
+    let mut fds: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
+}
+
+/// A parent that ignores SIGINT, SIGQUIT, SIGUSR1 and SIGTSTP and blocks
+/// SIGTERM (a shell's background job, a careless runtime) must pass none of
+/// that on: services start with an empty mask and nothing ignored, and
+/// corral itself still gets the SIGTERM of `docker stop`.
+#[test]
+fn services_start_with_an_empty_mask_and_no_ignored_signal() {
+    let dir = TestDir::new("audit-signals");
+    dir.service(
+        "probe",
+        &reporter("probe", "grep -E '^Sig(Blk|Ign)' /proc/self/status"),
+    );
+    let ignored = [libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1, libc::SIGTSTP];
+    let blocked = [libc::SIGTERM, libc::SIGHUP];
+    let mut c = dir.corral().inherit_signals(&ignored, &blocked).start();
+    let report = c.wait_file("probe.out");
+    let mask = |name: &str| {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no {name} in {report:?}"))
+    };
+    assert_eq!(mask("SigBlk:"), 0, "a service inherited blocked signals");
+    // Signals 32 and 33 are glibc's own (thread cancellation, setxid): its
+    // posix_spawn leaves them ignored in the child, and a glibc or musl
+    // program installs its own handlers for them when it needs them. Every
+    // other signal must be at its default.
+    let glibc_internal = (1u64 << 31) | (1u64 << 32);
+    assert_eq!(
+        mask("SigIgn:") & !glibc_internal,
+        0,
+        "a service inherited ignored signals: {report:?}"
+    );
+    // corral's own mask is clear too (the parent's block is undone).
+    let status = fs::read_to_string(format!("/proc/{}/status", c.pid())).expect("status");
+    assert!(
+        status.contains("SigBlk:\t0000000000000000"),
+        "corral kept a blocked signal:\n{status}"
+    );
+    c.signal(Signal::SIGTERM);
+    assert_eq!(c.wait_exit(DEADLINE), 0, "{}", c.output_excerpt());
+}
+
+/// With every adapter open (control socket, HTTP, readiness socket, file
+/// watch, output pipes), a service holds only its stdin, stdout and stderr,
+/// and every fd of corral's own is close-on-exec.
+#[test]
+fn no_fd_leaks_into_services_and_every_fd_of_corral_is_cloexec() {
+    let dir = TestDir::new("audit-fds");
+    dir.write("watched.conf", "v1\n");
+    dir.service("lister", "command = [\"sleep\", \"100000\"]\n");
+    dir.service(
+        "notifier",
+        r#"command = ["sleep", "100000"]
+ready = { notify = true }
+ready-timeout = "1h"
+"#,
+    );
+    dir.service(
+        "watcher",
+        &format!(
+            "command = [\"sleep\", \"100000\"]\nwatch = [\"{}\"]\n",
+            dir.join("watched.conf").display()
+        ),
+    );
+    let port = free_port();
+    let mut c = dir
+        .corral()
+        .ctl_socket()
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .start();
+    let lister = c.wait_for("lister's pid", |c| {
+        c.try_ctl_status()?
+            .into_iter()
+            .find(|s| s["name"] == "lister")
+            .and_then(|s| s["pid"].as_i64())
+            .map(|p| c.host_pid(p as i32).unwrap_or(p as i32))
+            .ok_or("not started yet".into())
+    });
+    assert_eq!(
+        open_fds(lister),
+        [0, 1, 2],
+        "a service inherited fds besides its stdio"
+    );
+    // Use the socket and the HTTP endpoint once, so their fds exist.
+    assert_eq!(c.ctl(&["status"]).code, 0);
+    let _ = http_get(port, "/healthz");
+
+    let pid = c.pid();
+    let mut checked = 0;
+    for fd in open_fds(pid).into_iter().filter(|&fd| fd > 2) {
+        let Ok(info) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
+            continue; // closed meanwhile
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+            .unwrap_or_else(|| panic!("no flags in fdinfo {fd}:\n{info}"));
+        let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap_or_default();
+        assert!(
+            flags & libc::O_CLOEXEC as u32 != 0,
+            "corral's fd {fd} ({}) is not close-on-exec",
+            target.display()
+        );
+        checked += 1;
+    }
+    // Socket, HTTP listener, inotify, notify socket, output pipes, wake pipes...
+    assert!(
+        checked >= 6,
+        "only {checked} fds checked: the test is not looking"
+    );
+    c.signal(Signal::SIGTERM);
+    assert_eq!(c.wait_exit(DEADLINE), 0, "{}", c.output_excerpt());
+}
+
+/// Out of fds (EMFILE): the restart of a killed service fails (its output
+/// pipes cannot be made), corral says why and retries; once fds are free
+/// again the service is back, and the control socket answers.
+#[test]
+fn running_out_of_fds_costs_a_restart_attempt_not_corral() {
+    let dir = TestDir::new("audit-emfile");
+    dir.service("victim", &reporter("victim", "echo up"));
+    let mut c = dir.corral().ctl_socket().start();
+    let first = c.wait_pids("victim.pids", 1)[0];
+    let pid = c.pid();
+    let original = soft_limit(pid, "Max open files");
+    // No new fd: the lowest free number is the limit (fds fill holes first).
+    let open = open_fds(pid);
+    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap_or(0) as u64;
+    set_soft_limit_as(0, pid, "--nofile", lowest_free);
+    send(first, Signal::SIGKILL);
+    failed_twice(&mut c, "Too many open files");
+    assert!(c.is_alive(), "corral died out of fds");
+    assert_eq!(dir_pids(&c, "victim.pids").len(), 1, "started without fds?");
+
+    set_soft_limit_as(0, pid, "--nofile", original);
+    let pids = c.wait_pids("victim.pids", 2);
+    assert!(running(pids[1]), "victim not back: {}", c.output_excerpt());
+    assert_eq!(c.ctl(&["status"]).code, 0, "the socket does not answer");
+    c.signal(Signal::SIGTERM);
+    assert_eq!(c.wait_exit(DEADLINE), 0, "{}", c.output_excerpt());
+}
+
+/// Out of processes (fork fails with EAGAIN under RLIMIT_NPROC, which only
+/// binds a non-root corral): the same.
+#[test]
+fn fork_failing_with_eagain_costs_a_restart_attempt_not_corral() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run corral as another uid");
+        return;
+    }
+    let dir = TestDir::new("audit-eagain");
+    dir.service("victim", &reporter("victim", "echo up"));
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let mut c = dir.corral().ctl_socket().user(65534).start();
+    let first = c.wait_pids("victim.pids", 1)[0];
+    let pid = c.pid();
+    let original = soft_limit(pid, "Max processes");
+    // uid 65534 already has more processes than this: every fork fails.
+    set_soft_limit_as(65534, pid, "--nproc", 1);
+    send(first, Signal::SIGKILL);
+    failed_twice(&mut c, "Resource temporarily unavailable");
+    assert!(c.is_alive(), "corral died when fork failed");
+    assert_eq!(
+        dir_pids(&c, "victim.pids").len(),
+        1,
+        "forked over the limit?"
+    );
+
+    set_soft_limit_as(65534, pid, "--nproc", original);
+    let pids = c.wait_pids("victim.pids", 2);
+    assert!(running(pids[1]), "victim not back: {}", c.output_excerpt());
+    c.signal(Signal::SIGTERM);
+    assert_eq!(c.wait_exit(DEADLINE), 0, "{}", c.output_excerpt());
+}
+
+/// Two failed restart attempts of victim, each naming `error`: corral
+/// reports it and keeps retrying.
+fn failed_twice(c: &mut Corral, error: &str) {
+    c.wait_for(
+        &format!("two restart attempts failing with {error:?}"),
+        |c| {
+            let n = c
+                .stderr()
+                .lines()
+                .filter(|l| l.contains("victim") && l.contains(error))
+                .count();
+            (n >= 2).then_some(()).ok_or(format!("{n} so far"))
+        },
+    );
+}
+
+fn dir_pids(c: &Corral, rel: &str) -> Vec<i32> {
+    c.dir().pids(rel)
+}
