@@ -1,0 +1,644 @@
+//! The properties the fuzz targets check, one function per target. Each
+//! takes any input at all and panics when corral breaks a property on it:
+//! a panic inside the parser itself, or a wrong answer.
+//!
+//! The fuzz targets (`fuzz/fuzz_targets/`, built by cargo-fuzz on nightly)
+//! are one line each around these. `tests/fuzz_regressions.rs` includes this
+//! file with `#[path]` and replays every committed corpus input through the
+//! same functions, so the corpora are checked by a plain `cargo test`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use corral::config::{self, ConfigError, Probe, Ready, Reload, ServiceSpec};
+use corral::control::protocol::{self, Request, Response};
+use corral::event::NotifyMessage;
+use corral::notify;
+
+/// Target `service_file`: one service file, TOML text as `web.toml`.
+pub fn service_file(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        // `load` reports such a file as "not valid UTF-8" (target `config_load`).
+        return;
+    };
+    let path = Path::new("/srv/services.d/web.toml");
+    let result = config::parse_service(path, text);
+    assert_eq!(
+        result,
+        config::parse_service(path, text),
+        "parsing the same text twice gave two answers"
+    );
+    match result {
+        Ok(spec) => {
+            check_spec(&spec, "web", path);
+            // A comment after the last line changes nothing.
+            let commented = format!("{text}\n# the end\n");
+            assert_eq!(
+                config::parse_service(path, &commented),
+                Ok(spec),
+                "a trailing comment changed the service"
+            );
+        }
+        Err(errors) => check_errors(&errors, |_| Some(text)),
+    }
+}
+
+/// What every valid service must be, whatever the file said.
+fn check_spec(spec: &ServiceSpec, name: &str, source: &Path) {
+    assert_eq!(spec.name, name);
+    assert_eq!(spec.source, source);
+    assert!(
+        spec.command
+            .first()
+            .is_some_and(|program| !program.is_empty()),
+        "empty command or program: {:?}",
+        spec.command
+    );
+    assert!(spec.restart_delay <= spec.restart_delay_max, "{spec:?}");
+    assert!(!spec.ready_timeout.is_zero(), "{spec:?}");
+    if spec.oneshot {
+        assert!(spec.ready.is_none() && spec.health.is_none(), "{spec:?}");
+    }
+    let mut argvs: Vec<&[String]> = vec![&spec.command];
+    match &spec.ready {
+        Some(Ready::Fd(fd)) => assert!((3..=1023).contains(fd), "ready fd {fd}"),
+        Some(Ready::Probe(Probe::Exec { command })) => argvs.push(command),
+        _ => {}
+    }
+    if let Some(health) = &spec.health {
+        assert!(!health.interval.is_zero() && !health.timeout.is_zero());
+        assert!(health.retries >= 1);
+        if let Probe::Exec { command } = &health.probe {
+            argvs.push(command);
+        }
+    }
+    if let Some(Reload::Exec(command)) = &spec.reload {
+        argvs.push(command);
+    }
+    // Whatever reaches an exec or the environment must be a C string.
+    for argv in argvs {
+        assert!(!argv.is_empty(), "an empty command in {spec:?}");
+        assert!(argv.iter().all(|arg| !arg.contains('\0')), "{argv:?}");
+    }
+    let mut names = BTreeSet::new();
+    for (key, value) in &spec.env {
+        assert!(names.insert(key), "env key {key:?} twice");
+        assert!(
+            !key.is_empty() && !key.contains(['=', '\0']),
+            "env key {key:?}"
+        );
+        assert!(!value.contains('\0'), "env value {value:?}");
+    }
+    let paths = [Some(&spec.working_dir), spec.env_file.as_ref()];
+    for path in paths.into_iter().flatten().chain(&spec.watch) {
+        assert!(
+            !path.as_os_str().as_encoded_bytes().contains(&0),
+            "{path:?}"
+        );
+    }
+    let unique: BTreeSet<&PathBuf> = spec.watch.iter().collect();
+    assert_eq!(unique.len(), spec.watch.len(), "duplicate watch paths");
+}
+
+/// What every list of errors must be: not empty, each with a message, a
+/// position inside its file (`text_of` gives the text, when known), and
+/// sorted by path then position.
+fn check_errors<'a>(errors: &[ConfigError], text_of: impl Fn(&Path) -> Option<&'a str>) {
+    assert!(!errors.is_empty(), "an error result without any error");
+    for error in errors {
+        assert!(!error.message.trim().is_empty(), "empty message: {error:?}");
+        assert_eq!(error.line == 0, error.col == 0, "{error:?}");
+        assert!(error.to_string().ends_with(&error.message));
+        if error.line == 0 {
+            continue;
+        }
+        let Some(text) = text_of(&error.path) else {
+            continue;
+        };
+        let line = text.split('\n').nth(error.line - 1);
+        let Some(line) = line else {
+            panic!("{error:?}: line past the end of the text");
+        };
+        assert!(
+            error.col <= line.chars().count() + 1,
+            "{error:?}: column past the end of line {line:?}"
+        );
+    }
+    let key = |e: &ConfigError| (e.path.clone(), e.line, e.col);
+    assert!(
+        errors.windows(2).all(|w| key(&w[0]) <= key(&w[1])),
+        "errors not sorted: {errors:?}"
+    );
+}
+
+/// A services dir written as text, for target `config_load`: a line
+/// `=== PATH` starts a file at PATH (relative, one or two components:
+/// `web.toml`, `db/run`), and each line after it, up to the next such line,
+/// is a line of that file. `run` and `finish` files are made executable.
+/// Lines before the first `===` line are ignored, and so is a PATH that is
+/// absolute, has `.` or `..` components, or more than two of them.
+pub fn services_dir_files(data: &[u8]) -> Vec<(PathBuf, Vec<u8>)> {
+    const MAX_FILES: usize = 12;
+    let mut files: Vec<(Option<PathBuf>, Vec<u8>)> = Vec::new();
+    for line in data.split(|&b| b == b'\n') {
+        if let Some(path) = line.strip_prefix(b"=== ") {
+            files.push((relative_path(path), Vec::new()));
+        } else if let Some((_, contents)) = files.last_mut() {
+            contents.extend_from_slice(line);
+            contents.push(b'\n');
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|(path, contents)| Some((path?, contents)))
+        .take(MAX_FILES)
+        .collect()
+}
+
+fn relative_path(bytes: &[u8]) -> Option<PathBuf> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let parts: Vec<&str> = text.split('/').collect();
+    let fine = |part: &&str| {
+        !part.is_empty()
+            && *part != "."
+            && *part != ".."
+            && part.len() <= 100
+            && !part.contains('\0')
+    };
+    (parts.len() <= 2 && parts.iter().all(fine)).then(|| parts.iter().collect())
+}
+
+/// A directory removed when dropped, even when a check panics.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        static COUNT: AtomicU64 = AtomicU64::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("corral-fuzz-{what}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Names `load` skips without a word (hidden files, editor leftovers).
+fn skipped(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".bak")
+        || name.contains(".dpkg-")
+}
+
+/// Target `config_load`: a whole services dir (see `services_dir_files`)
+/// through `config::load`, checked against `parse_service` on each file and
+/// against the `after` graph computed here.
+pub fn config_load(data: &[u8]) {
+    let temp = TempDir::new("load");
+    let dir = temp.0.join("services.d");
+    fs::create_dir(&dir).expect("create the services dir");
+    for (path, contents) in services_dir_files(data) {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent()
+            && fs::create_dir_all(parent).is_err()
+        {
+            continue; // a file already holds that name
+        }
+        if fs::write(&path, &contents).is_err() {
+            continue; // a directory already holds that name
+        }
+        if path.ends_with("run") || path.ends_with("finish") {
+            let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o755));
+        }
+    }
+
+    // What the dir holds, as `load` should see it.
+    let mut tomls: BTreeMap<String, (PathBuf, Vec<u8>)> = BTreeMap::new();
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    for entry in fs::read_dir(&dir).expect("read the services dir") {
+        let entry = entry.expect("read the services dir");
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if skipped(&file_name) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            dirs.insert(file_name);
+        } else if let Some(name) = file_name.strip_suffix(".toml") {
+            let contents = fs::read(&path).expect("read back a service file");
+            tomls.insert(name.to_string(), (path, contents));
+        }
+    }
+    let defined: BTreeSet<&str> = tomls
+        .keys()
+        .chain(dirs.iter())
+        .map(String::as_str)
+        .collect();
+
+    let result = config::load(std::slice::from_ref(&dir));
+    match &result {
+        Ok(spec) => {
+            let names: Vec<&str> = spec.services.iter().map(|s| s.name.as_str()).collect();
+            assert!(names.windows(2).all(|w| w[0] < w[1]), "{names:?}");
+            for service in &spec.services {
+                assert!(defined.contains(service.name.as_str()), "{}", service.name);
+                for target in &service.after {
+                    assert!(target != &service.name, "{} after itself", service.name);
+                    assert!(names.contains(&target.as_str()), "unknown {target}");
+                }
+                if let Some((path, contents)) = tomls.get(&service.name) {
+                    let text = std::str::from_utf8(contents).expect("a loaded file is UTF-8");
+                    assert_eq!(
+                        config::parse_service(path, text).as_ref(),
+                        Ok(service),
+                        "load and parse_service disagree on {}",
+                        path.display()
+                    );
+                    check_spec(service, &service.name, path);
+                }
+            }
+            let graph: BTreeMap<&str, Vec<&str>> = spec
+                .services
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.as_str(),
+                        s.after.iter().map(String::as_str).collect(),
+                    )
+                })
+                .collect();
+            assert!(acyclic(&graph), "a cycle was loaded: {graph:?}");
+        }
+        Err(errors) => {
+            let texts: BTreeMap<&Path, &str> = tomls
+                .values()
+                .filter_map(|(path, contents)| {
+                    Some((path.as_path(), std::str::from_utf8(contents).ok()?))
+                })
+                .collect();
+            check_errors(errors, |path| texts.get(path).copied());
+            for error in errors {
+                assert!(error.path.starts_with(&dir), "{error:?}");
+                if let Some(guess) = did_you_mean(&error.message) {
+                    assert!(defined.contains(guess), "suggested {guess:?}: {error:?}");
+                }
+            }
+        }
+    }
+    if dirs.is_empty() {
+        check_against_files(&tomls, &result);
+    }
+}
+
+/// When the dir holds only service files, `load` must succeed exactly when
+/// every file parses on its own and the `after` lists name existing services
+/// and form no cycle; a file's own errors are all in `load`'s.
+fn check_against_files(
+    tomls: &BTreeMap<String, (PathBuf, Vec<u8>)>,
+    result: &Result<config::Spec, Vec<ConfigError>>,
+) {
+    let mut graph: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut every_file_fine = true;
+    let mut specs = Vec::new();
+    for (name, (path, contents)) in tomls {
+        let Ok(text) = std::str::from_utf8(contents) else {
+            every_file_fine = false;
+            continue;
+        };
+        match config::parse_service(path, text) {
+            Ok(spec) => specs.push((name.as_str(), spec)),
+            Err(file_errors) => {
+                every_file_fine = false;
+                let Err(errors) = result else {
+                    panic!("{} has errors but the dir loaded", path.display());
+                };
+                for error in &file_errors {
+                    assert!(errors.contains(error), "{error} missing from load");
+                }
+            }
+        }
+    }
+    if !every_file_fine {
+        assert!(result.is_err(), "a bad file, yet the dir loaded");
+        return;
+    }
+    for (name, spec) in &specs {
+        graph.insert(name, spec.after.iter().map(String::as_str).collect());
+    }
+    let known = graph
+        .iter()
+        .all(|(name, targets)| targets.iter().all(|t| t != name && graph.contains_key(t)));
+    let expected_ok = known && acyclic(&graph);
+    assert_eq!(
+        result.is_ok(),
+        expected_ok,
+        "after graph {graph:?}: {result:?}"
+    );
+    let Err(errors) = result else {
+        return;
+    };
+    for error in errors {
+        let message = &error.message;
+        if let Some(cycle) = message.strip_prefix("dependency cycle: ") {
+            let names: Vec<&str> = cycle.split(" -> ").collect();
+            assert!(
+                names.len() >= 3 && names.first() == names.last(),
+                "{message}"
+            );
+            for pair in names.windows(2) {
+                let targets = graph.get(pair[0]).map(Vec::as_slice).unwrap_or_default();
+                assert!(targets.contains(&pair[1]), "no edge in {message}");
+            }
+        } else {
+            assert!(message.starts_with("`after`: "), "unexpected error {error}");
+        }
+    }
+}
+
+/// The name in `... (did you mean "NAME"?)`.
+fn did_you_mean(message: &str) -> Option<&str> {
+    let (_, rest) = message.rsplit_once("(did you mean \"")?;
+    rest.strip_suffix("\"?)")
+}
+
+/// Whether the `after` graph (names to the names they come after) can be
+/// ordered; targets that are not in the graph are ignored.
+fn acyclic(graph: &BTreeMap<&str, Vec<&str>>) -> bool {
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    loop {
+        let ready: Vec<&str> = graph
+            .iter()
+            .filter(|(name, targets)| {
+                !done.contains(*name)
+                    && targets
+                        .iter()
+                        .all(|t| done.contains(t) || !graph.contains_key(t) || t == *name)
+            })
+            .map(|(name, _)| *name)
+            .collect();
+        if ready.is_empty() {
+            return done.len() == graph.len();
+        }
+        done.extend(ready);
+    }
+}
+
+/// Target `s6_small_files`: the contents of an s6 service directory's
+/// `notification-fd` and `down-signal` files.
+pub fn s6_small_files(data: &[u8]) {
+    // `load` reads them as UTF-8 and reports anything else as unreadable.
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match config::parse_notification_fd(text) {
+        Ok(fd) => {
+            assert!((3..=1023).contains(&fd), "fd {fd}");
+            assert_eq!(text.trim().parse::<i32>(), Ok(fd));
+            assert_eq!(config::parse_notification_fd(&format!("{fd}\n")), Ok(fd));
+        }
+        Err(message) => {
+            assert!(
+                message.starts_with("expected a file descriptor number from 3 to 1023, found ")
+                    && message.ends_with(&format!("{:?}", text.trim())),
+                "{message}"
+            );
+        }
+    }
+    signal_name(text.trim());
+}
+
+/// Signal names: a parsed name reads back from its conventional name, and
+/// case does not matter.
+fn signal_name(text: &str) {
+    match config::parse_signal(text) {
+        Ok(signal) => {
+            let name = config::signal_name(signal);
+            assert!(name.starts_with("SIG"), "{name}");
+            assert_eq!(config::parse_signal(name), Ok(signal));
+            assert_eq!(
+                config::parse_signal(&name[3..].to_ascii_lowercase()),
+                Ok(signal)
+            );
+            assert_eq!(config::parse_signal(&text.to_ascii_lowercase()), Ok(signal));
+        }
+        Err(message) => {
+            assert!(message.starts_with("unknown signal \""), "{message}");
+            assert!(config::parse_signal(&text.to_ascii_uppercase()).is_err());
+        }
+    }
+}
+
+/// Target `duration_signal`: duration strings and signal names. With a `|`
+/// in the input, the two sides are also checked apart and written together.
+pub fn duration_signal(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    duration(text);
+    signal_name(text);
+    if let Some((a, b)) = text.split_once('|') {
+        duration(a);
+        duration(b);
+        let (a, b) = (a.trim(), b.trim());
+        if let (Ok(x), Ok(y)) = (config::parse_duration(a), config::parse_duration(b))
+            && a != "0"
+            && b != "0"
+        {
+            // "1m" and "30s" make "1m30s": parts add up, and a sum past
+            // the longest duration accepted is refused as too long.
+            let sum = x.checked_add(y).filter(|d| *d <= config::MAX_DURATION);
+            assert_eq!(
+                config::parse_duration(&format!("{a}{b}")).ok(),
+                sum,
+                "{a:?} + {b:?}"
+            );
+        }
+    }
+}
+
+fn duration(text: &str) {
+    match config::parse_duration(text) {
+        Ok(d) => {
+            for written in write_duration(d) {
+                assert_eq!(
+                    config::parse_duration(&written),
+                    Ok(d),
+                    "{text:?} -> {written:?}"
+                );
+            }
+            assert_eq!(config::parse_duration(&format!(" \t{text}\n")), Ok(d));
+        }
+        Err(message) => {
+            assert!(message.starts_with("invalid duration \""), "{message}");
+            // "not a number" only for text that is not one: a number too
+            // big for the parser is a duration too long.
+            // (The message quotes the input, which may hold those words.)
+            let after_input = message.strip_prefix(&format!("invalid duration \"{text}\": \""));
+            if let Some((number, _)) = after_input.and_then(|m| m.split_once("\" is not a number"))
+            {
+                let digits = number.replacen('.', "", 1);
+                assert!(
+                    digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()),
+                    "{message}"
+                );
+            }
+        }
+    }
+}
+
+/// `d` written in several ways the format allows, each exact.
+fn write_duration(d: Duration) -> Vec<String> {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    let mut ways = Vec::new();
+    if d.is_zero() {
+        ways.push("0".to_string());
+    }
+    ways.push(if nanos == 0 {
+        format!("{secs}s")
+    } else {
+        format!("{secs}.{nanos:09}s")
+    });
+    let mut hms = String::new();
+    for (value, unit) in [(secs / 3600, "h"), (secs / 60 % 60, "m")] {
+        if value > 0 {
+            hms.push_str(&format!("{value}{unit}"));
+        }
+    }
+    hms.push_str(&format!("{}.{nanos:09}s", secs % 60));
+    ways.push(hms);
+    if nanos % 1_000_000 == 0 {
+        ways.push(format!("{}ms", d.as_millis()));
+    }
+    ways
+}
+
+/// Target `notify_datagram`: one sd_notify datagram.
+pub fn notify_datagram(data: &[u8]) {
+    let message = notify::parse(data);
+    if let Some(pid) = message.main_pid {
+        assert!(pid > 0, "MAINPID {pid}");
+    }
+    // Written back as a datagram, the message reads the same.
+    let written = write_notify(&message);
+    assert_eq!(notify::parse(written.as_bytes()), message, "{written:?}");
+    // Lines are independent: a datagram is the sum of its parts, the later
+    // value of a key winning.
+    if let Some(newline) = data.iter().position(|&b| b == b'\n') {
+        let first = notify::parse(&data[..newline]);
+        let rest = notify::parse(&data[newline + 1..]);
+        let sum = NotifyMessage {
+            ready: first.ready || rest.ready,
+            reloading: first.reloading || rest.reloading,
+            stopping: first.stopping || rest.stopping,
+            main_pid: rest.main_pid.or(first.main_pid),
+            status: rest.status.or(first.status),
+        };
+        assert_eq!(message, sum);
+    }
+}
+
+fn write_notify(message: &NotifyMessage) -> String {
+    let mut lines = Vec::new();
+    for (set, line) in [
+        (message.ready, "READY=1"),
+        (message.reloading, "RELOADING=1"),
+        (message.stopping, "STOPPING=1"),
+    ] {
+        if set {
+            lines.push(line.to_string());
+        }
+    }
+    if let Some(pid) = message.main_pid {
+        lines.push(format!("MAINPID={pid}"));
+    }
+    if let Some(status) = &message.status {
+        assert!(
+            !status.contains('\n'),
+            "a STATUS with a newline: {status:?}"
+        );
+        lines.push(format!("STATUS={status}"));
+    }
+    lines.join("\n")
+}
+
+/// Target `control_protocol`: one control request line (as the server
+/// reads it: bytes), and the same bytes as a response line (as the client
+/// reads it). Also the server's nesting check done before decoding.
+pub fn control_protocol(data: &[u8]) {
+    match protocol::decode_request(data) {
+        Ok(request) => check_request(request),
+        Err(message) => assert!(
+            [
+                "malformed request: ",
+                "unsupported protocol version ",
+                "missing protocol version"
+            ]
+            .iter()
+            .any(|start| message.starts_with(start)),
+            "{message}"
+        ),
+    }
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(data) {
+        let refused = protocol::decode_request(data).err().unwrap_or_default();
+        assert!(
+            !(object.contains_key("v") && refused.starts_with("missing protocol version")),
+            "a version was given: {refused}"
+        );
+    }
+    // The server refuses deep requests by counting brackets before parsing:
+    // for valid JSON the count must be the real depth, or a deep request
+    // could reach the parser's recursion on a connection thread's small stack.
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+        assert_eq!(protocol::nesting(data), depth(&value));
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        match protocol::decode_response(text) {
+            Ok(response) => check_response(response),
+            Err(message) => {
+                assert!(
+                    message.starts_with("malformed response from corral: "),
+                    "{message}"
+                );
+            }
+        }
+    }
+}
+
+fn check_request(request: Request) {
+    let line = protocol::encode_request(&request);
+    let body = line
+        .strip_suffix('\n')
+        .expect("a request line ends in a newline");
+    assert!(!body.contains('\n'), "{line:?}");
+    assert!(protocol::nesting(body.as_bytes()) <= protocol::MAX_NESTING);
+    assert_eq!(protocol::decode_request(body.as_bytes()), Ok(request));
+}
+
+fn check_response(response: Response) {
+    let line = protocol::encode_response(&response);
+    let body = line
+        .strip_suffix('\n')
+        .expect("a response line ends in a newline");
+    assert!(!body.contains('\n'), "{line:?}");
+    assert_eq!(protocol::decode_response(body), Ok(response));
+}
+
+fn depth(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
