@@ -11,6 +11,7 @@ pub mod event;
 pub mod exit;
 pub mod http;
 pub mod log;
+pub mod memory;
 pub mod notify;
 pub mod output;
 pub mod probe;

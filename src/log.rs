@@ -11,14 +11,17 @@
 //! output thread starts and after it has ended, lines go straight to stderr,
 //! as do the stderr writer's own (`write_directly`).
 
+use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tracing::Level;
+use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing::span;
 
 use crate::cli::{LogArgs, LogFormat, LogLevel};
 
@@ -131,43 +134,195 @@ impl Drop for Flush {
     }
 }
 
-/// The `MakeWriter` of the subscriber: one `LineWriter` per event.
-struct Stderr;
+/// The subscriber: formats each event into one line and hands it to `send`.
+///
+/// corral has no spans and one output per process, so this is all of
+/// tracing-subscriber's `fmt` it needs: a level filter, the text format
+/// (`" INFO message key=value"`, no time: container runtimes stamp each
+/// line) and JSON lines (`{"timestamp":…,"level":…,"message":…,…}`).
+/// Written here instead of using tracing-subscriber, it is ~60 KB less code
+/// and no per-thread span registry.
+struct Logger {
+    max: LevelFilter,
+    format: LogFormat,
+    /// Colour the level (text on a terminal).
+    ansi: bool,
+}
 
-impl<'a> MakeWriter<'a> for Stderr {
-    type Writer = LineWriter;
+impl tracing::Subscriber for Logger {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        self.max >= *metadata.level()
+    }
 
-    fn make_writer(&'a self) -> LineWriter {
-        LineWriter(Vec::new())
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.max)
+    }
+
+    // No spans are used; they are accepted and ignored.
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        send(self.format(event));
+    }
+
+    fn enter(&self, _: &span::Id) {}
+
+    fn exit(&self, _: &span::Id) {}
+}
+
+impl Logger {
+    /// One event as one line, newline included.
+    fn format(&self, event: &tracing::Event<'_>) -> Vec<u8> {
+        let level = *event.metadata().level();
+        let mut line = String::with_capacity(128);
+        match self.format {
+            LogFormat::Text => {
+                let (colour, reset) = match (self.ansi, level) {
+                    (false, _) => ("", ""),
+                    (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
+                    (true, Level::WARN) => ("\x1b[33m", "\x1b[0m"),
+                    (true, Level::INFO) => ("\x1b[32m", "\x1b[0m"),
+                    (true, Level::DEBUG) => ("\x1b[34m", "\x1b[0m"),
+                    (true, Level::TRACE) => ("\x1b[35m", "\x1b[0m"),
+                };
+                let _ = write!(line, "{colour}{:>5}{reset}", level.as_str());
+                event.record(&mut TextFields(&mut line));
+            }
+            LogFormat::Json => {
+                line.push_str("{\"timestamp\":\"");
+                rfc3339_now(&mut line);
+                let _ = write!(line, "\",\"level\":\"{}\"", level.as_str());
+                event.record(&mut JsonFields(&mut line));
+                line.push('}');
+            }
+        }
+        line.push('\n');
+        line.into_bytes()
     }
 }
 
-/// Collects one event's text (tracing-subscriber writes it with one
-/// `write_all`) and hands it on whole when dropped.
-struct LineWriter(Vec<u8>);
+/// ` message name=value…`: the message as written, other values as `{:?}`
+/// (strings quoted, `%value` fields as displayed).
+struct TextFields<'a>(&'a mut String);
 
-impl Write for LineWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+impl Visit for TextFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let _ = match field.name() {
+            "message" => write!(self.0, " {value:?}"),
+            name => write!(self.0, " {}={value:?}", name.trim_start_matches("r#")),
+        };
     }
 }
 
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if !self.0.is_empty() {
-            send(std::mem::take(&mut self.0));
+/// `,"name":value…`: numbers and booleans as JSON values, strings as
+/// strings, anything else as its `{:?}` text in a string.
+struct JsonFields<'a>(&'a mut String);
+
+impl JsonFields<'_> {
+    fn key(&mut self, field: &Field) {
+        self.0.push(',');
+        json_string(self.0, field.name().trim_start_matches("r#"));
+        self.0.push(':');
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.key(field);
+        json_string(self.0, &format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.key(field);
+        json_string(self.0, value);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.key(field);
+        if value.is_finite() {
+            let _ = write!(self.0, "{value}");
+        } else {
+            json_string(self.0, &format!("{value}"));
         }
     }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.key(field);
+        let _ = write!(self.0, "{value}");
+    }
+}
+
+/// `text` as a JSON string, quotes included.
+fn json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The current time as `2026-11-24T22:22:27.563475Z` (UTC, microseconds).
+fn rfc3339_now(out: &mut String) {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let of_day = secs % 86_400;
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since.subsec_micros()
+    );
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`, for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Install the subscriber. Keep the returned `Flush` until corral exits.
 pub fn init(args: &LogArgs) -> Flush {
-    let level = match args.log_level {
+    let max = match args.log_level {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::Warn => LevelFilter::WARN,
         LogLevel::Info => LevelFilter::INFO,
@@ -175,35 +330,131 @@ pub fn init(args: &LogArgs) -> Flush {
         LogLevel::Trace => LevelFilter::TRACE,
         LogLevel::Off => LevelFilter::OFF,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_writer(Stderr)
-        .with_max_level(level)
-        .with_target(false);
-    // try_init: a second initialisation (tests) is not an error worth dying for.
-    let _ = match args.log_format {
-        // Container runtimes timestamp each line already.
-        LogFormat::Text => builder
-            .without_time()
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let logger = Logger {
+        max,
+        format: args.log_format,
+        ansi: args.log_format == LogFormat::Text && std::io::stderr().is_terminal(),
     };
+    // A second initialisation (tests) is not an error worth dying for.
+    let _ = tracing::subscriber::set_global_default(logger);
     Flush
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+
+    /// The lines `Logger` formats for `events`, as text.
+    fn formatted(format: LogFormat, events: impl FnOnce()) -> Vec<String> {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = Capture {
+            logger: Logger {
+                max: LevelFilter::DEBUG,
+                format,
+                ansi: false,
+            },
+            lines: Arc::clone(&lines),
+        };
+        tracing::subscriber::with_default(subscriber, events);
+        lines.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// `Logger`, keeping its lines instead of sending them to stderr.
+    struct Capture {
+        logger: Logger,
+        lines: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            self.logger.enabled(metadata)
+        }
+        fn new_span(&self, attributes: &span::Attributes<'_>) -> span::Id {
+            self.logger.new_span(attributes)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let line = String::from_utf8_lossy(&self.logger.format(event)).into_owned();
+            if let Ok(mut lines) = self.lines.lock() {
+                lines.push(line);
+            }
+        }
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+
+    #[test]
+    fn text_lines_are_level_message_and_fields() {
+        let name = String::from("web");
+        let lines = formatted(LogFormat::Text, || {
+            tracing::info!(service = %name, pid = 42, "service started");
+            tracing::warn!(signal = "SIGTERM", ok = true, "stopping");
+            tracing::error!(r#type = ?Some(1), "bad\tthing");
+            tracing::trace!("filtered out");
+        });
+        assert_eq!(
+            lines,
+            [
+                " INFO service started service=web pid=42\n",
+                " WARN stopping signal=\"SIGTERM\" ok=true\n",
+                "ERROR bad\tthing type=Some(1)\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn json_lines_are_objects_with_typed_fields() {
+        let lines = formatted(LogFormat::Json, || {
+            tracing::debug!(
+                path = "a \"b\"\n\u{1}",
+                n = 3u64,
+                d = -2i64,
+                f = 1.5,
+                yes = false,
+                dbg = ?"q",
+                "inotify event"
+            );
+        });
+        let [line] = lines.as_slice() else {
+            panic!("{lines:?}")
+        };
+        let (stamp, rest) = line
+            .strip_prefix("{\"timestamp\":\"")
+            .and_then(|l| l.split_once('"'))
+            .unwrap_or_else(|| panic!("{line}"));
+        // 2026-11-24T22:22:27.563475Z
+        assert_eq!(stamp.len(), 27, "{stamp}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "{stamp}"
+        );
+        assert_eq!(
+            rest,
+            ",\"level\":\"DEBUG\",\"message\":\"inotify event\",\"path\":\"a \\\"b\\\"\\n\\u0001\",\
+             \"n\":3,\"d\":-2,\"f\":1.5,\"yes\":false,\"dbg\":\"\\\"q\\\"\"}\n"
+        );
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_781), (2026, 11, 24));
+        assert_eq!(civil_from_days(47_541), (2100, 3, 1));
+    }
 
     /// The only test that touches the global queue (tests run in parallel).
     #[test]
     fn lines_are_queued_whole_dropped_when_full_and_flushed() {
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(Stderr)
-            .without_time()
-            .with_ansi(false)
-            .with_target(false)
-            .finish();
+        let subscriber = Logger {
+            max: LevelFilter::INFO,
+            format: LogFormat::Text,
+            ansi: false,
+        };
         tracing::subscriber::with_default(subscriber, || {
             let rx = attach();
             take_dropped();

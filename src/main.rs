@@ -13,7 +13,7 @@ use corral::cli::{CheckCli, Cli, S6Env};
 use corral::control::server::Server;
 use corral::supervisor::{Setup, Supervisor};
 use corral::{
-    check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,
+    check, cli, config, control, http, log, memory, notify, output, s6, signals, supervisor, watch,
 };
 use tracing::{error, info, warn};
 
@@ -25,6 +25,10 @@ const EXIT_SYSTEM: u8 = 111;
 /// After the loop ends, how long control connections get to write their
 /// last answers (`shutdown`'s reply, "corral is exiting").
 const CONTROL_LINGER: Duration = Duration::from_millis(500);
+
+/// How long the supervisor loop must have had no event before corral gives
+/// back the memory its last busy spell mapped (`memory`).
+const RELEASE_WHEN_QUIET: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -222,6 +226,11 @@ fn supervise(args: &[OsString]) -> ExitCode {
         eprintln!("corral: --http {addr}: {err}");
         return ExitCode::from(EXIT_SYSTEM);
     }
+    // Gives back code and heap pages after each busy spell. Without it corral
+    // only uses more memory, so a failure is no reason to stop.
+    if let Err(err) = memory::start(RELEASE_WHEN_QUIET) {
+        warn!(%err, "cannot start the memory thread");
+    }
 
     // 6. The loop. From here on, corral must not die.
     info!(
@@ -231,12 +240,6 @@ fn supervise(args: &[OsString]) -> ExitCode {
         "corral starting"
     );
     let main = (!cli.command.is_empty()).then(|| cli.command.clone());
-    // What startup allocated and freed (options, every definition file's
-    // text and tree) goes back to the kernel instead of staying resident.
-    // SAFETY: malloc_trim has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
     sup.init_failure = s6.init_failure();
     let code = supervisor::run(

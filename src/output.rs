@@ -32,7 +32,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -434,7 +434,7 @@ impl Ring {
             self.bytes += len;
             return;
         }
-        let data = if len == buf.len() {
+        let data = if len == READ_SIZE && buf.len() == len {
             std::mem::take(buf)
         } else {
             data.to_vec()
@@ -789,8 +789,7 @@ impl Pump {
             return false;
         }
         let mut buf = self.spare.pop().unwrap_or_default();
-        buf.resize(READ_SIZE, 0);
-        let read = nix::unistd::read(&source.fd, &mut buf);
+        let read = read_fresh(&source.fd, &mut buf);
         let mut store = self.logs.lock();
         if !store.services.contains_key(&*source.name) {
             store
@@ -851,6 +850,25 @@ impl Pump {
             self.spare.push(buf);
         }
         ended
+    }
+}
+
+/// Reads up to `READ_SIZE` bytes from `fd` into `buf`, replacing what it
+/// held; `buf.len()` is then the count read. The buffer is not zeroed first:
+/// only the pages a read fills are touched, so a quiet service keeps one
+/// page of it resident, not 64 KiB.
+fn read_fresh(fd: &OwnedFd, buf: &mut Vec<u8>) -> nix::Result<usize> {
+    buf.clear();
+    buf.reserve_exact(READ_SIZE);
+    // SAFETY: `buf` has room for READ_SIZE bytes past its (zero) length;
+    // read(2) writes at most that many, and `set_len` covers only the bytes
+    // it reports written.
+    unsafe {
+        let n = libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), READ_SIZE);
+        let n = Errno::result(n)?;
+        let n = usize::try_from(n).unwrap_or(0).min(READ_SIZE);
+        buf.set_len(n);
+        Ok(n)
     }
 }
 
