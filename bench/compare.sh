@@ -60,9 +60,9 @@ measuring() { [[ " ${MEASURE[*]} " == *" $1 "* ]]; }
 
 # Repetitions and limits; --quick shortens them.
 if [ $QUICK = 1 ]; then
-  REPS=1 IDLE_S=5 DEFAULT_WAIT=5 FAST_WAIT=25 ORPHAN_WAIT_MS=5000 STOP_WAIT_MS=8000 HF_OPTS=(--warmup 5 --max-runs 50)
+  REPS=1 SETTLE_S=5 IDLE_S=5 DEFAULT_WAIT=5 FAST_WAIT=25 ORPHAN_WAIT_MS=5000 STOP_WAIT_MS=8000 HF_OPTS=(--warmup 5 --max-runs 50)
 else
-  REPS=3 IDLE_S=10 DEFAULT_WAIT=8 FAST_WAIT=60 ORPHAN_WAIT_MS=15000 STOP_WAIT_MS=25000 HF_OPTS=(--warmup 20)
+  REPS=3 SETTLE_S=5 IDLE_S=10 DEFAULT_WAIT=8 FAST_WAIT=60 ORPHAN_WAIT_MS=15000 STOP_WAIT_MS=25000 HF_OPTS=(--warmup 20)
 fi
 ORPHANS=10000
 say() { echo "[$(date +%T)] $*" >&2; }
@@ -143,7 +143,7 @@ if measuring pss || measuring startup; then
       if pfn "$p" multi; then sizes=(100); else sizes=(); fi
     fi
     for n in "${sizes[@]}"; do
-      pss=() starts=() nprocs=""
+      pss=() busy=() starts=() nprocs=""
       for r in $(seq "$REPS"); do
         say "$p: $n stamp services (PSS$([ "$n" = 100 ] && echo ', start time')), run $r/$REPS"
         d=$(mktemp -d "$WORK/pss-$p-$n.XXXX")
@@ -159,10 +159,17 @@ if measuring pss || measuring startup; then
           starts+=("$(cat "$d"/svc/*/started | sort -g | tail -n 1 | awk -v t0="$(cat "$d/t0")" '{ printf "%.3f", ($1 - t0) * 1000 }')")
         fi
         sync
-        sleep 1
+        sleep "$SETTLE_S"
         mapfile -t procs < <(pfn "$p" procs "$NS_INIT")
         pss+=("$(pss_sum "${procs[@]}")")
         nprocs=${#procs[@]}
+        # The same, right after one status query of every service (where the
+        # peer has a status command): memory while it works, not only idle.
+        cmd=$(pfn "$p" status "$d" 2> /dev/null | awk -F '\t' '$1 == "all" { print $2 }')
+        if [ "$n" = 10 ] && [ -n "$cmd" ]; then
+          $cmd > /dev/null 2>&1 || true
+          busy+=("$(pss_sum "${procs[@]}")")
+        fi
         stop_ns "$NS_U"
       done
       if [ ${#pss[@]} -gt 0 ] && measuring pss; then
@@ -170,6 +177,11 @@ if measuring pss || measuring startup; then
         N["pss$n|$p"]=$m
         V["pss$n|$p"]="$(thousands "$m") kB"
         if [ "$nprocs" -gt 1 ]; then V["pss$n|$p"]+=" ($nprocs procs)"; fi
+      fi
+      if [ ${#busy[@]} -gt 0 ] && measuring pss; then
+        m=$(median "${busy[@]}")
+        N["pssbusy|$p"]=$m
+        V["pssbusy|$p"]="$(thousands "$m") kB"
       fi
       if [ ${#starts[@]} -gt 0 ] && measuring startup; then
         m=$(median "${starts[@]}")
@@ -182,7 +194,7 @@ if measuring pss || measuring startup; then
       if measuring startup; then V["startup|$p"]="n/a (one child)"; fi
     fi
   done
-  NOTE[pss]="PSS: summed over the supervisor's own processes (s6: s6-svscan + one s6-supervise per service; runit: runsvdir + one runsv per service; all others: PID 1 only), 1 s after every service wrote its start stamp; median of $REPS run(s)."
+  NOTE[pss]="PSS: summed over the supervisor's own processes (s6: s6-svscan + one s6-supervise per service; runit: runsvdir + one runsv per service; all others: PID 1 only), $SETTLE_S s after every service wrote its start stamp (steady state: corral gives its code pages back after 2 s without an event), and with 10 services once more right after one status query of all of them; median of $REPS run(s)."
   NOTE[startup]="Start: from right before the exec of unshare to the latest of the 100 start stamps; median of $REPS run(s)."
 fi
 
@@ -209,7 +221,7 @@ if measuring idle || measuring status; then
     fi
   done
   sync
-  sleep 1
+  sleep "$SETTLE_S"
   if measuring idle; then
     say "counting context switches over $IDLE_S s"
     for p in "${!IDIR[@]}"; do
@@ -229,7 +241,7 @@ if measuring idle || measuring status; then
       if ! pfn "$p" multi; then V["idle|$p"]+=", 1 child"; fi
       V["idle|$p"]+=")"
     done
-    NOTE[idle]="Wakeups: voluntary + nonvoluntary context switches of every thread of the supervisor's own processes over $IDLE_S s, 1 s after start, all peers idling at the same time; tini, dumb-init, catatonit with their one child."
+    NOTE[idle]="Wakeups: voluntary + nonvoluntary context switches of every thread of the supervisor's own processes over $IDLE_S s, from $SETTLE_S s after every service started, all peers idling at the same time; tini, dumb-init, catatonit with their one child."
   fi
   if measuring status && [ $HAVE_HF = 1 ]; then
     for p in "${AVAIL[@]}"; do
@@ -474,9 +486,10 @@ fi
 
 # ====================================================================
 # the report
-ROWS=(pss1 pss10 pss100 startup gap_default gap_fast orphans shutdown stubborn idle status_all status_one size output)
+ROWS=(pss1 pss10 pss100 pssbusy startup gap_default gap_fast orphans shutdown stubborn idle status_all status_one size output)
 declare -A LABEL=(
   [pss1]="PSS, 1 service" [pss10]="PSS, 10 services" [pss100]="PSS, 100 services"
+  [pssbusy]="PSS, 10 services, just after a status query"
   [startup]="exec → 100 services started" [gap_default]="restart gap, default settings (first 4)"
   [gap_fast]="restart gap, lowest setting: median (p95)" [orphans]="10k orphans: last fork → zombie-free"
   [shutdown]="SIGTERM → PID 1 exit, 10 × 200 ms services" [stubborn]="11th service ignoring SIGTERM"

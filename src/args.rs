@@ -9,7 +9,6 @@
 //! write out anyway.
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 
 use crate::config::suggest;
 
@@ -209,15 +208,15 @@ impl Stop {
     }
 
     /// Print it where it belongs; the exit status to end with.
-    pub fn report(&self) -> ExitCode {
+    pub fn report(&self) -> u8 {
         match self {
             Stop::Print(text) => {
                 print!("{text}");
-                ExitCode::SUCCESS
+                0
             }
             Stop::Usage { program, message } => {
                 eprintln!("{program}: {message}\nTry '{program} --help' for more information.");
-                ExitCode::from(2)
+                2
             }
         }
     }

@@ -15,15 +15,15 @@ use crate::config::{Probe, Spec};
 use crate::control::protocol::{Request, Response};
 use crate::exit::Exit;
 
-/// What the threads send the loop: a signal, or a control request with the
-/// channel its answer goes back on. The executor turns each into an `Event`
-/// (keeping the reply sender itself, so the core stays plain data).
+/// What the threads send the loop: a signal, or a control request with
+/// where its answer goes. The executor turns each into an `Event` (keeping
+/// the `Reply` itself, so the core stays plain data).
 #[derive(Debug)]
 pub enum Input {
     Signal(Signal),
     Control {
         request: Request,
-        reply: Sender<Response>,
+        reply: Reply,
     },
     /// The client of the request answered on `reply` (a clone of its sender)
     /// hung up: nobody waits for that answer any more.
@@ -53,6 +53,70 @@ pub enum Input {
         service: String,
         path: PathBuf,
     },
+}
+
+/// Where the loop sends the one answer to a control request: a channel,
+/// and something to run once the answer is in it (or once the request is
+/// dropped unanswered), so that the control socket's poll thread is woken
+/// by the loop itself rather than by a thread watching the channel.
+pub struct Reply {
+    tx: Option<Sender<Response>>,
+    then: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Reply {
+    /// Answers go to `tx`; whoever waits on it blocks on the channel.
+    pub fn new(tx: Sender<Response>) -> Reply {
+        Reply {
+            tx: Some(tx),
+            then: None,
+        }
+    }
+
+    /// Answers go to `tx`, and `then` runs after the answer is sent, or
+    /// after the channel is dropped if none ever is.
+    pub fn then(tx: Sender<Response>, then: impl FnOnce() + Send + 'static) -> Reply {
+        Reply {
+            tx: Some(tx),
+            then: Some(Box::new(then)),
+        }
+    }
+
+    /// Send the answer (once: later ones are dropped). A receiver that is
+    /// gone is no error: nobody waits any more.
+    pub fn send(&mut self, response: Response) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(response);
+        }
+        if let Some(then) = self.then.take() {
+            then();
+        }
+    }
+
+    /// Whether this is the reply whose sender `other` is a clone of.
+    pub fn is_for(&self, other: &Sender<Response>) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.same_channel(other))
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        // The channel first, so that `then` finds it ended.
+        drop(self.tx.take());
+        if let Some(then) = self.then.take() {
+            then();
+        }
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.tx.is_some() {
+            "Reply(waiting)"
+        } else {
+            "Reply(sent)"
+        })
+    }
 }
 
 /// The fields of one sd_notify datagram that corral acts on.

@@ -541,6 +541,7 @@ fn answer(request: &HttpRequest<'_>, inputs: &Sender<Input>, timeout: Duration) 
 fn ask(inputs: &Sender<Input>, timeout: Duration) -> Result<Response, String> {
     let (reply, answer) = crossbeam_channel::bounded(1);
     let request = Request::Status { services: vec![] };
+    let reply = crate::event::Reply::new(reply);
     if inputs.send(Input::Control { request, reply }).is_err() {
         return Err("corral is exiting".into());
     }
@@ -756,14 +757,12 @@ mod tests {
                 match input {
                     Input::Control {
                         request: Request::Status { services },
-                        reply,
+                        mut reply,
                     } => {
                         assert!(services.is_empty(), "asks for every service");
                         let answer = canned.lock().expect("lock").clone();
                         match answer {
-                            Some(answer) => {
-                                let _ = reply.send(answer);
-                            }
+                            Some(answer) => reply.send(answer),
                             None => unanswered.push(reply),
                         }
                     }

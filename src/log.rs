@@ -26,7 +26,8 @@ use tracing::span;
 use crate::cli::{LogArgs, LogFormat, LogLevel};
 
 /// corral's own lines that may wait for stderr; more are dropped (counted).
-pub const BACKLOG: usize = 1024;
+/// The queue's slots are allocated up front (8 KiB for 256).
+pub const BACKLOG: usize = 256;
 
 /// How long `Flush` waits at exit for queued lines to reach stderr.
 const FLUSH_AT_EXIT: Duration = Duration::from_millis(500);

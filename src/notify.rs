@@ -25,6 +25,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::Mutex;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -47,13 +48,20 @@ const MAX_NAME: usize = 107;
 const BURST: usize = 32;
 
 /// The notify thread's handle. Dropping it stops the thread and closes every
-/// socket and pipe it holds.
+/// socket and pipe it holds. The thread starts with the first socket or pipe
+/// (most containers have no service with readiness: no thread, no stack).
 pub struct Notify {
     tx: Sender<Msg>,
     wake: OwnedFd,
     /// `corral/<pid>-<random>`: the common part of every socket name.
     prefix: String,
+    /// What the thread takes when it starts; `None` once it runs.
+    unstarted: Mutex<Option<Unstarted>>,
 }
+
+/// What the notify thread takes when it starts: its messages, the read end
+/// of its wake-up pipe, and where its inputs go.
+type Unstarted = (Receiver<Msg>, OwnedFd, Sender<Input>);
 
 enum Msg {
     Socket {
@@ -73,21 +81,39 @@ enum Msg {
 }
 
 impl Notify {
-    /// Start the notify thread; its messages go to `inputs`.
+    /// The notify thread's handle; its messages go to `inputs`. The thread
+    /// itself starts when first needed (`socket`, `fd_pipe`).
     pub fn start(inputs: Sender<Input>) -> io::Result<Notify> {
         let (wake_r, wake_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        thread::Builder::new()
-            .name("notify".into())
-            .spawn(move || pump(&rx, &wake_r, &inputs))?;
         // RandomState is seeded from the OS's random source.
         let random = RandomState::new().build_hasher().finish() as u32;
         Ok(Notify {
             tx,
             wake: wake_w,
             prefix: format!("corral/{}-{random:08x}", std::process::id()),
+            unstarted: Mutex::new(Some((rx, wake_r, inputs))),
         })
+    }
+
+    /// Start the thread unless it runs. Should the spawn fail, what it
+    /// would have taken is dropped with it, so every later `send` fails
+    /// with "the notify thread has stopped" (a failed start for the
+    /// service that needed it).
+    fn run_thread(&self) -> io::Result<()> {
+        let taken = self
+            .unstarted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some((rx, wake_r, inputs)) = taken else {
+            return Ok(());
+        };
+        thread::Builder::new()
+            .name("notify".into())
+            .spawn(move || pump(&rx, &wake_r, &inputs))
+            .map(|_| ())
     }
 
     /// A datagram socket for `service`'s start number `run`, bound to an
@@ -106,6 +132,7 @@ impl Notify {
             other => other.map(|socket| (socket, name)),
         };
         let (socket, name) = socket?;
+        self.run_thread()?;
         self.send(Msg::Socket {
             service: service.to_string(),
             run,
@@ -124,6 +151,7 @@ impl Notify {
         // Only our end is non-blocking: the flag belongs to the open file
         // description, which the child's end does not share.
         fcntl(&read, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(io::Error::from)?;
+        self.run_thread()?;
         self.send(Msg::Pipe {
             service: service.to_string(),
             run,

@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::str::FromStr;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -56,10 +56,10 @@ pub const CONTAINER_ENV_DIRS: [&str; 2] = [
 /// PROG with corral's environment (services already have the container's),
 /// plus what the container environment directories say. Returns only when
 /// PROG cannot be run.
-pub fn with_contenv(args: &[OsString]) -> ExitCode {
+pub fn with_contenv(args: &[OsString]) -> u8 {
     let Some((prog, rest)) = args.split_first() else {
         eprintln!("with-contenv: usage: with-contenv PROG [ARG]...");
-        return ExitCode::from(EXIT_USAGE);
+        return EXIT_USAGE;
     };
     let mut cmd = Command::new(prog);
     cmd.args(rest);
@@ -86,7 +86,7 @@ pub fn with_contenv(args: &[OsString]) -> ExitCode {
                 Err(err) => {
                     // s6-envdir's answer to an unreadable directory.
                     eprintln!("with-contenv: fatal: {err}");
-                    return ExitCode::from(EXIT_SYSTEM);
+                    return EXIT_SYSTEM;
                 }
             }
         }
@@ -100,11 +100,11 @@ pub fn with_contenv(args: &[OsString]) -> ExitCode {
         |n| nix::errno::Errno::from_raw(n).desc().to_string(),
     );
     eprintln!("with-contenv: {}: {why}", prog.to_string_lossy());
-    ExitCode::from(if err.kind() == io::ErrorKind::NotFound {
+    if err.kind() == io::ErrorKind::NotFound {
         EXIT_NOT_FOUND
     } else {
         EXIT_CANNOT_RUN
-    })
+    }
 }
 
 /// s6-overlay's with-contenv runs `s6-envdir` unless `S6_KEEP_ENV` is a
@@ -221,12 +221,12 @@ struct SvcArgs {
 }
 
 /// `s6-svc [OPTIONS] DIR...` (`args` without the program name).
-pub fn svc(args: &[OsString]) -> ExitCode {
+pub fn svc(args: &[OsString]) -> u8 {
     let args = match parse_svc(args) {
         Ok(args) => args,
         Err(message) => {
             eprintln!("{message}");
-            return ExitCode::from(EXIT_USAGE);
+            return EXIT_USAGE;
         }
     };
     let link = Link {
@@ -264,7 +264,7 @@ pub fn svc(args: &[OsString]) -> ExitCode {
             }
         }
     }
-    ExitCode::from(code)
+    code
 }
 
 /// s6's getopt: options first (letters may be bundled, `-T` and `-w` and

@@ -29,7 +29,7 @@ use std::thread;
 use crossbeam_channel::Sender;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::event::Input;
 
@@ -38,6 +38,8 @@ use crate::event::Input;
 pub struct Watcher {
     inotify: Arc<Inotify>,
     table: Arc<Mutex<Table>>,
+    /// What the thread takes when it starts; `None` once it runs.
+    unstarted: Mutex<Option<Sender<Input>>>,
 }
 
 /// Who watches what, shared by `set` and the reader thread.
@@ -78,20 +80,44 @@ fn dir_mask() -> AddWatchFlags {
 }
 
 impl Watcher {
-    /// Start the watch thread; its changes go to `inputs`.
+    /// The watch thread's handle; its changes go to `inputs`. The thread
+    /// itself starts with the first service that watches a path.
     pub fn start(inputs: Sender<Input>) -> io::Result<Watcher> {
         let inotify = Arc::new(Inotify::init(InitFlags::IN_CLOEXEC).map_err(io::Error::from)?);
         let table = Arc::new(Mutex::new(Table::default()));
-        let (reader, shared) = (Arc::clone(&inotify), Arc::clone(&table));
-        thread::Builder::new()
+        Ok(Watcher {
+            inotify,
+            table,
+            unstarted: Mutex::new(Some(inputs)),
+        })
+    }
+
+    /// Start the thread unless it runs (or could not start: that is logged
+    /// once, and changes are then not seen).
+    fn run_thread(&self) {
+        let taken = self
+            .unstarted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(inputs) = taken else {
+            return;
+        };
+        let (reader, shared) = (Arc::clone(&self.inotify), Arc::clone(&self.table));
+        if let Err(err) = thread::Builder::new()
             .name("watch".into())
-            .spawn(move || read_events(&reader, &shared, &inputs))?;
-        Ok(Watcher { inotify, table })
+            .spawn(move || read_events(&reader, &shared, &inputs))
+        {
+            error!(%err, "cannot start the file watch thread: watched paths are not watched");
+        }
     }
 
     /// Make `paths` the watch set of `service` (empty: none), replacing the
     /// earlier one. A path whose directory is missing is logged and skipped.
     pub fn set(&self, service: &str, paths: &[PathBuf]) {
+        if !paths.is_empty() {
+            self.run_thread();
+        }
         let mut table = lock(&self.table);
         if paths.is_empty() {
             table.services.remove(service);

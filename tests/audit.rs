@@ -100,6 +100,39 @@ fn services_start_with_an_empty_mask_and_no_ignored_signal() {
     assert_eq!(c.wait_exit(DEADLINE), 0, "{}", c.output_excerpt());
 }
 
+/// corral started with stdin and stdout closed: they are reopened on
+/// /dev/null before anything else is opened, so the control socket (or a
+/// pipe) never becomes "stdout", and corral ignores SIGPIPE (a write to a
+/// closed pipe or socket is an error, not its death), as std's runtime
+/// setup would have done (corral has its own entry point).
+#[test]
+fn closed_stdio_is_reopened_on_dev_null_and_sigpipe_is_ignored() {
+    let dir = TestDir::new("audit-stdio");
+    dir.service("web", &reporter("web", "echo up"));
+    let mut c = dir.corral().ctl_socket().closed_fds(&[0, 1]).start();
+    c.wait_file("web.out");
+    for fd in [0, 1] {
+        let target = fs::read_link(format!("/proc/{}/fd/{fd}", c.pid())).expect("readlink");
+        assert_eq!(target.to_str(), Some("/dev/null"), "fd {fd}");
+    }
+    let status = c.ctl(&["status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("web"), "{}", status.stdout);
+    let proc_status = fs::read_to_string(format!("/proc/{}/status", c.pid())).expect("status");
+    let ignored = proc_status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .expect("SigIgn");
+    assert_ne!(
+        ignored & (1 << (libc::SIGPIPE - 1)),
+        0,
+        "SIGPIPE not ignored"
+    );
+    c.signal(Signal::SIGTERM);
+    assert_eq!(c.wait_exit(DEADLINE), 0, "{}", c.output_excerpt());
+}
+
 /// With every adapter open (control socket, HTTP, readiness socket, file
 /// watch, output pipes), a service holds only its stdin, stdout and stderr,
 /// and every fd of corral's own is close-on-exec.

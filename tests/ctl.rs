@@ -435,6 +435,7 @@ fn logs_follow_sees_new_lines_and_ends_when_the_client_goes() {
     });
     let threads = c.threads();
     assert!(threads > 0, "cannot count corral's threads");
+    let fds = fd_count(c.pid());
 
     let mut follow = c.ctl_background(&["logs", "web", "-f"]);
     // The recent lines come first; the follow is subscribed by then.
@@ -445,17 +446,26 @@ fn logs_follow_sees_new_lines_and_ends_when_the_client_goes() {
     assert_eq!(follow.next_line(DEADLINE), "fresh line");
     assert!(follow.is_running(), "logs -f ended by itself");
 
-    // Kill the client: corral's connection thread notices and ends.
+    // Kill the client: corral notices and closes the connection. The
+    // control socket has no thread per connection; the first follower
+    // starts the relay thread, which stays.
     send(follow.pid(), Signal::SIGKILL);
     drop(follow);
-    c.wait_for("the follower's thread to end", |c| {
-        let now = c.threads();
-        if now <= threads {
+    c.wait_for("the follower's connection to be closed", |c| {
+        let (now, open) = (c.threads(), fd_count(c.pid()));
+        if now <= threads + 1 && open <= fds {
             Ok(())
         } else {
-            Err(format!("{now} threads, {threads} before"))
+            Err(format!(
+                "{now} threads ({threads} before), {open} fds ({fds} before)"
+            ))
         }
     });
+}
+
+/// How many fds `pid` has open.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 #[test]

@@ -12,7 +12,6 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use super::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use crate::cli::{CtlCli, CtlCommand, Names};
@@ -22,7 +21,7 @@ const EXIT_FAILED: u8 = 1;
 
 /// `args[0]` is the program name as the user typed it (`corral ctl`, or the
 /// `corralctl` link); the subcommand follows.
-pub fn main(args: &[OsString], bin_name: &'static str) -> ExitCode {
+pub fn main(args: &[OsString], bin_name: &'static str) -> u8 {
     let cli = match CtlCli::parse(args, bin_name) {
         Ok(cli) => cli,
         // --help prints and exits 0; usage errors exit 2.
@@ -33,12 +32,12 @@ pub fn main(args: &[OsString], bin_name: &'static str) -> ExitCode {
         Ok(code) => code,
         Err(message) => {
             eprintln!("corral ctl: {message}");
-            ExitCode::from(EXIT_FAILED)
+            EXIT_FAILED
         }
     }
 }
 
-fn run(socket: Option<&Path>, command: CtlCommand) -> Result<ExitCode, String> {
+fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
     let request = request_for(&command);
     let stream = connect(socket)?;
     let mut answers = send(stream, &request)?;
@@ -135,19 +134,19 @@ fn request_for(command: &CtlCommand) -> Request {
 }
 
 /// Messages on stdout; on `ok: false`, the error on stderr and exit 1.
-fn finish(response: &Response, out: &mut Output) -> ExitCode {
+fn finish(response: &Response, out: &mut Output) -> u8 {
     for message in &response.messages {
         out.stdout(message);
     }
     if response.ok {
-        return ExitCode::SUCCESS;
+        return 0;
     }
     let error = response
         .error
         .as_deref()
         .unwrap_or("failed (no reason given)");
     out.stderr(&format!("corral ctl: {error}"));
-    ExitCode::from(EXIT_FAILED)
+    EXIT_FAILED
 }
 
 fn print_lines(response: &Response, out: &mut Output) {

@@ -21,17 +21,19 @@
 //! touch service state. Its only link to the loop is an unbounded channel
 //! send, which never blocks, and one reply channel per request
 //! (`bounded(1)`) that the loop sends on once, which never blocks either.
+//! `poll(2)` cannot wait for a channel, so each request's `Reply` also names
+//! its connection on the `ready` channel and writes a byte to the wake-up
+//! pipe once the loop has answered: the loop wakes this thread directly.
 //!
-//! The relay: `poll(2)` cannot wait for a crossbeam channel, and the loop's
-//! side (`Input::Control { reply: Sender<Response> }`) is a plain channel
-//! send. A second small thread, `control-relay`, waits (crossbeam `Select`)
-//! on the reply channels of requests in flight and on the channels of
-//! `logs -f` followers. When one is ready it hands the connection's token
-//! over and writes a byte to the wake-up pipe. It holds no socket and never
-//! takes a message itself. So a follower's channel stays bounded, and a
-//! follower that falls `FOLLOW_BACKLOG` lines behind is still dropped by
-//! the output thread: the poll thread reads a follower's channel only when
-//! the client has taken everything written before.
+//! The relay: `logs -f` followers get their lines from the output thread on
+//! bounded channels. A second small thread, `control-relay`, waits
+//! (crossbeam `Select`) on the channels of followers that have taken all
+//! they were sent; when one has a line, it hands the connection's token over
+//! and wakes the poll thread. It holds no socket and never takes a message
+//! itself. So a follower's channel stays bounded, and a follower that falls
+//! `FOLLOW_BACKLOG` lines behind is still dropped by the output thread: the
+//! poll thread reads a follower's channel only when the client has taken
+//! everything written before.
 //!
 //! One request per connection: read one line, answer, close. `logs` with
 //! `follow` answers with the recent lines, then one response per new line
@@ -65,7 +67,7 @@ use tracing::{debug, error, info, warn};
 use super::protocol::{
     LogLine, MAX_NESTING, MAX_REQUEST, Request, Response, decode_request, encode_response, nesting,
 };
-use crate::event::Input;
+use crate::event::{Input, Reply};
 use crate::output::{FOLLOW_BACKLOG, LogEntry, Logs};
 
 /// A request line must be complete within this time of the connection.
@@ -108,8 +110,10 @@ fn new_burst(last: &mut Option<Instant>) -> bool {
     new
 }
 
-/// Bytes read from a connection per wake-up.
-const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from a connection per wake-up (a request is one short line;
+/// a longer one just takes more wake-ups). The buffer stays allocated, so
+/// it is kept to one page.
+const READ_CHUNK: usize = 4 * 1024;
 
 /// New log lines written to a follower per batch, at most this many bytes
 /// (the rest stays in its channel, where it counts toward `FOLLOW_BACKLOG`).
@@ -179,13 +183,6 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("control socket {}: {e}", path.display()))?;
-        let relay_wake = Arc::clone(&wake);
-        thread::Builder::new()
-            .name("control-relay".into())
-            .spawn(move || relay(&watch_rx, &ready_tx, &relay_wake))
-            .map_err(|e| format!("cannot start the control socket's relay thread: {e}"))?;
-        // Should this spawn fail, `watch_tx` is dropped with the closure and
-        // the relay ends.
         let poller = Poller {
             listener: Some(listener),
             wake: wake_rx,
@@ -198,7 +195,10 @@ impl Server {
             euid: nix::unistd::geteuid().as_raw(),
             closing,
             relay: watch_tx,
+            relay_unstarted: Some(watch_rx),
             ready: ready_rx,
+            ready_tx,
+            wake_tx: Arc::clone(&wake),
             done: done_tx,
             scratch: vec![0; READ_CHUNK],
             refused_at: None,
@@ -334,42 +334,24 @@ impl Wake {
     }
 }
 
-/// What the poll thread asks the relay: watch this channel for connection
-/// `token`, or stop watching it (the connection is gone).
+/// What the poll thread asks the relay: watch follower `token`'s channel of
+/// new lines, or stop watching it (the connection is gone).
 enum Watch {
-    Reply(u64, Receiver<Response>),
     Lines(u64, Receiver<LogEntry>),
     Forget(u64),
-}
-
-enum Watched {
-    Reply(Receiver<Response>),
-    Lines(Receiver<LogEntry>),
-}
-
-impl Watched {
-    fn has_message(&self) -> bool {
-        match self {
-            Watched::Reply(r) => !r.is_empty(),
-            Watched::Lines(r) => !r.is_empty(),
-        }
-    }
 }
 
 /// The relay thread: wait until a watched channel has a message (or has
 /// ended), then pass its token to the poll thread and wake it. A channel is
 /// watched once: the poll thread watches it again if it wants more.
 fn relay(orders: &Receiver<Watch>, ready: &Sender<u64>, wake: &Wake) {
-    let mut watched: Vec<(u64, Watched)> = Vec::new();
+    let mut watched: Vec<(u64, Receiver<LogEntry>)> = Vec::new();
     loop {
         let index = {
             let mut select = Select::new();
             select.recv(orders);
             for (_, channel) in &watched {
-                match channel {
-                    Watched::Reply(r) => select.recv(r),
-                    Watched::Lines(r) => select.recv(r),
-                };
+                select.recv(channel);
             }
             // Never empty: `orders` is always there.
             select.ready()
@@ -377,8 +359,7 @@ fn relay(orders: &Receiver<Watch>, ready: &Sender<u64>, wake: &Wake) {
         if index == 0 {
             loop {
                 match orders.try_recv() {
-                    Ok(Watch::Reply(token, r)) => watched.push((token, Watched::Reply(r))),
-                    Ok(Watch::Lines(token, r)) => watched.push((token, Watched::Lines(r))),
+                    Ok(Watch::Lines(token, r)) => watched.push((token, r)),
                     Ok(Watch::Forget(token)) => watched.retain(|(t, _)| *t != token),
                     Err(TryRecvError::Empty) => break,
                     // The poll thread ended.
@@ -396,7 +377,7 @@ fn relay(orders: &Receiver<Watch>, ready: &Sender<u64>, wake: &Wake) {
         let mut woke = false;
         let mut kept = Vec::with_capacity(watched.len());
         for (i, (token, channel)) in watched.drain(..).enumerate() {
-            if i == hit || channel.has_message() {
+            if i == hit || !channel.is_empty() {
                 if ready.send(token).is_err() {
                     return;
                 }
@@ -427,8 +408,14 @@ struct Poller {
     euid: u32,
     closing: Arc<AtomicBool>,
     relay: Sender<Watch>,
-    /// Tokens of connections whose channel the relay found ready.
+    /// The relay's orders, until the first `logs -f` starts it.
+    relay_unstarted: Option<Receiver<Watch>>,
+    /// Tokens of connections whose answer is there (told by the `Reply`)
+    /// or whose follower channel the relay found ready.
     ready: Receiver<u64>,
+    ready_tx: Sender<u64>,
+    /// This thread's own wake-up, for the `Reply`s it hands the loop.
+    wake_tx: Arc<Wake>,
     done: Sender<()>,
     scratch: Vec<u8>,
     /// When a client was last refused for being over the cap, and when
@@ -455,8 +442,8 @@ struct Conn {
 enum Phase {
     /// Reading the request line, which must be whole by `by`.
     Reading { line: Vec<u8>, by: Instant },
-    /// The loop has the request; its answer comes on `answer` (watched by
-    /// the relay). `reply` is a clone of the loop's sender, to cancel.
+    /// The loop has the request; its answer comes on `answer` (the `Reply`
+    /// tells this thread). `reply` is a clone of the loop's sender, to cancel.
     Asking {
         answer: Receiver<Response>,
         reply: Sender<Response>,
@@ -936,24 +923,23 @@ impl Poller {
         self.ask(token, request, then);
     }
 
-    /// Send `request` to the loop; the relay says when its answer is there.
+    /// Send `request` to the loop. Once the loop has answered (or dropped
+    /// the request), the `Reply` itself names the connection on `ready` and
+    /// wakes this thread: one hand-over less than going through the relay.
     fn ask(&mut self, token: u64, request: Request, then: Then) {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        // The relay first: should the loop be gone, the channel it watches
-        // just ends.
-        if self
-            .relay
-            .send(Watch::Reply(token, answer.clone()))
-            .is_err()
-        {
-            self.relay_gone(token);
-            return;
-        }
+        let ready = self.ready_tx.clone();
+        let wake = Arc::clone(&self.wake_tx);
+        let notify = move || {
+            if ready.send(token).is_ok() {
+                wake.wake();
+            }
+        };
         if self
             .inputs
             .send(Input::Control {
                 request,
-                reply: reply.clone(),
+                reply: Reply::then(reply.clone(), notify),
             })
             .is_err()
         {
@@ -966,6 +952,23 @@ impl Poller {
                 reply,
                 then,
             };
+        }
+    }
+
+    /// Start the relay thread unless it runs: with the first follower, so
+    /// that a corral nobody follows has no such thread. Should the spawn
+    /// fail, its orders channel is dropped with it, and sending to it fails
+    /// (`relay_gone`) from then on.
+    fn start_relay(&mut self) {
+        let Some(orders) = self.relay_unstarted.take() else {
+            return;
+        };
+        let (ready, wake) = (self.ready_tx.clone(), Arc::clone(&self.wake_tx));
+        if let Err(err) = thread::Builder::new()
+            .name("control-relay".into())
+            .spawn(move || relay(&orders, &ready, &wake))
+        {
+            error!(%err, "cannot start the control socket's relay thread");
         }
     }
 
@@ -996,21 +999,11 @@ impl Poller {
         };
         match got {
             Ok(response) => self.answered(token, response),
-            Err(TryRecvError::Empty) => {
-                // A spurious wake-up: watch again.
-                let again = match self.conns.get(&token) {
-                    Some(Conn {
-                        phase: Phase::Asking { answer, .. },
-                        ..
-                    }) => answer.clone(),
-                    _ => return,
-                };
-                if self.relay.send(Watch::Reply(token, again)).is_err() {
-                    self.relay_gone(token);
-                }
+            // Told, yet no answer: the loop dropped the request unanswered
+            // (this thread's clone of the sender keeps the channel open).
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => {
+                self.answer(token, &exiting());
             }
-            // The loop dropped the request without an answer: it is gone.
-            Err(TryRecvError::Disconnected) => self.answer(token, &exiting()),
         }
     }
 
@@ -1060,7 +1053,7 @@ impl Poller {
     /// Answer with `response` and close once it is taken.
     fn answer(&mut self, token: u64, response: &Response) {
         if let Some(conn) = self.conns.get_mut(&token) {
-            if let Phase::Asking { .. } | Phase::Following { watched: true, .. } = conn.phase {
+            if let Phase::Following { watched: true, .. } = conn.phase {
                 let _ = self.relay.send(Watch::Forget(token));
             }
             conn.phase = Phase::Closing;
@@ -1135,7 +1128,9 @@ impl Poller {
             }
             // Nothing new: the relay watches for the next line.
             *watched = true;
-            if self.relay.send(Watch::Lines(token, lines.clone())).is_err() {
+            let lines = lines.clone();
+            self.start_relay();
+            if self.relay.send(Watch::Lines(token, lines)).is_err() {
                 self.relay_gone(token);
             }
             return;
@@ -1150,7 +1145,6 @@ impl Poller {
         };
         match conn.phase {
             Phase::Asking { reply, .. } => {
-                let _ = self.relay.send(Watch::Forget(token));
                 let _ = self.inputs.send(Input::Cancel { reply });
             }
             Phase::Following { watched: true, .. } => {
@@ -1288,17 +1282,22 @@ mod tests {
         let (ready_tx, ready) = crossbeam_channel::unbounded();
         let relay_thread = thread::spawn(move || relay(&watch_rx, &ready_tx, &wake));
 
-        let (reply, answer) = crossbeam_channel::bounded::<Response>(1);
+        let (first_tx, first) = crossbeam_channel::bounded::<LogEntry>(4);
         let (line_tx, lines) = crossbeam_channel::bounded::<LogEntry>(4);
         let (_quiet_tx, quiet) = crossbeam_channel::bounded::<LogEntry>(4);
-        orders.send(Watch::Reply(1, answer.clone())).expect("order");
+        orders.send(Watch::Lines(1, first.clone())).expect("order");
         orders.send(Watch::Lines(2, lines.clone())).expect("order");
         orders.send(Watch::Lines(3, quiet)).expect("order");
         orders.send(Watch::Forget(3)).expect("order");
-        reply.send(Response::ok()).expect("reply");
+        first_tx
+            .send(LogEntry {
+                stream: Stream::Stdout,
+                line: "zero".into(),
+            })
+            .expect("line");
         assert_eq!(ready.recv_timeout(Duration::from_secs(10)), Ok(1));
-        // It only tells: the answer is still there for the poll thread.
-        assert_eq!(answer.try_recv().map(|r| r.ok), Ok(true));
+        // It only tells: the line is still there for the poll thread.
+        assert_eq!(first.try_recv().map(|e| e.line), Ok("zero".to_string()));
         // The relay names the channel, then wakes: the byte may come a moment later.
         let mut fds = [PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN)];
         assert!(matches!(
@@ -1346,11 +1345,11 @@ mod tests {
             let (inputs, loop_rx) = crossbeam_channel::unbounded::<Input>();
             let (seen_tx, seen) = crossbeam_channel::unbounded();
             thread::spawn(move || {
-                for input in loop_rx {
-                    if let Input::Control { request, reply } = &input
+                for mut input in loop_rx {
+                    if let Input::Control { request, reply } = &mut input
                         && !matches!(request, Request::Wait { .. })
                     {
-                        let _ = reply.send(Response::ok());
+                        reply.send(Response::ok());
                     }
                     if seen_tx.send(input).is_err() {
                         return;
@@ -1454,7 +1453,7 @@ mod tests {
         };
         drop(client);
         match f.seen.recv_timeout(Duration::from_secs(10)) {
-            Ok(Input::Cancel { reply: cancelled }) => assert!(cancelled.same_channel(&reply)),
+            Ok(Input::Cancel { reply: cancelled }) => assert!(reply.is_for(&cancelled)),
             other => panic!("expected a cancel, got {other:?}"),
         }
     }

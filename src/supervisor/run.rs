@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use super::core::Supervisor;
 use crate::config::{self, Output as OutputMode, Probe, Ready, Reload};
 use crate::control::protocol::Response;
-use crate::event::{Action, Event, Input, RequestId, Target};
+use crate::event::{Action, Event, Input, Reply, RequestId, Target};
 use crate::exit::Exit;
 use crate::notify::Notify;
 use crate::output::{Output, Stream};
@@ -56,14 +56,14 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
     set_watches(&sup, &setup);
     let mut pending: VecDeque<Action> = sup.start(Instant::now()).into();
     // Reply channels of control requests in flight, by request id.
-    let mut replies: HashMap<RequestId, Sender<Response>> = HashMap::new();
+    let mut replies: HashMap<RequestId, Reply> = HashMap::new();
     let mut next_id: RequestId = 0;
     loop {
         while let Some(action) = pending.pop_front() {
             match action {
                 Action::Exit(code) => {
-                    for (_, reply) in replies.drain() {
-                        let _ = reply.send(Response::error("corral is exiting"));
+                    for (_, mut reply) in replies.drain() {
+                        reply.send(Response::error("corral is exiting"));
                     }
                     let deadline = Instant::now() + Duration::from_secs(1);
                     if !setup.output.finish(deadline) {
@@ -73,8 +73,8 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                 }
                 Action::Reply { id, response } => {
                     // A client that went away is no error: nothing waits any more.
-                    if let Some(reply) = replies.remove(&id) {
-                        let _ = reply.send(response);
+                    if let Some(mut reply) = replies.remove(&id) {
+                        reply.send(response);
                     }
                 }
                 action => {
@@ -111,7 +111,7 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
             Ok(Input::Cancel { reply }) => {
                 let id = replies
                     .iter()
-                    .find(|(_, r)| r.same_channel(&reply))
+                    .find(|(_, r)| r.is_for(&reply))
                     .map(|(&id, _)| id);
                 match id {
                     Some(id) => {

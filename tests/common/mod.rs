@@ -311,6 +311,7 @@ impl TestDir {
             env_remove: Vec::new(),
             user: None,
             inherited: None,
+            closed: Vec::new(),
         }
     }
 }
@@ -375,6 +376,8 @@ pub struct CorralBuilder {
     /// Signals corral starts with ignored, and blocked (as a careless
     /// parent would leave them).
     inherited: Option<(Vec<i32>, Vec<i32>)>,
+    /// Of fds 0, 1, 2: those corral starts with closed.
+    closed: Vec<i32>,
 }
 
 impl CorralBuilder {
@@ -402,6 +405,13 @@ impl CorralBuilder {
     /// (subreaper mode only).
     pub fn inherit_signals(mut self, ignored: &[i32], blocked: &[i32]) -> Self {
         self.inherited = Some((ignored.to_vec(), blocked.to_vec()));
+        self
+    }
+
+    /// Start corral with these of fds 0, 1, 2 closed (as a careless parent
+    /// might), not subreaper mode's files.
+    pub fn closed_fds(mut self, fds: &[i32]) -> Self {
+        self.closed = fds.to_vec();
         self
     }
 
@@ -484,6 +494,19 @@ impl CorralBuilder {
                             libc::sigaddset(&mut set, sig);
                         }
                         libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                        Ok(())
+                    });
+                }
+            }
+            if !self.closed.is_empty() {
+                use std::os::unix::process::CommandExt;
+                let closed = self.closed.clone();
+                // SAFETY: only close(2) between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        for &fd in &closed {
+                            libc::close(fd);
+                        }
                         Ok(())
                     });
                 }
