@@ -3,11 +3,13 @@
 # issue-6 targets corral misses. Each line compares corral with the same work
 # done by the smallest program that can do it, no supervisor involved:
 #   exec:   a C `true`-like (tini --version) and a Rust hello world vs
-#           `corral -V` and `corral ctl status` (hyperfine -N)
+#           `corral -V` and `corral ctl status` (hyperfine -N), and the status
+#           query alone from a running client (no exec)
 #   start:  100 children of a C loop (fork + exec, no waiting) that write a
 #           start stamp then exec sleep, vs corral starting the same 100
 #   memory: PSS of the smallest Rust PID 1 (std, same profile as corral:
 #           lto, opt-level z, stripped) reaping one child, vs corral with one
+#           (both 5 s after start)
 # Needs gcc, rustc, hyperfine, util-linux unshare. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,11 +97,11 @@ echo "start 100: no supervisor (C fork loop) ${floor_ms} ms; corral ${corral_ms}
 
 # --- memory: PSS ----------------------------------------------------------
 ns_init_of() { [ -n "$(ns_init "$1")" ]; }
-pss_of() { # pss_of CMD...: PSS (kB) of the namespace's PID 1 after 1 s
+pss_of() { # pss_of CMD...: PSS (kB) of the namespace's PID 1 after 5 s (steady state, as compare.sh)
   unshare --pid --fork --mount-proc --kill-child "$@" >/dev/null 2>&1 &
   local u=$! init; NS_PIDS+=("$u")
   wait_for 10 ns_init_of "$u"
-  sleep 1
+  sleep 5
   init=$(ns_init "$u")
   awk '/^Pss:/{print $2}' "/proc/$init/smaps_rollup"
   stop_ns "$u"
@@ -128,5 +130,27 @@ import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 names = ["C program (tini --version)", "Rust hello world", "corral -V", "corral ctl status (10 services)"]
 print("exec, median: " + "; ".join("%s %.2f ms" % (n, x["median"] * 1000) for n, x in zip(names, r)))
+EOF
+# The query alone, from a client that is already running: one request per
+# connection, 1 ms apart (as hyperfine's calls are), request sent -> answer read.
+python3 - "$WORK/s.sock" <<'EOF'
+import socket, sys, time
+times = []
+for _ in range(300):
+    time.sleep(0.001)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    t0 = time.perf_counter()
+    s.sendall(b'{"v":1,"op":"status","services":[]}\n')
+    answer = b""
+    while not answer.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    times.append(time.perf_counter() - t0)
+    s.close()
+times.sort()
+print("status round trip on the socket, no exec (python client): median %.0f us" % (times[len(times) // 2] * 1e6))
 EOF
 stop_ns "$u"

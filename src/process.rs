@@ -223,17 +223,19 @@ pub fn signal(pid: Pid, signal: Signal, group: bool) -> Result<(), Errno> {
 
 /// Send `signal` to every process corral may have left: as PID 1 every
 /// process in the namespace (`kill(-1)` skips PID 1 itself, kill(2)); as a
-/// subreaper only its own descendants, never the rest of the machine.
-pub fn signal_all(signal: Signal, pid1: bool) -> usize {
-    let descendants = descendants(Pid::this());
+/// subreaper only its own descendants, never the rest of the machine (how
+/// many, returned). As PID 1 no count is taken: scanning /proc would only
+/// delay the exit (it comes right after, once nothing is left).
+pub fn signal_all(signal: Signal, pid1: bool) -> Option<usize> {
     if pid1 {
         let _ = kill(Pid::from_raw(-1), signal);
-        return descendants.len();
+        return None;
     }
+    let descendants = descendants(Pid::this());
     for &pid in &descendants {
         let _ = kill(pid, signal);
     }
-    descendants.len()
+    Some(descendants.len())
 }
 
 /// Every descendant of `root`, from `/proc/*/stat`.

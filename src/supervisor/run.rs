@@ -184,12 +184,17 @@ fn execute(sup: &Supervisor, action: Action, setup: &Setup) -> Vec<Event> {
             Vec::new()
         }
         Action::SignalAll(signal) => {
-            let n = process::signal_all(signal, setup.pid1);
-            debug!(
-                signal = signal.as_str(),
-                processes = n,
-                "signalled every remaining process"
-            );
+            match process::signal_all(signal, setup.pid1) {
+                Some(n) => debug!(
+                    signal = signal.as_str(),
+                    processes = n,
+                    "signalled every remaining descendant"
+                ),
+                None => debug!(
+                    signal = signal.as_str(),
+                    "signalled every process in the namespace"
+                ),
+            }
             // Learn at once whether anything is left: with no child at all, no
             // SIGCHLD would ever come.
             reap_events()
