@@ -431,11 +431,13 @@ done = 0
 while True:
     if done < hups:
         done += 1
-        with open(f"{T}/n.hups", "a") as f:
-            f.write(f"{done}\n")
+        # The configuration first: once n.hups shows this reload, n.loaded
+        # already holds what it read.
         if "CONF" in os.environ:
             with open(os.environ["CONF"]) as conf, open(f"{T}/n.loaded", "a") as f:
                 f.write(conf.read())
+        with open(f"{T}/n.hups", "a") as f:
+            f.write(f"{done}\n")
         notify(f"RELOADING=1\nSTATUS=reloading {done}")
         while not os.path.exists(f"{T}/n.release.{done}"):
             time.sleep(0.01)
