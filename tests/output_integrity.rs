@@ -27,18 +27,6 @@ use nix::sys::signal::Signal;
 /// corral's longest line piece (`output::MAX_LINE`).
 const MAX_LINE: usize = 64 * 1024;
 
-/// Variables that would change corral's behaviour behind the test's back.
-const FOREIGN_ENV: [&str; 8] = [
-    "CORRAL_SERVICES",
-    "CORRAL_INIT_DIR",
-    "CORRAL_FINISH_DIR",
-    "CORRAL_SHUTDOWN_TIMEOUT",
-    "CORRAL_LOG_FORMAT",
-    "CORRAL_LOG_LEVEL",
-    "CORRAL_HTTP",
-    "NOTIFY_SOCKET",
-];
-
 /// A corral (as a child subreaper) whose stdout and stderr are pipes held
 /// by the test. `Drop` closes them (so no write of corral's can block),
 /// then ends corral and everything under it, by pid, even when the test

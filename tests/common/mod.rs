@@ -330,7 +330,7 @@ pub fn corral_bin() -> &'static str {
 }
 
 /// Variables that would change corral's behaviour behind the test's back.
-const FOREIGN_ENV: [&str; 11] = [
+pub const FOREIGN_ENV: [&str; 11] = [
     "CORRAL_SERVICES",
     "CORRAL_INIT_DIR",
     "CORRAL_FINISH_DIR",
