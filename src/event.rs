@@ -246,3 +246,72 @@ pub enum Action {
     /// Everything is stopped and reaped: exit with this status.
     Exit(i32),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A `Reply` whose `then` counts its runs and records whether the
+    /// answer channel was still open at that moment.
+    fn counted() -> (
+        Reply,
+        crossbeam_channel::Receiver<Response>,
+        Arc<AtomicUsize>,
+    ) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&runs);
+        (
+            Reply::then(tx, move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+            rx,
+            runs,
+        )
+    }
+
+    #[test]
+    fn then_runs_once_after_the_answer_is_in_the_channel() {
+        let (mut reply, rx, runs) = counted();
+        reply.send(Response::ok());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(rx.try_recv().is_ok_and(|r| r.ok));
+        // A second answer is dropped, and nothing runs again, not even on drop.
+        reply.send(Response::error("again"));
+        drop(reply);
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn then_runs_when_dropped_unanswered_with_the_channel_already_closed() {
+        let (tx, rx) = crossbeam_channel::bounded::<Response>(1);
+        let closed_then = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&closed_then);
+        let probe = rx.clone();
+        let reply = Reply::then(tx, move || {
+            // The poll thread's view when woken: the channel has ended.
+            if matches!(
+                probe.try_recv(),
+                Err(crossbeam_channel::TryRecvError::Disconnected)
+            ) {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        drop(reply);
+        assert_eq!(closed_then.load(Ordering::SeqCst), 1);
+        drop(rx);
+    }
+
+    #[test]
+    fn is_for_matches_clones_of_its_own_sender_only() {
+        let (tx, _rx) = crossbeam_channel::bounded::<Response>(1);
+        let (other, _other_rx) = crossbeam_channel::bounded::<Response>(1);
+        let reply = Reply::new(tx.clone());
+        assert!(reply.is_for(&tx));
+        assert!(!reply.is_for(&other));
+    }
+}
