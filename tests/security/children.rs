@@ -1,0 +1,1 @@
+//! Attacks on children: see the crate's doc.

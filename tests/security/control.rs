@@ -1,0 +1,1 @@
+//! Attacks on control: see the crate's doc.

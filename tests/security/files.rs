@@ -1,0 +1,1 @@
+//! Attacks on files: see the crate's doc.

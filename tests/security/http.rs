@@ -1,0 +1,1 @@
+//! Attacks on http: see the crate's doc.

@@ -1,0 +1,1 @@
+//! Attacks on notify: see the crate's doc.
