@@ -1,7 +1,14 @@
 //! Starting and signalling processes. The only place that builds a `Command`.
 //!
-//! Every child gets its own process group (`setpgid(0, 0)`), so a stop signal
-//! reaches its whole tree. Nothing here ever waits for a child: the `Child`
+//! Every service (and its probes and hooks) starts in a session of its own
+//! (`setsid`), so it is the leader of its own process group: a stop signal
+//! reaches its whole tree, and no other service can move a process into that
+//! group (setpgid(2) joins a group only within the caller's session), which
+//! is what lets the notify thread trust "a process of that group" (SPEC 12).
+//! Init scripts and the main COMMAND get their own process group in
+//! corral's session (the main COMMAND may take the terminal's foreground).
+//! Every child starts with default signal dispositions and an empty mask
+//! (`reset_signals`), glibc's internal real-time signals included. Nothing here ever waits for a child: the `Child`
 //! std returns is dropped at once and `reaper` alone calls `waitpid`
 //! (std's own `waitpid` on an exec failure happens inside `spawn`, on the same
 //! thread as the reaper, so the two cannot race).
@@ -88,8 +95,7 @@ pub fn spawn_service(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(&spec.working_dir)
-        .stdin(Stdio::null())
-        .process_group(0);
+        .stdin(Stdio::null());
     if let Some(path) = &spec.env_file {
         let vars = read_env_file(path).map_err(SpawnError::new)?;
         cmd.envs(vars);
@@ -120,38 +126,42 @@ pub fn spawn_service(
     // done, so its number is valid in the child.
     let notify_fd = launch.fd;
     let fd_map = notify_fd.as_ref().map(|(fd, n)| (fd.as_raw_fd(), *n));
-    if fd_map.is_some() || uid.is_some() || gid.is_some() || !groups.is_empty() {
-        // SAFETY: the closure runs in the child between fork and exec and only
-        // makes async-signal-safe syscalls on data prepared in the parent.
-        // Groups first, then gid, then uid: after setuid we could not.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some((from, to)) = fd_map {
-                    if from == to {
-                        // dup2 onto itself keeps O_CLOEXEC: clear it instead.
-                        if libc::fcntl(from, libc::F_SETFD, 0) != 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                    } else if libc::dup2(from, to) < 0 {
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes async-signal-safe syscalls on data prepared in the parent.
+    // Groups first, then gid, then uid: after setuid we could not. The
+    // session comes after the uid switch (it needs no privilege), the
+    // signals last, so nothing can install a handler after them.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((from, to)) = fd_map {
+                if from == to {
+                    // dup2 onto itself keeps O_CLOEXEC: clear it instead.
+                    if libc::fcntl(from, libc::F_SETFD, 0) != 0 {
                         return Err(io::Error::last_os_error());
                     }
-                }
-                if !groups.is_empty() && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                } else if libc::dup2(from, to) < 0 {
                     return Err(io::Error::last_os_error());
                 }
-                if let Some(gid) = gid
-                    && libc::setgid(gid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                if let Some(uid) = uid
-                    && libc::setuid(uid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+            }
+            if !groups.is_empty() && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(gid) = gid
+                && libc::setgid(gid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(uid) = uid
+                && libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            reset_signals();
+            Ok(())
+        });
     }
     let child = cmd.spawn().map_err(|e| SpawnError::from_io(program, e))?;
     drop(notify_fd);
@@ -168,20 +178,22 @@ pub fn spawn_main(argv: &[String]) -> Result<Pid, SpawnError> {
     };
     let mut cmd = Command::new(program);
     cmd.args(args).process_group(0);
-    if nix::unistd::isatty(std::io::stdin()).unwrap_or(false) {
-        // SAFETY: only async-signal-safe calls (signal, tcsetpgrp, getpid) in
-        // the child. SIGTTOU is ignored around tcsetpgrp because a background
-        // process group changing the foreground would otherwise be stopped
-        // (tcsetpgrp(3)); the default is restored before exec.
-        unsafe {
-            cmd.pre_exec(|| {
+    let tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    // SAFETY: only async-signal-safe calls (signal, tcsetpgrp, getpid,
+    // rt_sigaction) in the child. SIGTTOU is ignored around tcsetpgrp
+    // because a background process group changing the foreground would
+    // otherwise be stopped (tcsetpgrp(3)); every default is restored before
+    // exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if tty {
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
                 // Not our controlling terminal (ENOTTY): run without it.
                 let _ = libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
-                libc::signal(libc::SIGTTOU, libc::SIG_DFL);
-                Ok(())
-            });
-        }
+            }
+            reset_signals();
+            Ok(())
+        });
     }
     let child = cmd.spawn().map_err(|e| SpawnError::from_io(program, e))?;
     Ok(pid_of(&child))
@@ -189,12 +201,62 @@ pub fn spawn_main(argv: &[String]) -> Result<Pid, SpawnError> {
 
 /// Start an init or finish script with corral's environment and stdio.
 pub fn spawn_script(path: &Path) -> Result<Pid, SpawnError> {
-    let child = Command::new(path)
-        .stdin(Stdio::null())
-        .process_group(0)
+    let mut cmd = Command::new(path);
+    cmd.stdin(Stdio::null()).process_group(0);
+    // SAFETY: only rt_sigaction/rt_sigprocmask in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            reset_signals();
+            Ok(())
+        });
+    }
+    let child = cmd
         .spawn()
         .map_err(|e| SpawnError::from_io(&path.display().to_string(), e))?;
     Ok(pid_of(&child))
+}
+
+/// In a child between fork and exec: every signal to its default
+/// disposition and an empty mask, as tini gives its child. Handlers revert
+/// at exec by themselves, but an ignored signal stays ignored (execve(2)):
+/// corral ignores SIGPIPE, and glibc leaves its two internal real-time
+/// signals (32 and 33: thread cancellation and setxid) ignored in a child it
+/// starts. glibc's `sigaction` refuses those two (EINVAL), so this uses the
+/// system calls. All-zero `struct kernel_sigaction` is SIG_DFL, no flags, an
+/// empty mask, on every architecture; the set size is the kernel's (8 bytes,
+/// 64 signals).
+///
+/// Only for a child that will exec at once: in corral itself, glibc needs
+/// its handlers for 32 and 33.
+fn reset_signals() {
+    const KERNEL_SIGSET: usize = 8;
+    let default = [0u64; 4];
+    let empty = 0u64;
+    // SAFETY: rt_sigaction and rt_sigprocmask with pointers to live, large
+    // enough buffers; both are async-signal-safe. Failures (SIGKILL and
+    // SIGSTOP cannot be changed) are ignored: nothing better can be done
+    // between fork and exec.
+    unsafe {
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                KERNEL_SIGSET,
+            );
+        }
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            KERNEL_SIGSET,
+        );
+    }
 }
 
 fn pid_of(child: &std::process::Child) -> Pid {
