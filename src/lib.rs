@@ -11,7 +11,6 @@ pub mod event;
 pub mod exit;
 pub mod http;
 pub mod log;
-pub mod memory;
 pub mod notify;
 pub mod output;
 pub mod probe;

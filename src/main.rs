@@ -4,18 +4,16 @@
 //! `with-contenv`, `s6-svc`: links to corral), else from the first argument
 //! (`check`, `ctl`, `with-contenv`, `s6-svc`), else corral supervises.
 
-#![no_main]
-
-use std::ffi::{OsString, c_char, c_int};
-use std::io::Write;
+use std::ffi::OsString;
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use corral::cli::{CheckCli, Cli, S6Env};
 use corral::control::server::Server;
 use corral::supervisor::{Setup, Supervisor};
 use corral::{
-    check, cli, config, control, http, log, memory, notify, output, s6, signals, supervisor, watch,
+    check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,
 };
 use tracing::{error, info, warn};
 
@@ -28,53 +26,13 @@ const EXIT_SYSTEM: u8 = 111;
 /// last answers (`shutdown`'s reply, "corral is exiting").
 const CONTROL_LINGER: Duration = Duration::from_millis(500);
 
-/// How long the supervisor loop must have had no event before corral gives
-/// back the memory its last busy spell mapped (`memory`).
-const RELEASE_WHEN_QUIET: Duration = Duration::from_secs(2);
-
-/// The process entry point, in place of std's `fn main` wrapper.
-///
-/// std's runtime setup costs every exec ~80 µs here (a Rust hello world:
-/// 0.78 ms, without it 0.69 ms, `hyperfine -N`), mostly reading
-/// `/proc/self/maps` to place a stack-overflow guard, and every
-/// `corral ctl` pays it. What corral needs of that setup is done by
-/// `process_setup`; what it gives up is the "has overflowed its stack"
-/// message (an overflow is a plain SIGSEGV; corral does not recurse) and
-/// the main thread's name in panic messages.
-#[unsafe(no_mangle)]
-pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
-    process_setup();
-    let code = run();
-    // std flushes stdout when `fn main` returns; exit(3) from here does not.
-    let _ = std::io::stdout().flush();
-    c_int::from(code)
-}
-
-/// What std's runtime would have done and corral relies on: fds 0, 1 and 2
-/// are open (on /dev/null if they were closed, so that no socket or pipe
-/// corral opens later becomes "stdout"), and SIGPIPE is ignored (a write to
-/// a closed pipe or socket is EPIPE, not death). Children get SIGPIPE back
-/// at its default (std's spawn does that, and `signals::reset_inherited`
-/// keeps it ignored here).
-fn process_setup() {
-    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
-        fd,
-        events: 0,
-        revents: 0,
-    });
-    // SAFETY: poll(2) on three valid pollfd entries; open(2) of a constant
-    // C string; signal(2) with SIG_IGN.
-    unsafe {
-        if libc::poll(fds.as_mut_ptr(), 3, 0) >= 0 {
-            for pollfd in fds {
-                if pollfd.revents & libc::POLLNVAL != 0 {
-                    // The lowest free fd: the one that is closed.
-                    libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                }
-            }
-        }
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
+/// std's runtime does what corral relies on before this runs: fds 0, 1
+/// and 2 are open (on /dev/null if they were closed, so no socket or pipe
+/// corral opens becomes "stdout"), and SIGPIPE is ignored (a write to a
+/// closed pipe or socket is EPIPE, not death; children get it back at its
+/// default, `process::reset_signals`).
+fn main() -> ExitCode {
+    ExitCode::from(run())
 }
 
 fn run() -> u8 {
@@ -272,11 +230,6 @@ fn supervise(args: &[OsString]) -> u8 {
     {
         eprintln!("corral: --http {addr}: {err}");
         return EXIT_SYSTEM;
-    }
-    // Gives back code and heap pages after each busy spell. Without it corral
-    // only uses more memory, so a failure is no reason to stop.
-    if let Err(err) = memory::start(RELEASE_WHEN_QUIET) {
-        warn!(%err, "cannot start the memory thread");
     }
 
     // 6. The loop. From here on, corral must not die.

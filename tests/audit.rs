@@ -101,8 +101,8 @@ fn services_start_with_an_empty_mask_and_no_ignored_signal() {
 /// corral started with stdin and stdout closed: they are reopened on
 /// /dev/null before anything else is opened, so the control socket (or a
 /// pipe) never becomes "stdout", and corral ignores SIGPIPE (a write to a
-/// closed pipe or socket is an error, not its death), as std's runtime
-/// setup would have done (corral has its own entry point).
+/// closed pipe or socket is an error, not its death): std's runtime setup
+/// does both before `main`.
 #[test]
 fn closed_stdio_is_reopened_on_dev_null_and_sigpipe_is_ignored() {
     let dir = TestDir::new("audit-stdio");

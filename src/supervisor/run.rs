@@ -29,7 +29,7 @@ use crate::output::{Output, Stream};
 use crate::process::{self, Launch, SpawnError};
 use crate::service::State;
 use crate::watch::Watcher;
-use crate::{memory, probe, reaper};
+use crate::{probe, reaper};
 
 /// What the loop needs besides the state machine.
 pub struct Setup {
@@ -95,8 +95,6 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                 .recv()
                 .map_err(|_| RecvTimeoutError::Disconnected),
         };
-        // Not quiet: corral's memory is given back later (`memory`).
-        memory::activity();
         let events = match received {
             Ok(Input::Signal(Signal::SIGCHLD)) => reap_events(),
             Ok(Input::Signal(signal)) => vec![Event::Signal(signal)],
