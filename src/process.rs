@@ -288,7 +288,8 @@ fn parent_of(pid: i32) -> Option<i32> {
 /// in `ctl status`: they name the path and the line, never what is in it.
 pub fn read_env_file(path: &Path, creds: &Credentials) -> Result<Vec<(String, String)>, String> {
     let bytes = files::read_as(path, creds).map_err(|e| format!("env-file {e}"))?;
-    parse_env_file(&bytes).map_err(|(line, msg)| format!("{}:{line}: {msg}", path.display()))
+    parse_env_file(&bytes)
+        .map_err(|(line, msg)| format!("env-file {}:{line}: {msg}", path.display()))
 }
 
 fn parse_env_file(bytes: &[u8]) -> Result<Vec<(String, String)>, (usize, &'static str)> {
