@@ -9,6 +9,7 @@ pub mod config;
 pub mod control;
 pub mod event;
 pub mod exit;
+pub mod files;
 pub mod http;
 pub mod log;
 pub mod notify;

@@ -12,6 +12,10 @@
 //! std returns is dropped at once and `reaper` alone calls `waitpid`
 //! (std's own `waitpid` on an exec failure happens inside `spawn`, on the same
 //! thread as the reaper, so the two cannot race).
+//!
+//! An `env-file` is read at each start, with the permissions of the
+//! service's user (`files::read_as`, which cannot block the loop); what is in
+//! it never appears in an error, so never in a log line or in `ctl status`.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,7 +29,8 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use crate::config::{Output, ServiceSpec};
+use crate::config::{Credentials, Output, ServiceSpec};
+use crate::files;
 
 /// Why a spawn failed, and the exit status a shell would give for it.
 #[derive(Debug)]
@@ -97,7 +102,7 @@ pub fn spawn_service(
         .current_dir(&spec.working_dir)
         .stdin(Stdio::null());
     if let Some(path) = &spec.env_file {
-        let vars = read_env_file(path).map_err(SpawnError::new)?;
+        let vars = read_env_file(path, &spec.credentials).map_err(SpawnError::new)?;
         cmd.envs(vars);
     }
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
@@ -336,14 +341,31 @@ fn parent_of(pid: i32) -> Option<i32> {
     after_comm.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// `KEY=value` lines; blank lines and `#` comments skipped, an optional
-/// `export ` prefix and matching surrounding quotes removed.
-pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("env-file {}: {e}", path.display()))?;
-    parse_env_file(&text).map_err(|(line, msg)| format!("{}:{line}: {msg}", path.display()))
+/// The variables of `path`, read with the file-system permissions of the
+/// service's user (`files::read_as`): `KEY=value` lines; blank lines and
+/// `#` comments skipped, an optional `export ` prefix and matching
+/// surrounding quotes removed.
+///
+/// An env-file may hold secrets, and its errors end up in corral's log and
+/// in `ctl status`: they name the path and the line, never what is in it.
+pub fn read_env_file(path: &Path, creds: &Credentials) -> Result<Vec<(String, String)>, String> {
+    let bytes = files::read_as(path, creds).map_err(|e| format!("env-file {e}"))?;
+    parse_env_file(&bytes)
+        .map_err(|(line, msg)| format!("env-file {}:{line}: {msg}", path.display()))
 }
 
-fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+fn parse_env_file(bytes: &[u8]) -> Result<Vec<(String, String)>, (usize, &'static str)> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let line = 1 + bytes
+                .iter()
+                .take(e.valid_up_to())
+                .filter(|&&b| b == b'\n')
+                .count();
+            return Err((line, "not valid UTF-8"));
+        }
+    };
     let mut vars = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -352,14 +374,17 @@ fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> 
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
-            return Err((n + 1, format!("expected KEY=value, found {line:?}")));
+            return Err((n + 1, "expected KEY=value"));
         };
         let key = key.trim();
         let valid = !key.is_empty()
             && !key.starts_with(|c: char| c.is_ascii_digit())
             && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err((n + 1, format!("invalid variable name {key:?}")));
+            return Err((
+                n + 1,
+                "invalid variable name (use letters, digits and `_`, not starting with a digit)",
+            ));
         }
         let value = value.trim();
         let unquoted = ['"', '\'']
@@ -377,7 +402,7 @@ mod tests {
 
     #[test]
     fn env_files() {
-        let text = "# comment\n\nA=1\nexport B = \"two words\"\nC='x=y'\nD=\n";
+        let text = b"# comment\n\nA=1\nexport B = \"two words\"\nC='x=y'\nD=\n";
         assert_eq!(
             parse_env_file(text).unwrap(),
             vec![
@@ -387,13 +412,21 @@ mod tests {
                 ("D".into(), "".into()),
             ]
         );
+        // Nothing of the file in the message: it may be a secret.
         assert_eq!(
-            parse_env_file("A=1\nnot a pair\n"),
-            Err((2, "expected KEY=value, found \"not a pair\"".into()))
+            parse_env_file(b"A=1\nnot a pair\n"),
+            Err((2, "expected KEY=value"))
         );
         assert_eq!(
-            parse_env_file("1X=2"),
-            Err((1, "invalid variable name \"1X\"".into()))
+            parse_env_file(b"A=1\n1X=2"),
+            Err((
+                2,
+                "invalid variable name (use letters, digits and `_`, not starting with a digit)"
+            ))
+        );
+        assert_eq!(
+            parse_env_file(b"A=1\nB=2\nC=\xff\n"),
+            Err((3, "not valid UTF-8"))
         );
     }
 

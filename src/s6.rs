@@ -31,6 +31,7 @@ use crate::control::client;
 use crate::control::protocol::{
     Request, Response, ServiceStatus, Targets, decode_response, encode_request,
 };
+use crate::files;
 
 /// s6's exit codes (s6-svc(8), s6-svlisten1(8)), which scripts may test.
 const EXIT_TIMED_OUT: u8 = 99;
@@ -133,7 +134,9 @@ pub fn read_envdir(dir: &Path) -> Result<Vec<(OsString, Option<OsString>)>, Stri
         if !fs::metadata(&path).map_err(|e| cannot(&path, e))?.is_file() {
             continue;
         }
-        let content = fs::read(&path).map_err(|e| cannot(&path, e))?;
+        // Never a blocking open, nor a file larger than 1 MiB (an argument
+        // string may not pass 128 KiB anyway, execve(2)).
+        let content = files::read(&path).map_err(|e| format!("unable to read {e}"))?;
         vars.push((name, envdir_value(&content)));
     }
     vars.sort();
@@ -825,6 +828,8 @@ mod tests {
         fs::write(dir.join("EMPTY"), "").unwrap();
         fs::write(dir.join(".hidden"), "no").unwrap();
         fs::write(dir.join("X=Y"), "no").unwrap();
+        // Not a variable, and never opened (no writer: it would block).
+        nix::unistd::mkfifo(&dir.join("FIFO"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         let vars = read_envdir(&dir).unwrap();
         assert_eq!(
             vars,

@@ -12,7 +12,9 @@
 //!
 //! What it must never do: start, signal or wait for anything (it only reads
 //! files and the user database), or panic on any input — it also runs inside
-//! PID 1 when the definitions are re-read on SIGHUP. It never reads
+//! PID 1 when the definitions are re-read on SIGHUP; every file is read
+//! through `files::read` (regular files of at most 1 MiB, never a blocking
+//! open), so no FIFO or huge file can hang or swell PID 1. It never reads
 //! `env-file`s (read at each start) and never checks that `working-dir`
 //! exists (init scripts, which run after validation, may create it), nor that
 //! `watch` paths exist, nor resolves the hosts of `tcp` and `http` probes:
@@ -46,6 +48,7 @@ pub use signal::{parse_signal, signal_name};
 pub use spec::*;
 pub use suggest::closest as closest_name;
 
+use crate::files;
 use file::Parsed;
 
 /// One problem in the definitions, as `path:line:col: message`.
@@ -186,7 +189,7 @@ fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>)
     let metadata = match fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if name.is_some() => {
-            errors.push(ConfigError::whole_file(path, format!("cannot read: {e}")));
+            errors.push(ConfigError::whole_file(path, files::io_reason(&e)));
             return None;
         }
         Err(e) => {
@@ -209,13 +212,10 @@ fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>)
         after: Vec::new(),
         errors: vec![ConfigError::whole_file(path, message)],
     };
-    // Never open a FIFO or a device: reading it could block PID 1 forever.
-    if !metadata.is_file() {
-        return Some(unreadable("not a regular file".to_string()));
-    }
-    let bytes = match fs::read(path) {
+    // Never blocks on a FIFO or a device, nor reads a 25 MB file into PID 1.
+    let bytes = match files::read(path) {
         Ok(bytes) => bytes,
-        Err(e) => return Some(unreadable(format!("cannot read: {e}"))),
+        Err(e) => return Some(unreadable(e.why.to_string())),
     };
     match String::from_utf8(bytes) {
         Ok(text) => Some(file::parse(name, path, &text)),

@@ -4,6 +4,8 @@
 //! fd; `down-signal` the stop signal; an optional `corral.toml` adds any key
 //! of the service file format except `command`. `kill-group` defaults to
 //! false, as in s6: signalling `run` leaves its background children alone.
+//! Every file is read through `files` (regular, capped, never a blocking
+//! open); `run` and `finish` are only stat'ed, never opened.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -13,6 +15,7 @@ use super::file::{self, Parsed};
 use super::signal::parse_signal;
 use super::spec::{Ready, ServiceSpec};
 use super::{ConfigError, LoadOptions};
+use crate::files;
 
 /// The service defined by directory `dir`, named `name`.
 pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
@@ -68,13 +71,22 @@ pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
         );
     }
     let toml = dir.join("corral.toml");
-    let (path, text) = match fs::read_to_string(&toml) {
-        Ok(text) => (toml, text),
-        Err(e) if toml.exists() => {
-            errors.push(ConfigError::whole_file(&toml, format!("cannot read: {e}")));
+    let (path, text) = match files::read(&toml) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => (toml, text),
+            Err(_) => {
+                errors.push(ConfigError::whole_file(
+                    &toml,
+                    "not valid UTF-8".to_string(),
+                ));
+                (toml, String::new())
+            }
+        },
+        Err(e) if e.why.is_not_found() => (dir.to_path_buf(), String::new()),
+        Err(e) => {
+            errors.push(ConfigError::whole_file(&toml, e.why.to_string()));
             (toml, String::new())
         }
-        Err(_) => (dir.to_path_buf(), String::new()),
     };
     let mut parsed = file::parse_over(name, &path, &text, defaults);
     // Point every message at the directory's own files, and report the
@@ -107,18 +119,20 @@ fn is_executable(meta: &fs::Metadata) -> bool {
 /// these hold a number or a name).
 fn small_file(dir: &Path, name: &str, errors: &mut Vec<ConfigError>) -> Option<String> {
     let path: PathBuf = dir.join(name);
-    let meta = fs::metadata(&path).ok()?;
-    if !meta.is_file() || meta.len() > 4096 {
-        errors.push(ConfigError::whole_file(
-            &path,
-            "expected a small regular file".to_string(),
-        ));
-        return None;
-    }
-    match fs::read_to_string(&path) {
-        Ok(text) => Some(text),
+    match files::read_limited(&path, 4096) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                errors.push(ConfigError::whole_file(
+                    &path,
+                    "not valid UTF-8".to_string(),
+                ));
+                None
+            }
+        },
+        Err(e) if e.why.is_not_found() => None,
         Err(e) => {
-            errors.push(ConfigError::whole_file(&path, format!("cannot read: {e}")));
+            errors.push(ConfigError::whole_file(&path, e.why.to_string()));
             None
         }
     }
