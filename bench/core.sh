@@ -2,7 +2,8 @@
 # Measures corral's core figures on this machine (issue: supervisor core):
 #   1. idle wakeups: context switches of every corral thread over 10 s, 10 idle services
 #   2. restart gap with restart-delay = "0s": from a service's exit to its next start
-#   3. PSS (proportional set size) of corral with 10 and 100 idle services
+#   3. anonymous memory of corral with 10 and 100 idle services (`Anonymous:` in
+#      smaps_rollup: what its memory cgroup can never reclaim without swap)
 #   4. the stripped release binary's size
 # Usage: bench/core.sh            (builds the release binary first)
 # Every process started here is stopped by its pid on exit.
@@ -30,7 +31,7 @@ ctxt() { # total context switches of all threads of pid $1
 
 started() { [ "$(grep -c 'service started' "$1")" -ge "$2" ]; }
 
-pss_kb() { awk '/^Pss:/ { print $2 }' /proc/"$1"/smaps_rollup; }
+anon_kb() { awk '/^Anonymous:/ { print $2 }' /proc/"$1"/smaps_rollup; }
 
 echo "== 1. idle wakeups (10 services, 10 s)"
 services "$WORK/s10" 10
@@ -39,7 +40,7 @@ wait_for 20 started "$WORK/s10.log" 10
 a=$(ctxt "$P"); sleep 10; b=$(ctxt "$P")
 echo "context switches in 10 s: $((b - a))  ($(awk -v d=$((b - a)) 'BEGIN { printf "%.1f", d / 10 }')/s)"
 echo "threads: $(ls /proc/"$P"/task | wc -l)"
-echo "PSS with 10 services: $(pss_kb "$P") kB"
+echo "anonymous memory with 10 services: $(anon_kb "$P") kB"
 stop_pid "$P"
 
 echo "== 2. restart gap, restart-delay = \"0s\" (200 restarts)"
@@ -58,11 +59,11 @@ stop_pid "$P"
 awk '$1 == "e" { end = $2 } $1 == "s" && end { print ($2 - end) * 1000 }' "$WORK/starts" | head -200 | sort -n |
   awk '{ a[NR] = $1 } END { printf "exit-to-next-start gap over %d restarts: median %.2f ms, p90 %.2f ms, max %.2f ms\n", NR, a[int(NR/2)], a[int(NR*0.9)], a[NR] }'
 
-echo "== 3. PSS with 100 services"
+echo "== 3. anonymous memory with 100 services"
 services "$WORK/s100" 100
 "$BIN" --services "$WORK/s100" >/dev/null 2>"$WORK/s100.log" & P=$!; PIDS+=("$P")
 wait_for 30 started "$WORK/s100.log" 100
-echo "PSS with 100 services: $(pss_kb "$P") kB"
+echo "anonymous memory with 100 services: $(anon_kb "$P") kB"
 
 echo "== 4. binary"
 ls -l "$BIN" | awk '{ printf "stripped release binary: %d bytes (%.2f MiB)\n", $5, $5 / 1048576 }'

@@ -7,9 +7,10 @@
 #           query alone from a running client (no exec)
 #   start:  100 children of a C loop (fork + exec, no waiting) that write a
 #           start stamp then exec sleep, vs corral starting the same 100
-#   memory: PSS of the smallest Rust PID 1 (std, same profile as corral:
-#           lto, opt-level z, stripped) reaping one child, vs corral with one
-#           (both 5 s after start)
+#   memory: anonymous memory (`Anonymous:` in smaps_rollup: what a memory
+#           cgroup can never reclaim without swap) of the smallest Rust PID 1
+#           (std, same profile as corral: lto, opt-level z, stripped) reaping
+#           one child, vs corral with one (both 5 s after start)
 # Needs gcc, rustc, hyperfine, util-linux unshare. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,25 +96,25 @@ corral_ms=$(for _ in 1 2 3 4 5; do
 done | median)
 echo "start 100: no supervisor (C fork loop) ${floor_ms} ms; corral ${corral_ms} ms (median of 5)"
 
-# --- memory: PSS ----------------------------------------------------------
+# --- memory: anonymous ----------------------------------------------------
 ns_init_of() { [ -n "$(ns_init "$1")" ]; }
-pss_of() { # pss_of CMD...: PSS (kB) of the namespace's PID 1 after 5 s (steady state, as compare.sh)
+anon_of() { # anon_of CMD...: anonymous memory (kB) of the namespace's PID 1 after 5 s (steady state, as compare.sh)
   unshare --pid --fork --mount-proc --kill-child "$@" >/dev/null 2>&1 &
   local u=$! init; NS_PIDS+=("$u")
   wait_for 10 ns_init_of "$u"
   sleep 5
   init=$(ns_init "$u")
-  awk '/^Pss:/{print $2}' "/proc/$init/smaps_rollup"
+  awk '/^Anonymous:/{print $2}' "/proc/$init/smaps_rollup"
   stop_ns "$u"
 }
 mkdir -p "$WORK/one"
 printf 'command = ["sleep", "infinity"]\n' >"$WORK/one/s.toml"
 sync
-floor_kb=$(for _ in 1 2 3; do pss_of "$WORK/floor"; done | median)
+floor_kb=$(for _ in 1 2 3; do anon_of "$WORK/floor"; done | median)
 corral_kb=$(for _ in 1 2 3; do
-  pss_of "$CORRAL" --services "$WORK/one" --init-dir "$WORK/none" --finish-dir "$WORK/none" --socket "$WORK/m.sock"
+  anon_of "$CORRAL" --services "$WORK/one" --init-dir "$WORK/none" --finish-dir "$WORK/none" --socket "$WORK/m.sock"
 done | median)
-echo "PSS, 1 service: smallest Rust PID 1 ${floor_kb} kB ($(stat -c %s "$WORK/floor") bytes); corral ${corral_kb} kB ($(stat -c %s "$CORRAL") bytes)"
+echo "anonymous memory, 1 service: smallest Rust PID 1 ${floor_kb} kB ($(stat -c %s "$WORK/floor") bytes); corral ${corral_kb} kB ($(stat -c %s "$CORRAL") bytes)"
 
 # --- exec: status query ---------------------------------------------------
 mkdir -p "$WORK/ten"

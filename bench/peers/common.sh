@@ -1,8 +1,8 @@
 # Shared by bench/compare.sh and the peer adapters beside this file: service
 # scripts, starting a supervisor as PID 1 of a new PID namespace, and reading
-# memory and context switches of its processes. Source after bench/lib.sh and
-# after setting BENCHTOOL (the compiled bench/peers/benchtool.c, with a `stamp`
-# link beside it).
+# anonymous memory and context switches of its processes. Source after
+# bench/lib.sh and after setting BENCHTOOL (the compiled bench/peers/benchtool.c,
+# with a `stamp` link beside it).
 #
 # A peer adapter bench/peers/NAME.sh defines, with P = NAME with `-` as `_`:
 #   P_bins              the binaries that make up the supervisor, one a line
@@ -140,10 +140,12 @@ host_pid_of() { # host_pid_of INIT NSPID: host pid of INIT's descendant whose pi
 
 # --- what the supervisor's own processes use
 
-pss_sum() { # pss_sum PID...: total PSS in kB (smaps_rollup)
+anon_sum() { # anon_sum PID...: total anonymous memory in kB (`Anonymous:` in
+  # smaps_rollup: heap, stacks, private copies of pages; what a memory cgroup
+  # can never reclaim without swap, unlike file-backed code pages)
   local p total=0 v
   for p in "$@"; do
-    v=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+    v=$(awk '/^Anonymous:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
     total=$((total + ${v:-0}))
   done
   echo "$total"
