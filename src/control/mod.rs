@@ -150,7 +150,8 @@ pub fn check_socket_dir(dir: &Path, uid: u32) -> Result<(), DirError> {
     } else {
         dir
     };
-    let dir = std::path::absolute(dir).map_err(|e| unsafe_dir(dir, format!(": {e}")))?;
+    let dir = std::path::absolute(dir)
+        .map_err(|e| unsafe_dir(dir, format!("cannot be made absolute: {e}")))?;
     // Above it first: a missing or unsafe parent is the real problem.
     if let Some(parent) = dir.parent() {
         resolve_checked(parent, uid)?;
@@ -208,8 +209,8 @@ fn check_entry(path: &Path, meta: &fs::Metadata, uid: u32, level: Level) -> Resu
 /// Walk `path` from `/`, one component at a time, as the kernel resolves
 /// it, checking every directory passed (`Level::Above`) and following only
 /// links owned by `uid` or root. Each link's own directory was checked just
-/// before, so no one else can swap it. Returns the path without links.
-fn resolve_checked(path: &Path, uid: u32) -> Result<PathBuf, DirError> {
+/// before, so no one else can swap it.
+fn resolve_checked(path: &Path, uid: u32) -> Result<(), DirError> {
     let mut resolved = PathBuf::from("/");
     check_entry(&resolved, &lstat(&resolved)?, uid, Level::Above)?;
     // Components still to walk, the next one last.
@@ -248,7 +249,7 @@ fn resolve_checked(path: &Path, uid: u32) -> Result<PathBuf, DirError> {
         check_entry(&next, &meta, uid, Level::Above)?;
         resolved = next;
     }
-    Ok(resolved)
+    Ok(())
 }
 
 /// Push `path`'s names onto `pending` so that its first one pops first
