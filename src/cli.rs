@@ -171,7 +171,8 @@ Options:
 {DIRS_HELP}  --socket PATH           the control socket [env CORRAL_SOCKET; default
                           /run/corral/control.sock; if /run is not writable,
                           $XDG_RUNTIME_DIR/corral/control.sock, else
-                          /tmp/corral-$UID/control.sock]
+                          /tmp/corral-$UID/control.sock; never a symbolic
+                          link, nor a directory others can write]
   --http ADDR             serve /healthz, /readyz and /metrics on ADDR
                           (e.g. 0.0.0.0:9000) [env CORRAL_HTTP]
   --shutdown-timeout DUR  total budget for the shutdown (e.g. 9s, 500ms)
@@ -390,8 +391,9 @@ Commands:
         "
 Options:
   --socket PATH  corral's control socket [env CORRAL_SOCKET; default: the first
-                 that exists of /run/corral/control.sock,
+                 that exists in a safe directory of /run/corral/control.sock,
                  $XDG_RUNTIME_DIR/corral/control.sock, /tmp/corral-$UID/control.sock]
+                 corral ctl talks only to a corral that runs as root or as you.
   -h, --help     print this help (COMMAND --help: that command's)
 
 Exit status: 0 done; 1 corral answered with an error (or could not be reached); 2 usage.

@@ -258,11 +258,14 @@ pub fn svc(args: &[OsString]) -> u8 {
                 eprintln!("s6-svc: fatal: {}: timed out after {ms} ms", dir.display());
                 break;
             }
+            // `why` may quote what corral (or whoever answered) said: escaped.
             Failure::Unreachable(why) => {
+                let why = client::printable_text(&why);
                 eprintln!("s6-svc: fatal: unable to reach corral: {why}");
                 break;
             }
             Failure::NoService(why) | Failure::Refused(why) => {
+                let why = client::printable_text(&why);
                 eprintln!("s6-svc: fatal: unable to control {}: {why}", dir.display());
             }
         }

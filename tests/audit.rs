@@ -242,8 +242,12 @@ fn fork_failing_with_eagain_costs_a_restart_attempt_not_corral() {
     }
     let dir = TestDir::new("audit-eagain");
     dir.service("victim", &reporter("victim", "echo up"));
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
-    let mut c = dir.corral().ctl_socket().user(65534).start();
+    // victim writes its pids into $T as uid 65534: open it, as /tmp
+    // (sticky); corral's socket goes into a private directory below it (an
+    // open one is no place for it, SPEC 12).
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let socket = dir.join("run/ctl.sock").display().to_string();
+    let mut c = dir.corral().args(["--socket", &socket]).user(65534).start();
     let first = c.wait_pids("victim.pids", 1)[0];
     let pid = c.pid();
     let original = soft_limit(pid, "Max processes");

@@ -738,8 +738,9 @@ fn a_non_root_corral_puts_its_socket_under_xdg_runtime_dir() {
     let xdg = dir.join("xdg");
     fs::create_dir(&xdg).expect("mkdir xdg");
     std::os::unix::fs::chown(&xdg, Some(65534), Some(65534)).expect("chown xdg");
-    // web writes its pid into $T as uid 65534.
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    // web writes its pid into $T as uid 65534. Sticky, as /tmp: an open
+    // directory that is not would make $XDG_RUNTIME_DIR unsafe (SPEC 12).
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o1777)).expect("chmod");
     let mut c = dir
         .corral()
         .env_remove("CORRAL_SOCKET")

@@ -84,13 +84,16 @@ user = "nobody"
 group = "nogroup"
 "#,
     );
-    // The output file is written by nobody: let it into the test dir.
+    // The output file is written by nobody: let it into the test dir, as
+    // into /tmp (sticky); the control socket goes into a private directory
+    // below it (an open one is no place for it, SPEC 12).
     std::fs::set_permissions(
         dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
     )
     .expect("chmod test dir");
-    let mut c = dir.corral().start();
+    let socket = dir.join("run/control.sock").display().to_string();
+    let mut c = dir.corral().env("CORRAL_SOCKET", &socket).start();
     let id = c.wait_file("id.out");
     let nobody = nix::unistd::User::from_name("nobody")
         .ok()

@@ -575,7 +575,8 @@ fn write_notify(message: &NotifyMessage) -> String {
 
 /// Target `control_protocol`: one control request line (as the server
 /// reads it: bytes), and the same bytes as a response line (as the client
-/// reads it). Also the server's nesting check done before decoding.
+/// reads it). Also the server's nesting check done before decoding, and
+/// the refusal of duplicate keys.
 pub fn control_protocol(data: &[u8]) {
     match protocol::decode_request(data) {
         Ok(request) => check_request(request),
@@ -597,11 +598,30 @@ pub fn control_protocol(data: &[u8]) {
             "a version was given: {refused}"
         );
     }
+    // A key twice in an object, at any depth, is refused: never the last
+    // one taken, as serde_json alone would.
+    let unique = protocol::unique_json(data);
+    if serde_json::from_slice::<serde_json::Value>(data).is_ok()
+        && let Err(e) = &unique
+    {
+        let refused = protocol::decode_request(data).err().unwrap_or_default();
+        assert!(
+            e.to_string().starts_with("duplicate key ")
+                && refused.starts_with("malformed request: duplicate key "),
+            "{e} / {refused}"
+        );
+    }
     // The server refuses deep requests by counting brackets before parsing:
     // for valid JSON the count must be the real depth, or a deep request
     // could reach the parser's recursion on a connection thread's small stack.
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) {
+    // (Only without duplicates: serde_json's `Value` drops the first of two.)
+    if let Ok(value) = unique {
         assert_eq!(protocol::nesting(data), depth(&value));
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(data).ok(),
+            Some(value),
+            "unique_json reads what serde_json reads"
+        );
     }
     if let Ok(text) = std::str::from_utf8(data) {
         match protocol::decode_response(text) {

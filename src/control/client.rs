@@ -5,7 +5,16 @@
 //! or cannot be reached; 2 for usage errors. Every error says
 //! what a person can do about it: where the socket was looked for, who may
 //! use it.
+//!
+//! The client trusts only a server that runs as root or as its own uid
+//! (SO_PEERCRED, checked before the request is sent), and looks for the
+//! default sockets only in safe directories (`control::check_socket_dir`):
+//! whoever else could listen there could tell it anything (SPEC section 12).
+//! And nothing a server says reaches the terminal raw: every control
+//! character in it is shown escaped (`printable_line`, `printable_text`),
+//! except in `logs`, which prints a service's own bytes, as `docker logs`.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
@@ -14,6 +23,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use super::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
+use super::{DirError, check_socket_dir, peer_uid};
 use crate::cli::{CtlCli, CtlCommand, Names};
 use crate::service::human;
 
@@ -31,7 +41,9 @@ pub fn main(args: &[OsString], bin_name: &'static str) -> u8 {
     match run(socket.as_deref(), cli.command) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("corral ctl: {message}");
+            // Our own text, with what a server said inside (a malformed
+            // answer is quoted): escaped, line breaks kept.
+            eprintln!("corral ctl: {}", printable_text(&message));
             EXIT_FAILED
         }
     }
@@ -50,7 +62,7 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
             if first.ok {
                 let json = serde_json::to_string_pretty(&first.services)
                     .map_err(|e| format!("cannot encode the status: {e}"))?;
-                out.stdout(&json);
+                out.stdout(&printable_json(&json));
             }
             finish(&first, &mut out)
         }
@@ -80,7 +92,7 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
         }
         CtlCommand::Health => {
             for problem in &first.problems {
-                out.stdout(problem);
+                out.stdout(&printable_line(problem));
             }
             finish(&first, &mut out)
         }
@@ -136,7 +148,7 @@ fn request_for(command: &CtlCommand) -> Request {
 /// Messages on stdout; on `ok: false`, the error on stderr and exit 1.
 fn finish(response: &Response, out: &mut Output) -> u8 {
     for message in &response.messages {
-        out.stdout(message);
+        out.stdout(&printable_line(message));
     }
     if response.ok {
         return 0;
@@ -145,8 +157,59 @@ fn finish(response: &Response, out: &mut Output) -> u8 {
         .error
         .as_deref()
         .unwrap_or("failed (no reason given)");
-    out.stderr(&format!("corral ctl: {error}"));
+    // Free text: a reload's error lists one definition error per line.
+    out.stderr(&format!("corral ctl: {}", printable_text(error)));
     EXIT_FAILED
+}
+
+/// `text` from a server, made safe to print as one line of a terminal:
+/// every control character (C0 and its line breaks and tabs, DEL, C1:
+/// `char::is_control`) shown as an escape, `\x1b`, `\n`, `\t`. For table
+/// cells and one-line fields: a line break in them would forge a line.
+pub fn printable_line(text: &str) -> Cow<'_, str> {
+    escape_controls(text, Form::Line)
+}
+
+/// Like `printable_line`, but line breaks are kept: for free text, such as
+/// an error that lists one problem per line.
+pub fn printable_text(text: &str) -> Cow<'_, str> {
+    escape_controls(text, Form::Text)
+}
+
+/// JSON for a terminal: serde_json escapes C0 in strings, but passes DEL and
+/// C1 through; they become `\u007f`, `\u009b`, the same JSON value. (They
+/// can only be inside strings: JSON's own syntax is printable ASCII, and the
+/// pretty printer's line breaks are kept.)
+fn printable_json(json: &str) -> Cow<'_, str> {
+    escape_controls(json, Form::Json)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Line,
+    Text,
+    Json,
+}
+
+/// The one place control characters from a server are escaped.
+fn escape_controls(text: &str, form: Form) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(c == '\n' && form != Form::Line);
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            _ if !escaped(c) => out.push(c),
+            _ if form == Form::Json => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            // Every control character is below U+00A0: two hex digits.
+            _ => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+        }
+    }
+    Cow::Owned(out)
 }
 
 fn print_lines(response: &Response, out: &mut Output) {
@@ -208,16 +271,17 @@ pub fn status_table(services: &[ServiceStatus]) -> String {
     let rows: Vec<[String; 8]> = services
         .iter()
         .map(|s| {
+            let cell = |text: &str| printable_line(text).into_owned();
             [
-                s.name.clone(),
-                s.state.clone(),
+                cell(&s.name),
+                cell(&s.state),
                 s.pid.map_or_else(dash, |p| p.to_string()),
                 s.uptime_ms
                     .map_or_else(dash, |ms| human(std::time::Duration::from_millis(ms))),
                 s.restarts.to_string(),
                 if s.ready { "yes" } else { "no" }.to_string(),
-                s.last_exit.clone().unwrap_or_else(dash),
-                s.detail.clone().unwrap_or_default(),
+                s.last_exit.as_deref().map_or_else(dash, cell),
+                s.detail.as_deref().map(cell).unwrap_or_default(),
             ]
         })
         .collect();
@@ -240,17 +304,21 @@ pub fn status_table(services: &[ServiceStatus]) -> String {
     table
 }
 
-/// Connect to `given`, or to the first default candidate that accepts. The
-/// error says where corral's socket was looked for (also used by `s6-svc`).
+/// Connect to `given`, or to the first default candidate that accepts, and
+/// make sure the server runs as root or as us (`trusted`). Only default
+/// sockets in safe directories are tried (`control::check_socket_dir`); a
+/// given path is the user's choice, and the server's uid is still checked.
+/// The error says where corral's socket was looked for (also used by `s6-svc`).
 pub fn connect(given: Option<&Path>) -> Result<UnixStream, String> {
     if let Some(path) = given {
-        return UnixStream::connect(path).map_err(|err| match err.kind() {
+        let stream = UnixStream::connect(path).map_err(|err| match err.kind() {
             io::ErrorKind::NotFound => format!(
                 "no control socket at {} (is corral running? it must use the same --socket / CORRAL_SOCKET)",
                 path.display()
             ),
             _ => format!("cannot connect to {}: {}", path.display(), why(path, &err)),
-        });
+        })?;
+        return trusted(stream, path);
     }
     let candidates = super::default_candidates();
     let euid = nix::unistd::geteuid().as_raw();
@@ -259,9 +327,17 @@ pub fn connect(given: Option<&Path>) -> Result<UnixStream, String> {
     for path in candidates {
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_socket() => {
-                if let Some(Err(reason)) = path.parent().map(|d| super::trusted_dir(d, euid)) {
-                    tried.push((path, reason));
-                    continue;
+                let dir = path.parent().unwrap_or(Path::new("/"));
+                match check_socket_dir(dir, euid) {
+                    Ok(()) => {}
+                    Err(DirError::Missing(_)) => {
+                        tried.push((path, "no such file".into()));
+                        continue;
+                    }
+                    Err(DirError::Unsafe(why)) => {
+                        tried.push((path, format!("not used: {why}")));
+                        continue;
+                    }
                 }
             }
             Ok(_) => {
@@ -279,7 +355,7 @@ pub fn connect(given: Option<&Path>) -> Result<UnixStream, String> {
             }
         }
         match UnixStream::connect(&path) {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return trusted(stream, &path),
             Err(err) => {
                 denied |= err.kind() == io::ErrorKind::PermissionDenied;
                 tried.push((path.clone(), why(&path, &err)));
@@ -298,6 +374,24 @@ pub fn connect(given: Option<&Path>) -> Result<UnixStream, String> {
         "\nIs corral running? If it uses another socket, point at it with --socket PATH or CORRAL_SOCKET=PATH.",
     );
     Err(message)
+}
+
+/// `stream`, if the server at `path` runs as root or as this client's uid
+/// (SO_PEERCRED: the uid it had when it called listen(2), which it cannot
+/// fake). Anyone else could answer anything; nothing is sent to it.
+fn trusted(stream: UnixStream, path: &Path) -> Result<UnixStream, String> {
+    let me = nix::unistd::geteuid().as_raw();
+    match peer_uid(&stream) {
+        Ok(uid) if uid == 0 || uid == me => Ok(stream),
+        Ok(uid) => Err(format!(
+            "refusing the server at {}: it runs as uid {uid}, not root or you",
+            path.display()
+        )),
+        Err(err) => Err(format!(
+            "refusing the server at {}: cannot tell which uid it runs as ({err})",
+            path.display()
+        )),
+    }
 }
 
 /// What a connect error means for the person at the keyboard.
@@ -344,6 +438,57 @@ fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_from_a_server_are_shown_escaped() {
+        let text = "a\x1b]0;owned\x07b\tc\r\nd\x7fe\u{9b}31m\u{a0}é";
+        assert_eq!(
+            printable_line(text),
+            "a\\x1b]0;owned\\x07b\\tc\\r\\nd\\x7fe\\x9b31m\u{a0}é"
+        );
+        assert_eq!(
+            printable_text(text),
+            "a\\x1b]0;owned\\x07b\\tc\\r\nd\\x7fe\\x9b31m\u{a0}é"
+        );
+        assert!(matches!(printable_line("web: stopped"), Cow::Borrowed(_)));
+        // JSON: serde_json escapes C0; DEL and C1 become JSON escapes too,
+        // and the text still reads as the same value.
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "s": text })).expect("json");
+        let shown = printable_json(&json);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown}"
+        );
+        assert!(shown.contains(r"\u001b]0;owned\u0007") && shown.contains(r"\u007fe\u009b31m"));
+        let back: serde_json::Value = serde_json::from_str(&shown).expect("still JSON");
+        assert_eq!(back["s"], text);
+    }
+
+    #[test]
+    fn status_cells_are_escaped_and_stay_aligned() {
+        let services = vec![
+            ServiceStatus {
+                name: "web".into(),
+                state: "back\x1b[2Joff".into(),
+                detail: Some("GET /: 503 \x07\nforged".into()),
+                last_exit: Some("\u{9b}1m".into()),
+                ..ServiceStatus::default()
+            },
+            ServiceStatus {
+                name: "db".into(),
+                state: "running".into(),
+                ..ServiceStatus::default()
+            },
+        ];
+        assert_eq!(
+            status_table(&services),
+            "\
+NAME  STATE           PID  UPTIME  RESTARTS  READY  LAST-EXIT  DETAIL
+web   back\\x1b[2Joff  -    -       0         no     \\x9b1m     GET /: 503 \\x07\\nforged
+db    running         -    -       0         no     -
+"
+        );
+    }
 
     #[test]
     fn the_status_table_is_aligned_with_dashes_for_nothing() {

@@ -3,7 +3,8 @@
 //! A request is `{"v": 1, "op": "...", ...}`; every answer is a `Response`
 //! line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. `logs` with
 //! `follow` keeps sending one `Response` per new line until the client
-//! closes. Shared by the server (`control::server`), the client
+//! closes. A request with a key twice in an object, at any depth, is
+//! malformed (`unique_json`). Shared by the server (`control::server`), the client
 //! (`control::client`) and the supervisor core, which answers requests.
 //!
 //! ```text
@@ -179,10 +180,10 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// Parse one request line: JSON, the right version, a known op.
+/// Parse one request line: JSON without a key twice in any object, the
+/// right version, a known op.
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|e| format!("malformed request: {e}"))?;
+    let mut value = unique_json(line).map_err(|e| format!("malformed request: {e}"))?;
     let Some(object) = value.as_object_mut() else {
         return Err("malformed request: expected a JSON object".into());
     };
@@ -197,6 +198,84 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         None => return Err(format!("missing protocol version: add \"v\": {VERSION}")),
     }
     serde_json::from_value(value).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// Parse `text` as JSON in which no object has the same key twice, at any
+/// depth. serde_json keeps the last of two, so `{"op":"status","op":"shutdown"}`
+/// would be a shutdown to corral and a status to anything reading the first
+/// (a log, a proxy, a person): such a request is refused, not guessed at.
+/// Keys are compared after unescaping (`"o\u0070"` is `"op"`).
+pub fn unique_json(text: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::from_slice::<Unique>(text).map(|unique| unique.0)
+}
+
+/// A JSON value whose objects have no duplicate key (see `unique_json`).
+struct Unique(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Unique, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // JSON text has no NaN or infinity; `Null` as serde_json's own `Value` does.
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                // Debug form: quoted, and a key's control characters escaped.
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            let Unique(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
 }
 
 /// How deeply JSON arrays and objects nest in `text` (brackets inside
@@ -314,6 +393,46 @@ mod tests {
         assert!(garbage.starts_with("malformed request:"), "{garbage}");
         let extra = decode_request(br#"{"v":1,"op":"health","force":true}"#).unwrap_err();
         assert!(extra.contains("unknown field `force`"), "{extra}");
+    }
+
+    #[test]
+    fn a_key_twice_at_any_depth_is_refused() {
+        for (line, key, column) in [
+            (&br#"{"v":1,"op":"status","op":"shutdown"}"#[..], "op", 25),
+            (br#"{"v":1,"v":1,"op":"health"}"#, "v", 10),
+            // Escaped, it is the same key.
+            (br#"{"v":1,"op":"health","o\u0070":"shutdown"}"#, "op", 30),
+            (
+                br#"{"v":1,"op":"status","services":[{"a":1,"a":2}]}"#,
+                "a",
+                43,
+            ),
+            (
+                br#"{"v":1,"op":"health","x":{"y":{"k":[],"k":{}}}}"#,
+                "k",
+                41,
+            ),
+        ] {
+            assert_eq!(
+                decode_request(line),
+                Err(format!(
+                    "malformed request: duplicate key \"{key}\" at line 1 column {column}"
+                )),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // The same key in two objects is no duplicate.
+        assert_eq!(
+            unique_json(br#"[{"a":1},{"a":{"a":2}}]"#).ok(),
+            serde_json::from_str(r#"[{"a":1},{"a":{"a":2}}]"#).ok()
+        );
+        // Every JSON value comes through as serde_json reads it.
+        let text = r#"{"s":"x\u001by","n":null,"t":true,"i":-3,"u":18446744073709551615,"f":1.5e300,"l":[[],{}]}"#;
+        assert_eq!(
+            unique_json(text.as_bytes()).ok(),
+            serde_json::from_str::<serde_json::Value>(text).ok()
+        );
     }
 
     #[test]

@@ -4,10 +4,13 @@
 //! back.
 //!
 //! What it owns: the socket file (created mode 0600, replaced when stale,
-//! removed at exit), client authentication (SO_PEERCRED: root and corral's
-//! own uid only), and every defence against clients. A request must arrive
-//! whole within `REQUEST_TIMEOUT`, fit `MAX_REQUEST` and nest at most
-//! `MAX_NESTING` deep. At most `max_connections` are served at once
+//! removed at exit) in a directory checked safe before and after it is
+//! created (`control::check_socket_dir`; an unsafe one is a startup error),
+//! client authentication (SO_PEERCRED: root and corral's own uid only), and
+//! every defence against clients. A request must arrive whole within
+//! `REQUEST_TIMEOUT`, fit `MAX_REQUEST` and nest at most `MAX_NESTING` deep;
+//! one that is not valid (duplicate keys included, see `protocol`) gets an
+//! error and is closed. At most `max_connections` are served at once
 //! (`MAX_CONNECTIONS`, or half the fds corral may open if that is fewer);
 //! more get an error line. A client that takes nothing of its answer for
 //! `WRITE_TIMEOUT` is dropped. Every socket is non-blocking: a client that
@@ -47,7 +50,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{self, AssertUnwindSafe};
@@ -67,6 +70,7 @@ use tracing::{debug, error, info, warn};
 use super::protocol::{
     LogLine, MAX_NESTING, MAX_REQUEST, Request, Response, decode_request, encode_response, nesting,
 };
+use super::{DirError, check_socket_dir, create_socket_dir, peer_uid};
 use crate::event::{Input, Reply};
 use crate::output::{FOLLOW_BACKLOG, LogEntry, Logs};
 
@@ -150,14 +154,7 @@ impl Server {
     /// Create the socket at `path` (replacing a stale one) and start serving.
     /// Errors name the path and say what to do.
     pub fn start(path: &Path, inputs: Sender<Input>, logs: Logs) -> Result<Server, String> {
-        if let Some(dir) = path.parent() {
-            super::create_socket_dir(dir).map_err(|e| {
-                format!(
-                    "cannot create the control socket's directory {}: {e}",
-                    dir.display()
-                )
-            })?;
-        }
+        safe_dir(path)?;
         replace_stale(path)?;
         let listener = bind_private(path)
             .map_err(|e| format!("cannot create the control socket {}: {e}", path.display()))?;
@@ -246,6 +243,36 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// Make sure the directory of the socket at `path` is safe (see
+/// `control::check_socket_dir`), creating what is missing, mode 0700. What
+/// exists is checked before anything is created in it, and everything again
+/// after: a directory someone else made in between is refused, not trusted.
+fn safe_dir(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    let refuse = |why: DirError| {
+        format!(
+            "control socket {}: not a safe place: {why} (its directory must be a real directory owned by root or uid {euid} that no one else can write, below directories others cannot write unless sticky; choose another --socket / CORRAL_SOCKET)",
+            path.display()
+        )
+    };
+    match check_socket_dir(dir, euid) {
+        Ok(()) => return Ok(()),
+        Err(DirError::Missing(_)) => {}
+        Err(why) => return Err(refuse(why)),
+    }
+    create_socket_dir(dir).map_err(|e| {
+        format!(
+            "cannot create the control socket's directory {}: {e}",
+            dir.display()
+        )
+    })?;
+    check_socket_dir(dir, euid).map_err(refuse)
 }
 
 /// A socket file at `path` from an earlier corral that is gone (connect says
@@ -1178,39 +1205,6 @@ fn lines_response(entries: Vec<LogEntry>) -> Response {
     }
 }
 
-/// The uid of the process at the other end, from SO_PEERCRED (unix(7)): the
-/// credentials it had when it called connect(2), kept by the kernel, so a
-/// client cannot claim another uid.
-fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
-    // Fail closed: should the kernel not fill it in, this is no one's uid.
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: u32::MAX,
-        gid: u32::MAX,
-    };
-    let size = std::mem::size_of::<libc::ucred>();
-    let mut len = libc::socklen_t::try_from(size).map_err(|_| io::Error::other("ucred size"))?;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is a
-    // valid, properly aligned `ucred` of exactly that size; the fd is open
-    // for the duration of the call (borrowed from `stream`).
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut cred).cast::<libc::c_void>(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if usize::try_from(len).ok() != Some(size) {
-        return Err(io::Error::other("short SO_PEERCRED answer"));
-    }
-    Ok(cred.uid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1262,15 +1256,6 @@ mod tests {
         };
         last = Some(long_ago);
         assert!(new_burst(&mut last), "after a quiet BURST, a new one");
-    }
-
-    #[test]
-    fn peer_credentials_are_our_own_on_a_pair() {
-        let (client, _server) = UnixStream::pair().expect("pair");
-        assert_eq!(
-            peer_uid(&client).expect("SO_PEERCRED"),
-            nix::unistd::geteuid().as_raw()
-        );
     }
 
     #[test]
