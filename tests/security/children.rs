@@ -26,7 +26,7 @@ fn masks(status: &str) -> (u64, u64) {
     (mask("SigBlk:"), mask("SigIgn:"))
 }
 
-/// A service that writes its `/proc/self/status` to `$T/NAME.status`
+/// A service that writes its `/proc/self/status` to `$T/shared/NAME.status`
 /// (through a temporary file, so the test never reads half of it), then
 /// sleeps.
 fn status_writer(name: &str, user: Option<u32>) -> String {
@@ -34,14 +34,17 @@ fn status_writer(name: &str, user: Option<u32>) -> String {
         .map(|u| format!("user = \"{u}\"\n"))
         .unwrap_or_default();
     format!(
-        r#"command = ["sh", "-c", "cat /proc/self/status > \"$T/{name}.tmp\" && mv \"$T/{name}.tmp\" \"$T/{name}.status\"; exec sleep 100000"]
+        r#"command = ["sh", "-c", "cat /proc/self/status > \"$T/shared/{name}.tmp\" && mv \"$T/shared/{name}.tmp\" \"$T/shared/{name}.status\"; exec sleep 100000"]
 {user}"#
     )
 }
 
-/// Let uid 65534 write into the test dir.
+/// `$T/shared`, where uid 65534 may write too (the test dir itself holds
+/// the control socket, so it must stay closed to others: SPEC 12).
 fn open_to_nobody(dir: &TestDir) {
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod test dir");
+    let shared = dir.join("shared");
+    fs::create_dir(&shared).expect("mkdir shared");
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).expect("chmod shared");
 }
 
 #[test]
@@ -52,10 +55,10 @@ fn every_child_starts_with_no_signal_ignored_or_blocked() {
     dir.service("nobody", &status_writer("nobody", Some(65534)));
     dir.init_script(
         "10-status",
-        "#!/bin/sh\ncat /proc/self/status > \"$T/init.tmp\" && mv \"$T/init.tmp\" \"$T/init.status\"\n",
+        "#!/bin/sh\ncat /proc/self/status > \"$T/shared/init.tmp\" && mv \"$T/shared/init.tmp\" \"$T/shared/init.status\"\n",
     );
     let main = format!(
-        "cat /proc/self/status > {0}/main.tmp && mv {0}/main.tmp {0}/main.status; exec sleep 100000",
+        "cat /proc/self/status > {0}/shared/main.tmp && mv {0}/shared/main.tmp {0}/shared/main.status; exec sleep 100000",
         dir.path().display()
     );
     let mut c = dir
@@ -65,7 +68,7 @@ fn every_child_starts_with_no_signal_ignored_or_blocked() {
         .main(["sh", "-c", &main])
         .start();
     for who in ["root", "nobody", "init", "main"] {
-        let status = c.wait_file(&format!("{who}.status"));
+        let status = c.wait_file(&format!("shared/{who}.status"));
         let (blocked, ignored) = masks(&status);
         assert_eq!(blocked, 0, "{who}: blocked signals\n{status}");
         assert_eq!(ignored, 0, "{who}: ignored signals\n{status}");
@@ -86,17 +89,17 @@ fn a_service_cannot_join_another_services_process_group() {
     open_to_nobody(&dir);
     dir.service(
         "victim",
-        r#"command = ["sh", "-c", "echo $$ > \"$T/victim.tmp\" && mv \"$T/victim.tmp\" \"$T/victim.pid\"; exec sleep 100000"]"#,
+        r#"command = ["sh", "-c", "echo $$ > \"$T/shared/victim.tmp\" && mv \"$T/shared/victim.tmp\" \"$T/shared/victim.pid\"; exec sleep 100000"]"#,
     );
     dir.service(
         "intruder",
-        r#"command = ["sh", "-c", "while [ ! -s \"$T/victim.pid\" ]; do sleep 0.05; done; python3 -c 'import os, sys\ntry:\n    os.setpgid(0, int(sys.argv[1]))\n    print(\"joined\")\nexcept OSError as e:\n    print(\"refused\", e.errno)' $(cat \"$T/victim.pid\") > \"$T/intruder.tmp\"; ps -o pgid= -o sid= -p $$ >> \"$T/intruder.tmp\"; mv \"$T/intruder.tmp\" \"$T/intruder.out\"; exec sleep 100000"]
+        r#"command = ["sh", "-c", "while [ ! -s \"$T/shared/victim.pid\" ]; do sleep 0.05; done; python3 -c 'import os, sys\ntry:\n    os.setpgid(0, int(sys.argv[1]))\n    print(\"joined\")\nexcept OSError as e:\n    print(\"refused\", e.errno)' $(cat \"$T/shared/victim.pid\") > \"$T/shared/intruder.tmp\"; ps -o pgid= -o sid= -p $$ >> \"$T/shared/intruder.tmp\"; mv \"$T/shared/intruder.tmp\" \"$T/shared/intruder.out\"; exec sleep 100000"]
 user = "65534"
 restart = "never"
 "#,
     );
     let mut c = dir.corral().ctl_socket().pid1().start();
-    let out = c.wait_file("intruder.out");
+    let out = c.wait_file("shared/intruder.out");
     assert!(
         out.starts_with(&format!("refused {}", libc::EPERM)),
         "the intruder got into the victim's group: {out}"
