@@ -106,7 +106,7 @@ restart = "never"
     );
     // The victim leads a session and a group of its own.
     let victim: i32 = c
-        .wait_file("victim.pid")
+        .wait_file("shared/victim.pid")
         .trim()
         .parse()
         .expect("victim pid");
