@@ -209,15 +209,36 @@ impl Logger {
 }
 
 /// ` message name=value…`: the message as written, other values as `{:?}`
-/// (strings quoted, `%value` fields as displayed).
+/// (strings quoted, `%value` fields as displayed). Control characters but
+/// tab are escaped (`\x1b`), whatever the field: a message may carry what a service
+/// sent (a health check's answer), and a raw newline or escape sequence
+/// would forge a log line or steer the terminal of whoever reads the log.
 struct TextFields<'a>(&'a mut String);
 
 impl Visit for TextFields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let mut out = Escaped(self.0);
         let _ = match field.name() {
-            "message" => write!(self.0, " {value:?}"),
-            name => write!(self.0, " {}={value:?}", name.trim_start_matches("r#")),
+            "message" => write!(out, " {value:?}"),
+            name => write!(out, " {}={value:?}", name.trim_start_matches("r#")),
         };
+    }
+}
+
+/// A `fmt::Write` that escapes control characters on their way in.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for c in text.chars() {
+            if c.is_control() && c != '\t' {
+                // Every control character is below U+00A0: two hex digits.
+                write!(self.0, "\\x{:02x}", u32::from(c))?;
+            } else {
+                self.0.push(c);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -402,6 +423,20 @@ mod tests {
                 " INFO service started service=web pid=42\n",
                 " WARN stopping signal=\"SIGTERM\" ok=true\n",
                 "ERROR bad\tthing type=Some(1)\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn text_lines_escape_control_characters_in_every_field() {
+        let lines = formatted(LogFormat::Text, || {
+            let reason = "bad\x1b[2J\nWARN forged";
+            tracing::warn!(service = "web", %reason, "health check failed: {reason}");
+        });
+        assert_eq!(
+            lines,
+            [
+                " WARN health check failed: bad\\x1b[2J\\x0aWARN forged service=\"web\" reason=bad\\x1b[2J\\x0aWARN forged\n"
             ]
         );
     }
