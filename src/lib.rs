@@ -11,6 +11,8 @@ pub mod event;
 pub mod exit;
 pub mod files;
 pub mod http;
+#[cfg(test)]
+mod invariants;
 pub mod log;
 pub mod notify;
 pub mod output;
