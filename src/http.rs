@@ -776,10 +776,7 @@ impl Poller {
                     // Only on the first try after poll(2) said a client
                     // waits: Linux takes the fd before it looks for a
                     // client, so EMFILE says nothing of one waiting.
-                    if out_of_fds
-                        && attempt == 0
-                        && (self.evict() || self.spare.take().is_some())
-                    {
+                    if out_of_fds && attempt == 0 && (self.evict() || self.spare.take().is_some()) {
                         made_room = true;
                         continue;
                     }
@@ -1034,7 +1031,6 @@ fn path(target: &str) -> &str {
     };
     path.split(['?', '#']).next().unwrap_or_default()
 }
-
 
 /// The answer as bytes: status line, header fields, and the body unless
 /// it answers a HEAD.
@@ -1684,7 +1680,10 @@ corral_orphans_reaped_total 3
 
     #[test]
     fn a_head_ends_at_its_first_empty_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest", 0), Some(27));
+        assert_eq!(
+            head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest", 0),
+            Some(27)
+        );
         assert_eq!(head_end(b"GET / HTTP/1.0\n\n", 0), Some(16));
         assert_eq!(head_end(b"GET / HTTP/1.0\r\n\n", 0), Some(17));
         assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
