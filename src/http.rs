@@ -62,8 +62,9 @@
 //!   listener is never left readable for nothing;
 //! - block on a client, touch service state, or die of a panic (a bug drops
 //!   the connections and serving goes on);
-//! - let services inherit a socket: the listening socket, every accepted
-//!   one and the wake-up pipe are close-on-exec (std's `bind` and `accept4`).
+//! - let services inherit an fd: the listening socket, every accepted one,
+//!   the wake-up pipe and the spare fd are close-on-exec (std's `bind`,
+//!   `accept4` and `open`, `pipe2(O_CLOEXEC)`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -131,6 +132,10 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// Bytes read from a connection per wake-up.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// The http thread's stack: buffers are on the heap; httparse's header
+/// array (`MAX_HEADERS` fields) is the largest thing on it.
+const STACK_SIZE: usize = 256 * 1024;
+
 const TEXT: &str = "text/plain; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -183,6 +188,7 @@ fn serve(
     };
     thread::Builder::new()
         .name("http".into())
+        .stack_size(STACK_SIZE)
         .spawn(move || poller.run())?;
     Ok(())
 }
