@@ -71,6 +71,11 @@ fn control_protocol_corpus() {
     replay("control_protocol", fuzz::control_protocol);
 }
 
+#[test]
+fn http_request_corpus() {
+    replay("http_request", fuzz::http_request);
+}
+
 /// The multi-file format of the `config_load` target reads as documented,
 /// so its seeds really hold the files they show.
 #[test]

@@ -12,12 +12,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use corral::config::{self, ConfigError, Probe, Ready, Reload, ServiceSpec};
-use corral::control::protocol::{self, Request, Response};
+use corral::control::protocol::{self, Request, Response, ServiceStatus};
 use corral::event::NotifyMessage;
-use corral::notify;
+use corral::{http, notify};
 
 /// Target `service_file`: one service file, TOML text as `web.toml`.
 pub fn service_file(data: &[u8]) {
@@ -661,4 +661,262 @@ fn depth(value: &serde_json::Value) -> usize {
         serde_json::Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
         _ => 0,
     }
+}
+
+/// Target `http_request`: what an HTTP client sends first on a connection
+/// to `--http`, through the server's request path (`http::exchange`), with
+/// four answers of the loop to render pages from. Properties: whole, byte
+/// by byte or in two, the bytes get the same answer; an answer is exactly
+/// one well-formed HTTP/1.1 response (status line, the header fields corral
+/// always sends, a body of Content-Length bytes, none for HEAD) with the
+/// code the request calls for; the server waits only while the head is not
+/// whole and shorter than `MAX_HEAD`. Then valid GET and HEAD requests made
+/// from the input get exactly the page's code.
+pub fn http_request(data: &[u8]) {
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let loops = loop_answers();
+    let answers: Vec<Option<Vec<u8>>> = loops
+        .iter()
+        .map(|(_, status)| http::exchange([data], status, now))
+        .collect();
+    let good = &loops[0].1;
+    assert_eq!(
+        http::exchange(data.chunks(1), good, now),
+        answers[0],
+        "read byte by byte"
+    );
+    let cut = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let (a, b) = data.split_at(cut);
+    assert_eq!(
+        http::exchange([a, b], good, now),
+        answers[0],
+        "read in two at {cut}"
+    );
+
+    let framed = frame(data);
+    let mut codes = Vec::new();
+    for ((name, _), answer) in loops.iter().zip(&answers) {
+        let (expect, head_only) = match (&framed, answer) {
+            (Framed::Waiting, None) => continue,
+            (Framed::Waiting, Some(answer)) => panic!(
+                "{name}: answered a head that is not whole: {:?}",
+                String::from_utf8_lossy(answer)
+            ),
+            (framed, None) => panic!("{name}: waits for more after {framed:?}"),
+            (Framed::TooLong, Some(_)) => (&[431][..], false),
+            (Framed::Head(head), Some(_)) => expected_codes(head),
+        };
+        let Some(answer) = answer else { continue };
+        let code = check_http_response(answer, head_only, name);
+        assert!(
+            expect.contains(&code),
+            "{name}: {code}, expected one of {expect:?}"
+        );
+        codes.push(code);
+    }
+    // Only pages depend on the loop's answer: a page is 200 with the good
+    // answer, and 503 when the loop is busy or failed.
+    if let [good, down, busy, failed] = codes.as_slice() {
+        match good {
+            200 => assert!(
+                [200, 503].contains(down) && *busy == 503 && *failed == 503,
+                "{codes:?}"
+            ),
+            _ => assert!(codes.iter().all(|c| c == good), "{codes:?}"),
+        }
+    }
+
+    // Valid requests made from the input: exactly the page's code.
+    let query: String = data
+        .iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .take(32)
+        .map(|&b| char::from(b))
+        .collect();
+    for (path, page) in [
+        ("/healthz", Some(0)),
+        ("/readyz", Some(1)),
+        ("/metrics", Some(2)),
+        ("/healthz.txt", None),
+    ] {
+        for method in ["GET", "HEAD"] {
+            let target = match query.as_str() {
+                "" => path.to_string(),
+                query => format!("{path}?{query}"),
+            };
+            let request = format!(
+                "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: {query}\r\n\r\n"
+            );
+            for ((name, status), codes) in loops.iter().zip(PAGE_CODES) {
+                let answer = http::exchange([request.as_bytes()], status, now);
+                let answer = answer.unwrap_or_else(|| panic!("{request:?} waits for more"));
+                let code = check_http_response(&answer, method == "HEAD", name);
+                let expected = page.map_or(404, |page| codes[page]);
+                assert_eq!(code, expected, "{name}: {request:?}");
+            }
+        }
+    }
+}
+
+/// What the loop answers a status request with (or why it does not), by
+/// name: every service up; the essential one in backoff; no answer in
+/// time; an error.
+fn loop_answers() -> [(&'static str, Result<Response, String>); 4] {
+    let service = |state: &str, ready| ServiceStatus {
+        name: "web".into(),
+        state: state.into(),
+        want: "up".into(),
+        ready,
+        enabled: true,
+        essential: true,
+        ..ServiceStatus::default()
+    };
+    let status = |web| Response {
+        services: vec![web],
+        phase: Some("up".into()),
+        ..Response::ok()
+    };
+    [
+        ("good", Ok(status(service("running", true)))),
+        ("down", Ok(status(service("backoff", false)))),
+        ("busy", Err("corral busy".into())),
+        ("failed", Ok(Response::error("corral is shutting down"))),
+    ]
+}
+
+/// The codes of `/healthz`, `/readyz` and `/metrics` for each of
+/// `loop_answers`.
+const PAGE_CODES: [[u16; 3]; 4] = [
+    [200, 200, 200],
+    [503, 503, 200],
+    [503, 503, 503],
+    [503, 503, 503],
+];
+
+/// Where a head ends, found apart from the server's own framing: blank
+/// lines before it skipped, then up to the first empty line.
+#[derive(Debug)]
+enum Framed<'a> {
+    Waiting,
+    TooLong,
+    Head(&'a [u8]),
+}
+
+fn frame(data: &[u8]) -> Framed<'_> {
+    let Some(start) = data.iter().position(|&b| b != b'\r' && b != b'\n') else {
+        return Framed::Waiting;
+    };
+    let rest = &data[start..];
+    let find = |needle: &[u8]| rest.windows(needle.len()).position(|w| w == needle);
+    let ends = [find(b"\n\n").map(|i| i + 2), find(b"\n\r\n").map(|i| i + 3)];
+    match ends.into_iter().flatten().min() {
+        Some(end) if end <= http::MAX_HEAD => Framed::Head(&rest[..end]),
+        _ if rest.len() >= http::MAX_HEAD => Framed::TooLong,
+        _ => Framed::Waiting,
+    }
+}
+
+/// The codes a whole head may get, by httparse's reading of it (which
+/// page it names is the server's business: 404 or a page's code), and
+/// whether the answer has no body (HEAD).
+fn expected_codes(head: &[u8]) -> (&'static [u16], bool) {
+    let mut fields = [httparse::EMPTY_HEADER; http::MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut fields);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => return (&[431], false),
+        Ok(httparse::Status::Partial) | Err(_) => return (&[400, 505], false),
+    }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        panic!("httparse: a complete request without method or target");
+    };
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        (&[400], false)
+    } else if method == "GET" || method == "HEAD" {
+        (&[200, 503, 404], method == "HEAD")
+    } else {
+        (&[405, 404], false)
+    }
+}
+
+/// Checks that `answer` is exactly one HTTP/1.1 response as corral writes
+/// them (at the time `http_request` gives); returns its status code.
+fn check_http_response(answer: &[u8], head_only: bool, name: &str) -> u16 {
+    let text = std::str::from_utf8(answer)
+        .unwrap_or_else(|e| panic!("{name}: not UTF-8 ({e}): {answer:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{name}: no end of head in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let (code, reason) = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.split_once(' '))
+        .and_then(|(code, reason)| Some((code.parse::<u16>().ok()?, reason)))
+        .unwrap_or_else(|| panic!("{name}: bad status line {status_line:?}"));
+    let expected_reason = match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => panic!("{name}: unexpected status code {code}"),
+    };
+    assert_eq!(reason, expected_reason, "{name}: {status_line:?}");
+    let mut fields = BTreeMap::new();
+    for line in lines {
+        let (field, value) = line
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("{name}: bad header field {line:?}"));
+        assert!(
+            !field.is_empty()
+                && field
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{name}: field name {field:?}"
+        );
+        assert!(
+            value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()),
+            "{name}: field value {value:?}"
+        );
+        assert!(
+            fields.insert(field, value).is_none(),
+            "{name}: {field} twice"
+        );
+    }
+    let mut names: Vec<&str> = fields.keys().copied().collect();
+    names.sort_unstable();
+    let mut expected = vec!["Connection", "Content-Length", "Content-Type", "Date"];
+    if code == 405 {
+        expected.push("Allow");
+        assert_eq!(fields.get("Allow"), Some(&"GET, HEAD"), "{name}");
+    }
+    expected.sort_unstable();
+    assert_eq!(names, expected, "{name}: header fields");
+    assert_eq!(fields.get("Connection"), Some(&"close"), "{name}");
+    assert_eq!(
+        fields.get("Date"),
+        Some(&"Tue, 14 Nov 2023 22:13:20 GMT"),
+        "{name}"
+    );
+    assert!(
+        fields.get("Content-Type").is_some_and(|t| [
+            "text/plain; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8"
+        ]
+        .contains(t)),
+        "{name}: {fields:?}"
+    );
+    let length: usize = fields
+        .get("Content-Length")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{name}: Content-Length {fields:?}"));
+    assert!(length > 0, "{name}: every answer explains itself");
+    // A HEAD answer has the header fields of GET's and no body; nothing
+    // follows the one answer.
+    let expected_body = if head_only { 0 } else { length };
+    assert_eq!(body.len(), expected_body, "{name}: {text:?}");
+    code
 }
