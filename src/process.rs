@@ -1,7 +1,9 @@
 //! Starting and signalling processes. The only place that builds a `Command`.
 //!
 //! Every child gets its own process group (`setpgid(0, 0)`), so a stop signal
-//! reaches its whole tree. Nothing here ever waits for a child: the `Child`
+//! reaches its whole tree; what runs in a service's context gets a session of
+//! its own too (`setsid`, as s6-supervise does), whose group only its own
+//! processes can join. Nothing here ever waits for a child: the `Child`
 //! std returns is dropped at once and `reaper` alone calls `waitpid`
 //! (std's own `waitpid` on an exec failure happens inside `spawn`, on the same
 //! thread as the reaper, so the two cannot race).
@@ -88,8 +90,7 @@ pub fn spawn_service(
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(&spec.working_dir)
-        .stdin(Stdio::null())
-        .process_group(0);
+        .stdin(Stdio::null());
     if let Some(path) = &spec.env_file {
         let vars = read_env_file(path).map_err(SpawnError::new)?;
         cmd.envs(vars);
@@ -120,38 +121,44 @@ pub fn spawn_service(
     // done, so its number is valid in the child.
     let notify_fd = launch.fd;
     let fd_map = notify_fd.as_ref().map(|(fd, n)| (fd.as_raw_fd(), *n));
-    if fd_map.is_some() || uid.is_some() || gid.is_some() || !groups.is_empty() {
-        // SAFETY: the closure runs in the child between fork and exec and only
-        // makes async-signal-safe syscalls on data prepared in the parent.
-        // Groups first, then gid, then uid: after setuid we could not.
-        unsafe {
-            cmd.pre_exec(move || {
-                if let Some((from, to)) = fd_map {
-                    if from == to {
-                        // dup2 onto itself keeps O_CLOEXEC: clear it instead.
-                        if libc::fcntl(from, libc::F_SETFD, 0) != 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                    } else if libc::dup2(from, to) < 0 {
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // makes async-signal-safe syscalls on data prepared in the parent.
+    // Groups first, then gid, then uid: after setuid we could not.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A new session, and in it a new process group whose id is the
+            // child's pid. Not just `setpgid(0, 0)`: any process of the same
+            // session may join a group of it (setpgid(2) asks for no
+            // privilege), and a process in a service's group counts as the
+            // service's when it sends readiness messages (`notify`).
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some((from, to)) = fd_map {
+                if from == to {
+                    // dup2 onto itself keeps O_CLOEXEC: clear it instead.
+                    if libc::fcntl(from, libc::F_SETFD, 0) != 0 {
                         return Err(io::Error::last_os_error());
                     }
-                }
-                if !groups.is_empty() && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                } else if libc::dup2(from, to) < 0 {
                     return Err(io::Error::last_os_error());
                 }
-                if let Some(gid) = gid
-                    && libc::setgid(gid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                if let Some(uid) = uid
-                    && libc::setuid(uid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+            }
+            if !groups.is_empty() && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(gid) = gid
+                && libc::setgid(gid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if let Some(uid) = uid
+                && libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
     let child = cmd.spawn().map_err(|e| SpawnError::from_io(program, e))?;
     drop(notify_fd);
