@@ -514,7 +514,7 @@ impl Drops {
 
 fn warn_dropped(service: &str, dropped: &Dropped) {
     warn!(
-        service,
+        service = %service,
         pid = dropped.pid,
         uid = dropped.uid,
         reason = %dropped.why,
@@ -525,7 +525,7 @@ fn warn_dropped(service: &str, dropped: &Dropped) {
 
 fn warn_counted(service: &str, (count, last): (u64, Dropped)) {
     warn!(
-        service,
+        service = %service,
         dropped = count,
         pid = last.pid,
         uid = last.uid,

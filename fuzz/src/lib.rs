@@ -554,7 +554,11 @@ pub fn notify_datagram(data: &[u8]) {
     }
     // Written back as a datagram, the message reads the same.
     let written = write_notify(&message);
-    assert_eq!(notify::parse(written.as_bytes()), Ok(message), "{written:?}");
+    assert_eq!(
+        notify::parse(written.as_bytes()),
+        Ok(message),
+        "{written:?}"
+    );
 }
 
 fn write_notify(message: &NotifyMessage) -> String {
