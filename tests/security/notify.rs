@@ -107,6 +107,7 @@ fn evil(targets: &str) -> String {
     format!(
         r#"user = "65534"
 ready = {{ notify = true }}
+ready-timeout = "5s"
 reload = {{ signal = "HUP" }}
 command = '''
 trap 'echo $$ >> "$T/pub/hup"; "$T/attack" send self READY=1' HUP
@@ -126,10 +127,13 @@ fn pid_in(dir: &TestDir, rel: &str) -> i32 {
         .unwrap_or_else(|_| panic!("{rel}: not a pid: {:?}", dir.read(rel)))
 }
 
-/// `ctl reload NAME` succeeds, and the HUP went to that service itself.
-fn reload_reaches_itself(c: &mut Corral, name: &str) {
+/// `ctl reload NAME` (HUP to its main pid), then `check` of what the HUP
+/// must not have reached; then the reload must have succeeded, its HUP
+/// reaching the service itself.
+fn reload_then(c: &mut Corral, name: &str, check: impl FnOnce(&Corral)) {
     let pid = c.ctl_service(name).expect("listed")["pid"].clone();
     let ran = c.ctl(&["reload", name]);
+    check(c);
     assert_eq!(ran.code, 0, "ctl reload {name}: {ran:?}");
     let hups = c.dir().pids("pub/hup");
     assert_eq!(
@@ -189,6 +193,19 @@ fn mainpid_of_another_service_is_refused() {
     let mut c = dir.corral().pid1().ctl_socket().start();
     c.wait_state("evil", "ready");
     let victim = pid_in(c.dir(), "victim.pid");
+    reload_then(&mut c, "evil", |c| {
+        stays(
+            "victim not signalled",
+            Duration::from_millis(300),
+            || match c.dir().exists("victim.hup") {
+                true => Err("victim got SIGHUP".into()),
+                false => Ok(()),
+            },
+        );
+    });
+    assert!(c.process_running(victim), "the victim still runs");
+    let status = c.ctl_service("victim").expect("victim listed");
+    assert_eq!(status["pid"], victim, "{status}");
     let line = c.wait_stderr_line(&[
         "notify datagram dropped",
         "service=evil",
@@ -196,19 +213,6 @@ fn mainpid_of_another_service_is_refused() {
         &format!("MAINPID={victim} is not a process of the service"),
     ]);
     assert!(line.contains("WARN"), "{line}");
-
-    reload_reaches_itself(&mut c, "evil");
-    stays(
-        "victim not signalled",
-        Duration::from_millis(300),
-        || match c.dir().exists("victim.hup") {
-            true => Err("victim got SIGHUP".into()),
-            false => Ok(()),
-        },
-    );
-    assert!(c.process_running(victim), "the victim still runs");
-    let status = c.ctl_service("victim").expect("victim listed");
-    assert_eq!(status["pid"], victim, "{status}");
     still_serving_then_stop(&mut c);
 }
 
@@ -221,14 +225,13 @@ fn mainpid_1_is_refused_as_pid_1() {
     dir.service("evil", &evil("1"));
     let mut c = dir.corral().pid1().ctl_socket().start();
     c.wait_state("evil", "ready");
+    add_canary(c.dir());
+    reload_then(&mut c, "evil", corral_was_not_signalled);
     let dropped = c.stderr_lines(&["notify datagram dropped", "service=evil"]);
     assert!(
         dropped.iter().any(|l| l.contains("MAINPID=1 names PID 1")),
         "{dropped:?}"
     );
-    add_canary(c.dir());
-    reload_reaches_itself(&mut c, "evil");
-    corral_was_not_signalled(&c);
     still_serving_then_stop(&mut c);
 }
 
@@ -263,6 +266,20 @@ fn mainpid_of_a_host_process_or_of_corral_is_refused_as_a_subreaper() {
     let mut c = dir.corral().ctl_socket().start();
     c.wait_state("evil", "ready");
     c.wait_state("evil2", "ready");
+    add_canary(c.dir());
+    let host_alive = |host: &mut Guard| matches!(host.0.try_wait(), Ok(None));
+    reload_then(&mut c, "evil", |_| {
+        stays(
+            "the host process alive",
+            Duration::from_millis(300),
+            || match host_alive(&mut host) {
+                true => Ok(()),
+                false => Err("the host process was signalled".into()),
+            },
+        )
+    });
+    reload_then(&mut c, "evil2", corral_was_not_signalled);
+    assert!(host_alive(&mut host), "the host process was signalled");
     let dropped = c.stderr_lines(&["notify datagram dropped", "service=evil "]);
     assert!(
         dropped.iter().any(|l| l.contains(&format!(
@@ -277,14 +294,6 @@ fn mainpid_of_a_host_process_or_of_corral_is_refused_as_a_subreaper() {
             .any(|l| l.contains("MAINPID= names corral itself")),
         "corral's pid {}: {dropped:?}",
         c.pid()
-    );
-    add_canary(c.dir());
-    reload_reaches_itself(&mut c, "evil");
-    reload_reaches_itself(&mut c, "evil2");
-    corral_was_not_signalled(&c);
-    assert!(
-        matches!(host.0.try_wait(), Ok(None)),
-        "the host process was signalled"
     );
     still_serving_then_stop(&mut c);
 }
@@ -341,17 +350,6 @@ exec sleep 1000
     );
     assert_eq!(ran.code, 0, "{ran:?}");
 
-    // The service's session is its own: nobody else can join its group.
-    assert_eq!(
-        c.dir().read("pub/joined"),
-        "refused: Operation not permitted"
-    );
-    c.wait_stderr_line(&[
-        "notify datagram dropped",
-        "service=slow",
-        "uid=65534",
-        "sender is not a process of the service",
-    ]);
     stays(
         "slow not ready, dependant not started",
         Duration::from_millis(500),
@@ -370,6 +368,17 @@ exec sleep 1000
             }
         },
     );
+    // The service's session is its own: nobody else can join its group.
+    assert_eq!(
+        c.dir().read("pub/joined"),
+        "refused: Operation not permitted"
+    );
+    c.wait_stderr_line(&[
+        "notify datagram dropped",
+        "service=slow",
+        "uid=65534",
+        "sender is not a process of the service",
+    ]);
     still_serving_then_stop(&mut c);
 }
 
@@ -410,7 +419,6 @@ exec sleep 1000
     let ready = c.wait_state("web", "ready");
     let pid = ready["pid"].clone();
     c.wait_file("pub/attacked");
-    c.wait_stderr_line(&["notify datagram dropped", "service=web", "uid=65534"]);
     // Longer than web's ready-timeout: a reload it was put into would have
     // failed into a restart by then.
     stays("web ready, never restarted", Duration::from_secs(1), || {
@@ -430,6 +438,7 @@ exec sleep 1000
         "{:?}",
         c.stderr_lines(&["web", "reloading"])
     );
+    c.wait_stderr_line(&["notify datagram dropped", "service=web", "uid=65534"]);
     still_serving_then_stop(&mut c);
 }
 
