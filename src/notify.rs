@@ -749,7 +749,7 @@ fn read_socket(
         );
         // Only now: a sender waiting for its fd to close (a barrier) is
         // alive while it is checked.
-        drop(datagram.fds);
+        close_passed(datagram.fds);
         let message = match verdict {
             Ok(message) => message,
             Err(why) => {
@@ -816,6 +816,38 @@ fn read_pipe(service: &str, pipe: &mut Pipe, buf: &mut [u8], inputs: &Sender<Inp
             debug!(service, %err, "notification fd read failed");
             false
         }
+    }
+}
+
+/// Close fds a datagram passed along without blocking on them. The last
+/// close of a TCP socket with `SO_LINGER` set waits until its unsent data
+/// is gone (socket(7)), and a sender controls both the data and the peer
+/// that does not read it: one datagram would stall this thread, and every
+/// service's readiness with it. Linger is turned off first (the setting
+/// belongs to the socket, which our fd shares), so the close returns at
+/// once and the kernel sends what it can in the background.
+fn close_passed(fds: Vec<OwnedFd>) {
+    for fd in fds {
+        let is_socket =
+            nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK);
+        if is_socket {
+            let off = libc::linger {
+                l_onoff: 0,
+                l_linger: 0,
+            };
+            // SAFETY: a valid fd and a linger struct of the size we pass.
+            // Failing (not an inet socket) leaves nothing to undo.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&off as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+        drop(fd);
     }
 }
 
@@ -1414,6 +1446,52 @@ mod tests {
         assert_eq!(drops.take(), Some((1, d(4))));
         assert_eq!(drops.take(), None);
         assert_eq!(drops.record(d(5), later + QUIET_PERIOD), Some(d(5)));
+    }
+
+    #[test]
+    fn a_passed_socket_that_lingers_does_not_stall_the_thread() {
+        use std::io::Write;
+        use std::net::{TcpListener, TcpStream};
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let notify = Notify::start(tx).expect("start");
+        let addr = notify.socket("linger", 1).expect("socket");
+        notify.started("linger", 1, me()).expect("started");
+        // A connection whose peer never reads, its send buffer full, with
+        // a minute of linger: its last close would wait that minute.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let mut stream = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (_peer, _) = listener.accept().expect("accept");
+        stream.set_nonblocking(true).expect("nonblocking");
+        let chunk = vec![0u8; 65536];
+        while stream.write(&chunk).is_ok() {}
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 60,
+        };
+        // SAFETY: test code: a valid fd and a linger struct of its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        let sender = UnixDatagram::unbound().expect("socket");
+        sender.connect_addr(&address(&addr)).expect("connect");
+        send_with_fd(&sender, b"STATUS=here, hold this", stream.as_raw_fd());
+        drop(stream);
+        send(&addr, b"READY=1").expect("send");
+        for expected in ["status", "ready"] {
+            match next(&rx) {
+                Input::Notify { message, .. } => {
+                    assert_eq!(message.ready, expected == "ready", "{message:?}")
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
     }
 
     fn send_with_fd(socket: &UnixDatagram, data: &[u8], fd: libc::c_int) {
