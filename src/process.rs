@@ -8,7 +8,9 @@
 //! Init scripts and the main COMMAND get their own process group in
 //! corral's session (the main COMMAND may take the terminal's foreground).
 //! Every child starts with default signal dispositions and an empty mask
-//! (`reset_signals`), glibc's internal real-time signals included. Nothing here ever waits for a child: the `Child`
+//! (`reset_signals`), glibc's internal real-time signals included.
+//!
+//! Nothing here ever waits for a child: the `Child`
 //! std returns is dropped at once and `reaper` alone calls `waitpid`
 //! (std's own `waitpid` on an exec failure happens inside `spawn`, on the same
 //! thread as the reaper, so the two cannot race).

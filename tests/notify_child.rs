@@ -1,6 +1,6 @@
 //! A readiness datagram from a separate process running as another user
 //! reaches corral's sd_notify socket (a service that drops privileges still
-//! notifies). Lives here, not in `src/notify.rs`: it starts and waits for a
+//! notifies), when that process is the run's. Lives here, not in `src/notify.rs`: it starts and waits for a
 //! child process, which corral's own code never does outside the reaper.
 
 use std::io;
@@ -45,7 +45,12 @@ fn a_child_process_as_another_user_can_notify() {
         if as_nobody {
             command.uid(65534).gid(65534);
         }
-        command.status()
+        // The child plays the service: its pid is the run's. It may send
+        // before `started`; the datagram waits in the socket until then.
+        let mut child = command.spawn()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        notify.started("db", 4, pid).expect("started");
+        child.wait()
     };
     // As root, send as nobody (uid 65534): accepted all the same.
     let root = nix::unistd::geteuid().is_root();

@@ -297,6 +297,13 @@ fn spawn_service(
     }
     let (pid, pipes) = process::spawn_service(spec, launch)?;
     register_output(setup, &spec.name, pipes);
+    // Its socket is read from now on, each datagram judged by whether its
+    // sender belongs to this pid (the thread reads /proc, the loop never).
+    if spec.ready == Some(Ready::Notify)
+        && let Err(err) = setup.notify.started(&spec.name, run, pid)
+    {
+        warn!(service = %spec.name, %err, "readiness messages will not be read");
+    }
     Ok(pid)
 }
 

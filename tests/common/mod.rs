@@ -1177,14 +1177,21 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
 
 /// `sd_notify(3)` for shell services: `$T/sd_notify KEY=VALUE...` sends one
 /// datagram (the arguments joined by newlines) to `$NOTIFY_SOCKET`, an
-/// abstract `@...` address included.
+/// abstract `@...` address included. Then, as `systemd-notify` does, it
+/// waits (up to 5 s) on a barrier (sd_notify_barrier(3): an fd sent along,
+/// closed by corral once it has judged the datagrams before it), so it is
+/// still alive when corral checks that the sender is the service's.
 pub const SD_NOTIFY: &str = r#"#!/usr/bin/env python3
-import os, socket, sys
+import array, os, select, socket, sys
 addr = os.environ["NOTIFY_SOCKET"]
 if addr.startswith("@"):
     addr = "\0" + addr[1:]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 s.sendto("\n".join(sys.argv[1:]).encode(), addr)
+r, w = os.pipe()
+s.sendmsg([b"BARRIER=1"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [w]))], 0, addr)
+os.close(w)
+select.select([r], [], [], 5)
 "#;
 
 impl TestDir {
