@@ -1,4 +1,4 @@
-//! The process-hygiene audit of ARCHITECTURE.md, checked on a running corral:
+//! The process-hygiene audit of docs/audit.md, checked on a running corral:
 //! what its children inherit (signals, fds), that its own fds are all
 //! close-on-exec, and that running out of fds or processes (EMFILE, EAGAIN
 //! from fork) costs a restart attempt, never corral.
