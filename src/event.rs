@@ -1,9 +1,15 @@
-//! The vocabulary between the outside world and the pure core: `Event`s in,
-//! `Action`s out.
+//! The vocabulary between the outside world and the pure core: `Input`s
+//! from the threads, `Event`s in, `Action`s out.
 //!
-//! Threads (signals, output) and the executor turn what happens into events;
-//! the pure transitions in `service` and `supervisor::core` answer with
-//! actions, which only the executor (`supervisor::run`) carries out.
+//! Threads (signals, control, notify, watch, probes) send `Input`s; the
+//! edge (`supervisor::edge`) turns them into events, a control request into
+//! an `Order` (its signal parsed, its reply channel kept aside), a service
+//! name into its `ServiceId`. The pure transitions in `service` and
+//! `supervisor::core` answer with actions, which only the executor
+//! (`supervisor::execute`) carries out, from what each action carries alone.
+//! Events and actions are plain comparable data: the core's tests compare
+//! them. Answers stay the wire's `Response`: the core composes them, and a
+//! second type would only be copied field by field.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -28,16 +28,17 @@ use crate::event::{Action, Event, ServiceId, Target};
 use crate::exit::Exit;
 use crate::service::{Service, Services};
 
+mod pending;
 mod phases;
 mod reconfigure;
 mod requests;
 mod schedule;
+mod scripts;
 mod status;
 
-pub use phases::{
-    Drain, GIVE_UP_AFTER_KILL, InitFailure, MAIN_STOP_TIMEOUT, Main, MainState, Phase, Scripts,
-};
-use requests::Pending;
+use pending::Pending;
+pub use phases::{Drain, GIVE_UP_AFTER_KILL, MAIN_STOP_TIMEOUT, Main, MainState, Phase};
+pub use scripts::{InitFailure, Scripts};
 
 #[derive(Debug)]
 pub struct Supervisor {

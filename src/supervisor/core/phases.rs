@@ -1,12 +1,12 @@
-//! The phases of a run and what moves them: init scripts, the main COMMAND,
-//! the signals corral receives, the shutdown budget, finish scripts, and the
-//! drain of every leftover process until `waitpid` says none is left.
+//! The phases of a run and what moves them: the main COMMAND, the signals
+//! corral receives, the shutdown and its budget, and the drain of every
+//! leftover process until `waitpid` says none is left. (The init and finish
+//! scripts that open and close a run are in `scripts`.)
 //!
 //! Each phase carries its own deadlines: the end of the shutdown budget
 //! from `Stopping` on, when the drain's SIGKILL goes out, when corral gives
 //! up on processes that survive even that.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -126,89 +126,6 @@ impl Main {
     }
 }
 
-/// What a failing init script does (s6-overlay's S6_BEHAVIOUR_IF_STAGE2_FAILS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InitFailure {
-    /// Stop the container with the script's code (SPEC; the default).
-    #[default]
-    Stop,
-    /// Go on with the next script and the services (logged as a warning).
-    Continue,
-}
-
-/// Init or finish scripts: run one at a time, in order.
-#[derive(Debug, Clone, Default)]
-pub struct Scripts {
-    paths: Vec<PathBuf>,
-    next: usize,
-    /// A script's spawn was requested and it has not ended yet.
-    busy: bool,
-    running: Option<Pid>,
-    killed: bool,
-}
-
-impl Scripts {
-    pub fn new(paths: Vec<PathBuf>) -> Scripts {
-        Scripts {
-            paths,
-            ..Scripts::default()
-        }
-    }
-
-    pub(super) fn running(&self) -> Option<Pid> {
-        self.running
-    }
-
-    pub(super) fn is_busy(&self) -> bool {
-        self.busy
-    }
-
-    pub(super) fn spawned(&mut self, pid: Pid) {
-        self.running = Some(pid);
-    }
-
-    /// The next script to run, as its spawn; `None` once all have run.
-    fn spawn_next(&mut self, target: fn(usize) -> Target) -> Option<(String, Action)> {
-        let path = self.paths.get(self.next)?.clone();
-        let action = Action::Spawn {
-            target: target(self.next),
-            job: Job::Script { path: path.clone() },
-        };
-        self.next += 1;
-        self.busy = true;
-        Some((path.display().to_string(), action))
-    }
-
-    /// The script that ran last (the one running, or that just ended).
-    fn current(&self) -> String {
-        self.path(self.next.saturating_sub(1))
-    }
-
-    fn path(&self, i: usize) -> String {
-        self.paths
-            .get(i)
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    }
-
-    fn ended(&mut self) {
-        self.running = None;
-        self.busy = false;
-    }
-
-    /// SIGKILL to the script that runs, once (the shutdown budget is spent).
-    fn budget_spent(&mut self) -> Option<Action> {
-        let pid = self.running.filter(|_| !self.killed)?;
-        warn!(pid = pid.as_raw(), "shutdown budget spent, killing script");
-        self.killed = true;
-        Some(Action::Signal {
-            pid,
-            signal: Signal::SIGKILL,
-            group: true,
-        })
-    }
-}
-
 impl Supervisor {
     pub fn main_pid(&self) -> Option<Pid> {
         self.main.as_ref().and_then(Main::pid)
@@ -283,7 +200,7 @@ impl Supervisor {
             svc.wind_down();
         }
         let mut actions = Vec::new();
-        if let Some(pid) = self.init.running {
+        if let Some(pid) = self.init.running() {
             actions.push(Action::Signal {
                 pid,
                 signal: Signal::SIGTERM,
@@ -291,52 +208,6 @@ impl Supervisor {
             });
         }
         actions
-    }
-
-    pub(super) fn next_init(&mut self) -> Vec<Action> {
-        if self.phase != Phase::Init {
-            return Vec::new();
-        }
-        if let Some((script, spawn)) = self.init.spawn_next(Target::Init) {
-            info!(%script, "running init script");
-            return vec![spawn];
-        }
-        // `advance` schedules the services.
-        self.phase = Phase::Up;
-        Vec::new()
-    }
-
-    pub(super) fn init_exited(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
-        self.init.ended();
-        if exit.success() || self.phase != Phase::Init {
-            return self.next_init();
-        }
-        let script = self.init.current();
-        if self.init_failure == InitFailure::Continue {
-            warn!(%script, %exit, "init script failed; going on (S6_BEHAVIOUR_IF_STAGE2_FAILS)");
-            return self.next_init();
-        }
-        error!(%script, %exit, "init script failed");
-        self.set_exit_code(exit.code());
-        self.begin_shutdown(now)
-    }
-
-    pub(super) fn init_failed_to_start(
-        &mut self,
-        i: usize,
-        error: &str,
-        code: i32,
-        now: Instant,
-    ) -> Vec<Action> {
-        self.init.busy = false;
-        let script = self.init.path(i);
-        if self.init_failure == InitFailure::Continue {
-            warn!(%script, %error, "init script could not be started; going on");
-            return self.next_init();
-        }
-        error!(%script, %error, "init script could not be started");
-        self.set_exit_code(code);
-        self.begin_shutdown(now)
     }
 
     pub(super) fn main_spawned(&mut self, pid: Pid) {
@@ -437,23 +308,6 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn finish_script_exited(&mut self, exit: Exit) -> Vec<Action> {
-        self.finish.ended();
-        let script = self.finish.current();
-        if exit.success() {
-            debug!(%script, "finish script done");
-        } else {
-            warn!(%script, %exit, "finish script failed");
-        }
-        Vec::new()
-    }
-
-    pub(super) fn finish_failed_to_start(&mut self, i: usize, error: &str) -> Vec<Action> {
-        self.finish.busy = false;
-        warn!(script = %self.finish.path(i), %error, "finish script could not be started");
-        Vec::new()
-    }
-
     /// Phase `Finish`: the next finish script; once all have run, the drain.
     pub(super) fn next_finish(&mut self, now: Instant) -> Vec<Action> {
         if let Some((script, spawn)) = self.finish.spawn_next(Target::Finish) {
@@ -478,7 +332,7 @@ impl Supervisor {
     pub(super) fn phase_deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Stopping { budget_at, .. } | Phase::Finish { budget_at }
-                if self.init.running.is_some() || self.finish.running.is_some() =>
+                if self.init.running().is_some() || self.finish.running().is_some() =>
             {
                 Some(budget_at)
             }
@@ -685,70 +539,6 @@ mod tests {
     }
 
     #[test]
-    fn init_scripts_run_one_at_a_time_and_a_failure_stops_startup() {
-        let mut s = sup(vec![svc("a", &[])], true);
-        s.init = Scripts::new(vec!["/i/01".into(), "/i/02".into(), "/i/03".into()]);
-        s.finish = Scripts::new(vec!["/f/01".into()]);
-        let mut h = Harness::new(s);
-        assert_eq!(h.spawned(), vec![Target::Init(0)]);
-        h.exit(pid(100), Exit::Code(0));
-        assert_eq!(h.spawned(), vec![Target::Init(0), Target::Init(1)]);
-        h.take_log();
-        h.exit(pid(101), Exit::Code(5));
-        // No service, no main command, no third script; the finish script runs.
-        assert_eq!(h.spawned(), vec![Target::Finish(0)]);
-        h.take_log();
-        h.exit(pid(102), Exit::Code(0));
-        assert_eq!(h.take_log(), vec![Action::SignalAll(Signal::SIGTERM)]);
-        h.event(Event::NoChildren);
-        assert_eq!(h.take_log(), vec![Action::Exit(5)]);
-    }
-
-    #[test]
-    fn init_failures_can_be_let_through_as_s6_overlay_allows() {
-        let mut s = sup(vec![svc("a", &[])], false);
-        s.init = Scripts::new(vec!["/i/01".into(), "/i/02".into()]);
-        s.init_failure = InitFailure::Continue;
-        let mut h = Harness::new(s);
-        h.exit(pid(100), Exit::Code(5));
-        assert_eq!(h.spawned(), vec![Target::Init(0), Target::Init(1)]);
-        h.exit(pid(101), Exit::Code(0));
-        assert_eq!(h.sup.phase, Phase::Up);
-        assert_eq!(h.spawned().last(), Some(&Target::Service(id(0))));
-    }
-
-    #[test]
-    fn a_signal_during_init_scripts_stops_the_script_and_skips_the_services() {
-        let mut s = sup(vec![svc("a", &[])], true);
-        s.init = Scripts::new(vec!["/i/01".into(), "/i/02".into()]);
-        let mut h = Harness::new(s);
-        let t0 = h.now;
-        h.take_log();
-        h.event(Event::Signal(Signal::SIGTERM));
-        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGTERM)]);
-        // The script ignores it: SIGKILL when the budget is spent.
-        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(9)));
-        h.take_log();
-        h.advance_to(t0 + Duration::from_secs(9));
-        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGKILL)]);
-        h.take_log();
-        h.exit(pid(100), Exit::Signal(Signal::SIGKILL));
-        assert!(h.spawned().is_empty(), "no second script, no service");
-        assert_eq!(h.sup.phase.name(), "drain");
-    }
-
-    #[test]
-    fn finish_scripts_run_in_order_and_one_that_cannot_start_is_skipped() {
-        let mut s = sup(vec![], false);
-        s.finish = Scripts::new(vec!["/f/01".into(), "/f/02".into()]);
-        let mut h = Harness::new(s);
-        h.fail_spawns = true;
-        h.event(Event::Signal(Signal::SIGTERM));
-        assert_eq!(h.spawned(), vec![Target::Finish(0), Target::Finish(1)]);
-        assert_eq!(h.sup.phase.name(), "drain");
-    }
-
-    #[test]
     fn signals_are_forwarded_to_the_main_command_only() {
         let mut h = Harness::new(sup(vec![], true));
         h.take_log();
@@ -771,7 +561,7 @@ mod tests {
     #[test]
     fn sighup_reads_the_definitions_again_only_while_up() {
         let mut s = sup(vec![], false);
-        s.init = Scripts::new(vec!["/i/01".into()]);
+        s.init = super::super::Scripts::new(vec!["/i/01".into()]);
         let mut h = Harness::new(s);
         h.take_log();
         h.event(Event::Signal(Signal::SIGHUP));
