@@ -460,4 +460,20 @@ mod tests {
         assert!(reply.is_for(&tx));
         assert!(!reply.is_for(&other));
     }
+
+    #[test]
+    fn a_target_names_the_service_and_which_of_its_processes() {
+        let web = ServiceId::from_index(2);
+        assert_eq!(web.to_string(), "#2");
+        assert_eq!(Target::Service(web).service(), Some((web, Child::Service)));
+        assert_eq!(Target::Hook(web).service(), Some((web, Child::Hook)));
+        assert_eq!(Target::Probe(web).service(), Some((web, Child::Probe)));
+        assert_eq!(
+            Target::FinishScript(web).service(),
+            Some((web, Child::FinishScript))
+        );
+        for target in [Target::Main, Target::Init(0), Target::Finish(1)] {
+            assert_eq!(target.service(), None);
+        }
+    }
 }

@@ -149,10 +149,14 @@ fn the_checks_see_what_they_look_for() {
         "let t = Instant::now(); // sleep(1)\n// waitpid\n#[cfg(test)]\nwaitpid\n",
     )
     .unwrap();
-    let found = offences(
-        std::slice::from_ref(&file),
-        &["Instant::now", "sleep(", "waitpid"],
-    );
+    // A file of test helpers is skipped whole.
+    let helpers = dir.join("testing.rs");
+    fs::write(
+        &helpers,
+        "//! helpers\n#![cfg(test)]\nlet t = Instant::now();\n",
+    )
+    .unwrap();
+    let found = offences(&[file, helpers], &["Instant::now", "sleep(", "waitpid"]);
     fs::remove_dir_all(&dir).unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].contains(":1: Instant::now"), "{found:?}");
