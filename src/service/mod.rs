@@ -37,7 +37,7 @@ mod services;
 mod start;
 mod stop;
 
-pub use probe::{InFlight, Prober, Purpose};
+use probe::Prober;
 pub use services::Services;
 
 /// Changes to watched files are debounced: the reload runs this long after

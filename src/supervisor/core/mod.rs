@@ -172,22 +172,10 @@ impl Supervisor {
         self.exit_code.unwrap_or(0)
     }
 
-    pub fn phase(&self) -> Phase {
-        self.phase
-    }
-
-    pub fn services(&self) -> &Services {
-        &self.services
-    }
-
     /// The service named `name` (threads name services in their messages;
     /// a removed one still has a process to hear from).
     pub fn service_id(&self, name: &str) -> Option<ServiceId> {
         self.services.find(name)
-    }
-
-    pub fn orphans_reaped(&self) -> u64 {
-        self.orphans_reaped
     }
 
     fn set_exit_code(&mut self, code: i32) {
