@@ -4,17 +4,17 @@
 //! the init / finish scripts, and moves through `Phase`s: init scripts,
 //! services up, ordered stop, finish scripts, drain (every leftover
 //! process), done. Like `service`, it never makes a syscall and never reads
-//! the clock: events and `now` in, actions out. The executor in
-//! `supervisor::run` is its only caller, and only ever reads what the
-//! actions carry.
+//! the clock: events and `now` in, actions out. The loop in
+//! `supervisor::run` is its only caller; the executor only ever reads what
+//! the actions carry.
 //!
 //! This file routes events: to the service they concern (by `ServiceId`, or
 //! for a reaped pid by the `owners` map filled at each spawn), to the phase
-//! machine (`phases`: scripts, main COMMAND, shutdown, drain), to
-//! dependency order (`schedule`), to control requests (`requests`,
-//! `status`) and to a config reload (`reconfigure`). Services only change
-//! through their own transitions (`service`): nothing here writes a
-//! service's state.
+//! machine (`phases`: main COMMAND, shutdown, drain; `scripts`: init and
+//! finish scripts), to dependency order (`schedule`), to control requests
+//! (`requests`, `pending`, `status`) and to a config reload
+//! (`reconfigure`). Services only change through their own transitions
+//! (`service`): nothing here writes a service's state.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
