@@ -1,17 +1,25 @@
-//! The vocabulary between the outside world and the pure core: `Event`s in,
-//! `Action`s out.
+//! The vocabulary between the outside world and the pure core: `Input`s
+//! from the threads, `Event`s in, `Action`s out.
 //!
-//! Threads (signals, output) and the executor turn what happens into events;
-//! the pure transitions in `service` and `supervisor::core` answer with
-//! actions, which only the executor (`supervisor::run`) carries out.
+//! Threads (signals, control, notify, watch, probes) send `Input`s; the
+//! edge (`supervisor::edge`) turns them into events, a control request into
+//! an `Order` (its signal parsed, its reply channel kept aside), a service
+//! name into its `ServiceId`. The pure transitions in `service` and
+//! `supervisor::core` answer with actions, which only the executor
+//! (`supervisor::execute`) carries out, from what each action carries alone.
+//! Events and actions are plain comparable data: the core's tests compare
+//! them. Answers stay the wire's `Response`: the core composes them, and a
+//! second type would only be copied field by field.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::config::{Probe, Spec};
+use crate::config::{Probe, ServiceSpec, Spec};
 use crate::control::protocol::{Request, Response};
 use crate::exit::Exit;
 
@@ -44,7 +52,7 @@ pub enum Input {
     },
     /// A TCP or HTTP probe (run on its own short-lived thread) finished.
     ProbeDone {
-        token: u64,
+        token: ProbeToken,
         result: Result<(), String>,
     },
     /// A watched path of `service` changed (created, written, replaced by
@@ -137,20 +145,76 @@ pub struct NotifyMessage {
 /// Identifies a control request between the core and the executor.
 pub type RequestId = u64;
 
-/// Something corral starts: a service (by index in the spec), the main
+/// A service, for the whole run. Only `service::Services` hands ids out, in
+/// order, and services are never taken out again (ARCHITECTURE.md, invariant
+/// 12), so an id names the same service from the first event to the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(usize);
+
+impl ServiceId {
+    /// The id of the `index`th service handed out (`Services` and tests).
+    pub(crate) const fn from_index(index: usize) -> ServiceId {
+        ServiceId(index)
+    }
+
+    /// Where `Services` keeps it.
+    pub(crate) const fn index(self) -> usize {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Names one probe: the service it belongs to and its number among that
+/// service's probes. An answer whose token is not the probe in flight (a
+/// cancelled or timed-out one) is ignored, never misapplied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProbeToken {
+    pub service: ServiceId,
+    pub seq: u32,
+}
+
+/// Something corral starts: a service (by id), the main
 /// COMMAND, or an init / finish script (by index in its list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    Service(usize),
+    Service(ServiceId),
     Main,
     Init(usize),
     Finish(usize),
     /// The `reload = { exec = [...] }` hook of a service.
-    Hook(usize),
+    Hook(ServiceId),
     /// An exec probe (readiness or liveness) of a service.
-    Probe(usize),
+    Probe(ServiceId),
     /// The s6 `finish` script of a service, after an exit.
-    FinishScript(usize),
+    FinishScript(ServiceId),
+}
+
+/// The processes a service has: its own, its s6 `finish` script, its reload
+/// hook, its exec probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Child {
+    Service,
+    FinishScript,
+    Hook,
+    Probe,
+}
+
+impl Target {
+    /// The service this is a process of, and which of its processes.
+    pub fn service(self) -> Option<(ServiceId, Child)> {
+        match self {
+            Target::Service(id) => Some((id, Child::Service)),
+            Target::Hook(id) => Some((id, Child::Hook)),
+            Target::Probe(id) => Some((id, Child::Probe)),
+            Target::FinishScript(id) => Some((id, Child::FinishScript)),
+            Target::Main | Target::Init(_) | Target::Finish(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,9 +242,9 @@ pub enum Event {
     Tick,
     /// A control request; answered by `Action::Reply` with the same id,
     /// at once or when what it asked for is done.
-    Request {
+    Order {
         id: RequestId,
-        request: Request,
+        order: Order,
     },
     /// Nobody waits for the answer to request `id` any more.
     Cancel {
@@ -188,23 +252,23 @@ pub enum Event {
     },
     /// An sd_notify datagram of run `run` of service `service`.
     Notify {
-        service: usize,
+        service: ServiceId,
         run: u32,
         message: NotifyMessage,
     },
     /// A newline on the notification fd of run `run` of `service`.
     FdReady {
-        service: usize,
+        service: ServiceId,
         run: u32,
     },
     /// A TCP or HTTP probe finished.
     ProbeDone {
-        token: u64,
+        token: ProbeToken,
         result: Result<(), String>,
     },
     /// A watched path of `service` changed.
     Changed {
-        service: usize,
+        service: ServiceId,
     },
     /// The definitions were read again (SIGHUP, `ctl reload`): the new set,
     /// or every error. `id`: the control request that asked, if any.
@@ -214,9 +278,59 @@ pub enum Event {
     },
 }
 
+/// A control request as the core takes it: service names still to resolve
+/// (the core alone knows them), but signals parsed and times typed.
+/// `supervisor::edge` makes one from the wire's `Request`, so the core never
+/// parses what a client wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// Every service (sorted by name) when `services` is empty.
+    Status {
+        services: Vec<String>,
+    },
+    Start(Names),
+    Stop(Names),
+    Restart(Names),
+    Signal {
+        signal: Signal,
+        services: Vec<String>,
+    },
+    /// May the output of `service` be read (the control thread reads it)?
+    Logs {
+        service: String,
+    },
+    /// Until started (or ready, with `ready`), at most `timeout`.
+    Wait {
+        services: Vec<String>,
+        timeout: Option<Duration>,
+        ready: bool,
+    },
+    /// The named services' reloads.
+    Reload {
+        services: Vec<String>,
+    },
+    /// Read every definition again (like SIGHUP), then reload every service
+    /// that defines a reload.
+    ReloadAll,
+    Health,
+    Shutdown {
+        exit_code: Option<i32>,
+    },
+}
+
+/// The services a start, stop or restart acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Names {
+    All,
+    These(Vec<String>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Spawn(Target),
+    /// Start `job`; its result comes back at once as `Spawned` or
+    /// `SpawnFailed` for `target`. The job carries everything the spawn
+    /// needs, so the executor never reads the core's state.
+    Spawn { target: Target, job: Job },
     /// Send `signal` to `pid`, or to its process group when `group`.
     Signal {
         pid: Pid,
@@ -227,24 +341,56 @@ pub enum Action {
     /// subreaper: every descendant of corral).
     SignalAll(Signal),
     /// Answer control request `id`.
-    Reply {
-        id: RequestId,
-        response: Response,
-    },
-    /// Run `probe` for `service`: TCP/HTTP on a short-lived thread (answered
-    /// by `ProbeDone`), exec as a child process (`Target::Probe`).
+    Reply { id: RequestId, response: Response },
+    /// Run a TCP or HTTP probe on a short-lived thread, answered by
+    /// `ProbeDone` with `token`. (Exec probes are `Spawn`s: children like
+    /// any other.)
     Probe {
-        service: usize,
-        token: u64,
+        token: ProbeToken,
         probe: Probe,
-        timeout: std::time::Duration,
+        timeout: Duration,
+    },
+    /// Make `paths` what the watch thread watches for `service` (none:
+    /// nothing); its changes come back as `Changed`.
+    Watch {
+        service: String,
+        paths: Vec<PathBuf>,
     },
     /// Read the service definitions again; answer with `Event::Loaded`.
-    LoadConfig {
-        id: Option<RequestId>,
-    },
+    LoadConfig { id: Option<RequestId> },
     /// Everything is stopped and reaped: exit with this status.
     Exit(i32),
+}
+
+/// What to start, with everything needed to start it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Run `run` of a service (its `starts` once this spawn succeeds): the
+    /// readiness channel the spec asks for (sd_notify socket, notification
+    /// fd) is made for that run, so a message from an older run is ignored.
+    Service { spec: Arc<ServiceSpec>, run: u32 },
+    /// A `reload = { exec = [...] }` hook, in the service's context, with
+    /// `MAINPID` set to `main_pid`.
+    Hook {
+        spec: Arc<ServiceSpec>,
+        command: Vec<String>,
+        main_pid: Pid,
+    },
+    /// The s6 `finish` script, after the service ended with `exit`.
+    FinishScript {
+        spec: Arc<ServiceSpec>,
+        script: PathBuf,
+        exit: Exit,
+    },
+    /// An exec probe, in the service's context, its output discarded.
+    Probe {
+        spec: Arc<ServiceSpec>,
+        command: Vec<String>,
+    },
+    /// The main COMMAND.
+    Main { argv: Vec<String> },
+    /// An init or finish script.
+    Script { path: PathBuf },
 }
 
 #[cfg(test)]
@@ -313,5 +459,21 @@ mod tests {
         let reply = Reply::new(tx.clone());
         assert!(reply.is_for(&tx));
         assert!(!reply.is_for(&other));
+    }
+
+    #[test]
+    fn a_target_names_the_service_and_which_of_its_processes() {
+        let web = ServiceId::from_index(2);
+        assert_eq!(web.to_string(), "#2");
+        assert_eq!(Target::Service(web).service(), Some((web, Child::Service)));
+        assert_eq!(Target::Hook(web).service(), Some((web, Child::Hook)));
+        assert_eq!(Target::Probe(web).service(), Some((web, Child::Probe)));
+        assert_eq!(
+            Target::FinishScript(web).service(),
+            Some((web, Child::FinishScript))
+        );
+        for target in [Target::Main, Target::Init(0), Target::Finish(1)] {
+            assert_eq!(target.service(), None);
+        }
     }
 }

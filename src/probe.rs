@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::config::spec::Probe;
-use crate::event::Input;
+use crate::event::{Input, ProbeToken};
 
 /// Stack of a probe thread. Generous on purpose: a stack overflow aborts the
 /// whole process (it does not unwind), and corral is PID 1; the memory is
@@ -53,7 +53,7 @@ pub fn check(probe: &Probe, timeout: Duration) -> Result<(), String> {
 /// Run `check(&probe, timeout)` on a new thread and send its result as
 /// `Input::ProbeDone { token, result }`. Never blocks the caller and never
 /// panics: if the thread cannot be started, that error is the result.
-pub fn spawn(probe: Probe, timeout: Duration, token: u64, inputs: Sender<Input>) {
+pub fn spawn(probe: Probe, timeout: Duration, token: ProbeToken, inputs: Sender<Input>) {
     let sender = inputs.clone();
     let started = thread::Builder::new()
         .name("probe".into())
@@ -468,8 +468,22 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (tx, rx) = crossbeam_channel::unbounded();
-        spawn(tcp(format!("127.0.0.1:{port}")), SECOND, 7, tx.clone());
-        spawn(tcp(format!("127.0.0.1:{}", closed_port())), SECOND, 8, tx);
+        let token = |seq| ProbeToken {
+            service: crate::event::ServiceId::from_index(3),
+            seq,
+        };
+        spawn(
+            tcp(format!("127.0.0.1:{port}")),
+            SECOND,
+            token(7),
+            tx.clone(),
+        );
+        spawn(
+            tcp(format!("127.0.0.1:{}", closed_port())),
+            SECOND,
+            token(8),
+            tx,
+        );
         let mut results = Vec::new();
         for _ in 0..2 {
             match rx.recv_timeout(Duration::from_secs(5)) {
@@ -477,8 +491,8 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        results.sort();
-        assert_eq!(results, [(7, true), (8, false)]);
+        results.sort_by_key(|(token, _)| token.seq);
+        assert_eq!(results, [(token(7), true), (token(8), false)]);
     }
 
     #[test]

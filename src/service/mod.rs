@@ -1,0 +1,596 @@
+//! One supervised service: what the user wants (`Want`), what is happening
+//! (`State`), and the pure transitions between them: start, readiness,
+//! liveness probes, reload, stop, restart with backoff.
+//!
+//! Only this module changes a service: its fields are private, and the core
+//! calls named transitions (`start`, `stop`, `reaped`, `want_up`, ...) that
+//! take `now` and return the `Action`s the executor must carry out. Nothing
+//! here makes a syscall or reads the clock, which is what lets the tests
+//! drive restarts, backoff, readiness timeouts, health failures and kill
+//! escalation with a fake clock. Dependency order, shutdown order and the
+//! main COMMAND are not this module's business: see `supervisor::core`.
+//!
+//! "What happens to a running service on event X" is answered here, one
+//! file per concern: `start` (spawn, ready, backoff), `stop` (stop, restart,
+//! SIGKILL), `exit` (an exit, its s6 `finish` script, the restart policy),
+//! `probe` (readiness and liveness probes), `reload` (reload signal or hook,
+//! watched files), `notify` (sd_notify and notification-fd readiness),
+//! `define` (a config reload's new definition); `services` holds them all
+//! by `ServiceId`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::config::ServiceSpec;
+use crate::event::{Action, Child, ServiceId};
+use crate::exit::Exit;
+
+mod define;
+mod exit;
+mod notify;
+mod probe;
+mod reload;
+mod services;
+mod start;
+mod stop;
+
+use probe::Prober;
+pub use services::Services;
+
+/// Changes to watched files are debounced: the reload runs this long after
+/// the last change of a burst.
+pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
+/// An s6 `finish` script is killed after this long (s6's default `timeout-finish`).
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A `finish` script exiting with this code means: do not restart (s6).
+pub const FINISH_NO_RESTART: i32 = 125;
+
+/// What the user (or the supervisor on their behalf) wants of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    Up,
+    Down,
+}
+
+/// What happens once a stopping service's process is gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// Stay down (stop on request, shutdown).
+    Down,
+    /// Start again at once (restart on request, reload without a `reload`).
+    Restart,
+    /// A failed start (not ready in time) or a failed liveness check: back off
+    /// and start again, like an early exit.
+    Backoff(String),
+}
+
+/// What follows an exit, once the s6 `finish` script (if any) is done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// A stop that was asked for: what it planned.
+    Then(Then),
+    /// The service ended by itself: its restart policy decides.
+    AfterExit,
+}
+
+/// What is happening. Each variant carries only what is valid in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Not started in this run yet (waiting for its turn, or disabled).
+    Idle,
+    /// A spawn was requested; its result has not come back yet.
+    Spawning,
+    /// Spawned, not ready yet: the start fails if not ready by `ready_by`.
+    Starting {
+        pid: Pid,
+        since: Instant,
+        ready_by: Instant,
+    },
+    /// Up, and ready if it declares readiness.
+    Running { pid: Pid, since: Instant },
+    /// A reload is under way: not ready until its hook succeeded and (with
+    /// readiness) the service is ready again, by `ready_by`.
+    Reloading {
+        pid: Pid,
+        since: Instant,
+        ready_by: Instant,
+        hook: Hook,
+    },
+    /// The stop signal was sent; SIGKILL follows at `kill_at` unless
+    /// `killed` already; then `then`.
+    Stopping {
+        pid: Pid,
+        kill_at: Instant,
+        killed: bool,
+        then: Then,
+    },
+    /// The process ended with `exit`; its s6 `finish` script runs (killed
+    /// at `kill_at`), then `next`.
+    Finishing {
+        exit: Exit,
+        script: Hook,
+        kill_at: Instant,
+        killed: bool,
+        next: Next,
+    },
+    /// Ended (`why`: "exit 1", "could not be started: ...") and will be
+    /// started again at `retry_at`.
+    Backoff { retry_at: Instant, why: String },
+    /// Not running, and nothing will start it again: stopped on request, or
+    /// exited and its restart policy said no.
+    Stopped,
+    /// A oneshot that ran to completion (exit 0).
+    Exited,
+    /// Gave up: `max-restarts` reached, or a failure its policy does not restart.
+    Failed { reason: String },
+}
+
+/// The `reload = { exec = [...] }` hook of a reload in flight (and the s6
+/// `finish` script of a `Finishing` service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// No hook (a signal reload, or one the service announced with RELOADING=1).
+    None,
+    Spawning,
+    Running(Pid),
+    /// Succeeded; now waiting for readiness.
+    Done,
+}
+
+impl State {
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Idle | State::Stopped => "stopped",
+            State::Spawning | State::Starting { .. } => "starting",
+            State::Running { .. } | State::Reloading { .. } => "running",
+            State::Stopping { .. } | State::Finishing { .. } => "stopping",
+            State::Backoff { .. } => "backoff",
+            State::Exited => "exited",
+            State::Failed { .. } => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    id: ServiceId,
+    /// Shared with the spawn actions that start its processes.
+    spec: Arc<ServiceSpec>,
+    want: Want,
+    state: State,
+    /// Successful spawns in this run; restarts are `starts - 1`. Also the
+    /// "run" number that readiness messages carry.
+    starts: u32,
+    /// Consecutive exits (or failed starts) before the service stayed up
+    /// `restart-delay-max`: drives the backoff and `max-restarts`.
+    failures: u32,
+    last_exit: Option<Exit>,
+    /// The last stop on request needed SIGKILL (it outlived `stop-timeout`).
+    stop_escalated: bool,
+    /// Has been ready at least once in this run (the main COMMAND's wait).
+    ever_ready: bool,
+    /// Readiness or liveness probes of the current state, if any.
+    prober: Option<Prober>,
+    probes_sent: u32,
+    /// `MAINPID=` from sd_notify: where a reload signal goes.
+    main_pid: Option<Pid>,
+    /// The last `STATUS=` from sd_notify.
+    notify_status: Option<String>,
+    /// A debounced reload (watched file changed) is due then.
+    reload_due: Option<Instant>,
+    /// Reloads asked for, and the number and outcome of the last one finished.
+    reloads_asked: u32,
+    last_reload: Option<(u32, Result<(), String>)>,
+    /// A changed definition (config reload), applied at the next spawn.
+    next_spec: Option<ServiceSpec>,
+    /// Removed from the definitions: stopped, then hidden.
+    removed: bool,
+}
+
+impl Service {
+    pub fn new(id: ServiceId, spec: ServiceSpec) -> Service {
+        let want = if spec.enabled { Want::Up } else { Want::Down };
+        Service {
+            id,
+            spec: Arc::new(spec),
+            want,
+            state: State::Idle,
+            starts: 0,
+            failures: 0,
+            last_exit: None,
+            stop_escalated: false,
+            ever_ready: false,
+            prober: None,
+            probes_sent: 0,
+            main_pid: None,
+            notify_status: None,
+            reload_due: None,
+            reloads_asked: 0,
+            last_reload: None,
+            next_spec: None,
+            removed: false,
+        }
+    }
+
+    // ---- what the rest of corral may read ----
+
+    pub fn id(&self) -> ServiceId {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The definition it runs with.
+    pub fn spec(&self) -> &ServiceSpec {
+        &self.spec
+    }
+
+    /// The definition it runs with next: a pending change, or its own.
+    pub fn current_spec(&self) -> &ServiceSpec {
+        self.next_spec.as_ref().unwrap_or(&self.spec)
+    }
+
+    pub fn want(&self) -> Want {
+        self.want
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Successful spawns in this run: the number of the current run.
+    pub fn starts(&self) -> u32 {
+        self.starts
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.starts.saturating_sub(1)
+    }
+
+    pub fn last_exit(&self) -> Option<Exit> {
+        self.last_exit
+    }
+
+    /// The last stop on request needed SIGKILL.
+    pub fn stop_escalated(&self) -> bool {
+        self.stop_escalated
+    }
+
+    /// Has been ready at least once in this run.
+    pub fn ever_ready(&self) -> bool {
+        self.ever_ready
+    }
+
+    /// The last `STATUS=` from sd_notify.
+    pub fn notify_status(&self) -> Option<&str> {
+        self.notify_status.as_deref()
+    }
+
+    /// Reloads asked for so far.
+    pub fn reloads_asked(&self) -> u32 {
+        self.reloads_asked
+    }
+
+    /// The number and outcome of the last reload finished.
+    pub fn last_reload(&self) -> Option<&(u32, Result<(), String>)> {
+        self.last_reload.as_ref()
+    }
+
+    /// Removed from the definitions by a config reload.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Changed by a config reload and not started with the change yet.
+    pub fn has_pending_definition(&self) -> bool {
+        self.next_spec.is_some()
+    }
+
+    pub fn pid(&self) -> Option<Pid> {
+        match self.state {
+            State::Starting { pid, .. }
+            | State::Running { pid, .. }
+            | State::Reloading { pid, .. }
+            | State::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Its process runs (starting, running, reloading), and is not being stopped.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.state,
+            State::Starting { .. } | State::Running { .. } | State::Reloading { .. }
+        )
+    }
+
+    /// No process, and none on its way.
+    pub fn is_down(&self) -> bool {
+        self.pid().is_none() && !matches!(self.state, State::Spawning | State::Finishing { .. })
+    }
+
+    /// Started, in the sense of `after` and of `ctl wait`: up and ready
+    /// (a reload in flight does not take that back), or for a oneshot, exited 0.
+    pub fn is_started(&self) -> bool {
+        if self.spec.oneshot {
+            self.state == State::Exited
+        } else {
+            matches!(self.state, State::Running { .. } | State::Reloading { .. })
+        }
+    }
+
+    /// Ready right now (`/readyz`, `ctl status`): a reload in flight is not.
+    pub fn is_ready(&self) -> bool {
+        if self.spec.oneshot {
+            self.state == State::Exited
+        } else {
+            matches!(self.state, State::Running { .. })
+        }
+    }
+
+    /// Wanted up but ended, and nothing will start it again.
+    pub fn ended_for_good(&self) -> bool {
+        self.want == Want::Up && matches!(self.state, State::Stopped | State::Failed { .. })
+    }
+
+    /// The next moment this service needs a `tick`, if any.
+    pub fn deadline(&self) -> Option<Instant> {
+        let state = match self.state {
+            State::Backoff { retry_at, .. } => Some(retry_at),
+            State::Stopping {
+                kill_at,
+                killed: false,
+                ..
+            } => Some(kill_at),
+            State::Starting { ready_by, .. } | State::Reloading { ready_by, .. } => Some(ready_by),
+            State::Finishing {
+                kill_at,
+                killed: false,
+                script: Hook::Running(_),
+                ..
+            } => Some(kill_at),
+            _ => None,
+        };
+        let probe = self.prober.as_ref().and_then(Prober::deadline);
+        let reload = match self.state {
+            State::Running { .. } => self.reload_due,
+            _ => None,
+        };
+        [state, probe, reload].into_iter().flatten().min()
+    }
+
+    // ---- the transitions the core calls ----
+
+    /// One of its processes (`child`) was spawned.
+    pub fn on_spawned(&mut self, child: Child, pid: Pid, now: Instant) -> Vec<Action> {
+        match child {
+            Child::Service => self.spawned(pid, now),
+            Child::FinishScript => {
+                self.finish_spawned(pid);
+                Vec::new()
+            }
+            Child::Hook => {
+                self.hook_spawned(pid);
+                Vec::new()
+            }
+            Child::Probe => {
+                self.probe_spawned(pid);
+                Vec::new()
+            }
+        }
+    }
+
+    /// One of its processes (`child`) could not be spawned (exit `code`).
+    pub fn on_spawn_failed(
+        &mut self,
+        child: Child,
+        error: &str,
+        code: i32,
+        now: Instant,
+    ) -> Vec<Action> {
+        match child {
+            Child::Service => self.spawn_failed(error, code, now),
+            Child::FinishScript => self.finish_failed_to_start(error, now),
+            Child::Hook => self.hook_exited(Err(format!("could not be started: {error}")), now),
+            Child::Probe => self.probe_failed_to_start(error, now),
+        }
+    }
+
+    /// One of its processes (`child`, `pid`) was reaped. `None`: not a
+    /// process this service still waits for (one it gave up on, e.g. a
+    /// probe it cancelled and killed): the caller counts it as an orphan.
+    pub fn reaped(
+        &mut self,
+        child: Child,
+        pid: Pid,
+        exit: Exit,
+        now: Instant,
+    ) -> Option<Vec<Action>> {
+        match child {
+            Child::Service if self.pid() == Some(pid) => Some(self.exited(exit, now)),
+            Child::FinishScript if self.finish_pid() == Some(pid) => {
+                Some(self.finish_exited(Some(exit), now))
+            }
+            Child::Hook if self.hook_pid() == Some(pid) => {
+                let result = if exit.success() {
+                    Ok(())
+                } else {
+                    Err(exit.to_string())
+                };
+                Some(self.hook_exited(result, now))
+            }
+            Child::Probe if self.probe_pid() == Some(pid) => Some(self.probe_exited(exit, now)),
+            _ => None,
+        }
+    }
+
+    /// Deadlines that have passed: a retry after backoff, SIGKILL, a start
+    /// or reload not ready in time, a probe to run or that took too long, a
+    /// debounced reload.
+    pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        match self.state {
+            State::Backoff { retry_at, .. } if now >= retry_at && self.want == Want::Up => {
+                return self.spawn();
+            }
+            State::Stopping {
+                kill_at,
+                killed: false,
+                ..
+            } if now >= kill_at => return self.stop_overdue(),
+            State::Finishing {
+                script: Hook::Running(_),
+                kill_at,
+                killed: false,
+                ..
+            } if now >= kill_at => return self.finish_overdue(),
+            State::Starting { ready_by, .. } if now >= ready_by => {
+                return self.start_overdue(now);
+            }
+            State::Reloading { ready_by, .. } if now >= ready_by => {
+                return self.reload_overdue(now);
+            }
+            _ => {}
+        }
+        let mut actions = self.reload_if_due(now);
+        actions.extend(self.probe_due(now));
+        actions
+    }
+
+    /// Want it up; make it startable again if it ended (stopped, failed, in
+    /// backoff: `schedule` starts it in dependency order). `explicit`: named
+    /// by the operator, so a finished oneshot runs again.
+    pub fn want_up(&mut self, explicit: bool) {
+        self.want = Want::Up;
+        let restartable = matches!(
+            self.state,
+            State::Stopped | State::Failed { .. } | State::Backoff { .. }
+        ) || (explicit && self.state == State::Exited);
+        if restartable {
+            self.state = State::Idle;
+            self.failures = 0;
+        }
+    }
+
+    /// Want it down: `schedule` sends the stop signal, dependants first.
+    pub fn want_down(&mut self) {
+        self.want = Want::Down;
+    }
+
+    /// The shutdown began: nothing starts, restarts or reloads from now on.
+    pub fn wind_down(&mut self) {
+        self.want = Want::Down;
+        self.reload_due = None;
+    }
+
+    fn signal(&self, pid: Pid, signal: Signal) -> Action {
+        Action::Signal {
+            pid,
+            signal,
+            group: self.spec.kill_group,
+        }
+    }
+}
+
+/// `base` doubled for each failure after the first, capped at `max`.
+pub fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(32);
+    base.saturating_mul(1u32 << doublings.min(31)).min(max)
+}
+
+/// `850ms`, `4.2s`, `3m12s`, `2h05m`.
+pub fn human(d: Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", d.as_secs_f64()),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff_delay(ms(100), ms(1000), 1), ms(100));
+        assert_eq!(backoff_delay(ms(100), ms(1000), 2), ms(200));
+        assert_eq!(backoff_delay(ms(100), ms(1000), 4), ms(800));
+        assert_eq!(backoff_delay(ms(100), ms(1000), 5), ms(1000));
+        assert_eq!(backoff_delay(ms(100), ms(1000), 500), ms(1000));
+        assert_eq!(backoff_delay(ms(0), ms(1000), 7), ms(0));
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(ms(850)), "850ms");
+        assert_eq!(human(ms(4200)), "4.2s");
+        assert_eq!(human(Duration::from_secs(192)), "3m12s");
+        assert_eq!(human(Duration::from_secs(7500)), "2h05m");
+    }
+
+    #[test]
+    fn disabled_services_are_not_wanted() {
+        let mut s = spec("web");
+        s.enabled = false;
+        let svc = Service::new(id(0), s);
+        assert_eq!(svc.want, Want::Down);
+        assert_eq!(svc.state, State::Idle);
+    }
+
+    #[test]
+    fn each_process_of_a_service_is_reaped_only_while_it_is_awaited() {
+        let t = std::time::Instant::now();
+        let mut svc = running(with_finish(), t);
+        // Not its pid: an orphan for the caller, and the service is untouched.
+        assert_eq!(svc.reaped(Child::Service, pid(999), Exit::Code(0), t), None);
+        assert_eq!(svc.pid(), Some(pid(100)));
+        let actions = svc.reaped(Child::Service, pid(100), Exit::Code(1), t);
+        assert_eq!(
+            actions.as_deref().map(targets),
+            Some(vec![crate::event::Target::FinishScript(id(0))])
+        );
+        svc.on_spawned(Child::FinishScript, pid(300), t);
+        assert_eq!(
+            svc.reaped(Child::Hook, pid(300), Exit::Code(0), t),
+            None,
+            "the finish script is no hook"
+        );
+        assert!(
+            svc.reaped(Child::FinishScript, pid(300), Exit::Code(0), t)
+                .is_some()
+        );
+        assert_eq!(svc.state.name(), "backoff");
+    }
+
+    #[test]
+    fn want_up_makes_an_ended_service_startable_and_want_down_only_wants() {
+        let t = std::time::Instant::now();
+        let mut s = spec("migrate");
+        s.oneshot = true;
+        let mut svc = running(s, t);
+        svc.exited(Exit::Code(0), t);
+        assert_eq!(svc.state, State::Exited);
+        svc.want_up(false);
+        assert_eq!(svc.state, State::Exited, "a dependency's run stays done");
+        svc.want_up(true);
+        assert_eq!(svc.state, State::Idle, "named by the operator: runs again");
+
+        let mut web = running(spec("web"), t);
+        web.want_down();
+        assert_eq!(web.want, Want::Down);
+        assert!(web.pid().is_some(), "schedule stops it, not want_down");
+        web.changed(t);
+        web.wind_down();
+        assert_eq!(web.reload_due, None, "no reload once shutting down");
+    }
+}

@@ -1,0 +1,275 @@
+//! What the core tells about the services: `ctl status` (one
+//! `ServiceStatus` each, with the detail a person needs: what it waits
+//! for, why it backs off, how long it has been up) and `ctl health`.
+
+use std::time::{Duration, Instant};
+
+use super::{Phase, Supervisor};
+use crate::control::protocol::{Response, ServiceStatus};
+use crate::exit::Exit;
+use crate::service::{Service, State, Want, human};
+
+impl Supervisor {
+    /// `ctl status`: the named services, or every one sorted by name.
+    pub(super) fn status(&self, names: &[String], now: Instant) -> Response {
+        let mut ids = match self.resolve(names, names.is_empty()) {
+            Ok(ids) => ids,
+            Err(e) => return Response::error(e),
+        };
+        if names.is_empty() {
+            // By name, also after a config reload appended new services.
+            ids.sort_by_key(|&id| self.services.get(id).map(Service::name));
+        }
+        Response {
+            services: ids
+                .into_iter()
+                .filter_map(|id| self.services.get(id))
+                .map(|svc| self.service_status(svc, now))
+                .collect(),
+            orphans_reaped: Some(self.orphans_reaped),
+            phase: Some(self.phase.name().to_string()),
+            ..Response::ok()
+        }
+    }
+
+    pub(super) fn service_status(&self, svc: &Service, now: Instant) -> ServiceStatus {
+        let waiting_for: Vec<&str> = self
+            .services
+            .deps(svc.id())
+            .iter()
+            .filter_map(|&j| self.services.get(j))
+            .filter(|dep| !dep.is_started())
+            .map(Service::name)
+            .collect();
+        let (state, detail, next_start_ms) = match svc.state() {
+            State::Idle if svc.want() == Want::Up && self.phase == Phase::Up => {
+                let detail = (!waiting_for.is_empty())
+                    .then(|| format!("waiting for {}", waiting_for.join(", ")));
+                ("starting", detail, None)
+            }
+            State::Idle if !svc.spec().enabled => ("stopped", Some("disabled".to_string()), None),
+            State::Backoff { retry_at, why } => {
+                let left = retry_at.saturating_duration_since(now);
+                let detail = format!("{why}; next start in {}", human(left));
+                ("backoff", Some(detail), Some(millis(left)))
+            }
+            State::Failed { reason } => ("failed", Some(reason.clone()), None),
+            State::Starting { ready_by, .. } => {
+                let left = human(ready_by.saturating_duration_since(now));
+                let detail = format!("not ready yet ({left} left of ready-timeout)");
+                ("starting", Some(detail), None)
+            }
+            State::Running { .. } if svc.spec().ready.is_some() => ("ready", None, None),
+            State::Reloading { .. } => ("running", Some("reloading".to_string()), None),
+            other => (other.name(), None, None),
+        };
+        let uptime_ms = match *svc.state() {
+            State::Starting { since, .. }
+            | State::Running { since, .. }
+            | State::Reloading { since, .. } => Some(millis(now.saturating_duration_since(since))),
+            _ => None,
+        };
+        ServiceStatus {
+            name: svc.name().to_string(),
+            state: state.to_string(),
+            want: match svc.want() {
+                Want::Up => "up",
+                Want::Down => "down",
+            }
+            .to_string(),
+            pid: svc.pid().map(|p| p.as_raw()),
+            uptime_ms,
+            restarts: svc.restarts(),
+            ready: svc.is_ready(),
+            last_exit: svc.last_exit().map(|e| e.to_string()),
+            last_exit_code: svc.last_exit().map(Exit::code),
+            detail,
+            next_start_ms,
+            oneshot: svc.spec().oneshot,
+            enabled: svc.spec().enabled,
+            essential: svc.spec().essential,
+            notify_status: svc.notify_status().map(str::to_string),
+        }
+    }
+
+    /// `ctl health`: every service wanted up is ready, or the list of those
+    /// that are not, with why.
+    // TODO(lead): use the shared definition (of "ready as wanted") once core and http have one.
+    pub(super) fn health(&self, now: Instant) -> Response {
+        if let Some(refusal) = self.not_up() {
+            return Response {
+                problems: vec![refusal.to_string()],
+                ..Response::error(refusal)
+            };
+        }
+        let live = self.services.iter().filter(|s| !s.is_removed()).count();
+        let wanted = self
+            .services
+            .iter()
+            .filter(|s| s.want() == Want::Up && !s.is_removed())
+            .count();
+        let problems: Vec<String> = self
+            .services
+            .iter()
+            .filter(|svc| svc.want() == Want::Up && !svc.is_removed() && !svc.is_ready())
+            .map(|svc| {
+                let status = self.service_status(svc, now);
+                match status.detail {
+                    Some(detail) => format!("{}: {} ({detail})", status.name, status.state),
+                    None => format!("{}: {}", status.name, status.state),
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            let others = live - wanted;
+            let mut message = format!("all {wanted} wanted services up");
+            if others > 0 {
+                message.push_str(&format!(" ({others} stopped or disabled on purpose)"));
+            }
+            Response::messages(vec![message])
+        } else {
+            Response {
+                problems: problems.clone(),
+                ..Response::error(format!("{} not running", problems.len()))
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::testing::*;
+    use crate::event::{Event, Order};
+    use crate::exit::Exit;
+
+    #[test]
+    fn status_reports_states_pids_and_unknown_names_with_a_suggestion() {
+        let mut h = Harness::new(sup(vec![svc("db", &[]), svc("web", &["db"])], false));
+        h.order(
+            1,
+            Order::Status {
+                services: Vec::new(),
+            },
+        );
+        let status = h.reply(1).expect("status answers at once");
+        assert!(status.ok);
+        let got: Vec<(String, String, Option<i32>)> = status
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.state.clone(), s.pid))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("db".into(), "running".into(), Some(100)),
+                ("web".into(), "running".into(), Some(101))
+            ]
+        );
+        assert_eq!(status.phase.as_deref(), Some("up"));
+        assert_eq!(status.orphans_reaped, Some(0));
+        h.order(
+            2,
+            Order::Status {
+                services: vec!["wbe".into(), "nope".into()],
+            },
+        );
+        assert_eq!(
+            h.reply(2).and_then(|r| r.error),
+            Some("no service \"wbe\" (did you mean \"web\"?); no service \"nope\"".into())
+        );
+    }
+
+    #[test]
+    fn status_says_what_a_service_waits_for_and_when_it_starts_again() {
+        let mut db = svc("db", &[]);
+        db.ready = Some(crate::config::Ready::Notify);
+        db.ready_timeout = Duration::from_secs(10);
+        let mut h = Harness::new(sup(vec![db, svc("web", &["db"])], false));
+        let status = |h: &Harness, name: &str| {
+            let svc = h
+                .sup
+                .services
+                .get(h.sup.services.find(name).expect("known"));
+            h.sup.service_status(svc.expect("known"), h.now)
+        };
+        let web = status(&h, "web");
+        assert_eq!(
+            (web.state.as_str(), web.detail.as_deref()),
+            ("starting", Some("waiting for db"))
+        );
+        let db = status(&h, "db");
+        assert_eq!(
+            db.detail.as_deref(),
+            Some("not ready yet (10.0s left of ready-timeout)")
+        );
+        h.exit(pid(100), Exit::Code(3));
+        let db = status(&h, "db");
+        assert_eq!(db.state, "backoff");
+        assert_eq!(db.detail.as_deref(), Some("exit 3; next start in 100ms"));
+        assert_eq!(
+            (db.next_start_ms, db.last_exit_code, db.pid),
+            (Some(100), Some(3), None)
+        );
+    }
+
+    #[test]
+    fn ready_is_its_own_state_only_for_services_that_declare_readiness() {
+        let mut db = svc("db", &[]);
+        db.ready = Some(crate::config::Ready::Fd(3));
+        let mut h = Harness::new(sup(vec![db, svc("web", &[])], false));
+        h.now += Duration::from_secs(2);
+        h.event(Event::FdReady {
+            service: id(0),
+            run: 1,
+        });
+        h.order(1, Order::Status { services: vec![] });
+        let states: Vec<(String, bool, Option<u64>)> = h
+            .reply(1)
+            .expect("answered")
+            .services
+            .into_iter()
+            .map(|s| (s.state, s.ready, s.uptime_ms))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("ready".to_string(), true, Some(2000)),
+                ("running".to_string(), true, Some(2000))
+            ]
+        );
+    }
+
+    #[test]
+    fn health_names_what_is_not_running() {
+        let mut h = Harness::new(sup(vec![svc("db", &[]), svc("web", &[])], false));
+        h.order(1, Order::Health);
+        assert!(h.reply(1).is_some_and(|r| r.ok));
+        h.exit(pid(101), Exit::Code(1));
+        h.order(2, Order::Health);
+        let reply = h.reply(2).expect("health answers at once");
+        assert!(!reply.ok);
+        assert_eq!(
+            reply.problems,
+            vec!["web: backoff (exit 1; next start in 100ms)"]
+        );
+    }
+
+    #[test]
+    fn health_during_init_scripts_is_a_problem_of_its_own() {
+        let mut s = sup(vec![svc("db", &[])], false);
+        s.init = super::super::Scripts::new(vec!["/i/01".into()]);
+        let mut h = Harness::new(s);
+        h.order(1, Order::Health);
+        let reply = h.reply(1).expect("answered");
+        assert_eq!(
+            reply.problems,
+            vec!["corral is still running its init scripts"]
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! The executor: carries out one `Action` with a system call, a thread or a
+//! channel send, and returns the events it produced.
+//!
+//! It reads nothing of the core's state: every action carries what it needs
+//! (a spawn its definition and run number, a probe its token), so what the
+//! core decided and what happens cannot drift apart.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nix::unistd::Pid;
+use tracing::{debug, warn};
+
+use super::run::Setup;
+use crate::config::{self, Output as OutputMode, Ready, ServiceSpec};
+use crate::event::{Action, Event, Job};
+use crate::exit::Exit;
+use crate::output::Stream;
+use crate::process::{self, Launch, SpawnError};
+use crate::{probe, reaper};
+
+/// Carry out one action; return the events it produced. (`Reply` and
+/// `Exit` are the loop's own.)
+pub(super) fn execute(action: Action, setup: &Setup) -> Vec<Event> {
+    match action {
+        Action::Spawn { target, job } => {
+            let result = spawn(job, setup);
+            vec![match result {
+                Ok(pid) => Event::Spawned { target, pid },
+                Err(err) => Event::SpawnFailed {
+                    target,
+                    error: err.message,
+                    code: err.code,
+                },
+            }]
+        }
+        Action::Signal { pid, signal, group } => {
+            if let Err(err) = process::signal(pid, signal, group) {
+                warn!(pid = pid.as_raw(), signal = signal.as_str(), %err, "could not send signal");
+            }
+            Vec::new()
+        }
+        Action::SignalAll(signal) => {
+            match process::signal_all(signal, setup.pid1) {
+                Some(n) => debug!(
+                    signal = signal.as_str(),
+                    processes = n,
+                    "signalled every remaining descendant"
+                ),
+                None => debug!(
+                    signal = signal.as_str(),
+                    "signalled every process in the namespace"
+                ),
+            }
+            // Learn at once whether anything is left: with no child at all, no
+            // SIGCHLD would ever come.
+            reap_events()
+        }
+        Action::Probe {
+            token,
+            probe,
+            timeout,
+        } => {
+            probe::spawn(probe, timeout, token, setup.inputs_tx.clone());
+            Vec::new()
+        }
+        Action::Watch { service, paths } => {
+            setup.watcher.set(&service, &paths);
+            Vec::new()
+        }
+        Action::LoadConfig { id } => {
+            let result = config::load_with(&setup.service_dirs, &setup.load_options)
+                .map_err(|errors| errors.iter().map(ToString::to_string).collect());
+            vec![Event::Loaded { id, result }]
+        }
+        Action::Exit(_) | Action::Reply { .. } => Vec::new(),
+    }
+}
+
+/// Reap every child that ended, as events; `NoChildren` when none is left.
+pub(super) fn reap_events() -> Vec<Event> {
+    let reaped = reaper::reap();
+    let mut events: Vec<Event> = reaped
+        .exits
+        .into_iter()
+        .map(|(pid, exit)| Event::Exited { pid, exit })
+        .collect();
+    if reaped.none_left {
+        events.push(Event::NoChildren);
+    }
+    events
+}
+
+fn spawn(job: Job, setup: &Setup) -> Result<Pid, SpawnError> {
+    match job {
+        Job::Service { spec, run } => spawn_service(&spec, run, setup),
+        Job::Hook {
+            spec,
+            command,
+            main_pid,
+        } => spawn_hook(&spec, &command, main_pid, setup),
+        Job::FinishScript { spec, script, exit } => spawn_finish(&spec, &script, exit, setup),
+        Job::Probe { spec, command } => {
+            let launch = Launch {
+                argv: &command,
+                output: OutputMode::Null,
+                env: Vec::new(),
+                fd: None,
+            };
+            process::spawn_service(&spec, launch).map(|(pid, _)| pid)
+        }
+        Job::Main { argv } => process::spawn_main(&argv),
+        Job::Script { path } => process::spawn_script(&path),
+    }
+}
+
+/// A service's own process, run `run`: its readiness channel (sd_notify
+/// socket or notification fd) is made for this run, and its output registered.
+fn spawn_service(spec: &ServiceSpec, run: u32, setup: &Setup) -> Result<Pid, SpawnError> {
+    let mut launch = Launch::service(spec);
+    launch.env.extend(socket_env(setup, spec));
+    match spec.ready {
+        Some(Ready::Notify) => {
+            let socket = setup
+                .notify
+                .socket(&spec.name, run)
+                .map_err(|e| SpawnError::new(format!("NOTIFY_SOCKET: {e}")))?;
+            launch.env.push(("NOTIFY_SOCKET".into(), socket));
+        }
+        Some(Ready::Fd(n)) => {
+            let fd = setup
+                .notify
+                .fd_pipe(&spec.name, run)
+                .map_err(|e| SpawnError::new(format!("notification fd: {e}")))?;
+            launch.fd = Some((fd, n));
+        }
+        _ => setup.notify.forget(&spec.name),
+    }
+    let (pid, pipes) = process::spawn_service(spec, launch)?;
+    register_output(setup, &spec.name, pipes);
+    // Its socket is read from now on, each datagram judged by whether its
+    // sender belongs to this pid (the thread reads /proc, the loop never).
+    if spec.ready == Some(Ready::Notify)
+        && let Err(err) = setup.notify.started(&spec.name, run, pid)
+    {
+        warn!(service = %spec.name, %err, "readiness messages will not be read");
+    }
+    Ok(pid)
+}
+
+/// `CORRAL_SOCKET` for what runs in a service's context, unless its own
+/// `env` sets it.
+fn socket_env(setup: &Setup, spec: &ServiceSpec) -> Option<(String, String)> {
+    let socket = setup.socket.as_ref()?;
+    if spec.env.iter().any(|(k, _)| k == "CORRAL_SOCKET") {
+        return None;
+    }
+    Some(("CORRAL_SOCKET".into(), socket.display().to_string()))
+}
+
+fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>) {
+    if let Some(pipes) = pipes {
+        let name: Arc<str> = Arc::from(name);
+        setup.output.add(name.clone(), Stream::Stdout, pipes.stdout);
+        setup.output.add(name, Stream::Stderr, pipes.stderr);
+    }
+}
+
+/// An s6 `finish` script: `finish CODE SIGNUM` in the service's context,
+/// CODE being 256 when the service was killed by signal SIGNUM (s6-supervise).
+fn spawn_finish(
+    spec: &ServiceSpec,
+    script: &Path,
+    exit: Exit,
+    setup: &Setup,
+) -> Result<Pid, SpawnError> {
+    let (code, signal) = match exit {
+        Exit::Code(code) => (code, 0),
+        Exit::Signal(signal) => (256, signal as i32),
+    };
+    let argv = [
+        script.display().to_string(),
+        code.to_string(),
+        signal.to_string(),
+    ];
+    let launch = Launch {
+        argv: &argv,
+        output: spec.output,
+        env: socket_env(setup, spec).into_iter().collect(),
+        fd: None,
+    };
+    let (pid, pipes) = process::spawn_service(spec, launch)?;
+    register_output(setup, &spec.name, pipes);
+    Ok(pid)
+}
+
+/// The `reload = { exec = [...] }` hook: the service's context, plus
+/// `MAINPID`; its output goes where the service's goes.
+fn spawn_hook(
+    spec: &ServiceSpec,
+    command: &[String],
+    main_pid: Pid,
+    setup: &Setup,
+) -> Result<Pid, SpawnError> {
+    let mut launch = Launch {
+        argv: command,
+        output: spec.output,
+        env: socket_env(setup, spec).into_iter().collect(),
+        fd: None,
+    };
+    launch
+        .env
+        .push(("MAINPID".into(), main_pid.as_raw().to_string()));
+    let (pid, pipes) = process::spawn_service(spec, launch)?;
+    register_output(setup, &spec.name, pipes);
+    Ok(pid)
+}
