@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use tracing::warn;
 
 use crate::args::{Opt, Positional, Scanned, Stop, env, scan};
-use crate::config::{LoadOptions, parse_duration, suggest};
+use crate::config::{LoadOptions, parse_duration};
 use crate::supervisor::InitFailure;
 
 /// The directories: as given (each option repeatable, or one `:`-separated
@@ -438,7 +438,7 @@ impl CtlCli {
             let names = CTL_COMMANDS.iter().map(|(n, _, _)| *n);
             return Err(Stop::usage(
                 bin,
-                match suggest::closest(name, names) {
+                match crate::text::closest(name, names) {
                     Some(close) => format!("unknown command {name} (did you mean {close}?)"),
                     None => format!("unknown command {name}"),
                 },

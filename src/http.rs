@@ -75,7 +75,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::errno::Errno;
@@ -85,6 +85,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::control::protocol::{Request, Response, ServiceStatus};
 use crate::event::Input;
+use crate::text::http_date;
 
 /// How long a request waits for the loop's answer before a 503.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -1079,51 +1080,6 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-/// `now` as an IMF-fixdate (RFC 9110 §5.6.7): `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn http_date(now: SystemTime) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let (year, month, day) = civil(days);
-    let weekday = DAYS.get((days % 7) as usize).copied().unwrap_or_default();
-    let month = MONTHS
-        .get(month.saturating_sub(1) as usize)
-        .copied()
-        .unwrap_or_default();
-    let time = secs % 86_400;
-    format!(
-        "{weekday}, {day:02} {month} {year} {:02}:{:02}:{:02} GMT",
-        time / 3600,
-        time / 60 % 60,
-        time % 60
-    )
-}
-
-/// (year, month 1-12, day 1-31) of a count of days since 1970-01-01, by
-/// the proleptic Gregorian calendar: 400-year eras of 146097 days, counted
-/// from a March 1st so that the leap day ends a year.
-fn civil(days: u64) -> (u64, u64, u64) {
-    // Days from 0000-03-01 to 1970-01-01.
-    let days = days + 719_468;
-    let era = days / 146_097;
-    let day_of_era = days % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    // Months from March: 0 = March ... 11 = February.
-    let month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month + 2) / 5 + 1;
-    let (month, year_shift) = if month < 10 {
-        (month + 3, 0)
-    } else {
-        (month - 9, 1)
-    };
-    (era * 400 + year_of_era + year_shift, month, day)
-}
-
 /// What one request gets: status code, content type, body.
 #[derive(Debug, PartialEq, Eq)]
 struct Reply {
@@ -1852,21 +1808,8 @@ corral_orphans_reaped_total 3
     }
 
     #[test]
-    fn dates_are_imf_fixdates() {
-        let at = |secs| http_date(UNIX_EPOCH + Duration::from_secs(secs));
-        // The example of RFC 9110 5.6.7.
-        assert_eq!(at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        // 2000 has a leap day (divisible by 400), 2100 none (by 100 only);
-        // checked with `date -u -d @SECS`.
-        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(at(978_307_199), "Sun, 31 Dec 2000 23:59:59 GMT");
-        assert_eq!(at(4_107_542_400), "Mon, 01 Mar 2100 00:00:00 GMT");
-    }
-
-    #[test]
     fn answers_have_their_header_fields_and_head_has_no_body() {
-        let at = UNIX_EPOCH + Duration::from_secs(784_111_777);
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
         let get = String::from_utf8(response(&Reply::text(200, "ok\n"), false, at));
         let expected = "HTTP/1.1 200 OK\r\n\
                         Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\

@@ -23,4 +23,5 @@ pub mod s6;
 pub mod service;
 pub mod signals;
 pub mod supervisor;
+pub mod text;
 pub mod watch;

@@ -32,6 +32,7 @@ use crate::control::protocol::{
     Request, Response, ServiceStatus, Targets, decode_response, encode_request,
 };
 use crate::files;
+use crate::text::{Form, escape, strerror};
 
 /// s6's exit codes (s6-svc(8), s6-svlisten1(8)), which scripts may test.
 const EXIT_TIMED_OUT: u8 = 99;
@@ -96,11 +97,11 @@ pub fn with_contenv(args: &[OsString]) -> u8 {
     // to their defaults first, so PROG starts as it would from a shell.
     let err = cmd.exec();
     // strerror(3) text, without std's " (os error N)".
-    let why = err.raw_os_error().map_or_else(
-        || err.to_string(),
-        |n| nix::errno::Errno::from_raw(n).desc().to_string(),
+    eprintln!(
+        "with-contenv: {}: {}",
+        prog.to_string_lossy(),
+        strerror(&err)
     );
-    eprintln!("with-contenv: {}: {why}", prog.to_string_lossy());
     if err.kind() == io::ErrorKind::NotFound {
         EXIT_NOT_FOUND
     } else {
@@ -260,12 +261,12 @@ pub fn svc(args: &[OsString]) -> u8 {
             }
             // `why` may quote what corral (or whoever answered) said: escaped.
             Failure::Unreachable(why) => {
-                let why = client::printable_text(&why);
+                let why = escape(&why, Form::Text);
                 eprintln!("s6-svc: fatal: unable to reach corral: {why}");
                 break;
             }
             Failure::NoService(why) | Failure::Refused(why) => {
-                let why = client::printable_text(&why);
+                let why = escape(&why, Form::Text);
                 eprintln!("s6-svc: fatal: unable to control {}: {why}", dir.display());
             }
         }

@@ -15,8 +15,9 @@ use nix::sys::signal::Signal;
 use toml::de::DeValue;
 
 use super::raw::{self, Problem, Value};
+use super::signal;
 use super::spec::{Health, Probe, Ready, Reload};
-use super::{signal, suggest};
+use crate::text::closest;
 
 /// `health` defaults (SPEC section 3).
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
@@ -99,7 +100,7 @@ impl Shape<'_> {
             } else {
                 let known = self.methods.iter().chain(self.settings).copied();
                 let shown = entry.name.escape_debug();
-                let message = match suggest::closest(entry.name, known) {
+                let message = match closest(entry.name, known) {
                     Some(guess) => {
                         meant_a_method |= self.methods.contains(&guess);
                         format!("unknown key `{shown}` in `{key}` (did you mean `{guess}`?)")

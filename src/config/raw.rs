@@ -13,7 +13,8 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::spec::{Health, Output, Ready, Reload, Restart};
-use super::{duration, hooks, signal, suggest};
+use super::{duration, hooks, signal};
+use crate::text::closest;
 
 /// Every key of a service file that corral implements.
 const KEYS: &[&str] = &[
@@ -203,7 +204,7 @@ fn read_key(
         "watch" => raw.watch = watch(value, problems),
         _ => {
             let shown = name.escape_debug();
-            let message = match suggest::closest(name, KEYS.iter().copied()) {
+            let message = match closest(name, KEYS.iter().copied()) {
                 Some(guess) => format!("unknown key `{shown}` (did you mean `{guess}`?)"),
                 None => format!("unknown key `{shown}`"),
             };

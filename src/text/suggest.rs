@@ -1,4 +1,5 @@
-//! "Did you mean" suggestions for misspelt keys and service names.
+//! "Did you mean" suggestions: for misspelt keys, options, commands and
+//! service names.
 
 /// The candidate closest to `input`, when it is close enough to be a likely
 /// typo: at most 2 edits, or a third of the candidate's length for long
