@@ -83,8 +83,8 @@ use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, error, info, warn};
 
-use crate::control::protocol::{Request, Response, ServiceStatus};
 use crate::event::Input;
+use crate::protocol::{Request, Response, ServiceStatus};
 use crate::text::http_date;
 
 /// How long a request waits for the loop's answer before a 503.
@@ -1117,12 +1117,6 @@ fn render(page: Page, status: &Response) -> Reply {
     }
 }
 
-/// Running, ready, or a oneshot that did its job.
-fn is_up(service: &ServiceStatus) -> bool {
-    matches!(service.state.as_str(), "running" | "ready")
-        || (service.oneshot && service.state == "exited")
-}
-
 /// `phase` as the loop reports it; an older core that leaves it out counts
 /// as up.
 fn phase(status: &Response) -> &str {
@@ -1141,7 +1135,7 @@ fn health(status: &Response) -> Reply {
     let down: Vec<String> = status
         .services
         .iter()
-        .filter(|s| s.essential && !is_up(s))
+        .filter(|s| s.essential && !s.is_up())
         .map(|s| format!("{} ({})", s.name, s.state))
         .collect();
     if down.is_empty() {
@@ -1167,7 +1161,7 @@ fn ready(status: &Response) -> Reply {
     let waiting: Vec<&str> = status
         .services
         .iter()
-        .filter(|s| s.want == "up" && !s.ready)
+        .filter(|s| !s.is_ready_as_wanted())
         .map(|s| s.name.as_str())
         .collect();
     if waiting.is_empty() {
@@ -1187,7 +1181,7 @@ fn metrics(status: &Response) -> String {
         "corral_service_up",
         "gauge",
         "Whether the service is up: running, ready, or a oneshot that exited 0.",
-        services.iter().map(|s| (s, Some(i64::from(is_up(s))))),
+        services.iter().map(|s| (s, Some(i64::from(s.is_up())))),
     );
     family(
         &mut out,

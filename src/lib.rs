@@ -18,6 +18,7 @@ pub mod notify;
 pub mod output;
 pub mod probe;
 pub mod process;
+pub mod protocol;
 pub mod reaper;
 pub mod s6;
 pub mod service;

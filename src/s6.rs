@@ -28,10 +28,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::control::client;
-use crate::control::protocol::{
-    Request, Response, ServiceStatus, Targets, decode_response, encode_request,
-};
 use crate::files;
+use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use crate::text::{Form, escape, strerror};
 
 /// s6's exit codes (s6-svc(8), s6-svlisten1(8)), which scripts may test.

@@ -21,9 +21,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use super::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use super::{DirError, check_socket_dir, peer_uid};
 use crate::cli::{CtlCli, CtlCommand, Names};
+use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use crate::text::{Form, escape, human};
 
 const EXIT_FAILED: u8 = 1;

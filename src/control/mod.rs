@@ -21,8 +21,11 @@
 //! follows links, says it is fine.
 
 pub mod client;
-pub mod protocol;
 pub mod server;
+
+/// The protocol is a module of its own (`crate::protocol`), below the core
+/// and the socket alike; this path stays for what still names it so.
+pub use crate::protocol;
 
 use std::ffi::OsString;
 use std::fmt;

@@ -67,12 +67,12 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::{Mode, umask};
 use tracing::{debug, error, info, warn};
 
-use super::protocol::{
-    LogLine, MAX_NESTING, MAX_REQUEST, Request, Response, decode_request, encode_response, nesting,
-};
 use super::{DirError, check_socket_dir, create_socket_dir, peer_uid};
 use crate::event::{Input, Reply};
 use crate::output::{FOLLOW_BACKLOG, LogEntry, Logs};
+use crate::protocol::{
+    LogLine, MAX_NESTING, MAX_REQUEST, Request, Response, decode_request, encode_response, nesting,
+};
 
 /// A request line must be complete within this time of the connection.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
