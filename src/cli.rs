@@ -13,6 +13,7 @@ use tracing::warn;
 use crate::args::{Opt, Positional, Scanned, Stop, env, scan};
 use crate::config::{LoadOptions, parse_duration};
 use crate::supervisor::InitFailure;
+use crate::log::{LogArgs, LogFormat, LogLevel};
 
 /// The directories: as given (each option repeatable, or one `:`-separated
 /// `CORRAL_*` variable); empty means the defaults (`Dirs::services` etc.).
@@ -21,28 +22,6 @@ pub struct Dirs {
     pub services: Vec<PathBuf>,
     pub init_dirs: Vec<PathBuf>,
     pub finish_dirs: Vec<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-    Off,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct LogArgs {
-    pub log_format: LogFormat,
-    pub log_level: LogLevel,
 }
 
 /// `corral [OPTIONS] [--] [COMMAND...]`: the supervisor.

@@ -10,6 +10,10 @@
 //! again the writer logs how many were dropped (`take_dropped`). Before the
 //! output thread starts and after it has ended, lines go straight to stderr,
 //! as do the stderr writer's own (`write_directly`).
+//!
+//! It owns its settings (`LogArgs`, which `cli` fills in from the command
+//! line) and must never depend on the command line, or on anything above
+//! the output thread it hands lines to: every module logs.
 
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
@@ -23,8 +27,32 @@ use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::span;
 
-use crate::cli::{LogArgs, LogFormat, LogLevel};
 use crate::text::{self, Escaped, Form};
+
+/// How corral's own lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The least severe level written (`--log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+    Off,
+}
+
+/// The log settings, as the command line gives them (`cli`).
+#[derive(Debug, Clone, Copy)]
+pub struct LogArgs {
+    pub log_format: LogFormat,
+    pub log_level: LogLevel,
+}
 
 /// corral's own lines that may wait for stderr; more are dropped (counted).
 /// The queue's slots are allocated up front (8 KiB for 256).
