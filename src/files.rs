@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::config::Credentials;
+use crate::credentials::Credentials;
 use crate::text::io_reason;
 
 /// The largest file corral reads: a service file or env-file is a few KiB; a

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod event;
 pub mod exit;
 pub mod files;
