@@ -11,8 +11,7 @@ use std::ffi::OsString;
 use tracing::warn;
 
 use crate::args::{Opt, Positional, Scanned, Stop, env, scan};
-use crate::config::{LoadOptions, parse_duration};
-use crate::supervisor::InitFailure;
+use crate::config::{InitFailure, LoadOptions, parse_duration};
 use crate::log::{LogArgs, LogFormat, LogLevel};
 
 /// The directories: as given (each option repeatable, or one `:`-separated

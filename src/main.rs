@@ -241,7 +241,11 @@ fn supervise(args: &[OsString]) -> u8 {
     );
     let main = (!cli.command.is_empty()).then(|| cli.command.clone());
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
-    sup.init_failure = s6.init_failure();
+    // The core has its own copy of the type until it takes config's.
+    sup.init_failure = match s6.init_failure() {
+        config::InitFailure::Stop => supervisor::InitFailure::Stop,
+        config::InitFailure::Continue => supervisor::InitFailure::Continue,
+    };
     let code = supervisor::run(
         sup,
         Setup {

@@ -172,3 +172,16 @@ impl ServiceSpec {
         }
     }
 }
+
+/// What a failing init script does (s6-overlay's
+/// `S6_BEHAVIOUR_IF_STAGE2_FAILS`, read by `cli::S6Env`). The core still
+/// has its own `supervisor::InitFailure`, which `main` maps this to, until
+/// it takes this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitFailure {
+    /// Stop the container with the script's code (SPEC; the default).
+    #[default]
+    Stop,
+    /// Go on with the next script and the services (logged as a warning).
+    Continue,
+}
