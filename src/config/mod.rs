@@ -35,6 +35,7 @@ mod s6dir;
 mod signal;
 pub mod spec;
 mod validate;
+mod value;
 
 use std::collections::BTreeMap;
 use std::fmt;
