@@ -79,11 +79,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 use tracing::{debug, error, info, warn};
 
 use crate::event::Input;
+use crate::polling::{self, Wake, new_burst, open_files_limit, share_of_fds, spare_fd};
 use crate::protocol::{Request, Response, ServiceStatus};
 use crate::text::http_date;
 
@@ -118,9 +118,6 @@ const ACCEPT_BATCH: usize = 64;
 /// closed to make room: the listener stays readable, so retrying at once
 /// would spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// Failures (or evictions) less than this apart are one burst, logged once.
-const BURST: Duration = Duration::from_secs(10);
 
 /// After an answer to a request not read to its end (a body, a head too
 /// long, a second request), what the client still sends is read and
@@ -168,12 +165,12 @@ fn serve(
     max_connections: usize,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
-    let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let (wake_rx, wake_tx) = polling::wake_pipe()?;
     let poller = Poller {
         listener,
         wake: wake_rx,
-        wake_tx: Arc::new(Wake(wake_tx)),
-        spare: open_spare(),
+        wake_tx: Arc::new(wake_tx),
+        spare: spare_fd(),
         conns: BTreeMap::new(),
         next_token: 0,
         max_connections,
@@ -194,36 +191,13 @@ fn serve(
     Ok(())
 }
 
-/// corral's soft RLIMIT_NOFILE (getrlimit(2)); `u64::MAX` when unlimited.
-fn open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively
-    // borrowed `limit`.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then_some(limit.rlim_cur)
-}
-
 /// How many connections may be open at once: `MAX_CONNECTIONS`, but never
 /// more than a quarter of the fds corral may open (`soft_limit`): the
 /// control socket may take half (`control::server`), services' pipes,
 /// notify sockets and watches keep the rest. Children inherit corral's
 /// limits, so corral does not raise its own.
 fn connection_cap(soft_limit: Option<u64>) -> usize {
-    // Unknown: assume the common default of 1024.
-    let quarter = soft_limit.unwrap_or(1024) / 4;
-    usize::try_from(quarter)
-        .unwrap_or(usize::MAX)
-        .clamp(1, MAX_CONNECTIONS)
-}
-
-/// A spare fd, closed to make room for one accept(2) when corral has run
-/// out of fds and no connection can be closed instead.
-fn open_spare() -> Option<File> {
-    // std opens with O_CLOEXEC.
-    File::open("/dev/null").ok()
+    share_of_fds(soft_limit, 4, MAX_CONNECTIONS)
 }
 
 /// accept(2) errors about the one connection being accepted (it is gone
@@ -246,25 +220,6 @@ fn lost_connection(err: &io::Error) -> bool {
                 | libc::ENETUNREACH
         )
     )
-}
-
-/// Whether something now starts a new burst (`last` is the one before);
-/// records it in `last` either way.
-fn new_burst(last: &mut Option<Instant>) -> bool {
-    let now = Instant::now();
-    let new = last.is_none_or(|at| now.saturating_duration_since(at) >= BURST);
-    *last = Some(now);
-    new
-}
-
-/// The write end of the poll thread's wake-up pipe.
-struct Wake(OwnedFd);
-
-impl Wake {
-    fn wake(&self) {
-        // Non-blocking: a full pipe already guarantees a wake-up.
-        let _ = nix::unistd::write(&self.0, &[1]);
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -622,24 +577,17 @@ impl Poller {
                 self.paused_until = None;
             }
             if self.spare.is_none() {
-                self.spare = open_spare();
+                self.spare = spare_fd();
             }
             let accepting = self.paused_until.is_none();
-            let timeout = self
+            let deadline = self
                 .conns
                 .values()
                 .filter_map(Conn::deadline)
                 .chain(self.status.as_ref().map(|pending| pending.by))
                 .chain(self.paused_until)
-                .min()
-                .map_or(PollTimeout::NONE, |at| {
-                    // Rounded up: waking a little early would spin until then.
-                    let ms = at
-                        .saturating_duration_since(now)
-                        .as_nanos()
-                        .div_ceil(1_000_000);
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                });
+                .min();
+            let timeout = polling::timeout(deadline, now);
             let mut tokens = Vec::with_capacity(self.conns.len());
             let revents: Vec<PollFlags> = {
                 let mut fds = Vec::with_capacity(self.conns.len() + 2);
@@ -669,8 +617,7 @@ impl Poller {
             };
             let mut revents = revents.into_iter();
             if revents.next().is_some_and(|r| !r.is_empty()) {
-                let mut sink = [0u8; 64];
-                while matches!(nix::unistd::read(&self.wake, &mut sink), Ok(n) if n > 0) {}
+                polling::drain(&self.wake);
             }
             let listener_ready = accepting && revents.next().is_some_and(|r| !r.is_empty());
             for (token, r) in tokens.into_iter().zip(revents) {

@@ -17,6 +17,7 @@ mod invariants;
 pub mod log;
 pub mod notify;
 pub mod output;
+pub mod polling;
 pub mod probe;
 pub mod process;
 pub mod protocol;

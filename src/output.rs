@@ -40,11 +40,11 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, warn};
 
 use crate::log::{self, Queued};
+use crate::polling::{self, Wake};
 
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -507,7 +507,7 @@ enum Msg {
 
 pub struct Output {
     tx: Sender<Msg>,
-    wake: Arc<OwnedFd>,
+    wake: Arc<Wake>,
     done: Receiver<()>,
 }
 
@@ -571,8 +571,7 @@ impl Output {
     /// also kept in `logs`. From now on corral's own log lines go through
     /// the stderr writer (`log::attach`).
     pub fn start(logs: Logs) -> io::Result<Output> {
-        let (wake_r, wake_w) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).map_err(io::Error::from)?;
+        let (wake_r, wake_w) = polling::wake_pipe()?;
         let wake = Arc::new(wake_w);
         let mut sinks = Vec::new();
         let mut writers = Vec::new();
@@ -637,7 +636,7 @@ impl Output {
 
     pub fn add(&self, name: Arc<str>, stream: Stream, fd: OwnedFd) {
         if self.tx.send(Msg::Add { name, stream, fd }).is_ok() {
-            wake(&self.wake);
+            self.wake.wake();
         }
     }
 
@@ -648,14 +647,9 @@ impl Output {
         if self.tx.send(Msg::Finish).is_err() {
             return true;
         }
-        wake(&self.wake);
+        self.wake.wake();
         self.done.recv_deadline(deadline).is_ok()
     }
-}
-
-fn wake(fd: &OwnedFd) {
-    // Non-blocking: a full wake pipe already guarantees a wake-up.
-    let _ = nix::unistd::write(fd, &[1]);
 }
 
 /// The output thread.
@@ -745,8 +739,7 @@ impl Pump {
             return;
         };
         if !woken.is_empty() {
-            let mut drain = [0u8; 64];
-            while matches!(nix::unistd::read(&self.wake, &mut drain), Ok(n) if n > 0) {}
+            polling::drain(&self.wake);
         }
         let mut closed = Vec::new();
         let n = polled.len();
@@ -880,7 +873,7 @@ struct Writer {
     own: Option<Receiver<Queued>>,
     waiting: Arc<AtomicUsize>,
     spare: Sender<Vec<u8>>,
-    wake: Arc<OwnedFd>,
+    wake: Arc<Wake>,
 }
 
 impl Writer {
@@ -915,7 +908,7 @@ impl Writer {
                     let before = self.waiting.fetch_sub(written, Ordering::AcqRel);
                     if before >= HIGH_WATER {
                         // The output thread may be holding pipes back for us.
-                        wake(&self.wake);
+                        self.wake.wake();
                     }
                     for mut batch in pending.drain(..) {
                         if batch.capacity() <= SPARE_BATCH {
@@ -1228,7 +1221,7 @@ mod tests {
 
     #[test]
     fn batches_are_written_whole() {
-        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
         write_batches(
             w.as_fd(),
             &[b"a | 1\n".to_vec(), Vec::new(), b"b | 2\n".to_vec()],

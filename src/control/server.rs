@@ -62,14 +62,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::{PollFd, PollFlags, poll};
 use nix::sys::stat::{Mode, umask};
 use tracing::{debug, error, info, warn};
 
 use super::{DirError, check_socket_dir, create_socket_dir, peer_uid};
 use crate::event::{Input, Reply};
 use crate::output::{FOLLOW_BACKLOG, LogEntry, Logs};
+use crate::polling::{self, Wake, new_burst, open_files_limit, share_of_fds, spare_fd};
 use crate::protocol::{
     LogLine, MAX_NESTING, MAX_REQUEST, Request, Response, decode_request, encode_response, nesting,
 };
@@ -99,20 +99,6 @@ const ACCEPT_BATCH: usize = 64;
 /// memory (and the spare fd cannot help): the listener stays readable, so
 /// retrying at once would spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-
-/// Refusals (or accept or poll failures) less than this apart are one
-/// burst, logged once: near the limit, clients are served and refused in
-/// turn, and a warning for each would flood the log.
-const BURST: Duration = Duration::from_secs(10);
-
-/// Whether a refusal now starts a new burst (`last` is the one before);
-/// records it in `last` either way.
-fn new_burst(last: &mut Option<Instant>) -> bool {
-    let now = Instant::now();
-    let new = last.is_none_or(|at| now.saturating_duration_since(at) >= BURST);
-    *last = Some(now);
-    new
-}
 
 /// Bytes read from a connection per wake-up (a request is one short line;
 /// a longer one just takes more wake-ups). The buffer stays allocated, so
@@ -160,9 +146,9 @@ impl Server {
             .map_err(|e| format!("cannot create the control socket {}: {e}", path.display()))?;
         let meta =
             fs::metadata(path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
-        let (wake_rx, wake_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        let (wake_rx, wake_tx) = polling::wake_pipe()
             .map_err(|e| format!("cannot create the control socket's wake-up pipe: {e}"))?;
-        let wake = Arc::new(Wake(wake_tx));
+        let wake = Arc::new(wake_tx);
         let closing = Arc::new(AtomicBool::new(false));
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let (watch_tx, watch_rx) = crossbeam_channel::unbounded();
@@ -183,7 +169,7 @@ impl Server {
         let poller = Poller {
             listener: Some(listener),
             wake: wake_rx,
-            spare: open_spare(),
+            spare: spare_fd(),
             conns: HashMap::new(),
             next_token: 0,
             max_connections,
@@ -319,46 +305,12 @@ fn bind_private(path: &Path) -> io::Result<UnixListener> {
     listener
 }
 
-/// corral's soft RLIMIT_NOFILE (getrlimit(2)); `u64::MAX` when unlimited.
-fn open_files_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively
-    // borrowed `limit`.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then_some(limit.rlim_cur)
-}
-
 /// How many connections may be open at once: `MAX_CONNECTIONS`, but never
 /// more than half the fds corral may open (`soft_limit`), so that services'
 /// pipes, notify sockets and watches always have the other half. Children
 /// inherit corral's limits, so corral does not raise its own.
 fn connection_cap(soft_limit: Option<u64>) -> usize {
-    // Unknown: assume the common default of 1024.
-    let half = soft_limit.unwrap_or(1024) / 2;
-    usize::try_from(half)
-        .unwrap_or(usize::MAX)
-        .clamp(1, MAX_CONNECTIONS)
-}
-
-/// A spare fd, closed to make room for one accept(2) when corral has run out
-/// of fds: the client is told so and closed, instead of staying in the
-/// listen queue and keeping the listener readable (which would spin).
-fn open_spare() -> Option<File> {
-    // std opens with O_CLOEXEC.
-    File::open("/dev/null").ok()
-}
-
-/// The write end of the poll thread's wake-up pipe.
-struct Wake(OwnedFd);
-
-impl Wake {
-    fn wake(&self) {
-        // Non-blocking: a full pipe already guarantees a wake-up.
-        let _ = nix::unistd::write(&self.0, &[1]);
-    }
+    share_of_fds(soft_limit, 2, MAX_CONNECTIONS)
 }
 
 /// What the poll thread asks the relay: watch follower `token`'s channel of
@@ -447,7 +399,7 @@ struct Poller {
     scratch: Vec<u8>,
     /// When a client was last refused for being over the cap, and when
     /// accept(2) and poll(2) last failed: each is logged once per burst
-    /// (see `BURST`).
+    /// (see `polling::BURST`).
     refused_at: Option<Instant>,
     accept_failed_at: Option<Instant>,
     poll_failed_at: Option<Instant>,
@@ -636,20 +588,13 @@ impl Poller {
                 self.paused_until = None;
             }
             let accepting = self.listener.is_some() && self.paused_until.is_none();
-            let timeout = self
+            let deadline = self
                 .conns
                 .values()
                 .filter_map(Conn::deadline)
                 .chain(self.paused_until)
-                .min()
-                .map_or(PollTimeout::NONE, |at| {
-                    // Rounded up: waking a little early would spin until then.
-                    let ms = at
-                        .saturating_duration_since(now)
-                        .as_nanos()
-                        .div_ceil(1_000_000);
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                });
+                .min();
+            let timeout = polling::timeout(deadline, now);
             let mut tokens = Vec::with_capacity(self.conns.len());
             let revents: Vec<PollFlags> = {
                 let mut fds = Vec::with_capacity(self.conns.len() + 2);
@@ -679,8 +624,7 @@ impl Poller {
             };
             let mut revents = revents.into_iter();
             if revents.next().is_some_and(|r| !r.is_empty()) {
-                let mut sink = [0u8; 64];
-                while matches!(nix::unistd::read(&self.wake, &mut sink), Ok(n) if n > 0) {}
+                polling::drain(&self.wake);
             }
             // The relay sends a token before it writes the wake-up byte, so
             // no token is missed; a stale one finds nothing to do.
@@ -786,7 +730,7 @@ impl Poller {
             if let Ok((stream, _)) = listener.accept() {
                 refuse(stream, "corral is out of file descriptors; try again later");
             }
-            self.spare = open_spare();
+            self.spare = spare_fd();
         }
         if self.spare.is_none() {
             self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
@@ -1246,23 +1190,8 @@ mod tests {
     }
 
     #[test]
-    fn refusals_close_together_are_one_burst() {
-        let mut last = None;
-        assert!(new_burst(&mut last), "the first one starts a burst");
-        assert!(!new_burst(&mut last));
-        assert!(!new_burst(&mut last));
-        let Some(long_ago) = Instant::now().checked_sub(BURST + Duration::from_secs(1)) else {
-            return;
-        };
-        last = Some(long_ago);
-        assert!(new_burst(&mut last), "after a quiet BURST, a new one");
-    }
-
-    #[test]
     fn the_relay_names_the_ready_channel_and_wakes_the_poll_thread() {
-        let (wake_rx, wake_tx) =
-            nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).expect("pipe");
-        let wake = Wake(wake_tx);
+        let (wake_rx, wake) = polling::wake_pipe().expect("pipe");
         let (orders, watch_rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready) = crossbeam_channel::unbounded();
         let relay_thread = thread::spawn(move || relay(&watch_rx, &ready_tx, &wake));
@@ -1286,7 +1215,7 @@ mod tests {
         // The relay names the channel, then wakes: the byte may come a moment later.
         let mut fds = [PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN)];
         assert!(matches!(
-            poll(&mut fds, PollTimeout::from(10_000u16)),
+            poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)),
             Ok(1)
         ));
         let mut byte = [0u8; 8];
