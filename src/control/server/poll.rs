@@ -1,0 +1,316 @@
+//! The poll thread, "control": one `poll(2)` over the listener, the
+//! wake-up pipe and every connection; accepting (the cap, the spare fd when
+//! fds run out, a pause instead of a spin), deadlines, and the close at
+//! exit. What a connection does once admitted is `connection.rs`.
+//!
+//! What it must never do: block on one client, touch service state, or
+//! die of a panic (a bug drops the connections, the socket stays).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, poll};
+use tracing::{debug, error, warn};
+
+use super::connection::{Conn, Phase, exiting, timed_out};
+use super::relay::Watch;
+use super::{ACCEPT_BATCH, ACCEPT_PAUSE, KEEP_CONNS, REQUEST_TIMEOUT};
+use crate::control::peer_uid;
+use crate::event::Input;
+use crate::output::Logs;
+use crate::polling::{self, Wake, new_burst, spare_fd};
+use crate::protocol::{Response, encode_response};
+
+/// The poll thread's state.
+pub(super) struct Poller {
+    /// `None` once corral is exiting.
+    pub(super) listener: Option<UnixListener>,
+    /// The read end of the wake-up pipe.
+    pub(super) wake: OwnedFd,
+    pub(super) spare: Option<File>,
+    pub(super) conns: HashMap<u64, Conn>,
+    pub(super) next_token: u64,
+    pub(super) max_connections: usize,
+    pub(super) inputs: Sender<Input>,
+    pub(super) logs: Logs,
+    pub(super) euid: u32,
+    pub(super) closing: Arc<AtomicBool>,
+    pub(super) relay: Sender<Watch>,
+    /// The relay's orders, until the first `logs -f` starts it.
+    pub(super) relay_unstarted: Option<Receiver<Watch>>,
+    /// Tokens of connections whose answer is there (told by the `Reply`)
+    /// or whose follower channel the relay found ready.
+    pub(super) ready: Receiver<u64>,
+    pub(super) ready_tx: Sender<u64>,
+    /// This thread's own wake-up, for the `Reply`s it hands the loop.
+    pub(super) wake_tx: Arc<Wake>,
+    pub(super) done: Sender<()>,
+    pub(super) scratch: Vec<u8>,
+    /// When a client was last refused for being over the cap, and when
+    /// accept(2) and poll(2) last failed: each is logged once per burst
+    /// (see `polling::BURST`).
+    pub(super) refused_at: Option<Instant>,
+    pub(super) accept_failed_at: Option<Instant>,
+    pub(super) poll_failed_at: Option<Instant>,
+    /// Accepting pauses until then.
+    pub(super) paused_until: Option<Instant>,
+}
+
+impl Poller {
+    /// Serve until corral exits. A panic (a bug) drops every connection,
+    /// not the control socket.
+    pub(super) fn run(mut self) {
+        loop {
+            match panic::catch_unwind(AssertUnwindSafe(|| self.serve())) {
+                Ok(()) => return,
+                Err(_) => {
+                    error!(
+                        "control socket: internal error; every control connection was dropped, serving goes on"
+                    );
+                    let tokens: Vec<u64> = self.conns.keys().copied().collect();
+                    for token in tokens {
+                        self.close_conn(token);
+                    }
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self) {
+        loop {
+            if self.listener.is_some() && self.closing.load(Ordering::SeqCst) {
+                self.begin_close();
+            }
+            let now = Instant::now();
+            self.expire(now);
+            if self.listener.is_none() && self.conns.is_empty() {
+                let _ = self.done.try_send(());
+                return;
+            }
+            if self.paused_until.is_some_and(|at| now >= at) {
+                self.paused_until = None;
+            }
+            let accepting = self.listener.is_some() && self.paused_until.is_none();
+            let deadline = self
+                .conns
+                .values()
+                .filter_map(Conn::deadline)
+                .chain(self.paused_until)
+                .min();
+            let timeout = polling::timeout(deadline, now);
+            let mut tokens = Vec::with_capacity(self.conns.len());
+            let revents: Vec<PollFlags> = {
+                let mut fds = Vec::with_capacity(self.conns.len() + 2);
+                fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+                if let Some(listener) = self.listener.as_ref().filter(|_| accepting) {
+                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+                }
+                for (&token, conn) in &self.conns {
+                    tokens.push(token);
+                    fds.push(PollFd::new(conn.stream.as_fd(), conn.events()));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(err) => {
+                        // ENOMEM: try again a little later, without spinning.
+                        if new_burst(&mut self.poll_failed_at) {
+                            warn!(%err, "control socket: poll failed");
+                        }
+                        thread::sleep(ACCEPT_PAUSE);
+                        continue;
+                    }
+                }
+                fds.iter()
+                    .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                    .collect()
+            };
+            let mut revents = revents.into_iter();
+            if revents.next().is_some_and(|r| !r.is_empty()) {
+                polling::drain(&self.wake);
+            }
+            // The relay sends a token before it writes the wake-up byte, so
+            // no token is missed; a stale one finds nothing to do.
+            let ready: Vec<u64> = self.ready.try_iter().collect();
+            for token in ready {
+                self.on_ready(token);
+            }
+            if accepting && revents.next().is_some_and(|r| !r.is_empty()) {
+                self.accept();
+            }
+            for (token, r) in tokens.into_iter().zip(revents) {
+                if !r.is_empty() {
+                    self.on_event(token, r);
+                }
+            }
+            // A table grown by a burst of clients is given back once they
+            // are all gone (a HashMap never shrinks by itself).
+            if self.conns.is_empty() && self.conns.capacity() > KEEP_CONNS {
+                self.conns = HashMap::new();
+            }
+        }
+    }
+
+    /// corral is exiting: no new connections; a request still being read
+    /// would find no loop to answer it.
+    fn begin_close(&mut self) {
+        self.listener = None;
+        let reading: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Reading { .. }))
+            .map(|(&t, _)| t)
+            .collect();
+        for token in reading {
+            self.answer(token, &exiting());
+        }
+    }
+
+    /// Requests not whole in time are answered so; answers not taken in
+    /// time end their connection.
+    fn expire(&mut self, now: Instant) {
+        let mut late_requests = Vec::new();
+        let mut late_answers = Vec::new();
+        for (&token, conn) in &self.conns {
+            if conn.write_by.is_some_and(|by| now >= by) {
+                late_answers.push(token);
+            } else if matches!(conn.phase, Phase::Reading { by, .. } if now >= by) {
+                late_requests.push(token);
+            }
+        }
+        for token in late_requests {
+            if let Some(conn) = self.conns.get(&token) {
+                debug!(uid = conn.uid, "control request timed out");
+            }
+            self.answer(token, &timed_out());
+        }
+        for token in late_answers {
+            debug!("control client did not take its answer in time");
+            self.close_conn(token);
+        }
+    }
+
+    pub(super) fn accept(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => self.admit(stream),
+                Err(err) => match err.raw_os_error() {
+                    _ if err.kind() == io::ErrorKind::WouldBlock => return,
+                    Some(libc::EINTR | libc::ECONNABORTED) => {}
+                    Some(libc::EMFILE | libc::ENFILE) => {
+                        self.out_of_fds(&err);
+                        return;
+                    }
+                    _ => {
+                        // ENOBUFS / ENOMEM: retrying at once would spin.
+                        if new_burst(&mut self.accept_failed_at) {
+                            warn!(%err, "control socket: cannot accept connections");
+                        }
+                        self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// accept(2) failed with EMFILE / ENFILE: the client waiting in the
+    /// listen queue is taken with the spare fd, told, and closed, so the
+    /// listener does not stay readable for nothing. Without a spare (or if
+    /// the fds are gone again at once), accepting pauses.
+    fn out_of_fds(&mut self, err: &io::Error) {
+        if new_burst(&mut self.accept_failed_at) {
+            warn!(
+                %err,
+                "control socket: out of file descriptors, refusing connections until some close"
+            );
+        }
+        if let (Some(spare), Some(listener)) = (self.spare.take(), &self.listener) {
+            drop(spare);
+            if let Ok((stream, _)) = listener.accept() {
+                refuse(stream, "corral is out of file descriptors; try again later");
+            }
+            self.spare = spare_fd();
+        }
+        if self.spare.is_none() {
+            self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+        }
+    }
+
+    /// Serve a new connection, or refuse it at once when over the cap.
+    fn admit(&mut self, stream: UnixStream) {
+        if self.conns.len() >= self.max_connections {
+            if new_burst(&mut self.refused_at) {
+                warn!(
+                    max = self.max_connections,
+                    "control socket: too many connections, refusing new ones"
+                );
+            }
+            refuse(
+                stream,
+                &format!(
+                    "too many control connections (more than {}); try again",
+                    self.max_connections
+                ),
+            );
+            return;
+        }
+        if let Err(err) = stream.set_nonblocking(true) {
+            debug!(%err, "control connection dropped");
+            return;
+        }
+        let uid = match peer_uid(&stream) {
+            Ok(uid) => uid,
+            Err(err) => {
+                debug!(%err, "control client without credentials, closed");
+                return;
+            }
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        let mut conn = Conn {
+            stream,
+            uid,
+            phase: Phase::Reading {
+                line: Vec::new(),
+                by: Instant::now() + REQUEST_TIMEOUT,
+            },
+            out: Vec::new(),
+            sent: 0,
+            write_by: None,
+        };
+        if uid != 0 && uid != self.euid {
+            warn!(uid, "control client refused (not root, not corral's uid)");
+            conn.phase = Phase::Closing;
+            conn.queue(&Response::error(format!(
+                "permission denied: uid {uid} may not use corral's control socket (root and uid {} only)",
+                self.euid
+            )));
+        }
+        self.conns.insert(token, conn);
+        self.settle(token);
+    }
+}
+
+/// Answer with one error line without ever blocking: a fresh connection's
+/// send buffer is empty, so one short line fits; if it does not, the client
+/// gets nothing.
+pub(super) fn refuse(stream: UnixStream, message: &str) {
+    let line = encode_response(&Response::error(message));
+    if stream.set_nonblocking(true).is_ok() {
+        let _ = (&stream).write(line.as_bytes());
+    }
+}
