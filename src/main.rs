@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use corral::cli::{CheckCli, Cli, S6Env};
+use corral::cli::{CheckCli, Cli};
 use corral::control::server::Server;
+use corral::s6::S6Env;
 use corral::supervisor::{Setup, Supervisor};
 use corral::{
     check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,

@@ -174,7 +174,7 @@ impl ServiceSpec {
 }
 
 /// What a failing init script does (s6-overlay's
-/// `S6_BEHAVIOUR_IF_STAGE2_FAILS`, read by `cli::S6Env`). The core still
+/// `S6_BEHAVIOUR_IF_STAGE2_FAILS`, read by `s6::S6Env`). The core still
 /// has its own `supervisor::InitFailure`, which `main` maps this to, until
 /// it takes this one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
