@@ -1,6 +1,6 @@
-//! s6-svc's commands carried out on one service over the control socket
-//! (as `corral ctl` does), bounded by `-T`: start, stop, restart, signals,
-//! and the `-w` waits.
+//! What an s6-svc command line asks (`SvcArgs`: its commands and its `-w`
+//! wait), carried out on one service over the control socket (as `corral
+//! ctl` does), bounded by `-T`: start, stop, restart, signals, the waits.
 //!
 //! What it must never do: know more of the supervisor than the control
 //! protocol says, or wait past the `-T` deadline. (`-wd`, `-wD`, `-wr`
@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::svc::{SvcArgs, SvcCommand, WaitFor};
 use super::{EXIT_NO_SERVICE, EXIT_SYSTEM, EXIT_TIMED_OUT};
 use crate::control::client;
 use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
@@ -23,6 +22,47 @@ use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response
 /// A `-w` wait, re-checked this often at first, doubling up to `POLL_MAX`.
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_MAX: Duration = Duration::from_millis(200);
+
+/// One s6-svc command, in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SvcCommand {
+    /// `-u`, `-U`: start.
+    Up,
+    /// `-o`: start; corral's restart policy still applies.
+    Once,
+    /// `-d`, `-D`: stop.
+    Down,
+    /// `-r`: restart, if it runs.
+    Restart,
+    /// `-t`, `-h`, ..., `-s SIG`.
+    Signal(Signal),
+}
+
+/// What `-w` waits for, once the commands are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WaitFor {
+    /// `-wu`: a process runs.
+    Up,
+    /// `-wU`: up and ready.
+    Ready,
+    /// `-wd`: the process that ran has died.
+    Down,
+    /// `-wD`: down, and its `finish` script has exited.
+    Finished,
+    /// `-wr`: a new process runs.
+    Restarted,
+    /// `-wR`: a new process runs and is ready.
+    RestartedReady,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct SvcArgs {
+    pub(super) commands: Vec<SvcCommand>,
+    pub(super) wait: Option<WaitFor>,
+    /// `-T ms`; 0 or none: no limit.
+    pub(super) timeout: Option<Duration>,
+    pub(super) dirs: Vec<PathBuf>,
+}
 
 #[derive(Debug)]
 pub(super) enum Failure {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::EXIT_USAGE;
-use super::link::{Failure, Link, control};
+use super::link::{Failure, Link, SvcArgs, SvcCommand, WaitFor, control};
 use crate::text::{Form, escape};
 
 const SVC_USAGE: &str = "s6-svc: usage: s6-svc [ -wu | -wU | -wd | -wD | -wr | -wR ] [ -T timeout ] [ -s signal | -abqhkti12pcy ] [ -roduDU ] servicedir...";
@@ -35,47 +35,6 @@ const SIGNAL_LETTERS: [(char, Signal); 12] = [
     ('c', Signal::SIGCONT),
     ('y', Signal::SIGWINCH),
 ];
-
-/// One s6-svc command, in the order given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SvcCommand {
-    /// `-u`, `-U`: start.
-    Up,
-    /// `-o`: start; corral's restart policy still applies.
-    Once,
-    /// `-d`, `-D`: stop.
-    Down,
-    /// `-r`: restart, if it runs.
-    Restart,
-    /// `-t`, `-h`, ..., `-s SIG`.
-    Signal(Signal),
-}
-
-/// What `-w` waits for, once the commands are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WaitFor {
-    /// `-wu`: a process runs.
-    Up,
-    /// `-wU`: up and ready.
-    Ready,
-    /// `-wd`: the process that ran has died.
-    Down,
-    /// `-wD`: down, and its `finish` script has exited.
-    Finished,
-    /// `-wr`: a new process runs.
-    Restarted,
-    /// `-wR`: a new process runs and is ready.
-    RestartedReady,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub(super) struct SvcArgs {
-    pub(super) commands: Vec<SvcCommand>,
-    pub(super) wait: Option<WaitFor>,
-    /// `-T ms`; 0 or none: no limit.
-    pub(super) timeout: Option<Duration>,
-    dirs: Vec<PathBuf>,
-}
 
 /// `s6-svc [OPTIONS] DIR...` (`args` without the program name).
 pub fn svc(args: &[OsString]) -> u8 {

@@ -12,14 +12,15 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::poll::PollFlags;
-use tracing::debug;
+use tracing::{debug, error};
 
-use super::poll::Poller;
-use super::relay::Watch;
+use super::Poller;
+use super::relay::{Watch, relay};
 use super::{DEFAULT_LOG_LINES, FOLLOW_CHUNK, KEEP_CAPACITY, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 use crate::event::{Input, Reply};
 use crate::output::{FOLLOW_BACKLOG, LogEntry};
@@ -307,6 +308,33 @@ impl Poller {
                 then,
             };
         }
+    }
+
+    /// Start the relay thread unless it runs: with the first follower, so
+    /// that a corral nobody follows has no such thread. Should the spawn
+    /// fail, its orders channel is dropped with it, and sending to it fails
+    /// (`relay_gone`) from then on.
+    pub(super) fn start_relay(&mut self) {
+        let Some(orders) = self.relay_unstarted.take() else {
+            return;
+        };
+        let (ready, wake) = (self.ready_tx.clone(), Arc::clone(&self.wake_tx));
+        if let Err(err) = thread::Builder::new()
+            .name("control-relay".into())
+            .spawn(move || relay(&orders, &ready, &wake))
+        {
+            error!(%err, "cannot start the control socket's relay thread");
+        }
+    }
+
+    /// The relay thread ended (it cannot, short of a bug): nothing would
+    /// tell this thread of answers any more.
+    pub(super) fn relay_gone(&mut self, token: u64) {
+        error!("control socket: the relay thread is gone; requests cannot be answered");
+        self.answer(
+            token,
+            &Response::error("internal error: corral cannot wait for the answer"),
+        );
     }
 }
 

@@ -58,8 +58,10 @@ mod relay;
 mod socket;
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,7 +75,8 @@ use crate::event::Input;
 use crate::output::Logs;
 use crate::polling::{self, Wake, open_files_limit, share_of_fds, spare_fd};
 
-use poll::Poller;
+use connection::Conn;
+use relay::Watch;
 use socket::{bind_private, replace_stale, safe_dir};
 
 /// A request line must be complete within this time of the connection.
@@ -231,6 +234,41 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.remove();
     }
+}
+
+/// The poll thread's state.
+pub(super) struct Poller {
+    /// `None` once corral is exiting.
+    listener: Option<UnixListener>,
+    /// The read end of the wake-up pipe.
+    wake: OwnedFd,
+    spare: Option<File>,
+    conns: HashMap<u64, Conn>,
+    next_token: u64,
+    max_connections: usize,
+    inputs: Sender<Input>,
+    logs: Logs,
+    euid: u32,
+    closing: Arc<AtomicBool>,
+    relay: Sender<Watch>,
+    /// The relay's orders, until the first `logs -f` starts it.
+    relay_unstarted: Option<Receiver<Watch>>,
+    /// Tokens of connections whose answer is there (told by the `Reply`)
+    /// or whose follower channel the relay found ready.
+    ready: Receiver<u64>,
+    ready_tx: Sender<u64>,
+    /// This thread's own wake-up, for the `Reply`s it hands the loop.
+    wake_tx: Arc<Wake>,
+    done: Sender<()>,
+    scratch: Vec<u8>,
+    /// When a client was last refused for being over the cap, and when
+    /// accept(2) and poll(2) last failed: each is logged once per burst
+    /// (see `polling::BURST`).
+    refused_at: Option<Instant>,
+    accept_failed_at: Option<Instant>,
+    poll_failed_at: Option<Instant>,
+    /// Accepting pauses until then.
+    paused_until: Option<Instant>,
 }
 
 /// How many connections may be open at once: `MAX_CONNECTIONS`, but never

@@ -7,64 +7,24 @@
 //! die of a panic (a bug drops the connections, the socket stays).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, poll};
 use tracing::{debug, error, warn};
 
+use super::Poller;
 use super::connection::{Conn, Phase, exiting, timed_out};
-use super::relay::Watch;
 use super::{ACCEPT_BATCH, ACCEPT_PAUSE, KEEP_CONNS, REQUEST_TIMEOUT};
 use crate::control::peer_uid;
-use crate::event::Input;
-use crate::output::Logs;
-use crate::polling::{self, Wake, new_burst, spare_fd};
+use crate::polling::{self, new_burst, spare_fd};
 use crate::protocol::{Response, encode_response};
-
-/// The poll thread's state.
-pub(super) struct Poller {
-    /// `None` once corral is exiting.
-    pub(super) listener: Option<UnixListener>,
-    /// The read end of the wake-up pipe.
-    pub(super) wake: OwnedFd,
-    pub(super) spare: Option<File>,
-    pub(super) conns: HashMap<u64, Conn>,
-    pub(super) next_token: u64,
-    pub(super) max_connections: usize,
-    pub(super) inputs: Sender<Input>,
-    pub(super) logs: Logs,
-    pub(super) euid: u32,
-    pub(super) closing: Arc<AtomicBool>,
-    pub(super) relay: Sender<Watch>,
-    /// The relay's orders, until the first `logs -f` starts it.
-    pub(super) relay_unstarted: Option<Receiver<Watch>>,
-    /// Tokens of connections whose answer is there (told by the `Reply`)
-    /// or whose follower channel the relay found ready.
-    pub(super) ready: Receiver<u64>,
-    pub(super) ready_tx: Sender<u64>,
-    /// This thread's own wake-up, for the `Reply`s it hands the loop.
-    pub(super) wake_tx: Arc<Wake>,
-    pub(super) done: Sender<()>,
-    pub(super) scratch: Vec<u8>,
-    /// When a client was last refused for being over the cap, and when
-    /// accept(2) and poll(2) last failed: each is logged once per burst
-    /// (see `polling::BURST`).
-    pub(super) refused_at: Option<Instant>,
-    pub(super) accept_failed_at: Option<Instant>,
-    pub(super) poll_failed_at: Option<Instant>,
-    /// Accepting pauses until then.
-    pub(super) paused_until: Option<Instant>,
-}
 
 impl Poller {
     /// Serve until corral exits. A panic (a bug) drops every connection,

@@ -6,17 +6,11 @@
 //! What it must never do: take a message from a follower's channel (the
 //! poll thread does, when its client has room), or hold a socket.
 
-use std::sync::Arc;
-use std::thread;
-
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError};
-use tracing::error;
 
 use super::KEEP_CONNS;
-use super::poll::Poller;
 use crate::output::LogEntry;
 use crate::polling::Wake;
-use crate::protocol::Response;
 
 /// What the poll thread asks the relay: watch follower `token`'s channel of
 /// new lines, or stop watching it (the connection is gone).
@@ -77,38 +71,10 @@ pub(super) fn relay(orders: &Receiver<Watch>, ready: &Sender<u64>, wake: &Wake) 
     }
 }
 
-impl Poller {
-    /// Start the relay thread unless it runs: with the first follower, so
-    /// that a corral nobody follows has no such thread. Should the spawn
-    /// fail, its orders channel is dropped with it, and sending to it fails
-    /// (`relay_gone`) from then on.
-    pub(super) fn start_relay(&mut self) {
-        let Some(orders) = self.relay_unstarted.take() else {
-            return;
-        };
-        let (ready, wake) = (self.ready_tx.clone(), Arc::clone(&self.wake_tx));
-        if let Err(err) = thread::Builder::new()
-            .name("control-relay".into())
-            .spawn(move || relay(&orders, &ready, &wake))
-        {
-            error!(%err, "cannot start the control socket's relay thread");
-        }
-    }
-
-    /// The relay thread ended (it cannot, short of a bug): nothing would
-    /// tell this thread of answers any more.
-    pub(super) fn relay_gone(&mut self, token: u64) {
-        error!("control socket: the relay thread is gone; requests cannot be answered");
-        self.answer(
-            token,
-            &Response::error("internal error: corral cannot wait for the answer"),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
+    use std::thread;
     use std::time::Duration;
 
     use nix::poll::{PollFd, PollFlags, poll};
