@@ -1,6 +1,7 @@
 //! What corral's poll(2) threads share (the control socket's, the HTTP
 //! endpoint's and the output thread): the wake-up pipe, since poll(2)
-//! cannot wait for a channel; deadlines turned into poll timeouts; the
+//! cannot wait for a channel; one round of poll(2) over it, a listener and
+//! the connections (`wait`); deadlines turned into poll timeouts; the
 //! share of the fd limit a server may hold, and the spare fd that makes
 //! room for one accept(2) when corral has run out of them; and one warning
 //! per burst of failures.
@@ -10,16 +11,23 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::PollTimeout;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tracing::warn;
 
 /// Failures less than this apart are one burst, logged once: near a limit,
 /// clients are served and refused in turn, and a warning for each would
 /// flood the log.
 pub const BURST: Duration = Duration::from_secs(10);
+
+/// How long a poll thread pauses when poll(2) fails (ENOMEM), rather than
+/// spin on the failure.
+pub const PAUSE: Duration = Duration::from_millis(100);
 
 /// A wake-up pipe, close-on-exec and non-blocking at both ends: the read
 /// end, polled for `POLLIN` and emptied with `drain`, and the `Wake`.
@@ -55,6 +63,64 @@ pub fn timeout(deadline: Option<Instant>, now: Instant) -> PollTimeout {
             .as_nanos()
             .div_ceil(1_000_000);
         PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+    })
+}
+
+/// What one `wait` found.
+#[derive(Debug)]
+pub struct Ready {
+    /// The wake-up pipe was written (it is drained already).
+    pub woken: bool,
+    /// The listener has a connection waiting (or an error to report).
+    pub listener: bool,
+    /// Each connection's `revents`, by token, in the order given.
+    pub conns: Vec<(u64, PollFlags)>,
+}
+
+/// One poll(2) over the wake-up pipe `wake` (drained once written), the
+/// `listener` when given, and each connection `(token, fd, events)`, until
+/// `timeout`. `None`: go round again, because a signal interrupted the wait
+/// (EINTR) or poll(2) failed (ENOMEM), which is logged once per burst (in
+/// `failed_at`, as `"{thread}: poll failed"`) and paused on (`PAUSE`).
+pub fn wait<'a>(
+    wake: &OwnedFd,
+    listener: Option<BorrowedFd<'a>>,
+    conns: impl IntoIterator<Item = (u64, BorrowedFd<'a>, PollFlags)>,
+    timeout: PollTimeout,
+    failed_at: &mut Option<Instant>,
+    thread: &str,
+) -> Option<Ready> {
+    let mut tokens = Vec::new();
+    let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
+    fds.extend(listener.map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+    for (token, fd, events) in conns {
+        tokens.push(token);
+        fds.push(PollFd::new(fd, events));
+    }
+    match poll(&mut fds, timeout) {
+        Ok(_) => {}
+        Err(Errno::EINTR) => return None,
+        Err(err) => {
+            if new_burst(failed_at) {
+                warn!(%err, "{thread}: poll failed");
+            }
+            thread::sleep(PAUSE);
+            return None;
+        }
+    }
+    let mut revents = fds
+        .iter()
+        .map(|fd| fd.revents().unwrap_or(PollFlags::empty()));
+    let woken = revents.next().is_some_and(|r| !r.is_empty());
+    let listener = listener.is_some() && revents.next().is_some_and(|r| !r.is_empty());
+    let conns = tokens.into_iter().zip(revents).collect();
+    if woken {
+        drain(wake);
+    }
+    Some(Ready {
+        woken,
+        listener,
+        conns,
     })
 }
 
@@ -97,10 +163,6 @@ pub fn spare_fd() -> Option<File> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::fd::AsFd;
-
-    use nix::poll::{PollFd, PollFlags, poll};
-
     use super::*;
 
     #[test]
@@ -137,17 +199,36 @@ mod tests {
     }
 
     #[test]
-    fn a_wake_is_seen_by_poll_until_drained() {
+    fn a_wait_reports_the_wake_the_listener_and_each_connection() {
         let (read, wake) = wake_pipe().expect("pipe");
-        let readable = |read: &OwnedFd| {
-            let mut fds = [PollFd::new(read.as_fd(), PollFlags::POLLIN)];
-            poll(&mut fds, PollTimeout::ZERO).expect("poll") == 1
+        let (listener, _listener_w) = wake_pipe().expect("pipe");
+        let (conn, conn_w) = wake_pipe().expect("pipe");
+        let mut failed_at = None;
+        let mut round = || {
+            let conns = [(7, conn.as_fd(), PollFlags::POLLIN)];
+            wait(
+                &read,
+                Some(listener.as_fd()),
+                conns,
+                PollTimeout::ZERO,
+                &mut failed_at,
+                "test",
+            )
+            .expect("a round")
         };
-        assert!(!readable(&read));
+        let quiet = round();
+        assert!(!quiet.woken && !quiet.listener, "{quiet:?}");
+        assert_eq!(quiet.conns, [(7, PollFlags::empty())]);
         wake.wake();
         wake.wake();
-        assert!(readable(&read));
-        drain(&read);
-        assert!(!readable(&read));
+        conn_w.wake();
+        let busy = round();
+        assert!(busy.woken && !busy.listener, "{busy:?}");
+        assert_eq!(busy.conns, [(7, PollFlags::POLLIN)]);
+        // The wake-up pipe was drained; the connection was not.
+        let again = round();
+        assert!(!again.woken, "{again:?}");
+        assert_eq!(again.conns, [(7, PollFlags::POLLIN)]);
+        assert_eq!(failed_at, None);
     }
 }

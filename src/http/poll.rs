@@ -20,8 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, poll};
+use nix::poll::PollFlags;
 use tracing::{debug, error, info, warn};
 
 use super::pages::{Page, Reply, page_reply};
@@ -207,46 +206,28 @@ impl Poller {
                 .chain(self.paused_until)
                 .min();
             let timeout = polling::timeout(deadline, now);
-            let mut tokens = Vec::with_capacity(self.conns.len());
-            let revents: Vec<PollFlags> = {
-                let mut fds = Vec::with_capacity(self.conns.len() + 2);
-                fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
-                if accepting {
-                    fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
-                }
-                for (&token, conn) in &self.conns {
-                    tokens.push(token);
-                    fds.push(PollFd::new(conn.stream.as_fd(), conn.events()));
-                }
-                match poll(&mut fds, timeout) {
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(err) => {
-                        // ENOMEM: try again a little later, without spinning.
-                        if new_burst(&mut self.poll_failed_at) {
-                            warn!(%err, "http: poll failed");
-                        }
-                        thread::sleep(ACCEPT_PAUSE);
-                        continue;
-                    }
-                }
-                fds.iter()
-                    .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
-                    .collect()
+            let conns = self
+                .conns
+                .iter()
+                .map(|(&token, conn)| (token, conn.stream.as_fd(), conn.events()));
+            let Some(found) = polling::wait(
+                &self.wake,
+                accepting.then(|| self.listener.as_fd()),
+                conns,
+                timeout,
+                &mut self.poll_failed_at,
+                "http",
+            ) else {
+                continue;
             };
-            let mut revents = revents.into_iter();
-            if revents.next().is_some_and(|r| !r.is_empty()) {
-                polling::drain(&self.wake);
-            }
-            let listener_ready = accepting && revents.next().is_some_and(|r| !r.is_empty());
-            for (token, r) in tokens.into_iter().zip(revents) {
+            for (token, r) in found.conns {
                 if !r.is_empty() {
                     self.on_event(token, r);
                 }
             }
             // After the connections' events: room is made by closing the
             // oldest waiting one, which may just have sent its request.
-            if listener_ready {
+            if found.listener {
                 self.accept();
             }
         }

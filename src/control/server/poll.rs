@@ -12,11 +12,8 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::thread;
 use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, poll};
 use tracing::{debug, error, warn};
 
 use super::Poller;
@@ -68,47 +65,31 @@ impl Poller {
                 .chain(self.paused_until)
                 .min();
             let timeout = polling::timeout(deadline, now);
-            let mut tokens = Vec::with_capacity(self.conns.len());
-            let revents: Vec<PollFlags> = {
-                let mut fds = Vec::with_capacity(self.conns.len() + 2);
-                fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
-                if let Some(listener) = self.listener.as_ref().filter(|_| accepting) {
-                    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
-                }
-                for (&token, conn) in &self.conns {
-                    tokens.push(token);
-                    fds.push(PollFd::new(conn.stream.as_fd(), conn.events()));
-                }
-                match poll(&mut fds, timeout) {
-                    Ok(_) => {}
-                    Err(Errno::EINTR) => continue,
-                    Err(err) => {
-                        // ENOMEM: try again a little later, without spinning.
-                        if new_burst(&mut self.poll_failed_at) {
-                            warn!(%err, "control socket: poll failed");
-                        }
-                        thread::sleep(ACCEPT_PAUSE);
-                        continue;
-                    }
-                }
-                fds.iter()
-                    .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
-                    .collect()
+            let listener = self.listener.as_ref().filter(|_| accepting);
+            let conns = self
+                .conns
+                .iter()
+                .map(|(&token, conn)| (token, conn.stream.as_fd(), conn.events()));
+            let Some(found) = polling::wait(
+                &self.wake,
+                listener.map(AsFd::as_fd),
+                conns,
+                timeout,
+                &mut self.poll_failed_at,
+                "control socket",
+            ) else {
+                continue;
             };
-            let mut revents = revents.into_iter();
-            if revents.next().is_some_and(|r| !r.is_empty()) {
-                polling::drain(&self.wake);
-            }
             // The relay sends a token before it writes the wake-up byte, so
             // no token is missed; a stale one finds nothing to do.
             let ready: Vec<u64> = self.ready.try_iter().collect();
             for token in ready {
                 self.on_ready(token);
             }
-            if accepting && revents.next().is_some_and(|r| !r.is_empty()) {
+            if found.listener {
                 self.accept();
             }
-            for (token, r) in tokens.into_iter().zip(revents) {
+            for (token, r) in found.conns {
                 if !r.is_empty() {
                     self.on_event(token, r);
                 }
