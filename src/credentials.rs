@@ -9,7 +9,8 @@
 use nix::unistd::{Gid, Uid};
 
 /// Credentials resolved at load time, so a spawn never looks up `/etc/passwd`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The default names no user and no group: corral's own are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     pub uid: Option<Uid>,
     pub gid: Option<Gid>,

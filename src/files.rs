@@ -282,11 +282,7 @@ mod tests {
 
     /// No user or group: corral's own credentials.
     fn corral() -> Credentials {
-        Credentials {
-            uid: None,
-            gid: None,
-            groups: Vec::new(),
-        }
+        Credentials::default()
     }
 
     fn why(result: Result<Vec<u8>, ReadError>) -> String {

@@ -43,11 +43,7 @@ pub(super) fn resolve(
             Ok(credentials) => credentials,
             Err(problem) => {
                 problems.push(problem);
-                Credentials {
-                    uid: None,
-                    gid: None,
-                    groups: Vec::new(),
-                }
+                Credentials::default()
             }
         },
     };
