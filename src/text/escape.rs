@@ -1,6 +1,9 @@
 //! Control characters shown escaped, so that nothing a service or a server
 //! sent can forge a line or steer the terminal of whoever reads it: in
 //! `ctl`'s output, in s6-svc's messages, in corral's own log lines.
+//!
+//! What it must never do: pass a control character that its `Form` does
+//! not keep, or change any other character.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
