@@ -46,10 +46,10 @@ struct Source {
     name: Arc<str>,
     /// `NAME | `
     prefix: Vec<u8>,
-    pub(super) stream: Stream,
+    stream: Stream,
     id: u64,
-    pub(super) fd: OwnedFd,
-    pub(super) splitter: Splitter,
+    fd: OwnedFd,
+    splitter: Splitter,
     /// Every writer of the pipe has closed it (POLLHUP): what is left in it
     /// is all there will be.
     hung_up: bool,
@@ -57,13 +57,13 @@ struct Source {
 
 /// The output thread's side of a writer thread.
 struct Sink {
-    pub(super) tx: Sender<Vec<u8>>,
+    tx: Sender<Vec<u8>>,
     /// Bytes sent to the writer and not written yet.
-    pub(super) waiting: Arc<AtomicUsize>,
+    waiting: Arc<AtomicUsize>,
     /// Whole lines not sent yet (sent once per poll round).
     batch: Vec<u8>,
     /// Written batches, back for reuse.
-    pub(super) spare: Receiver<Vec<u8>>,
+    spare: Receiver<Vec<u8>>,
 }
 
 impl Sink {
@@ -73,12 +73,12 @@ impl Sink {
     }
 
     /// May `source` be read now?
-    pub(super) fn takes(&self, source: &Source) -> bool {
+    fn takes(&self, source: &Source) -> bool {
         let level = self.level();
         level < HIGH_WATER || (source.hung_up && level < HARD_LIMIT)
     }
 
-    pub(super) fn send(&mut self) {
+    fn send(&mut self) {
         if self.batch.is_empty() {
             return;
         }
@@ -185,13 +185,13 @@ impl Output {
 /// The output thread.
 struct Pump {
     rx: Receiver<Msg>,
-    pub(super) wake: OwnedFd,
-    pub(super) logs: Logs,
+    wake: OwnedFd,
+    logs: Logs,
     /// Indexed by `Stream::index`.
     sinks: Vec<Sink>,
     sources: Vec<Source>,
     /// Read buffers (`READ_SIZE` long) for reuse.
-    pub(super) spare: Vec<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
     /// Where the next round starts serving sources, so none is starved.
     turn: usize,
 }

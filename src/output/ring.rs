@@ -42,7 +42,7 @@ pub(super) struct LogStore {
 pub(super) struct Ring {
     blocks: VecDeque<Block>,
     /// The bytes of every block.
-    pub(super) bytes: usize,
+    bytes: usize,
     pub(super) followers: Vec<Sender<LogEntry>>,
 }
 
@@ -134,7 +134,7 @@ pub(super) fn new_source() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-pub(super) fn last(mut entries: Vec<LogEntry>, n: usize) -> Vec<LogEntry> {
+fn last(mut entries: Vec<LogEntry>, n: usize) -> Vec<LogEntry> {
     entries.drain(..entries.len().saturating_sub(n));
     entries
 }
@@ -226,7 +226,7 @@ impl Ring {
     /// `LOG_LINES` lines or `LOG_BYTES` bytes. A pipe whose earlier blocks
     /// were dropped is read from its first line that starts in what is
     /// kept.
-    pub(super) fn lines(&self) -> Vec<LogEntry> {
+    fn lines(&self) -> Vec<LogEntry> {
         let mut pipes: HashMap<u64, Splitter> = HashMap::new();
         let mut entries = Vec::new();
         for block in &self.blocks {

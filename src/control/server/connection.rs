@@ -117,7 +117,7 @@ pub(super) fn exiting() -> Response {
 }
 
 impl Conn {
-    pub(super) fn pending(&self) -> bool {
+    fn pending(&self) -> bool {
         self.sent < self.out.len()
     }
 
@@ -197,7 +197,7 @@ impl Poller {
         }
     }
 
-    pub(super) fn read(&mut self, token: u64) {
+    fn read(&mut self, token: u64) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -242,7 +242,7 @@ impl Poller {
         }
     }
 
-    pub(super) fn request(&mut self, token: u64, line: &[u8]) {
+    fn request(&mut self, token: u64, line: &[u8]) {
         let uid = self.conns.get(&token).map_or(u32::MAX, |c| c.uid);
         if nesting(line) > MAX_NESTING {
             debug!(uid, "control request nested too deeply");
@@ -314,7 +314,7 @@ impl Poller {
     /// that a corral nobody follows has no such thread. Should the spawn
     /// fail, its orders channel is dropped with it, and sending to it fails
     /// (`relay_gone`) from then on.
-    pub(super) fn start_relay(&mut self) {
+    fn start_relay(&mut self) {
         let Some(orders) = self.relay_unstarted.take() else {
             return;
         };
@@ -329,7 +329,7 @@ impl Poller {
 
     /// The relay thread ended (it cannot, short of a bug): nothing would
     /// tell this thread of answers any more.
-    pub(super) fn relay_gone(&mut self, token: u64) {
+    fn relay_gone(&mut self, token: u64) {
         error!("control socket: the relay thread is gone; requests cannot be answered");
         self.answer(
             token,
@@ -365,7 +365,7 @@ impl Poller {
     }
 
     /// The loop answered connection `token`'s request.
-    pub(super) fn answered(&mut self, token: u64, response: Response) {
+    fn answered(&mut self, token: u64, response: Response) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };

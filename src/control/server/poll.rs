@@ -141,7 +141,7 @@ impl Poller {
         }
     }
 
-    pub(super) fn accept(&mut self) {
+    fn accept(&mut self) {
         for _ in 0..ACCEPT_BATCH {
             let Some(listener) = &self.listener else {
                 return;
@@ -249,7 +249,7 @@ impl Poller {
 /// Answer with one error line without ever blocking: a fresh connection's
 /// send buffer is empty, so one short line fits; if it does not, the client
 /// gets nothing.
-pub(super) fn refuse(stream: UnixStream, message: &str) {
+fn refuse(stream: UnixStream, message: &str) {
     let line = encode_response(&Response::error(message));
     if stream.set_nonblocking(true).is_ok() {
         let _ = (&stream).write(line.as_bytes());
