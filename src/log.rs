@@ -12,8 +12,8 @@
 //! as do the stderr writer's own (`write_directly`).
 //!
 //! It owns its settings (`LogArgs`, which `cli` fills in from the command
-//! line) and must never depend on the command line, or on anything above
-//! the output thread it hands lines to: every module logs.
+//! line). Every module logs, so it must never import one but `text` (the
+//! output thread finds it through `attach`, not the other way round).
 
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
