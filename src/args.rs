@@ -10,7 +10,7 @@
 
 use std::ffi::OsString;
 
-use crate::config::suggest;
+use crate::text;
 
 /// One option of a command line.
 #[derive(Debug)]
@@ -185,7 +185,7 @@ fn value_of<'a>(
 
 fn unknown(given: &str, table: &[Opt]) -> String {
     let longs: Vec<String> = table.iter().map(Opt::spelled).collect();
-    match suggest::closest(given, longs.iter().map(String::as_str)) {
+    match text::closest(given, longs.iter().map(String::as_str)) {
         Some(close) => format!("unknown option {given} (did you mean {close}?)"),
         None => format!("unknown option {given}"),
     }

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::config::Credentials;
+use crate::credentials::Credentials;
+use crate::text::io_reason;
 
 /// The largest file corral reads: a service file or env-file is a few KiB; a
 /// 25 MB one took 734 MB of memory to parse.
@@ -85,20 +86,6 @@ impl fmt::Display for ReadError {
 }
 
 impl std::error::Error for ReadError {}
-
-/// strerror(3) text in lower case, without std's " (os error N)", as in
-/// `web.toml: permission denied`.
-pub fn io_reason(err: &io::Error) -> String {
-    let text = match err.raw_os_error() {
-        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
-        None => err.to_string(),
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text,
-    }
-}
 
 fn human_size(bytes: u64) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
@@ -295,11 +282,7 @@ mod tests {
 
     /// No user or group: corral's own credentials.
     fn corral() -> Credentials {
-        Credentials {
-            uid: None,
-            gid: None,
-            groups: Vec::new(),
-        }
+        Credentials::default()
     }
 
     fn why(result: Result<Vec<u8>, ReadError>) -> String {

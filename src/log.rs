@@ -10,12 +10,16 @@
 //! again the writer logs how many were dropped (`take_dropped`). Before the
 //! output thread starts and after it has ended, lines go straight to stderr,
 //! as do the stderr writer's own (`write_directly`).
+//!
+//! It owns its settings (`LogArgs`, which `cli` fills in from the command
+//! line). Every module logs, so it must never import one but `text` (the
+//! output thread finds it through `attach`, not the other way round).
 
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tracing::Level;
@@ -23,7 +27,32 @@ use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::span;
 
-use crate::cli::{LogArgs, LogFormat, LogLevel};
+use crate::text::{self, Escaped, Form};
+
+/// How corral's own lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The least severe level written (`--log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+    Off,
+}
+
+/// The log settings, as the command line gives them (`cli`).
+#[derive(Debug, Clone, Copy)]
+pub struct LogArgs {
+    pub log_format: LogFormat,
+    pub log_level: LogLevel,
+}
 
 /// corral's own lines that may wait for stderr; more are dropped (counted).
 /// The queue's slots are allocated up front (8 KiB for 256).
@@ -197,7 +226,7 @@ impl Logger {
             }
             LogFormat::Json => {
                 line.push_str("{\"timestamp\":\"");
-                rfc3339_now(&mut line);
+                text::rfc3339(SystemTime::now(), &mut line);
                 let _ = write!(line, "\",\"level\":\"{}\"", level.as_str());
                 event.record(&mut JsonFields(&mut line));
                 line.push('}');
@@ -217,28 +246,11 @@ struct TextFields<'a>(&'a mut String);
 
 impl Visit for TextFields<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let mut out = Escaped(self.0);
+        let mut out = Escaped::new(self.0, Form::Log);
         let _ = match field.name() {
             "message" => write!(out, " {value:?}"),
             name => write!(out, " {}={value:?}", name.trim_start_matches("r#")),
         };
-    }
-}
-
-/// A `fmt::Write` that escapes control characters on their way in.
-struct Escaped<'a>(&'a mut String);
-
-impl fmt::Write for Escaped<'_> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        for c in text.chars() {
-            if c.is_control() && c != '\t' {
-                // Every control character is below U+00A0: two hex digits.
-                write!(self.0, "\\x{:02x}", u32::from(c))?;
-            } else {
-                self.0.push(c);
-            }
-        }
-        Ok(())
     }
 }
 
@@ -307,39 +319,6 @@ fn json_string(out: &mut String, text: &str) {
         }
     }
     out.push('"');
-}
-
-/// The current time as `2026-11-24T22:22:27.563475Z` (UTC, microseconds).
-fn rfc3339_now(out: &mut String) {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let of_day = secs % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    );
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`, for days on or after the epoch).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Install the subscriber. Keep the returned `Flush` until corral exits.
@@ -472,15 +451,6 @@ mod tests {
             ",\"level\":\"DEBUG\",\"message\":\"inotify event\",\"path\":\"a \\\"b\\\"\\n\\u0001\",\
              \"n\":3,\"d\":-2,\"f\":1.5,\"yes\":false,\"dbg\":\"\\\"q\\\"\"}\n"
         );
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(59), (1970, 3, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_781), (2026, 11, 24));
-        assert_eq!(civil_from_days(47_541), (2100, 3, 1));
     }
 
     /// The only test that touches the global queue (tests run in parallel).

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use corral::cli::{CheckCli, Cli, S6Env};
+use corral::cli::{CheckCli, Cli};
 use corral::control::server::Server;
+use corral::s6::S6Env;
 use corral::supervisor::{Setup, Supervisor};
 use corral::{
     check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,
@@ -241,7 +242,11 @@ fn supervise(args: &[OsString]) -> u8 {
     );
     let main = (!cli.command.is_empty()).then(|| cli.command.clone());
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
-    sup.init_failure = s6.init_failure();
+    // The core has its own copy of the type until it takes config's.
+    sup.init_failure = match s6.init_failure() {
+        config::InitFailure::Stop => supervisor::InitFailure::Stop,
+        config::InitFailure::Continue => supervisor::InitFailure::Continue,
+    };
     let code = supervisor::run(
         sup,
         Setup {

@@ -5,8 +5,9 @@ use std::ffi::CString;
 
 use nix::unistd::{Gid, Group, Uid, User, getgid, getgrouplist};
 
-use super::raw::{At, Id, Problem};
+use super::raw::Id;
 use super::spec::Credentials;
+use super::value::{At, Problem};
 
 /// Resolves what the file says into ids:
 ///
@@ -42,11 +43,7 @@ pub(super) fn resolve(
             Ok(credentials) => credentials,
             Err(problem) => {
                 problems.push(problem);
-                Credentials {
-                    uid: None,
-                    gid: None,
-                    groups: Vec::new(),
-                }
+                Credentials::default()
             }
         },
     };

@@ -9,8 +9,9 @@ use toml::de::DeTable;
 
 use super::ConfigError;
 use super::credentials;
-use super::raw::{self, Problem, RawService};
+use super::raw::{self, RawService};
 use super::spec::{Restart, ServiceSpec};
+use super::value::Problem;
 
 /// A 1-based line and column (in characters).
 pub(super) type Pos = (usize, usize);

@@ -14,9 +14,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use toml::de::DeValue;
 
-use super::raw::{self, Problem, Value};
+use super::signal;
 use super::spec::{Health, Probe, Ready, Reload};
-use super::{signal, suggest};
+use super::value::{Problem, Value, argv, expected, integer, positive_duration, text};
+use crate::text::closest;
 
 /// `health` defaults (SPEC section 3).
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
@@ -64,7 +65,7 @@ impl Shape<'_> {
         let key = self.key;
         let choices = one_of(self.methods);
         let DeValue::Table(table) = value.get_ref() else {
-            problems.push(raw::expected(
+            problems.push(expected(
                 key,
                 &format!("a table with one of {choices}"),
                 value,
@@ -99,7 +100,7 @@ impl Shape<'_> {
             } else {
                 let known = self.methods.iter().chain(self.settings).copied();
                 let shown = entry.name.escape_debug();
-                let message = match suggest::closest(entry.name, known) {
+                let message = match closest(entry.name, known) {
                     Some(guess) => {
                         meant_a_method |= self.methods.contains(&guess);
                         format!("unknown key `{shown}` in `{key}` (did you mean `{guess}`?)")
@@ -199,11 +200,9 @@ pub(super) fn health(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<H
         let value = setting.value;
         match setting.name {
             "interval" => {
-                interval = reported(raw::positive_duration("health.interval", value), problems)
+                interval = reported(positive_duration("health.interval", value), problems)
             }
-            "timeout" => {
-                timeout = reported(raw::positive_duration("health.timeout", value), problems)
-            }
+            "timeout" => timeout = reported(positive_duration("health.timeout", value), problems),
             "retries" => retries = reported(health_retries(value), problems),
             _ => {}
         }
@@ -236,7 +235,7 @@ pub(super) fn reload(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<R
         let key = format!("reload.{}", method.name);
         let found = match method.name {
             "signal" => reported(reload_signal(&key, method.value), problems).map(Reload::Signal),
-            _ => raw::argv(&key, method.value, problems).map(Reload::Exec),
+            _ => argv(&key, method.value, problems).map(Reload::Exec),
         };
         reload.extend(found);
     }
@@ -262,14 +261,14 @@ fn probe(key: &str, method: &Entry<'_, '_>, problems: &mut Vec<Problem>) -> Opti
     match method.name {
         "tcp" => reported(tcp(key, method.value), problems).map(|addr| Probe::Tcp { addr }),
         "http" => reported(http(key, method.value), problems).map(|url| Probe::Http { url }),
-        _ => raw::argv(key, method.value, problems).map(|command| Probe::Exec { command }),
+        _ => argv(key, method.value, problems).map(|command| Probe::Exec { command }),
     }
 }
 
 /// `tcp = "host:port"` or `"[v6]:port"`, kept as written (names are resolved
 /// at each probe, never at load time).
 fn tcp(key: &str, value: &Value<'_>) -> Result<String, Problem> {
-    let addr = raw::text(key, "a \"host:port\" string", value)?;
+    let addr = text(key, "a \"host:port\" string", value)?;
     let invalid = |reason: &str| {
         Problem::at(
             value.span().start,
@@ -296,7 +295,7 @@ fn tcp(key: &str, value: &Value<'_>) -> Result<String, Problem> {
 /// `http = "http://host[:port]/path"`, kept as written.
 fn http(key: &str, value: &Value<'_>) -> Result<String, Problem> {
     const EXAMPLE: &str = "such as \"http://localhost:8080/healthz\"";
-    let url = raw::text(key, "a URL string", value)?;
+    let url = text(key, "a URL string", value)?;
     let invalid = |reason: &str| {
         Problem::at(
             value.span().start,
@@ -387,9 +386,9 @@ fn port_of(s: &str) -> Result<Option<u16>, String> {
 fn fd(key: &str, value: &Value<'_>) -> Result<i32, Problem> {
     let range = format!("an integer from {} to {}", FD_RANGE.start(), FD_RANGE.end());
     let DeValue::Integer(i) = value.get_ref() else {
-        return Err(raw::expected(key, &range, value));
+        return Err(expected(key, &range, value));
     };
-    let n = raw::integer(i.as_str(), i.radix());
+    let n = integer(i.as_str(), i.radix());
     let stdio = match n {
         Some(0..=2) => " (0, 1 and 2 are stdin, stdout and stderr)",
         _ => "",
@@ -416,16 +415,16 @@ fn notify(key: &str, value: &Value<'_>) -> Result<(), Problem> {
                 "`{key}`: only `true` is meaningful; for no readiness check, remove the `ready` key"
             ),
         )),
-        _ => Err(raw::expected(key, "true", value)),
+        _ => Err(expected(key, "true", value)),
     }
 }
 
 fn health_retries(value: &Value<'_>) -> Result<u32, Problem> {
     let range = format!("an integer from 1 to {}", u32::MAX);
     let DeValue::Integer(i) = value.get_ref() else {
-        return Err(raw::expected("health.retries", &range, value));
+        return Err(expected("health.retries", &range, value));
     };
-    raw::integer(i.as_str(), i.radix())
+    integer(i.as_str(), i.radix())
         .and_then(|n| u32::try_from(n).ok())
         .filter(|&n| n >= 1)
         .ok_or_else(|| {
@@ -440,7 +439,7 @@ fn reload_signal(key: &str, value: &Value<'_>) -> Result<Signal, Problem> {
     match value.get_ref() {
         DeValue::String(s) => signal::parse_signal(s.as_ref())
             .map_err(|message| Problem::at(value.span().start, format!("`{key}`: {message}"))),
-        _ => Err(raw::expected(key, "a signal name such as \"HUP\"", value)),
+        _ => Err(expected(key, "a signal name such as \"HUP\"", value)),
     }
 }
 

@@ -34,21 +34,23 @@ mod raw;
 mod s6dir;
 mod signal;
 pub mod spec;
-pub mod suggest;
 mod validate;
+mod value;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// For the core's did-you-mean on service names; the one definition is
+/// `text::closest`.
+pub use crate::text::closest as closest_name;
 pub use duration::{MAX_DURATION, parse_duration};
 pub use s6dir::parse_notification_fd;
 pub use signal::{parse_signal, signal_name};
 pub use spec::*;
-pub use suggest::closest as closest_name;
 
-use crate::files;
+use crate::{files, text};
 use file::Parsed;
 
 /// One problem in the definitions, as `path:line:col: message`.
@@ -189,7 +191,7 @@ fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>)
     let metadata = match fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(e) if name.is_some() => {
-            errors.push(ConfigError::whole_file(path, files::io_reason(&e)));
+            errors.push(ConfigError::whole_file(path, text::io_reason(&e)));
             return None;
         }
         Err(e) => {

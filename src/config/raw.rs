@@ -3,7 +3,9 @@
 //! Each key is checked on its own, so one bad key never hides another; every
 //! problem carries the byte offset of what it is about (the key for unknown
 //! keys, the value for wrong values, the element for a bad array or table
-//! element). Defaults and checks between keys belong to `file.rs`.
+//! element). Defaults and checks between keys belong to `file.rs`; the
+//! tables `ready`, `health` and `reload` to `hooks.rs`; the readers of one
+//! value, which both use, to `value.rs`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,8 +14,14 @@ use nix::sys::signal::Signal;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+use super::hooks;
+use super::signal;
 use super::spec::{Health, Output, Ready, Reload, Restart};
-use super::{duration, hooks, signal, suggest};
+use super::value::{
+    At, Problem, Value, WrittenDuration, argv, expected, integer, positive_duration, text,
+    written_duration,
+};
+use crate::text::closest;
 
 /// Every key of a service file that corral implements.
 const KEYS: &[&str] = &[
@@ -42,42 +50,11 @@ const KEYS: &[&str] = &[
     "watch",
 ];
 
-/// Something wrong in one file. `at` is a byte offset into the file's text;
-/// `None` when there is nothing to point at (a missing key).
-#[derive(Debug)]
-pub(super) struct Problem {
-    pub at: Option<usize>,
-    pub message: String,
-}
-
-impl Problem {
-    pub fn at(at: usize, message: String) -> Problem {
-        Problem {
-            at: Some(at),
-            message,
-        }
-    }
-}
-
-/// A value and the byte offset where it was written.
-#[derive(Debug, Clone)]
-pub(super) struct At<T> {
-    pub value: T,
-    pub at: usize,
-}
-
 /// A `user` or `group` as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Id {
     Name(String),
     Number(u32),
-}
-
-/// A duration and its text as written, for messages that compare two.
-#[derive(Debug, Clone)]
-pub(super) struct WrittenDuration {
-    pub duration: Duration,
-    pub text: String,
 }
 
 /// The keys of one file, each type-checked; `None` when absent or invalid.
@@ -117,8 +94,6 @@ pub(super) struct RawService {
     /// `file.rs`.
     pub watch: Vec<PathBuf>,
 }
-
-pub(super) type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Type-checks every key of `table`, collecting a problem for each bad key
 /// or element.
@@ -203,7 +178,7 @@ fn read_key(
         "watch" => raw.watch = watch(value, problems),
         _ => {
             let shown = name.escape_debug();
-            let message = match suggest::closest(name, KEYS.iter().copied()) {
+            let message = match closest(name, KEYS.iter().copied()) {
                 Some(guess) => format!("unknown key `{shown}` (did you mean `{guess}`?)"),
                 None => format!("unknown key `{shown}`"),
             };
@@ -217,86 +192,6 @@ fn keep<T>(slot: &mut Option<T>, result: Result<T, Problem>, problems: &mut Vec<
     match result {
         Ok(value) => *slot = Some(value),
         Err(problem) => problems.push(problem),
-    }
-}
-
-/// What was found, for "expected X, found Y": the TOML type.
-fn found(value: &DeValue<'_>) -> &'static str {
-    match value {
-        DeValue::String(_) => "string",
-        DeValue::Integer(_) => "integer",
-        DeValue::Float(_) => "float",
-        DeValue::Boolean(_) => "boolean",
-        DeValue::Datetime(_) => "date-time",
-        DeValue::Array(_) => "array",
-        DeValue::Table(_) => "table",
-    }
-}
-
-pub(super) fn expected(key: &str, what: &str, value: &Value<'_>) -> Problem {
-    Problem::at(
-        value.span().start,
-        format!("`{key}`: expected {what}, found {}", found(value.get_ref())),
-    )
-}
-
-/// A string that can be handed to `execve` or the environment: no NUL byte.
-pub(super) fn text(key: &str, what: &str, value: &Value<'_>) -> Result<String, Problem> {
-    match value.get_ref() {
-        DeValue::String(s) if s.contains('\0') => Err(Problem::at(
-            value.span().start,
-            format!("`{key}`: must not contain a NUL character"),
-        )),
-        DeValue::String(s) => Ok(s.to_string()),
-        _ => Err(expected(key, what, value)),
-    }
-}
-
-/// A command line such as `command` or `ready.exec`: an array of strings
-/// (argv), or a string run by `/bin/sh -c`. Every bad element is reported.
-pub(super) fn argv(
-    key: &str,
-    value: &Value<'_>,
-    problems: &mut Vec<Problem>,
-) -> Option<Vec<String>> {
-    const WHAT: &str = "an array of strings or a string";
-    let empty = || Problem::at(value.span().start, format!("`{key}`: must not be empty"));
-    let mut fail = |problem| {
-        problems.push(problem);
-        None
-    };
-    match value.get_ref() {
-        DeValue::String(_) => match text(key, WHAT, value) {
-            Ok(script) if script.trim().is_empty() => fail(empty()),
-            Ok(script) => Some(vec!["/bin/sh".to_string(), "-c".to_string(), script]),
-            Err(problem) => fail(problem),
-        },
-        DeValue::Array(items) => {
-            let Some(first) = items.first() else {
-                return fail(empty());
-            };
-            let mut argv = Vec::with_capacity(items.len());
-            let mut bad = Vec::new();
-            for item in items.iter() {
-                match text(key, "a string", item) {
-                    Ok(arg) => argv.push(arg),
-                    Err(problem) => bad.push(problem),
-                }
-            }
-            if matches!(first.get_ref(), DeValue::String(s) if s.is_empty()) {
-                bad.push(Problem::at(
-                    first.span().start,
-                    format!("`{key}`: the program (first element) must not be empty"),
-                ));
-            }
-            if bad.is_empty() {
-                Some(argv)
-            } else {
-                problems.append(&mut bad);
-                None
-            }
-        }
-        _ => fail(expected(key, WHAT, value)),
     }
 }
 
@@ -331,10 +226,6 @@ fn id(key: &str, what: &str, value: &Value<'_>) -> Result<At<Id>, Problem> {
         }),
         _ => Err(expected(key, &format!("a {what} or numeric id"), value)),
     }
-}
-
-pub(super) fn integer(digits: &str, radix: u32) -> Option<i128> {
-    i128::from_str_radix(digits, radix).ok()
 }
 
 fn path(key: &str, value: &Value<'_>) -> Result<PathBuf, Problem> {
@@ -378,38 +269,6 @@ fn choice<T: Copy>(key: &str, value: &Value<'_>, choices: &[(&str, T)]) -> Resul
             }),
         _ => Err(expected(key, &format!("one of {valid}"), value)),
     }
-}
-
-pub(super) fn written_duration(
-    key: &str,
-    value: &Value<'_>,
-) -> Result<At<WrittenDuration>, Problem> {
-    let at = value.span().start;
-    match value.get_ref() {
-        DeValue::String(s) => match duration::parse_duration(s.as_ref()) {
-            Ok(duration) => Ok(At {
-                value: WrittenDuration {
-                    duration,
-                    text: s.to_string(),
-                },
-                at,
-            }),
-            Err(message) => Err(Problem::at(at, format!("`{key}`: {message}"))),
-        },
-        _ => Err(expected(key, "a duration string such as \"250ms\"", value)),
-    }
-}
-
-/// A duration that must be longer than zero (a timeout or an interval).
-pub(super) fn positive_duration(key: &str, value: &Value<'_>) -> Result<Duration, Problem> {
-    let written = written_duration(key, value)?;
-    if written.value.duration.is_zero() {
-        return Err(Problem::at(
-            written.at,
-            format!("`{key}`: must be longer than zero"),
-        ));
-    }
-    Ok(written.value.duration)
 }
 
 fn max_restarts(value: &Value<'_>) -> Result<u32, Problem> {

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use nix::unistd::{Gid, Uid};
 
 /// Every service definition found, in a stable order (by name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,15 +91,9 @@ pub enum Reload {
     Exec(Vec<String>),
 }
 
-/// Credentials resolved at load time, so a spawn never looks up `/etc/passwd`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub uid: Option<Uid>,
-    pub gid: Option<Gid>,
-    /// Supplementary groups to set (from the user's group membership, plus `gid`).
-    /// Empty when neither `user` nor `group` is set: corral's groups are kept.
-    pub groups: Vec<Gid>,
-}
+/// Defined below `config`, so that `files` can read as a service's user
+/// without depending on `config`.
+pub use crate::credentials::Credentials;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceSpec {
@@ -178,4 +171,17 @@ impl ServiceSpec {
             finish: None,
         }
     }
+}
+
+/// What a failing init script does (s6-overlay's
+/// `S6_BEHAVIOUR_IF_STAGE2_FAILS`, read by `s6::S6Env`). The core still
+/// has its own `supervisor::InitFailure`, which `main` maps this to, until
+/// it takes this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InitFailure {
+    /// Stop the container with the script's code (SPEC; the default).
+    #[default]
+    Stop,
+    /// Go on with the next script and the services (logged as a warning).
+    Continue,
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use super::ConfigError;
 use super::file::{Parsed, Pos};
-use super::suggest;
+use crate::text::closest;
 
 /// Checks the `after` lists of `services` (one entry per service name, files
 /// with errors included, so that a typo elsewhere in a file does not turn
@@ -37,7 +37,7 @@ pub(super) fn check_after(services: &[&Parsed]) -> Vec<ConfigError> {
             } else if let Some(&i) = index.get(target.as_str()) {
                 targets.push(i);
             } else {
-                let message = match suggest::closest(target, index.keys().copied()) {
+                let message = match closest(target, index.keys().copied()) {
                     Some(guess) => format!(
                         "`after`: unknown service \"{}\" (did you mean \"{guess}\"?)",
                         target.escape_debug()

@@ -11,10 +11,9 @@
 //! default sockets only in safe directories (`control::check_socket_dir`):
 //! whoever else could listen there could tell it anything (SPEC section 12).
 //! And nothing a server says reaches the terminal raw: every control
-//! character in it is shown escaped (`printable_line`, `printable_text`),
+//! character in it is shown escaped (`text::escape`),
 //! except in `logs`, which prints a service's own bytes, as `docker logs`.
 
-use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
@@ -22,10 +21,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use super::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use super::{DirError, check_socket_dir, peer_uid};
 use crate::cli::{CtlCli, CtlCommand, Names};
-use crate::service::human;
+use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
+use crate::text::{Form, escape, human};
 
 const EXIT_FAILED: u8 = 1;
 
@@ -43,7 +42,7 @@ pub fn main(args: &[OsString], bin_name: &'static str) -> u8 {
         Err(message) => {
             // Our own text, with what a server said inside (a malformed
             // answer is quoted): escaped, line breaks kept.
-            eprintln!("corral ctl: {}", printable_text(&message));
+            eprintln!("corral ctl: {}", escape(&message, Form::Text));
             EXIT_FAILED
         }
     }
@@ -62,7 +61,7 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
             if first.ok {
                 let json = serde_json::to_string_pretty(&first.services)
                     .map_err(|e| format!("cannot encode the status: {e}"))?;
-                out.stdout(&printable_json(&json));
+                out.stdout(&escape(&json, Form::Json));
             }
             finish(&first, &mut out)
         }
@@ -92,7 +91,7 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
         }
         CtlCommand::Health => {
             for problem in &first.problems {
-                out.stdout(&printable_line(problem));
+                out.stdout(&escape(problem, Form::Line));
             }
             finish(&first, &mut out)
         }
@@ -148,7 +147,7 @@ fn request_for(command: &CtlCommand) -> Request {
 /// Messages on stdout; on `ok: false`, the error on stderr and exit 1.
 fn finish(response: &Response, out: &mut Output) -> u8 {
     for message in &response.messages {
-        out.stdout(&printable_line(message));
+        out.stdout(&escape(message, Form::Line));
     }
     if response.ok {
         return 0;
@@ -158,58 +157,8 @@ fn finish(response: &Response, out: &mut Output) -> u8 {
         .as_deref()
         .unwrap_or("failed (no reason given)");
     // Free text: a reload's error lists one definition error per line.
-    out.stderr(&format!("corral ctl: {}", printable_text(error)));
+    out.stderr(&format!("corral ctl: {}", escape(error, Form::Text)));
     EXIT_FAILED
-}
-
-/// `text` from a server, made safe to print as one line of a terminal:
-/// every control character (C0 and its line breaks and tabs, DEL, C1:
-/// `char::is_control`) shown as an escape, `\x1b`, `\n`, `\t`. For table
-/// cells and one-line fields: a line break in them would forge a line.
-pub fn printable_line(text: &str) -> Cow<'_, str> {
-    escape_controls(text, Form::Line)
-}
-
-/// Like `printable_line`, but line breaks are kept: for free text, such as
-/// an error that lists one problem per line.
-pub fn printable_text(text: &str) -> Cow<'_, str> {
-    escape_controls(text, Form::Text)
-}
-
-/// JSON for a terminal: serde_json escapes C0 in strings, but passes DEL and
-/// C1 through; they become `\u007f`, `\u009b`, the same JSON value. (They
-/// can only be inside strings: JSON's own syntax is printable ASCII, and the
-/// pretty printer's line breaks are kept.)
-fn printable_json(json: &str) -> Cow<'_, str> {
-    escape_controls(json, Form::Json)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Form {
-    Line,
-    Text,
-    Json,
-}
-
-/// The one place control characters from a server are escaped.
-fn escape_controls(text: &str, form: Form) -> Cow<'_, str> {
-    let escaped = |c: char| c.is_control() && !(c == '\n' && form != Form::Line);
-    if !text.chars().any(escaped) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            _ if !escaped(c) => out.push(c),
-            _ if form == Form::Json => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            // Every control character is below U+00A0: two hex digits.
-            _ => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-        }
-    }
-    Cow::Owned(out)
 }
 
 fn print_lines(response: &Response, out: &mut Output) {
@@ -271,7 +220,7 @@ pub fn status_table(services: &[ServiceStatus]) -> String {
     let rows: Vec<[String; 8]> = services
         .iter()
         .map(|s| {
-            let cell = |text: &str| printable_line(text).into_owned();
+            let cell = |text: &str| escape(text, Form::Line).into_owned();
             [
                 cell(&s.name),
                 cell(&s.state),
@@ -438,31 +387,6 @@ fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_characters_from_a_server_are_shown_escaped() {
-        let text = "a\x1b]0;owned\x07b\tc\r\nd\x7fe\u{9b}31m\u{a0}é";
-        assert_eq!(
-            printable_line(text),
-            "a\\x1b]0;owned\\x07b\\tc\\r\\nd\\x7fe\\x9b31m\u{a0}é"
-        );
-        assert_eq!(
-            printable_text(text),
-            "a\\x1b]0;owned\\x07b\\tc\\r\nd\\x7fe\\x9b31m\u{a0}é"
-        );
-        assert!(matches!(printable_line("web: stopped"), Cow::Borrowed(_)));
-        // JSON: serde_json escapes C0; DEL and C1 become JSON escapes too,
-        // and the text still reads as the same value.
-        let json = serde_json::to_string_pretty(&serde_json::json!({ "s": text })).expect("json");
-        let shown = printable_json(&json);
-        assert!(
-            !shown.chars().any(|c| c.is_control() && c != '\n'),
-            "{shown}"
-        );
-        assert!(shown.contains(r"\u001b]0;owned\u0007") && shown.contains(r"\u007fe\u009b31m"));
-        let back: serde_json::Value = serde_json::from_str(&shown).expect("still JSON");
-        assert_eq!(back["s"], text);
-    }
 
     #[test]
     fn status_cells_are_escaped_and_stay_aligned() {

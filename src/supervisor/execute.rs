@@ -5,19 +5,42 @@
 //! (a spawn its definition and run number, a probe its token), so what the
 //! core decided and what happens cannot drift apart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crossbeam_channel::{Receiver, Sender};
 use nix::unistd::Pid;
 use tracing::{debug, warn};
 
-use super::run::Setup;
 use crate::config::{self, Output as OutputMode, Ready, ServiceSpec};
-use crate::event::{Action, Event, Job};
+use crate::event::{Action, Event, Input, Job};
 use crate::exit::Exit;
-use crate::output::Stream;
+use crate::notify::Notify;
+use crate::output::{Output, Stream};
 use crate::process::{self, Launch, SpawnError};
+use crate::watch::Watcher;
 use crate::{probe, reaper};
+
+/// What the loop needs besides the state machine: the executor acts with
+/// these, the loop also receives on `inputs`.
+pub struct Setup {
+    /// Signals, control requests, readiness and watch events, from their threads.
+    pub inputs: Receiver<Input>,
+    /// For the short-lived probe threads to answer on.
+    pub inputs_tx: Sender<Input>,
+    pub output: Output,
+    /// sd_notify sockets and notification-fd pipes.
+    pub notify: Notify,
+    pub watcher: Watcher,
+    /// Where the definitions are read again on SIGHUP / `ctl reload`, and how.
+    pub service_dirs: Vec<PathBuf>,
+    pub load_options: config::LoadOptions,
+    /// corral is PID 1 of its namespace (else it is a child subreaper).
+    pub pid1: bool,
+    /// The control socket, passed to services as `CORRAL_SOCKET` so that
+    /// `corral ctl` and `s6-svc` inside them find it wherever it is.
+    pub socket: Option<PathBuf>,
+}
 
 /// Carry out one action; return the events it produced. (`Reply` and
 /// `Exit` are the loop's own.)

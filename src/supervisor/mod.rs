@@ -8,4 +8,5 @@ mod execute;
 pub mod run;
 
 pub use self::core::{InitFailure, Phase, Supervisor};
-pub use self::run::{Setup, run};
+pub use self::execute::Setup;
+pub use self::run::run;

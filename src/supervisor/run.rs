@@ -12,42 +12,17 @@
 //! `Action::Exit`: errors are logged and become states.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::RecvTimeoutError;
 use nix::sys::signal::Signal;
 use tracing::warn;
 
 use super::core::Supervisor;
 use super::edge::Edge;
-use super::execute::{execute, reap_events};
-use crate::config;
+use super::execute::{Setup, execute, reap_events};
 use crate::control::protocol::Response;
 use crate::event::{Action, Event, Input};
-use crate::notify::Notify;
-use crate::output::Output;
-use crate::watch::Watcher;
-
-/// What the loop needs besides the state machine.
-pub struct Setup {
-    /// Signals, control requests, readiness and watch events, from their threads.
-    pub inputs: Receiver<Input>,
-    /// For the short-lived probe threads to answer on.
-    pub inputs_tx: Sender<Input>,
-    pub output: Output,
-    /// sd_notify sockets and notification-fd pipes.
-    pub notify: Notify,
-    pub watcher: Watcher,
-    /// Where the definitions are read again on SIGHUP / `ctl reload`, and how.
-    pub service_dirs: Vec<PathBuf>,
-    pub load_options: config::LoadOptions,
-    /// corral is PID 1 of its namespace (else it is a child subreaper).
-    pub pid1: bool,
-    /// The control socket, passed to services as `CORRAL_SOCKET` so that
-    /// `corral ctl` and `s6-svc` inside them find it wherever it is.
-    pub socket: Option<PathBuf>,
-}
 
 /// Run until the supervisor is done; returns corral's exit status.
 pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {

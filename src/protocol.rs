@@ -4,8 +4,15 @@
 //! line, `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. `logs` with
 //! `follow` keeps sending one `Response` per new line until the client
 //! closes. A request with a key twice in an object, at any depth, is
-//! malformed (`unique_json`). Shared by the server (`control::server`), the client
-//! (`control::client`) and the supervisor core, which answers requests.
+//! malformed (`unique_json`). Shared by the server (`control::server`), the
+//! clients (`control::client`, `s6`), the HTTP endpoint (`http`) and the
+//! supervisor core, which answers requests.
+//!
+//! What it owns: the wire format, its limits, and what a `ServiceStatus`
+//! means (`is_up`, `is_ready_as_wanted`: one definition for `ctl health`,
+//! `/healthz`, `/readyz` and the metrics). What it must never do: import
+//! another module of corral. It is vocabulary, below everything that
+//! speaks it, so the core can use it without depending on the socket.
 //!
 //! ```text
 //! $ echo '{"v":1,"op":"status"}' | socat - UNIX-CONNECT:/run/corral/control.sock
@@ -173,6 +180,25 @@ pub struct ServiceStatus {
     pub notify_status: Option<String>,
 }
 
+impl ServiceStatus {
+    /// Up: its process runs, or it is a oneshot that did its job (exited
+    /// 0). `running` is a service without a readiness check, or one that is
+    /// reloading; `ready`, one whose readiness check passed (the name
+    /// `status` gives that state; `State::name` has no such name). What
+    /// `/healthz` asks of every essential service, and `corral_service_up`.
+    pub fn is_up(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "ready")
+            || (self.oneshot && self.state == "exited")
+    }
+
+    /// Ready, if it is wanted up; one wanted down (stopped or disabled on
+    /// purpose) always is. What `ctl health` and `/readyz` ask of every
+    /// service.
+    pub fn is_ready_as_wanted(&self) -> bool {
+        self.want != "up" || self.ready
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// `stdout` or `stderr`.
@@ -332,6 +358,39 @@ pub fn decode_response(line: &str) -> Result<Response, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(state: &str, want: &str, ready: bool, oneshot: bool) -> ServiceStatus {
+        ServiceStatus {
+            name: "web".into(),
+            state: state.into(),
+            want: want.into(),
+            ready,
+            oneshot,
+            ..ServiceStatus::default()
+        }
+    }
+
+    #[test]
+    fn up_is_a_running_process_or_a_oneshot_done() {
+        // As the core reports them: `ready` for a running service whose
+        // readiness check passed, `running` without one (or reloading).
+        assert!(status("running", "up", true, false).is_up());
+        assert!(status("running", "up", false, false).is_up());
+        assert!(status("ready", "up", true, false).is_up());
+        assert!(status("exited", "up", true, true).is_up());
+        assert!(!status("exited", "up", false, false).is_up());
+        for state in ["starting", "stopping", "stopped", "backoff", "failed"] {
+            assert!(!status(state, "up", false, false).is_up(), "{state}");
+        }
+    }
+
+    #[test]
+    fn ready_as_wanted_asks_readiness_only_of_services_wanted_up() {
+        assert!(status("ready", "up", true, false).is_ready_as_wanted());
+        assert!(!status("running", "up", false, false).is_ready_as_wanted());
+        assert!(!status("starting", "up", false, false).is_ready_as_wanted());
+        assert!(status("stopped", "down", false, false).is_ready_as_wanted());
+    }
 
     #[test]
     fn requests_round_trip_with_their_version() {

@@ -1,4 +1,8 @@
-//! "Did you mean" suggestions for misspelt keys and service names.
+//! "Did you mean" suggestions: for misspelt keys, options, commands and
+//! service names.
+//!
+//! What it must never do: suggest what is no likely typo (a name replaced
+//! outright), or take time and memory out of proportion to the names.
 
 /// The candidate closest to `input`, when it is close enough to be a likely
 /// typo: at most 2 edits, or a third of the candidate's length for long

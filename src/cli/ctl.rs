@@ -1,0 +1,308 @@
+//! `corral ctl [--socket PATH] COMMAND [ARGS]` (also `corralctl`): the
+//! subcommands, their help, and each one's options.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::rest;
+use crate::args::{Opt, Positional, Stop, env, scan};
+use crate::config::parse_duration;
+use crate::text;
+
+/// `corral ctl [--socket PATH] SUBCOMMAND`: the control client.
+#[derive(Debug)]
+pub struct CtlCli {
+    pub socket: Option<PathBuf>,
+    pub command: CtlCommand,
+}
+
+/// Services to act on: names, or `all`.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub names: Vec<String>,
+    pub all: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum CtlCommand {
+    Status {
+        names: Vec<String>,
+        json: bool,
+    },
+    Start(Names),
+    Stop(Names),
+    Restart(Names),
+    Signal {
+        signal: String,
+        names: Vec<String>,
+    },
+    Logs {
+        name: String,
+        lines: usize,
+        follow: bool,
+    },
+    Wait {
+        names: Vec<String>,
+        ready: bool,
+        timeout: Option<Duration>,
+    },
+    Reload {
+        names: Vec<String>,
+    },
+    Health,
+    Shutdown {
+        exit_code: Option<i32>,
+    },
+}
+
+/// The subcommands: name, arguments, what it does (for the help).
+const CTL_COMMANDS: &[(&str, &str, &str)] = &[
+    (
+        "status",
+        "[NAME...] [--json]",
+        "state, pid, uptime, restarts, readiness, last exit",
+    ),
+    (
+        "start",
+        "NAME... | --all",
+        "start services (and what they start after); returns once started",
+    ),
+    (
+        "stop",
+        "NAME... | --all",
+        "stop services (dependants first); returns once they exited",
+    ),
+    (
+        "restart",
+        "NAME... | --all",
+        "stop and start services again; returns once started",
+    ),
+    (
+        "signal",
+        "SIG NAME...",
+        "send a signal (HUP, SIGUSR1, 10, ...) to services",
+    ),
+    (
+        "logs",
+        "NAME [-n N] [-f]",
+        "the last N lines (default 100; corral keeps 1000) of a prefix service; -f follows",
+    ),
+    (
+        "wait",
+        "NAME... [--ready] [--timeout DUR]",
+        "wait until started (--ready: ready); exit 1 at the timeout",
+    ),
+    (
+        "reload",
+        "[NAME...]",
+        "reload services; no name: re-read every definition, like SIGHUP",
+    ),
+    (
+        "health",
+        "",
+        "exit 0 if every wanted service is running, else name the others, exit 1",
+    ),
+    (
+        "shutdown",
+        "[--exit-code N]",
+        "stop every service and exit, gracefully",
+    ),
+];
+
+fn ctl_help(bin: &str) -> String {
+    let mut text = format!(
+        "Control a running corral through its socket.
+
+Usage: {bin} [--socket PATH] COMMAND [ARGS]
+
+Commands:
+"
+    );
+    for (name, args, about) in CTL_COMMANDS {
+        text.push_str(&format!("  {name:<9} {args}\n            {about}\n"));
+    }
+    text.push_str(
+        "
+Options:
+  --socket PATH  corral's control socket [env CORRAL_SOCKET; default: the first
+                 that exists in a safe directory of /run/corral/control.sock,
+                 $XDG_RUNTIME_DIR/corral/control.sock, /tmp/corral-$UID/control.sock]
+                 corral ctl talks only to a corral that runs as root or as you.
+  -h, --help     print this help (COMMAND --help: that command's)
+
+Exit status: 0 done; 1 corral answered with an error (or could not be reached); 2 usage.
+",
+    );
+    text
+}
+
+fn ctl_command_help(bin: &str, name: &str) -> String {
+    let (_, args, about) = CTL_COMMANDS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .copied()
+        .unwrap_or((name, "", ""));
+    format!("{about}\n\nUsage: {bin} [--socket PATH] {name} {args}\n")
+}
+
+impl CtlCli {
+    /// `args[0]` is the program (`corral ctl` or `corralctl`), as `bin` says.
+    pub fn parse(args: &[OsString], bin: &str) -> Result<CtlCli, Stop> {
+        const SOCKET_ONLY: &[Opt] = &[Opt::value("socket", "PATH")];
+        let top =
+            scan(rest(args), SOCKET_ONLY, Positional::Trailing).map_err(|e| Stop::usage(bin, e))?;
+        if top.help || top.version {
+            return Err(Stop::Print(ctl_help(bin)));
+        }
+        let Some((name, sub_args)) = top.positional.split_first() else {
+            return Err(Stop::usage(
+                bin,
+                "a command is required (status, stop, ...)",
+            ));
+        };
+        if name == "help" {
+            return Err(Stop::Print(match sub_args.first() {
+                Some(sub) if CTL_COMMANDS.iter().any(|(n, _, _)| n == sub) => {
+                    ctl_command_help(bin, sub)
+                }
+                _ => ctl_help(bin),
+            }));
+        }
+        if !CTL_COMMANDS.iter().any(|(n, _, _)| n == name) {
+            let names = CTL_COMMANDS.iter().map(|(n, _, _)| *n);
+            return Err(Stop::usage(
+                bin,
+                match text::closest(name, names) {
+                    Some(close) => format!("unknown command {name} (did you mean {close}?)"),
+                    None => format!("unknown command {name}"),
+                },
+            ));
+        }
+        let program = format!("{bin} {name}");
+        let usage = |msg: String| Stop::usage(&program, msg);
+        // --socket is accepted after the command too; it is always index 0.
+        let table: &[Opt] = match name.as_str() {
+            "status" => &[Opt::value("socket", "PATH"), Opt::flag("json")],
+            "start" | "stop" | "restart" => &[Opt::value("socket", "PATH"), Opt::flag("all")],
+            "logs" => &[
+                Opt::value("socket", "PATH"),
+                Opt::value("lines", "N").short('n'),
+                Opt::flag("follow").short('f'),
+            ],
+            "wait" => &[
+                Opt::value("socket", "PATH"),
+                Opt::flag("ready"),
+                Opt::value("timeout", "DUR"),
+            ],
+            "shutdown" => &[Opt::value("socket", "PATH"), Opt::value("exit-code", "N")],
+            _ => SOCKET_ONLY,
+        };
+        let owned: Vec<OsString> = sub_args.iter().map(OsString::from).collect();
+        let s = scan(&owned, table, Positional::Mixed).map_err(usage)?;
+        if s.help {
+            return Err(Stop::Print(ctl_command_help(bin, name)));
+        }
+        let names = s.positional.clone();
+        let no_more = |max: usize| match names.get(max) {
+            Some(extra) => Err(usage(format!("unexpected argument {extra}"))),
+            None => Ok(()),
+        };
+        let some_names = || {
+            if names.is_empty() {
+                Err(usage("name at least one service".into()))
+            } else {
+                Ok(names.clone())
+            }
+        };
+        let targets = || match (names.is_empty(), s.has(1)) {
+            (true, false) => Err(usage("name at least one service, or --all".into())),
+            (false, true) => Err(usage("give service names or --all, not both".into())),
+            (_, all) => Ok(Names {
+                names: names.clone(),
+                all,
+            }),
+        };
+        let command = match name.as_str() {
+            "status" => CtlCommand::Status {
+                names: names.clone(),
+                json: s.has(1),
+            },
+            "start" => CtlCommand::Start(targets()?),
+            "stop" => CtlCommand::Stop(targets()?),
+            "restart" => CtlCommand::Restart(targets()?),
+            "signal" => {
+                let Some((signal, names)) = names.split_first() else {
+                    return Err(usage("give a signal and at least one service".into()));
+                };
+                if names.is_empty() {
+                    return Err(usage("name at least one service".into()));
+                }
+                CtlCommand::Signal {
+                    signal: signal.clone(),
+                    names: names.to_vec(),
+                }
+            }
+            "logs" => {
+                no_more(1)?;
+                let name = names
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| usage("name the service".into()))?;
+                let lines = match s.last(1) {
+                    None => 100,
+                    Some(n) => n.parse().map_err(|_| {
+                        usage(format!(
+                            "invalid value {n:?} for --lines (expected a number)"
+                        ))
+                    })?,
+                };
+                CtlCommand::Logs {
+                    name,
+                    lines,
+                    follow: s.has(2),
+                }
+            }
+            "wait" => CtlCommand::Wait {
+                names: some_names()?,
+                ready: s.has(1),
+                timeout: match s.last(2) {
+                    None => None,
+                    Some(t) => Some(
+                        parse_duration(t)
+                            .map_err(|e| usage(format!("invalid value for --timeout: {e}")))?,
+                    ),
+                },
+            },
+            "reload" => CtlCommand::Reload {
+                names: names.clone(),
+            },
+            "health" => {
+                no_more(0)?;
+                CtlCommand::Health
+            }
+            _ => {
+                no_more(0)?;
+                let exit_code = match s.last(1) {
+                    None => None,
+                    Some(n) => match n.parse::<i32>() {
+                        Ok(code @ 0..=255) => Some(code),
+                        _ => {
+                            return Err(usage(format!(
+                                "invalid value {n:?} for --exit-code (expected 0 to 255)"
+                            )));
+                        }
+                    },
+                };
+                CtlCommand::Shutdown { exit_code }
+            }
+        };
+        let socket = s
+            .last(0)
+            .or(top.last(0))
+            .map(str::to_string)
+            .or_else(|| env("CORRAL_SOCKET"))
+            .map(PathBuf::from);
+        Ok(CtlCli { socket, command })
+    }
+}

@@ -1,0 +1,231 @@
+//! `corral [OPTIONS] [--] [COMMAND...]` (the supervisor) and `corral check
+//! [OPTIONS]`: one table of options, `check` taking the first five; each
+//! option's `CORRAL_*` variable when it is not given.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Dirs, rest};
+use crate::args::{Opt, Positional, Scanned, Stop, env, scan};
+use crate::config::parse_duration;
+use crate::log::{LogArgs, LogFormat, LogLevel};
+
+/// `corral [OPTIONS] [--] [COMMAND...]`: the supervisor.
+#[derive(Debug)]
+pub struct Cli {
+    pub dirs: Dirs,
+    pub socket: Option<PathBuf>,
+    pub http: Option<String>,
+    /// An `Option`, so that s6-overlay's variables apply only when this is not given.
+    pub shutdown_timeout: Option<Duration>,
+    pub log: LogArgs,
+    /// The main program and its arguments: its exit ends the container.
+    pub command: Vec<String>,
+}
+
+/// `corral check [OPTIONS]`.
+#[derive(Debug)]
+pub struct CheckCli {
+    pub dirs: Dirs,
+    pub log: LogArgs,
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The options shared by the supervisor and `check`, in table order.
+const SERVICES: usize = 0;
+const INIT_DIR: usize = 1;
+const FINISH_DIR: usize = 2;
+const LOG_FORMAT: usize = 3;
+const LOG_LEVEL: usize = 4;
+const SOCKET: usize = 5;
+const HTTP: usize = 6;
+const SHUTDOWN_TIMEOUT: usize = 7;
+
+const SUPERVISOR_OPTS: &[Opt] = &[
+    Opt::value("services", "DIR"),
+    Opt::value("init-dir", "DIR"),
+    Opt::value("finish-dir", "DIR"),
+    Opt::value("log-format", "FORMAT"),
+    Opt::value("log-level", "LEVEL"),
+    Opt::value("socket", "PATH"),
+    Opt::value("http", "ADDR"),
+    Opt::value("shutdown-timeout", "DUR"),
+];
+
+/// `check` takes the first five.
+const CHECK_OPTS: &[Opt] = SUPERVISOR_OPTS.split_at(5).0;
+
+const DIRS_HELP: &str = "\
+  --services DIR          a services directory (repeatable, or DIR:DIR)
+                          [env CORRAL_SERVICES; default /etc/corral/services.d,
+                          plus /etc/services.d when it exists]
+  --init-dir DIR          init scripts, run in lexical order before the services
+                          [env CORRAL_INIT_DIR; default /etc/corral/init.d,
+                          plus /etc/cont-init.d when it exists]
+  --finish-dir DIR        finish scripts, run after the services stopped
+                          [env CORRAL_FINISH_DIR; default /etc/corral/finish.d,
+                          plus /etc/cont-finish.d when it exists]
+  --log-format FORMAT     corral's own messages on stderr: text or json
+                          [env CORRAL_LOG_FORMAT; default text]
+  --log-level LEVEL       error, warn, info, debug, trace or off
+                          [env CORRAL_LOG_LEVEL; default info]
+";
+
+fn supervisor_help() -> String {
+    format!(
+        "A process supervisor for containers: runs as PID 1, starts, restarts, reaps,
+signals and stops services.
+
+Usage: corral [OPTIONS] [--] [COMMAND [ARG]...]
+
+COMMAND is the main program, started once every service is started; its exit
+ends the container. Its own options follow its name (corral app -v).
+
+Options:
+{DIRS_HELP}  --socket PATH           the control socket [env CORRAL_SOCKET; default
+                          /run/corral/control.sock; if /run is not writable,
+                          $XDG_RUNTIME_DIR/corral/control.sock, else
+                          /tmp/corral-$UID/control.sock; never a symbolic
+                          link, nor a directory others can write]
+  --http ADDR             serve /healthz, /readyz and /metrics on ADDR
+                          (e.g. 0.0.0.0:9000) [env CORRAL_HTTP]
+  --shutdown-timeout DUR  total budget for the shutdown (e.g. 9s, 500ms)
+                          [env CORRAL_SHUTDOWN_TIMEOUT; default 9s, or
+                          S6_SERVICES_GRACETIME + S6_KILL_GRACETIME when set]
+  -h, --help              print this help
+  -V, --version           print the version
+
+Other modes:
+  corral check [OPTIONS]        validate every service definition, print the start plan
+  corral ctl SUBCOMMAND ...     control a running corral (also as `corralctl`)
+  corral with-contenv PROG ...  s6-overlay's with-contenv (also as a link `with-contenv`)
+  corral s6-svc [-udr...] DIR   s6-overlay's s6-svc on corral's services (also `s6-svc`)
+
+A COMMAND named like a mode must follow `--`: corral -- check
+"
+    )
+}
+
+fn check_help() -> String {
+    format!(
+        "Validate every service definition and print the start plan
+(exit 0, or 2 with every error).
+
+Usage: corral check [OPTIONS]
+
+Options:
+{DIRS_HELP}  -h, --help              print this help
+"
+    )
+}
+
+impl Cli {
+    pub fn parse(args: &[OsString]) -> Result<Cli, Stop> {
+        const P: &str = "corral";
+        let s = scan(rest(args), SUPERVISOR_OPTS, Positional::Trailing)
+            .map_err(|e| Stop::usage(P, e))?;
+        if s.help {
+            return Err(Stop::Print(supervisor_help()));
+        }
+        if s.version {
+            return Err(Stop::Print(format!("corral {VERSION}\n")));
+        }
+        let shutdown_timeout = match given(&s, SHUTDOWN_TIMEOUT, "CORRAL_SHUTDOWN_TIMEOUT") {
+            Some((text, from)) => Some(
+                parse_duration(&text)
+                    .map_err(|e| Stop::usage(P, format!("invalid value for {from}: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Cli {
+            dirs: dirs(&s),
+            socket: given(&s, SOCKET, "CORRAL_SOCKET").map(|(v, _)| PathBuf::from(v)),
+            http: given(&s, HTTP, "CORRAL_HTTP").map(|(v, _)| v),
+            shutdown_timeout,
+            log: log_args(&s).map_err(|e| Stop::usage(P, e))?,
+            command: s.positional,
+        })
+    }
+}
+
+impl CheckCli {
+    pub fn parse(args: &[OsString]) -> Result<CheckCli, Stop> {
+        const P: &str = "corral check";
+        let s = scan(rest(args), CHECK_OPTS, Positional::Mixed).map_err(|e| Stop::usage(P, e))?;
+        if s.help {
+            return Err(Stop::Print(check_help()));
+        }
+        if let Some(extra) = s.positional.first() {
+            return Err(Stop::usage(P, format!("unexpected argument {extra}")));
+        }
+        Ok(CheckCli {
+            dirs: dirs(&s),
+            log: log_args(&s).map_err(|e| Stop::usage(P, e))?,
+        })
+    }
+}
+
+/// The option's last value, else its environment variable's; with where it
+/// came from, for messages.
+fn given(s: &Scanned, index: usize, var: &'static str) -> Option<(String, String)> {
+    match s.last(index) {
+        Some(v) => Some((v.to_string(), format!("--{}", SUPERVISOR_OPTS[index].long))),
+        None => env(var).map(|v| (v, var.to_string())),
+    }
+}
+
+fn dirs(s: &Scanned) -> Dirs {
+    let list = |index: usize, var: &str| -> Vec<PathBuf> {
+        let mut values: Vec<String> = s.values(index).map(str::to_string).collect();
+        if values.is_empty() {
+            values.extend(env(var));
+        }
+        values
+            .iter()
+            .flat_map(|v| v.split(':'))
+            .map(PathBuf::from)
+            .collect()
+    };
+    Dirs {
+        services: list(SERVICES, "CORRAL_SERVICES"),
+        init_dirs: list(INIT_DIR, "CORRAL_INIT_DIR"),
+        finish_dirs: list(FINISH_DIR, "CORRAL_FINISH_DIR"),
+    }
+}
+
+fn log_args(s: &Scanned) -> Result<LogArgs, String> {
+    let log_format = match given(s, LOG_FORMAT, "CORRAL_LOG_FORMAT") {
+        None => LogFormat::Text,
+        Some((v, from)) => match v.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(format!(
+                    "invalid value {v:?} for {from} (expected text or json)"
+                ));
+            }
+        },
+    };
+    let log_level = match given(s, LOG_LEVEL, "CORRAL_LOG_LEVEL") {
+        None => LogLevel::Info,
+        Some((v, from)) => match v.to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            "off" => LogLevel::Off,
+            _ => {
+                return Err(format!(
+                    "invalid value {v:?} for {from} (expected error, warn, info, debug, trace or off)"
+                ));
+            }
+        },
+    };
+    Ok(LogArgs {
+        log_format,
+        log_level,
+    })
+}

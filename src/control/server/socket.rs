@@ -1,0 +1,91 @@
+//! The socket file: its directory made and checked safe, a stale socket
+//! of an earlier corral replaced (a live one refused), and the bind done
+//! with a umask that never lets the file be wider than 0600.
+//!
+//! What it must never do: remove anything that is not a socket, or trust a
+//! directory it did not check after creating it.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+use nix::sys::stat::{Mode, umask};
+use tracing::info;
+
+use crate::control::{DirError, check_socket_dir, create_socket_dir};
+
+/// Make sure the directory of the socket at `path` is safe (see
+/// `control::check_socket_dir`), creating what is missing, mode 0700. What
+/// exists is checked before anything is created in it, and everything again
+/// after: a directory someone else made in between is refused, not trusted.
+pub(super) fn safe_dir(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let euid = nix::unistd::geteuid().as_raw();
+    let refuse = |why: DirError| {
+        format!(
+            "control socket {}: not a safe place: {why} (its directory must be a real directory owned by root or uid {euid} that no one else can write, below directories others cannot write unless sticky; choose another --socket / CORRAL_SOCKET)",
+            path.display()
+        )
+    };
+    match check_socket_dir(dir, euid) {
+        Ok(()) => return Ok(()),
+        Err(DirError::Missing(_)) => {}
+        Err(why) => return Err(refuse(why)),
+    }
+    create_socket_dir(dir).map_err(|e| {
+        format!(
+            "cannot create the control socket's directory {}: {e}",
+            dir.display()
+        )
+    })?;
+    check_socket_dir(dir, euid).map_err(refuse)
+}
+
+/// A socket file at `path` from an earlier corral that is gone (connect says
+/// ECONNREFUSED) is removed; a live one means another corral: an error.
+/// Anything that is not a socket is never removed.
+pub(super) fn replace_stale(path: &Path) -> Result<(), String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("control socket {}: {e}", path.display())),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(format!(
+            "{} exists and is not a socket; not replacing it (remove it, or choose another path with --socket)",
+            path.display()
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(format!(
+            "another corral is already listening on {} (stop it, or give this one its own --socket / CORRAL_SOCKET)",
+            path.display()
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            info!(path = %path.display(), "replacing a stale control socket");
+            fs::remove_file(path)
+                .map_err(|e| format!("cannot remove stale control socket {}: {e}", path.display()))
+        }
+        Err(e) => Err(format!(
+            "cannot tell whether another corral listens on {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// bind(2) with umask 0177, so the socket file is created mode 0600: there
+/// is no moment at which it is wider. The umask is process-wide; at this
+/// point of startup no other thread creates files (the signal thread only
+/// forwards signals, the output thread is not started yet).
+pub(super) fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    umask(old);
+    // std creates the socket with SOCK_CLOEXEC and accepts with accept4(SOCK_CLOEXEC).
+    listener
+}

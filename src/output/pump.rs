@@ -1,0 +1,396 @@
+//! The output thread: one `poll(2)` over every service pipe and the
+//! wake-up pipe; each read is cut into lines for its writer (`NAME | line`)
+//! and kept in `Logs`. A stream whose writer is behind is not read
+//! (backpressure), pipes are served in turn so that none starves.
+//!
+//! What it must never do: write fds 1 and 2 itself (the writers do), wait
+//! for a writer, or touch service state.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tracing::debug;
+
+use super::ring::{Block, Logs, Ring, new_source};
+use super::split::Splitter;
+use super::writer::Writer;
+use super::{HARD_LIMIT, HIGH_WATER, READ_SIZE, SPARES, Stream};
+use crate::log;
+use crate::polling::{self, Wake};
+
+enum Msg {
+    Add {
+        name: Arc<str>,
+        stream: Stream,
+        fd: OwnedFd,
+    },
+    /// Stop once every stream has reached EOF and been written.
+    Finish,
+}
+
+pub struct Output {
+    tx: Sender<Msg>,
+    wake: Arc<Wake>,
+    done: Receiver<()>,
+}
+
+/// One pipe being read.
+struct Source {
+    name: Arc<str>,
+    /// `NAME | `
+    prefix: Vec<u8>,
+    stream: Stream,
+    id: u64,
+    fd: OwnedFd,
+    splitter: Splitter,
+    /// Every writer of the pipe has closed it (POLLHUP): what is left in it
+    /// is all there will be.
+    hung_up: bool,
+}
+
+/// The output thread's side of a writer thread.
+struct Sink {
+    tx: Sender<Vec<u8>>,
+    /// Bytes sent to the writer and not written yet.
+    waiting: Arc<AtomicUsize>,
+    /// Whole lines not sent yet (sent once per poll round).
+    batch: Vec<u8>,
+    /// Written batches, back for reuse.
+    spare: Receiver<Vec<u8>>,
+}
+
+impl Sink {
+    /// Bytes that wait for this stream.
+    fn level(&self) -> usize {
+        self.waiting.load(Ordering::Acquire) + self.batch.len()
+    }
+
+    /// May `source` be read now?
+    fn takes(&self, source: &Source) -> bool {
+        let level = self.level();
+        level < HIGH_WATER || (source.hung_up && level < HARD_LIMIT)
+    }
+
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(2 * READ_SIZE));
+        let batch = std::mem::replace(&mut self.batch, next);
+        let len = batch.len();
+        self.waiting.fetch_add(len, Ordering::AcqRel);
+        if self.tx.send(batch).is_err() {
+            // The writer is gone (it never should be): the bytes are lost.
+            self.waiting.fetch_sub(len, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Output {
+    /// Start the output thread and its two writers; the lines it writes are
+    /// also kept in `logs`. From now on corral's own log lines go through
+    /// the stderr writer (`log::attach`).
+    pub fn start(logs: Logs) -> io::Result<Output> {
+        let (wake_r, wake_w) = polling::wake_pipe()?;
+        let wake = Arc::new(wake_w);
+        let mut sinks = Vec::new();
+        let mut writers = Vec::new();
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let (tx, batches) = crossbeam_channel::unbounded();
+            let (spare_tx, spare) = crossbeam_channel::bounded(SPARES);
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let writer = Writer {
+                stream,
+                batches,
+                own: None,
+                waiting: Arc::clone(&waiting),
+                spare: spare_tx,
+                wake: Arc::clone(&wake),
+            };
+            writers.push(writer);
+            sinks.push(Sink {
+                tx,
+                waiting,
+                batch: Vec::with_capacity(2 * READ_SIZE),
+                spare,
+            });
+        }
+        let mut handles = Vec::new();
+        for mut writer in writers {
+            let name = format!("output-{}", writer.stream.as_str());
+            if writer.stream == Stream::Stderr {
+                writer.own = Some(log::attach());
+            }
+            let spawned = thread::Builder::new()
+                .name(name)
+                .spawn(move || writer.run());
+            match spawned {
+                Ok(handle) => handles.push(handle),
+                Err(err) => {
+                    log::detach();
+                    return Err(err);
+                }
+            }
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let pump = Pump {
+            rx,
+            wake: wake_r,
+            logs,
+            sinks,
+            sources: Vec::new(),
+            spare: Vec::new(),
+            turn: 0,
+        };
+        let spawned = thread::Builder::new().name("output".into()).spawn(move || {
+            pump.run(handles);
+            let _ = done_tx.send(());
+        });
+        if let Err(err) = spawned {
+            log::detach();
+            return Err(err);
+        }
+        Ok(Output { tx, wake, done })
+    }
+
+    pub fn add(&self, name: Arc<str>, stream: Stream, fd: OwnedFd) {
+        if self.tx.send(Msg::Add { name, stream, fd }).is_ok() {
+            self.wake.wake();
+        }
+    }
+
+    /// Wait until every stream has been read to EOF and written, or
+    /// `deadline`. Returns by `deadline` even when a stream is stalled
+    /// (its writer is then left blocked; corral exits around it).
+    pub fn finish(&self, deadline: Instant) -> bool {
+        if self.tx.send(Msg::Finish).is_err() {
+            return true;
+        }
+        self.wake.wake();
+        self.done.recv_deadline(deadline).is_ok()
+    }
+}
+
+/// The output thread.
+struct Pump {
+    rx: Receiver<Msg>,
+    wake: OwnedFd,
+    logs: Logs,
+    /// Indexed by `Stream::index`.
+    sinks: Vec<Sink>,
+    sources: Vec<Source>,
+    /// Read buffers (`READ_SIZE` long) for reuse.
+    spare: Vec<Vec<u8>>,
+    /// Where the next round starts serving sources, so none is starved.
+    turn: usize,
+}
+
+impl Pump {
+    pub(super) fn run(mut self, writers: Vec<JoinHandle<()>>) {
+        let mut finishing = false;
+        loop {
+            for msg in self.rx.try_iter() {
+                match msg {
+                    Msg::Add { name, stream, fd } => {
+                        let mut prefix = name.as_bytes().to_vec();
+                        prefix.extend_from_slice(b" | ");
+                        self.sources.push(Source {
+                            name,
+                            prefix,
+                            stream,
+                            id: new_source(),
+                            fd,
+                            splitter: Splitter::default(),
+                            hung_up: false,
+                        });
+                    }
+                    Msg::Finish => finishing = true,
+                }
+            }
+            if finishing && self.sources.is_empty() {
+                break;
+            }
+            self.round();
+        }
+        // Disconnect the writers: they write what they hold, then end.
+        self.sinks.clear();
+        for writer in writers {
+            let _ = writer.join();
+        }
+    }
+
+    /// One poll and what it found.
+    fn round(&mut self) {
+        // Which pipes to wait for, and for what: a stream whose writer is
+        // behind is not read (backpressure), but a hang-up is still seen.
+        let mut polled: Vec<usize> = Vec::with_capacity(self.sources.len());
+        let revents: Vec<PollFlags> = {
+            let mut fds: Vec<PollFd> = Vec::with_capacity(self.sources.len() + 1);
+            fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            for (i, source) in self.sources.iter().enumerate() {
+                let takes = self
+                    .sinks
+                    .get(source.stream.index())
+                    .is_some_and(|sink| sink.takes(source));
+                let events = if takes {
+                    PollFlags::POLLIN
+                } else if !source.hung_up {
+                    PollFlags::empty()
+                } else {
+                    continue;
+                };
+                polled.push(i);
+                fds.push(PollFd::new(source.fd.as_fd(), events));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(Errno::EINTR) => return,
+                Err(err) => {
+                    debug!(%err, "output poll failed");
+                    return;
+                }
+            }
+            fds.iter()
+                .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
+                .collect()
+        };
+        let Some((woken, revents)) = revents.split_first() else {
+            return;
+        };
+        if !woken.is_empty() {
+            polling::drain(&self.wake);
+        }
+        let mut closed = Vec::new();
+        let n = polled.len();
+        for k in 0..n {
+            let j = (self.turn + k) % n;
+            let (Some(&i), Some(&r)) = (polled.get(j), revents.get(j)) else {
+                continue;
+            };
+            if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
+                && let Some(source) = self.sources.get_mut(i)
+            {
+                source.hung_up = true;
+            }
+            if r.is_empty() {
+                continue;
+            }
+            if self.serve(i) {
+                closed.push(i);
+            }
+        }
+        self.turn = self.turn.wrapping_add(1);
+        closed.sort_unstable();
+        for i in closed.into_iter().rev() {
+            self.sources.swap_remove(i);
+        }
+        for sink in &mut self.sinks {
+            sink.send();
+        }
+    }
+
+    /// Read source `i` once, if its stream takes more; true at its end.
+    fn serve(&mut self, i: usize) -> bool {
+        let Some(source) = self.sources.get_mut(i) else {
+            return false;
+        };
+        let Some(sink) = self.sinks.get_mut(source.stream.index()) else {
+            return false;
+        };
+        if !sink.takes(source) {
+            return false;
+        }
+        let mut buf = self.spare.pop().unwrap_or_default();
+        let read = read_fresh(&source.fd, &mut buf);
+        let mut store = self.logs.lock();
+        if !store.services.contains_key(&*source.name) {
+            store
+                .services
+                .insert(source.name.to_string(), Ring::default());
+        }
+        let Some(ring) = store.services.get_mut(&*source.name) else {
+            return false;
+        };
+        let stream = source.stream;
+        let prefix = &source.prefix;
+        let batch = &mut sink.batch;
+        let followers = &mut ring.followers;
+        // Run for every line: kept lean (millions of lines a second).
+        let emit = |line: &[u8]| {
+            batch.extend_from_slice(prefix);
+            batch.extend_from_slice(line);
+            batch.push(b'\n');
+            if !followers.is_empty() {
+                Ring::tell(followers, stream, line);
+            }
+        };
+        let got = match read {
+            Ok(0) => None,
+            Ok(len) => Some(len),
+            // Readable by poll, so neither happens with a blocking pipe;
+            // try again next round.
+            Err(Errno::EINTR | Errno::EAGAIN) => Some(0),
+            Err(_) => None,
+        };
+        let ended = match got {
+            Some(len) => {
+                let data = buf.get(..len).unwrap_or_default();
+                let fresh = source.splitter.split(data, emit);
+                if len > 0 {
+                    ring.keep_read(source.id, stream, &mut buf, len, fresh, &mut self.spare);
+                }
+                false
+            }
+            None => {
+                let unfinished = source.splitter.has_partial();
+                source.splitter.finish(emit);
+                if unfinished {
+                    let block = Block {
+                        source: source.id,
+                        stream,
+                        data: Vec::new(),
+                        fresh: 0,
+                        eof: true,
+                    };
+                    ring.keep(block, &mut self.spare);
+                }
+                true
+            }
+        };
+        drop(store);
+        if buf.capacity() >= READ_SIZE && self.spare.len() < SPARES {
+            self.spare.push(buf);
+        }
+        ended
+    }
+}
+
+/// Reads up to `READ_SIZE` bytes from `fd` into `buf`, replacing what it
+/// held; `buf.len()` is then the count read. The buffer is not zeroed first:
+/// only the pages a read fills are touched, so a quiet service keeps one
+/// page of it resident, not 64 KiB.
+fn read_fresh(fd: &OwnedFd, buf: &mut Vec<u8>) -> nix::Result<usize> {
+    buf.clear();
+    buf.reserve_exact(READ_SIZE);
+    // SAFETY: `buf` has room for READ_SIZE bytes past its (zero) length;
+    // read(2) writes at most that many, and `set_len` covers only the bytes
+    // it reports written.
+    unsafe {
+        let n = libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), READ_SIZE);
+        let n = Errno::result(n)?;
+        let n = usize::try_from(n).unwrap_or(0).min(READ_SIZE);
+        buf.set_len(n);
+        Ok(n)
+    }
+}

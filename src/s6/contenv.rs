@@ -1,0 +1,185 @@
+//! `with-contenv PROG [ARG]...`: exec PROG with the container environment
+//! that s6-overlay keeps in `/run/s6/container_environment` (s6-envdir's
+//! rules), unless `S6_KEEP_ENV` says to keep the current one.
+//!
+//! What it must never do: write the directory (corral writes nothing but
+//! its socket), or open a file that could block (`files::read`).
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
+use crate::files;
+use crate::text::strerror;
+
+/// Where s6-overlay keeps the container environment: v2's path, then v3's.
+/// corral writes neither; `cont-init.d` scripts may. On most images
+/// `/var/run` is a link to `/run`: the same directory is read once.
+pub const CONTAINER_ENV_DIRS: [&str; 2] = [
+    "/var/run/s6/container_environment",
+    "/run/s6/container_environment",
+];
+
+/// `with-contenv PROG [ARG]...` (`args` without the program name): exec
+/// PROG with corral's environment (services already have the container's),
+/// plus what the container environment directories say. Returns only when
+/// PROG cannot be run.
+pub fn with_contenv(args: &[OsString]) -> u8 {
+    let Some((prog, rest)) = args.split_first() else {
+        eprintln!("with-contenv: usage: with-contenv PROG [ARG]...");
+        return EXIT_USAGE;
+    };
+    let mut cmd = Command::new(prog);
+    cmd.args(rest);
+    // s6-overlay: with S6_KEEP_ENV set, with-contenv does nothing but exec.
+    if !keep_env(std::env::var_os("S6_KEEP_ENV")) {
+        let mut read: Vec<(u64, u64)> = Vec::new();
+        for dir in CONTAINER_ENV_DIRS.map(Path::new) {
+            let Ok(meta) = fs::metadata(dir) else {
+                continue;
+            };
+            if !meta.is_dir() || read.contains(&(meta.dev(), meta.ino())) {
+                continue;
+            }
+            read.push((meta.dev(), meta.ino()));
+            match read_envdir(dir) {
+                Ok(vars) => {
+                    for (name, value) in vars {
+                        match value {
+                            Some(value) => cmd.env(name, value),
+                            None => cmd.env_remove(name),
+                        };
+                    }
+                }
+                Err(err) => {
+                    // s6-envdir's answer to an unreadable directory.
+                    eprintln!("with-contenv: fatal: {err}");
+                    return EXIT_SYSTEM;
+                }
+            }
+        }
+    }
+    // exec(3) replaces this process; std resets the signal mask and SIGPIPE
+    // to their defaults first, so PROG starts as it would from a shell.
+    let err = cmd.exec();
+    // strerror(3) text, without std's " (os error N)".
+    eprintln!(
+        "with-contenv: {}: {}",
+        prog.to_string_lossy(),
+        strerror(&err)
+    );
+    if err.kind() == io::ErrorKind::NotFound {
+        EXIT_NOT_FOUND
+    } else {
+        EXIT_CANNOT_RUN
+    }
+}
+
+/// s6-overlay's with-contenv runs `s6-envdir` unless `S6_KEEP_ENV` is a
+/// number other than 0 (its test is `0$S6_KEEP_ENV -eq 0`; anything that is
+/// not a number counts as set, too).
+fn keep_env(value: Option<OsString>) -> bool {
+    value.is_some_and(|v| !v.as_bytes().iter().all(|&b| b == b'0'))
+}
+
+/// The variables of an s6 envdir, by name: `Some(value)` to set, `None` to
+/// unset. s6-overlay's with-contenv reads the directory with `s6-envdir -Lf`:
+/// every file whose name neither starts with `.` nor contains `=`; an empty
+/// file unsets its variable; otherwise the whole content, less one trailing
+/// newline, with NUL bytes turned into newlines (s6-envdir(8)).
+pub fn read_envdir(dir: &Path) -> Result<Vec<(OsString, Option<OsString>)>, String> {
+    let cannot = |path: &Path, err: io::Error| format!("unable to read {}: {err}", path.display());
+    let mut vars = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| cannot(dir, e))? {
+        let entry = entry.map_err(|e| cannot(dir, e))?;
+        let name = entry.file_name();
+        if name.as_bytes().first() == Some(&b'.') || name.as_bytes().contains(&b'=') {
+            continue;
+        }
+        let path = entry.path();
+        // Through symbolic links; a subdirectory is not a variable.
+        if !fs::metadata(&path).map_err(|e| cannot(&path, e))?.is_file() {
+            continue;
+        }
+        // Never a blocking open, nor a file larger than 1 MiB (an argument
+        // string may not pass 128 KiB anyway, execve(2)).
+        let content = files::read(&path).map_err(|e| format!("unable to read {e}"))?;
+        vars.push((name, envdir_value(&content)));
+    }
+    vars.sort();
+    Ok(vars)
+}
+
+/// One envdir file's content as a value (`None`: unset the variable).
+fn envdir_value(content: &[u8]) -> Option<OsString> {
+    if content.is_empty() {
+        return None;
+    }
+    let value = content.strip_suffix(b"\n").unwrap_or(content);
+    Some(OsString::from_vec(
+        value
+            .iter()
+            .map(|&b| if b == 0 { b'\n' } else { b })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envdir_values_follow_s6_envdir_f() {
+        assert_eq!(envdir_value(b""), None);
+        assert_eq!(envdir_value(b"\n"), Some(OsString::new()));
+        assert_eq!(envdir_value(b"a b  \n"), Some("a b  ".into()));
+        assert_eq!(envdir_value(b"one\ntwo\n"), Some("one\ntwo".into()));
+        assert_eq!(envdir_value(b"one\n\n"), Some("one\n".into()));
+        assert_eq!(envdir_value(b"x\0y"), Some("x\ny".into()));
+    }
+
+    #[test]
+    fn an_envdir_is_read_by_name_skipping_dot_files_and_equals() {
+        let dir = std::env::temp_dir().join(format!("corral-unit-envdir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        fs::write(dir.join("B"), "2\n").unwrap();
+        fs::write(dir.join("A"), "1").unwrap();
+        fs::write(dir.join("EMPTY"), "").unwrap();
+        fs::write(dir.join(".hidden"), "no").unwrap();
+        fs::write(dir.join("X=Y"), "no").unwrap();
+        // Not a variable, and never opened (no writer: it would block).
+        nix::unistd::mkfifo(&dir.join("FIFO"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let vars = read_envdir(&dir).unwrap();
+        assert_eq!(
+            vars,
+            vec![
+                ("A".into(), Some("1".into())),
+                ("B".into(), Some("2".into())),
+                ("EMPTY".into(), None),
+            ]
+        );
+        let _ = fs::remove_dir_all(&dir);
+        assert!(
+            read_envdir(&dir)
+                .unwrap_err()
+                .starts_with("unable to read ")
+        );
+    }
+
+    #[test]
+    fn s6_keep_env_is_any_number_but_zero() {
+        assert!(!keep_env(None));
+        assert!(!keep_env(Some("".into())));
+        assert!(!keep_env(Some("0".into())));
+        assert!(!keep_env(Some("00".into())));
+        assert!(keep_env(Some("1".into())));
+        assert!(keep_env(Some("yes".into())));
+    }
+}

@@ -1,0 +1,376 @@
+//! What an s6-svc command line asks (`SvcArgs`: its commands and its `-w`
+//! wait), carried out on one service over the control socket (as `corral
+//! ctl` does), bounded by `-T`: start, stop, restart, signals, the waits.
+//!
+//! What it must never do: know more of the supervisor than the control
+//! protocol says, or wait past the `-T` deadline. (`-wd`, `-wD`, `-wr`
+//! and `-wR` re-read the status until they hold: the protocol's `wait`
+//! knows only started and ready.)
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::{EXIT_NO_SERVICE, EXIT_SYSTEM, EXIT_TIMED_OUT};
+use crate::control::client;
+use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
+
+/// A `-w` wait, re-checked this often at first, doubling up to `POLL_MAX`.
+const POLL_FIRST: Duration = Duration::from_millis(10);
+const POLL_MAX: Duration = Duration::from_millis(200);
+
+/// One s6-svc command, in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SvcCommand {
+    /// `-u`, `-U`: start.
+    Up,
+    /// `-o`: start; corral's restart policy still applies.
+    Once,
+    /// `-d`, `-D`: stop.
+    Down,
+    /// `-r`: restart, if it runs.
+    Restart,
+    /// `-t`, `-h`, ..., `-s SIG`.
+    Signal(Signal),
+}
+
+/// What `-w` waits for, once the commands are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WaitFor {
+    /// `-wu`: a process runs.
+    Up,
+    /// `-wU`: up and ready.
+    Ready,
+    /// `-wd`: the process that ran has died.
+    Down,
+    /// `-wD`: down, and its `finish` script has exited.
+    Finished,
+    /// `-wr`: a new process runs.
+    Restarted,
+    /// `-wR`: a new process runs and is ready.
+    RestartedReady,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct SvcArgs {
+    pub(super) commands: Vec<SvcCommand>,
+    pub(super) wait: Option<WaitFor>,
+    /// `-T ms`; 0 or none: no limit.
+    pub(super) timeout: Option<Duration>,
+    pub(super) dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// `-T` ran out.
+    TimedOut,
+    /// No socket, or it refused us: where it was looked for, and why.
+    Unreachable(String),
+    /// The directory names no service of this corral's.
+    NoService(String),
+    /// corral answered with an error.
+    Refused(String),
+}
+
+impl Failure {
+    pub(super) fn code(&self) -> u8 {
+        match self {
+            Failure::TimedOut => EXIT_TIMED_OUT,
+            Failure::NoService(_) => EXIT_NO_SERVICE,
+            Failure::Unreachable(_) | Failure::Refused(_) => EXIT_SYSTEM,
+        }
+    }
+}
+
+/// Requests to corral, bounded by the `-T` deadline.
+pub(super) struct Link {
+    pub(super) socket: Option<PathBuf>,
+    pub(super) deadline: Option<Instant>,
+}
+
+impl Link {
+    fn open(&self, request: &Request) -> Result<UnixStream, Failure> {
+        let mut stream = client::connect(self.socket.as_deref()).map_err(Failure::Unreachable)?;
+        stream
+            .write_all(encode_request(request).as_bytes())
+            .map_err(|e| Failure::Unreachable(format!("cannot send the request: {e}")))?;
+        Ok(stream)
+    }
+
+    /// Hand the request over without waiting for its answer: corral carries
+    /// it out all the same (a client that hangs up only loses the answer).
+    fn tell(&self, request: &Request) -> Result<(), Failure> {
+        self.open(request).map(drop)
+    }
+
+    /// The answer to `request`, or `TimedOut` at the deadline.
+    fn ask(&self, request: &Request) -> Result<Response, Failure> {
+        let mut reader = BufReader::new(self.open(request)?);
+        let mut line = String::new();
+        loop {
+            let left = self.left()?;
+            reader
+                .get_ref()
+                .set_read_timeout(left)
+                .map_err(|e| Failure::Refused(e.to_string()))?;
+            match reader.read_line(&mut line) {
+                Ok(0) => {
+                    return Err(Failure::Refused(
+                        "corral closed the connection without answering (is it exiting?)".into(),
+                    ));
+                }
+                Ok(_) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(Failure::TimedOut);
+                }
+                Err(e) => return Err(Failure::Refused(format!("reading corral's answer: {e}"))),
+            }
+        }
+        decode_response(line.trim_end()).map_err(Failure::Refused)
+    }
+
+    /// `ask`, with an error answer as a failure.
+    fn carry_out(&self, request: &Request) -> Result<Response, Failure> {
+        let response = self.ask(request)?;
+        if response.ok {
+            Ok(response)
+        } else {
+            Err(Failure::Refused(refusal(&response)))
+        }
+    }
+
+    fn status(&self, name: &str) -> Result<ServiceStatus, Failure> {
+        let response = self.ask(&Request::Status {
+            services: vec![name.to_string()],
+        })?;
+        if !response.ok {
+            // `status` fails only on names: "no service "wbe" (did you mean "web"?)".
+            return Err(Failure::NoService(refusal(&response)));
+        }
+        response
+            .services
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Failure::NoService(format!("no service \"{name}\"")))
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    fn left(&self) -> Result<Option<Duration>, Failure> {
+        match self.deadline {
+            None => Ok(None),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    Err(Failure::TimedOut)
+                } else {
+                    Ok(Some(left))
+                }
+            }
+        }
+    }
+
+    /// Sleep `pause`, but not past the deadline.
+    fn pause(&self, pause: Duration) -> Result<(), Failure> {
+        let pause = self.left()?.map_or(pause, |left| left.min(pause));
+        thread::sleep(pause);
+        Ok(())
+    }
+}
+
+fn refusal(response: &Response) -> String {
+    response
+        .error
+        .clone()
+        .unwrap_or_else(|| "failed (no reason given)".into())
+}
+
+/// Every command of `args`, in order, on one service; then the `-w` wait.
+///
+/// s6-svc only writes its commands to the supervisor and exits; so the last
+/// command is handed over without waiting for corral to carry it out (a
+/// `finish` script that runs `s6-svc -d` on its own service must not wait
+/// for itself). Earlier commands are carried out first, so that the next
+/// one applies to their result. A stop followed by `-wd`/`-wD`, or a restart
+/// followed by `-wr`/`-wR`, waits for corral's answer, which says exactly that.
+pub(super) fn control(link: &Link, name: &str, args: &SvcArgs) -> Result<(), Failure> {
+    let before = link.status(name)?;
+    let targets = || Targets {
+        services: vec![name.to_string()],
+        all: false,
+    };
+    let last = args.commands.len().saturating_sub(1);
+    for (i, &command) in args.commands.iter().enumerate() {
+        let answered = i != last
+            || matches!(
+                (command, args.wait),
+                (SvcCommand::Down, Some(WaitFor::Down | WaitFor::Finished))
+                    | (
+                        SvcCommand::Restart,
+                        Some(WaitFor::Restarted | WaitFor::RestartedReady)
+                    )
+            );
+        let request = match command {
+            SvcCommand::Signal(signal) => {
+                signal_service(link, name, signal)?;
+                continue;
+            }
+            SvcCommand::Up => Request::Start(targets()),
+            SvcCommand::Once => {
+                eprintln!(
+                    "s6-svc: warning: -o starts {name}, but corral restarts it per its restart policy when it exits (for run-once, give it restart = \"never\")"
+                );
+                Request::Start(targets())
+            }
+            SvcCommand::Down => Request::Stop(targets()),
+            SvcCommand::Restart => {
+                // s6: -r kills a running process for the supervisor to start
+                // again; a service that is down stays down.
+                let now = if i == 0 {
+                    before.clone()
+                } else {
+                    link.status(name)?
+                };
+                if now.pid.is_none() {
+                    eprintln!(
+                        "s6-svc: warning: {name} is not running: -r does nothing (-u starts it)"
+                    );
+                    continue;
+                }
+                Request::Restart(targets())
+            }
+        };
+        if answered {
+            link.carry_out(&request)?;
+        } else {
+            link.tell(&request)?;
+        }
+    }
+    match args.wait {
+        Some(wait) => wait_for(link, name, wait, before.pid),
+        None => Ok(()),
+    }
+}
+
+/// A signal to the service's process (its group with `kill-group = true`).
+/// Like s6-supervise, a service that is not running is left alone.
+fn signal_service(link: &Link, name: &str, signal: Signal) -> Result<(), Failure> {
+    let response = link.ask(&Request::Signal {
+        signal: signal.as_str().to_string(),
+        services: vec![name.to_string()],
+    })?;
+    if response.ok {
+        return Ok(());
+    }
+    if link.status(name)?.pid.is_none() {
+        eprintln!(
+            "s6-svc: warning: {name} is not running: {} not sent",
+            signal.as_str()
+        );
+        return Ok(());
+    }
+    Err(Failure::Refused(refusal(&response)))
+}
+
+/// Block until `wait` holds. Up and ready are corral's own `wait`; the
+/// others compare the service's pid with the one it had before the commands
+/// (`old_pid`), re-reading its status until they hold.
+fn wait_for(link: &Link, name: &str, wait: WaitFor, old_pid: Option<i32>) -> Result<(), Failure> {
+    if matches!(wait, WaitFor::Up | WaitFor::Ready) {
+        link.carry_out(&Request::Wait {
+            services: vec![name.to_string()],
+            timeout_ms: None,
+            ready: wait == WaitFor::Ready,
+        })?;
+        return Ok(());
+    }
+    let mut pause = POLL_FIRST;
+    loop {
+        if reached(wait, &link.status(name)?, old_pid) {
+            return Ok(());
+        }
+        link.pause(pause)?;
+        pause = (pause * 2).min(POLL_MAX);
+    }
+}
+
+/// Whether `status` satisfies `wait`, the service having had `old_pid`.
+fn reached(wait: WaitFor, status: &ServiceStatus, old_pid: Option<i32>) -> bool {
+    let new_process = status.pid.is_some() && status.pid != old_pid;
+    match wait {
+        WaitFor::Up => status.pid.is_some(),
+        WaitFor::Ready => status.ready,
+        WaitFor::Down => status.pid.is_none() || new_process,
+        // No pid but still "stopping": its finish script runs.
+        WaitFor::Finished => (status.pid.is_none() && status.state != "stopping") || new_process,
+        WaitFor::Restarted => new_process,
+        WaitFor::RestartedReady => new_process && status.ready,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_compare_with_the_pid_before() {
+        let st = |pid: Option<i32>, state: &str, ready: bool| ServiceStatus {
+            name: "web".into(),
+            state: state.into(),
+            pid,
+            ready,
+            ..ServiceStatus::default()
+        };
+        let old = Some(10);
+        assert!(!reached(
+            WaitFor::Down,
+            &st(Some(10), "stopping", false),
+            old
+        ));
+        assert!(reached(WaitFor::Down, &st(None, "stopping", false), old));
+        assert!(reached(
+            WaitFor::Down,
+            &st(Some(11), "starting", false),
+            old
+        ));
+        // Finishing: no pid, still "stopping".
+        assert!(!reached(
+            WaitFor::Finished,
+            &st(None, "stopping", false),
+            old
+        ));
+        assert!(reached(WaitFor::Finished, &st(None, "stopped", false), old));
+        assert!(reached(WaitFor::Finished, &st(None, "backoff", false), old));
+        assert!(!reached(
+            WaitFor::Restarted,
+            &st(Some(10), "running", true),
+            old
+        ));
+        assert!(reached(
+            WaitFor::Restarted,
+            &st(Some(11), "starting", false),
+            old
+        ));
+        assert!(!reached(
+            WaitFor::RestartedReady,
+            &st(Some(11), "starting", false),
+            old
+        ));
+        assert!(reached(
+            WaitFor::RestartedReady,
+            &st(Some(11), "ready", true),
+            old
+        ));
+        // Already down before: -wd holds at once, as s6-svlisten1's first check.
+        assert!(reached(WaitFor::Down, &st(None, "stopped", false), None));
+    }
+}
