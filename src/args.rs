@@ -114,9 +114,9 @@ pub fn scan(args: &[OsString], table: &[Opt], positional: Positional) -> Result<
                 "help" => out.help = true,
                 "version" => out.version = true,
                 _ => {
-                    let index = find(table, |o| o.long == name)
+                    let (index, opt) = find(table, |o| o.long == name)
                         .ok_or_else(|| unknown(&format!("--{name}"), table))?;
-                    let value = value_of(&table[index], inline, &mut args)?;
+                    let value = value_of(opt, inline, &mut args)?;
                     out.opts.push((index, value));
                 }
             }
@@ -130,10 +130,10 @@ pub fn scan(args: &[OsString], table: &[Opt], positional: Positional) -> Result<
                 'h' if attached.is_empty() => out.help = true,
                 'V' if attached.is_empty() => out.version = true,
                 _ => {
-                    let index = find(table, |o| o.short == Some(letter))
+                    let (index, opt) = find(table, |o| o.short == Some(letter))
                         .ok_or_else(|| unknown(&format!("-{letter}"), table))?;
                     let inline = (!attached.is_empty()).then(|| attached.to_string());
-                    let value = value_of(&table[index], inline, &mut args)?;
+                    let value = value_of(opt, inline, &mut args)?;
                     out.opts.push((index, value));
                 }
             }
@@ -157,8 +157,9 @@ fn rest<'a>(args: impl Iterator<Item = &'a OsString>) -> Result<Vec<String>, Str
     .collect()
 }
 
-fn find(table: &[Opt], matches: impl Fn(&Opt) -> bool) -> Option<usize> {
-    table.iter().position(matches)
+/// The option that `matches`, with its index in `table`.
+fn find(table: &[Opt], matches: impl Fn(&Opt) -> bool) -> Option<(usize, &Opt)> {
+    table.iter().enumerate().find(|(_, o)| matches(o))
 }
 
 fn value_of<'a>(

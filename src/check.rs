@@ -19,18 +19,18 @@ pub fn levels(spec: &Spec) -> Vec<Vec<&ServiceSpec>> {
                     spec.services
                         .iter()
                         .position(|s| &s.name == d)
-                        .and_then(|j| level[j])
+                        .and_then(|j| level.get(j).copied().flatten())
                 })
                 .collect();
-            if let Some(deps) = deps {
-                level[i] = Some(deps.into_iter().map(|l| l + 1).max().unwrap_or(0));
+            if let (Some(deps), Some(slot)) = (deps, level.get_mut(i)) {
+                *slot = Some(deps.into_iter().map(|l| l + 1).max().unwrap_or(0));
             }
         }
     }
     let depth = level.iter().flatten().max().map_or(0, |m| m + 1);
     let mut out: Vec<Vec<&ServiceSpec>> = vec![Vec::new(); depth];
-    for (i, svc) in spec.services.iter().enumerate() {
-        if let Some(slot) = level[i].and_then(|l| out.get_mut(l)) {
+    for (svc, l) in spec.services.iter().zip(&level) {
+        if let Some(slot) = l.and_then(|l| out.get_mut(l)) {
             slot.push(svc);
         }
     }

@@ -20,8 +20,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::config::{Probe, ServiceSpec, Spec};
-use crate::control::protocol::{Request, Response};
 use crate::exit::Exit;
+use crate::protocol::{Request, Response};
 
 /// What the threads send the loop: a signal, or a control request with
 /// where its answer goes. The executor turns each into an `Event` (keeping

@@ -49,11 +49,14 @@ fn run() -> u8 {
         Some("s6-svc") => return s6::svc(args.get(1..).unwrap_or_default()),
         _ => {}
     }
+    // From the mode's name on, and after it.
+    let from_mode = args.get(1..).unwrap_or_default();
+    let after_mode = args.get(2..).unwrap_or_default();
     match args.get(1).and_then(|a| a.to_str()) {
-        Some("check") => check_mode(&args[1..]),
-        Some("ctl") => control::client::main(&args[1..], "corral ctl"),
-        Some("with-contenv") => s6::with_contenv(&args[2..]),
-        Some("s6-svc") => s6::svc(&args[2..]),
+        Some("check") => check_mode(from_mode),
+        Some("ctl") => control::client::main(from_mode, "corral ctl"),
+        Some("with-contenv") => s6::with_contenv(after_mode),
+        Some("s6-svc") => s6::svc(after_mode),
         _ => supervise(&args),
     }
 }
@@ -242,11 +245,7 @@ fn supervise(args: &[OsString]) -> u8 {
     );
     let main = (!cli.command.is_empty()).then(|| cli.command.clone());
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
-    // The core has its own copy of the type until it takes config's.
-    sup.init_failure = match s6.init_failure() {
-        config::InitFailure::Stop => supervisor::InitFailure::Stop,
-        config::InitFailure::Continue => supervisor::InitFailure::Continue,
-    };
+    sup.init_failure = s6.init_failure();
     let code = supervisor::run(
         sup,
         Setup {

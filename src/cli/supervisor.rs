@@ -171,7 +171,10 @@ impl CheckCli {
 /// came from, for messages.
 fn given(s: &Scanned, index: usize, var: &'static str) -> Option<(String, String)> {
     match s.last(index) {
-        Some(v) => Some((v.to_string(), format!("--{}", SUPERVISOR_OPTS[index].long))),
+        Some(v) => {
+            let long = SUPERVISOR_OPTS.get(index).map_or("", |o| o.long);
+            Some((v.to_string(), format!("--{long}")))
+        }
         None => env(var).map(|v| (v, var.to_string())),
     }
 }

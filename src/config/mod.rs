@@ -42,9 +42,6 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// For the core's did-you-mean on service names; the one definition is
-/// `text::closest`.
-pub use crate::text::closest as closest_name;
 pub use duration::{MAX_DURATION, parse_duration};
 pub use s6dir::parse_notification_fd;
 pub use signal::{parse_signal, signal_name};

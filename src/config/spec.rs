@@ -174,9 +174,8 @@ impl ServiceSpec {
 }
 
 /// What a failing init script does (s6-overlay's
-/// `S6_BEHAVIOUR_IF_STAGE2_FAILS`, read by `s6::S6Env`). The core still
-/// has its own `supervisor::InitFailure`, which `main` maps this to, until
-/// it takes this one.
+/// `S6_BEHAVIOUR_IF_STAGE2_FAILS`, read by `s6::S6Env`; the core acts on
+/// it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InitFailure {
     /// Stop the container with the script's code (SPEC; the default).

@@ -101,7 +101,7 @@ fn parse_svc(args: &[OsString]) -> Result<SvcArgs, String> {
             i += 1;
             break;
         }
-        if bytes.len() < 2 || bytes[0] != b'-' {
+        if bytes.len() < 2 || bytes.first() != Some(&b'-') {
             break;
         }
         let Some(word) = arg.to_str() else {

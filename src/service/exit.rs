@@ -8,10 +8,11 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
-use super::{FINISH_NO_RESTART, FINISH_TIMEOUT, Hook, Next, Service, State, Then, Want, human};
+use super::{FINISH_NO_RESTART, FINISH_TIMEOUT, Hook, Next, Service, State, Then, Want};
 use crate::config::Restart;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::text::human;
 
 impl Service {
     /// The service's pid was reaped.

@@ -502,17 +502,6 @@ pub fn backoff_delay(base: Duration, max: Duration, failures: u32) -> Duration {
     base.saturating_mul(1u32 << doublings.min(31)).min(max)
 }
 
-/// `850ms`, `4.2s`, `3m12s`, `2h05m`.
-pub fn human(d: Duration) -> String {
-    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", d.as_secs_f64()),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
-        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
-    }
-}
-
 mod testing;
 
 #[cfg(test)]
@@ -528,14 +517,6 @@ mod tests {
         assert_eq!(backoff_delay(ms(100), ms(1000), 5), ms(1000));
         assert_eq!(backoff_delay(ms(100), ms(1000), 500), ms(1000));
         assert_eq!(backoff_delay(ms(0), ms(1000), 7), ms(0));
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(ms(850)), "850ms");
-        assert_eq!(human(ms(4200)), "4.2s");
-        assert_eq!(human(Duration::from_secs(192)), "3m12s");
-        assert_eq!(human(Duration::from_secs(7500)), "2h05m");
     }
 
     #[test]

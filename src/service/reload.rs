@@ -8,9 +8,10 @@ use std::time::Instant;
 use nix::unistd::Pid;
 use tracing::{debug, error, info};
 
-use super::{Hook, Service, State, Then, WATCH_DEBOUNCE, human};
+use super::{Hook, Service, State, Then, WATCH_DEBOUNCE};
 use crate::config::{Ready, Reload};
 use crate::event::{Action, Job, Target};
+use crate::text::human;
 
 impl Service {
     /// A watched path changed: reload once the burst is over. Only while its

@@ -8,10 +8,11 @@ use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use super::probe::{Prober, Purpose};
-use super::{Service, State, Then, Want, backoff_delay, human};
+use super::{Service, State, Then, Want, backoff_delay};
 use crate::config::Ready;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::text::human;
 
 impl Service {
     /// Spawn its process: a pending definition change takes effect now.

@@ -15,8 +15,8 @@ use tracing::debug;
 
 use super::core::Supervisor;
 use crate::config::parse_signal;
-use crate::control::protocol::{Request, Response, Targets};
 use crate::event::{Event, Input, Names, Order, Reply, RequestId};
+use crate::protocol::{Request, Response, Targets};
 
 /// Reply channels of the control requests in flight.
 #[derive(Debug, Default)]

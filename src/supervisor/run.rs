@@ -21,8 +21,8 @@ use tracing::warn;
 use super::core::Supervisor;
 use super::edge::Edge;
 use super::execute::{Setup, execute, reap_events};
-use crate::control::protocol::Response;
 use crate::event::{Action, Event, Input};
+use crate::protocol::Response;
 
 /// Run until the supervisor is done; returns corral's exit status.
 pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {

@@ -7,9 +7,10 @@
 use std::time::Instant;
 
 use super::Supervisor;
-use crate::control::protocol::Response;
 use crate::event::{Action, RequestId, ServiceId};
-use crate::service::{Service, State, Want, human};
+use crate::protocol::Response;
+use crate::service::{Service, State, Want};
+use crate::text::human;
 
 /// A request answered once what it asked for is done (or can no longer be).
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use tracing::{error, info};
 
 use super::Supervisor;
 use crate::config::Spec;
-use crate::control::protocol::Response;
 use crate::event::{Action, RequestId};
+use crate::protocol::Response;
 use crate::service::State;
 
 impl Supervisor {

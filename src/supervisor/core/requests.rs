@@ -14,10 +14,11 @@ use nix::sys::signal::Signal;
 
 use super::pending::{Pending, PendingOp, ReloadWait};
 use super::{Phase, Supervisor};
-use crate::config::{Output, closest_name};
-use crate::control::protocol::Response;
+use crate::config::Output;
 use crate::event::{Action, Names, Order, RequestId, ServiceId};
+use crate::protocol::Response;
 use crate::service::Service;
+use crate::text::closest;
 
 impl Supervisor {
     pub(super) fn on_order(&mut self, id: RequestId, order: Order, now: Instant) -> Vec<Action> {
@@ -84,7 +85,7 @@ impl Supervisor {
 
     fn no_such_service(&self, name: &str) -> String {
         let live = self.services.iter().filter(|s| !s.is_removed());
-        match closest_name(name, live.map(Service::name)) {
+        match closest(name, live.map(Service::name)) {
             Some(near) => format!("no service \"{name}\" (did you mean \"{near}\"?)"),
             None if self.services.is_empty() => {
                 format!("no service \"{name}\" (corral has no services)")

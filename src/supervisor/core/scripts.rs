@@ -14,15 +14,7 @@ use super::{Phase, Supervisor};
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
 
-/// What a failing init script does (s6-overlay's S6_BEHAVIOUR_IF_STAGE2_FAILS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum InitFailure {
-    /// Stop the container with the script's code (SPEC; the default).
-    #[default]
-    Stop,
-    /// Go on with the next script and the services (logged as a warning).
-    Continue,
-}
+pub use crate::config::InitFailure;
 
 /// Init or finish scripts: run one at a time, in order.
 #[derive(Debug, Clone, Default)]

@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use super::{Phase, Supervisor};
-use crate::control::protocol::{Response, ServiceStatus};
 use crate::exit::Exit;
-use crate::service::{Service, State, Want, human};
+use crate::protocol::{Response, ServiceStatus};
+use crate::service::{Service, State, Want};
+use crate::text::human;
 
 impl Supervisor {
     /// `ctl status`: the named services, or every one sorted by name.
@@ -94,7 +95,6 @@ impl Supervisor {
 
     /// `ctl health`: every service wanted up is ready, or the list of those
     /// that are not, with why.
-    // TODO(lead): use the shared definition (of "ready as wanted") once core and http have one.
     pub(super) fn health(&self, now: Instant) -> Response {
         if let Some(refusal) = self.not_up() {
             return Response {
@@ -111,13 +111,13 @@ impl Supervisor {
         let problems: Vec<String> = self
             .services
             .iter()
-            .filter(|svc| svc.want() == Want::Up && !svc.is_removed() && !svc.is_ready())
-            .map(|svc| {
-                let status = self.service_status(svc, now);
-                match status.detail {
-                    Some(detail) => format!("{}: {} ({detail})", status.name, status.state),
-                    None => format!("{}: {}", status.name, status.state),
-                }
+            .filter(|svc| !svc.is_removed())
+            .map(|svc| self.service_status(svc, now))
+            // The one definition, shared with `/readyz`.
+            .filter(|status| !status.is_ready_as_wanted())
+            .map(|status| match status.detail {
+                Some(detail) => format!("{}: {} ({detail})", status.name, status.state),
+                None => format!("{}: {}", status.name, status.state),
             })
             .collect();
         if problems.is_empty() {

@@ -10,9 +10,9 @@ use nix::unistd::Pid;
 
 use super::Supervisor;
 use crate::config::{ServiceSpec, Spec};
-use crate::control::protocol::Response;
 use crate::event::{Action, Event, Order, ServiceId, Target};
 use crate::exit::Exit;
+use crate::protocol::Response;
 use crate::service::{Service, State};
 
 pub fn svc(name: &str, after: &[&str]) -> ServiceSpec {
