@@ -299,11 +299,15 @@ pub enum Order {
     Logs {
         service: String,
     },
-    /// Until started (or ready, with `ready`), at most `timeout`.
+    /// Until `until` holds of every service named, at most `timeout`.
+    /// `since_run` (only with one service): the run that `Down`,
+    /// `Finished`, `Restarted` and `RestartedReady` count from; none: the
+    /// service's current run when the order arrives.
     Wait {
         services: Vec<String>,
         timeout: Option<Duration>,
-        ready: bool,
+        until: Until,
+        since_run: Option<u32>,
     },
     /// The named services' reloads.
     Reload {
@@ -316,6 +320,25 @@ pub enum Order {
     Shutdown {
         exit_code: Option<i32>,
     },
+}
+
+/// What a wait waits for, of each service it names (s6's `-u -U -d -D -r
+/// -R`). Each is a condition on the service's state, checked after every
+/// event; the last two, and a run that ended, count from a run number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// A process runs (a oneshot: exited 0).
+    Started,
+    /// Ready (a oneshot: exited 0).
+    Ready,
+    /// No process: the run counted from has ended.
+    Down,
+    /// Down, and its s6 `finish` script done.
+    Finished,
+    /// A run after the one counted from has been spawned.
+    Restarted,
+    /// A run after the one counted from is ready.
+    RestartedReady,
 }
 
 /// The services a start, stop or restart acts on.

@@ -27,7 +27,7 @@
 //! | `start`, `stop`, `restart` | `services` or `all: true` | when done: `messages`, one per service |
 //! | `signal` | `signal` (name), `services` | `messages` |
 //! | `logs` | `service`, `lines` (default 100), `follow` | `lines`: [`LogLine`]; with `follow`, more responses |
-//! | `wait` | `services`, `timeout_ms` (none = forever), `ready` | once every one is started (or ready) |
+//! | `wait` | `services`, `timeout_ms` (none = forever), `until` (`Until`; none: started), `since_run`; older clients: `ready` | once `until` holds of every one |
 //! | `reload` | `services` (empty: re-read the definitions, as SIGHUP) | when each is reloaded and ready again |
 //! | `health` | | `ok: true`, or `ok: false` with `problems` |
 //! | `shutdown` | `exit_code` | at once; the shutdown follows |
@@ -66,13 +66,27 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+    /// Answered once `until` holds of every service named (build it with
+    /// `Request::wait`).
     Wait {
         services: Vec<String>,
         #[serde(default)]
         timeout_ms: Option<u64>,
-        /// Until ready (readiness declared), not just started.
-        #[serde(default)]
+        /// The older form of `until: "ready"`, which clients before `until`
+        /// send; with `until`, it may only agree.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ready: bool,
+        /// None: `started` (or `ready`, with `ready`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<Until>,
+        /// The run (`ServiceStatus::run`) that `down`, `finished`,
+        /// `restarted` and `restarted-ready` count from, when exactly one
+        /// service is named; none: the run current when corral receives the
+        /// request. A client that acts before it waits (`s6-svc -t -wr`)
+        /// names the run it saw before acting, so that a restart done
+        /// before its wait arrived still counts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_run: Option<u32>,
     },
     /// The named services' reloads (answered once each is done and ready
     /// again); no name: re-read every definition (like SIGHUP), then reload
@@ -86,6 +100,68 @@ pub enum Request {
         #[serde(default)]
         exit_code: Option<i32>,
     },
+}
+
+/// What a `wait` waits for, of every service it names: s6-svc's and
+/// s6-svwait's `-u -U -d -D -r -R`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Until {
+    /// A process runs (a oneshot: it exited 0).
+    Started,
+    /// Ready: its readiness check passed (a oneshot: it exited 0).
+    Ready,
+    /// No process (its s6 `finish` script may still run).
+    Down,
+    /// No process, and no `finish` script running.
+    Finished,
+    /// A run began after the one counted from (see `since_run`).
+    Restarted,
+    /// A run after the one counted from is ready.
+    RestartedReady,
+}
+
+impl Until {
+    /// As a client writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Until::Started => "started",
+            Until::Ready => "ready",
+            Until::Down => "down",
+            Until::Finished => "finished",
+            Until::Restarted => "restarted",
+            Until::RestartedReady => "restarted-ready",
+        }
+    }
+}
+
+impl Request {
+    /// A `wait` for `until`: started and ready in the form corrals before
+    /// `until` understand too (`ready`, and no `since_run`, which they
+    /// would not need).
+    pub fn wait(
+        services: Vec<String>,
+        timeout_ms: Option<u64>,
+        until: Until,
+        since_run: Option<u32>,
+    ) -> Request {
+        match until {
+            Until::Started | Until::Ready => Request::Wait {
+                services,
+                timeout_ms,
+                ready: until == Until::Ready,
+                until: None,
+                since_run: None,
+            },
+            _ => Request::Wait {
+                services,
+                timeout_ms,
+                ready: false,
+                until: Some(until),
+                since_run,
+            },
+        }
+    }
 }
 
 /// Named services, or every one.
@@ -159,6 +235,10 @@ pub struct ServiceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_ms: Option<u64>,
     pub restarts: u32,
+    /// The number of its current (or last) run: 1 for its first process,
+    /// 0 before it has had one. What `wait`'s `since_run` counts from.
+    #[serde(default)]
+    pub run: u32,
     pub ready: bool,
     /// `exit 1`, `killed by SIGSEGV`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -413,11 +493,8 @@ mod tests {
                 lines: Some(5),
                 follow: true,
             },
-            Request::Wait {
-                services: vec!["db".into()],
-                timeout_ms: Some(1500),
-                ready: true,
-            },
+            Request::wait(vec!["db".into()], Some(1500), Until::Ready, None),
+            Request::wait(vec!["db".into()], None, Until::RestartedReady, Some(3)),
             Request::Reload { services: vec![] },
             Request::Health {},
             Request::Shutdown { exit_code: Some(7) },
@@ -427,6 +504,50 @@ mod tests {
             assert!(line.contains("\"v\":1"), "{line}");
             assert_eq!(decode_request(line.trim_end().as_bytes()), Ok(request));
         }
+    }
+
+    #[test]
+    fn a_wait_says_started_and_ready_as_older_corrals_read_them() {
+        let line = |until, since_run| {
+            encode_request(&Request::wait(vec!["web".into()], None, until, since_run))
+        };
+        assert_eq!(
+            line(Until::Started, Some(2)),
+            "{\"op\":\"wait\",\"services\":[\"web\"],\"timeout_ms\":null,\"v\":1}\n"
+        );
+        assert_eq!(
+            line(Until::Ready, None),
+            "{\"op\":\"wait\",\"ready\":true,\"services\":[\"web\"],\"timeout_ms\":null,\"v\":1}\n"
+        );
+        assert_eq!(
+            line(Until::Finished, Some(2)),
+            "{\"op\":\"wait\",\"services\":[\"web\"],\"since_run\":2,\"timeout_ms\":null,\"until\":\"finished\",\"v\":1}\n"
+        );
+        for until in [
+            Until::Started,
+            Until::Ready,
+            Until::Down,
+            Until::Finished,
+            Until::Restarted,
+            Until::RestartedReady,
+        ] {
+            assert_eq!(
+                serde_json::to_value(until).ok(),
+                Some(until.name().into()),
+                "{until:?}"
+            );
+        }
+        // What an older client sends still reads.
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":"wait","services":["web"],"ready":true}"#),
+            Ok(Request::wait(vec!["web".into()], None, Until::Ready, None))
+        );
+        let unknown = decode_request(br#"{"v":1,"op":"wait","services":["web"],"until":"gone"}"#)
+            .unwrap_err();
+        assert!(
+            unknown.starts_with("malformed request: unknown variant `gone`, expected one of `started`, `ready`, `down`, `finished`, `restarted`, `restarted-ready`"),
+            "{unknown}"
+        );
     }
 
     #[test]

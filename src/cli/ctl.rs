@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::rest;
 use crate::args::{Opt, Positional, Stop, env, scan};
 use crate::config::parse_duration;
+use crate::protocol::Until;
 use crate::text;
 
 /// `corral ctl [--socket PATH] SUBCOMMAND`: the control client.
@@ -44,7 +45,7 @@ pub enum CtlCommand {
     },
     Wait {
         names: Vec<String>,
-        ready: bool,
+        until: Until,
         timeout: Option<Duration>,
     },
     Reload {
@@ -90,8 +91,8 @@ const CTL_COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "wait",
-        "NAME... [--ready] [--timeout DUR]",
-        "wait until started (--ready: ready); exit 1 at the timeout",
+        "NAME... [--ready | --down | --finished | --restarted [--ready]] [--timeout DUR]",
+        "wait until started (--ready: ready; --down: no process; --finished: no finish script either; --restarted: a new process since the request); exit 1 at the timeout",
     ),
     (
         "reload",
@@ -194,6 +195,9 @@ impl CtlCli {
                 Opt::value("socket", "PATH"),
                 Opt::flag("ready"),
                 Opt::value("timeout", "DUR"),
+                Opt::flag("down"),
+                Opt::flag("finished"),
+                Opt::flag("restarted"),
             ],
             "shutdown" => &[Opt::value("socket", "PATH"), Opt::value("exit-code", "N")],
             _ => SOCKET_ONLY,
@@ -265,7 +269,19 @@ impl CtlCli {
             }
             "wait" => CtlCommand::Wait {
                 names: some_names()?,
-                ready: s.has(1),
+                until: match (s.has(1), s.has(3), s.has(4), s.has(5)) {
+                    (false, false, false, false) => Until::Started,
+                    (true, false, false, false) => Until::Ready,
+                    (false, true, false, false) => Until::Down,
+                    (false, false, true, false) => Until::Finished,
+                    (false, false, false, true) => Until::Restarted,
+                    (true, false, false, true) => Until::RestartedReady,
+                    _ => {
+                        return Err(usage(
+                            "give one of --down, --finished, --restarted (only --restarted goes with --ready)".into(),
+                        ));
+                    }
+                },
                 timeout: match s.last(2) {
                     None => None,
                     Some(t) => Some(

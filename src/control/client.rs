@@ -127,13 +127,14 @@ fn request_for(command: &CtlCommand) -> Request {
         },
         CtlCommand::Wait {
             names,
-            ready,
+            until,
             timeout,
-        } => Request::Wait {
-            services: names.clone(),
-            timeout_ms: timeout.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            ready: *ready,
-        },
+        } => Request::wait(
+            names.clone(),
+            timeout.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            *until,
+            None,
+        ),
         CtlCommand::Reload { names } => Request::Reload {
             services: names.clone(),
         },

@@ -3,25 +3,23 @@
 //! ctl` does), bounded by `-T`: start, stop, restart, signals, the waits.
 //!
 //! What it must never do: know more of the supervisor than the control
-//! protocol says, or wait past the `-T` deadline. (`-wd`, `-wD`, `-wr`
-//! and `-wR` re-read the status until they hold: the protocol's `wait`
-//! knows only started and ready.)
+//! protocol says, poll, or wait past the `-T` deadline. Every `-w` is the
+//! protocol's `wait`, which corral answers the moment it holds; down and
+//! restarted count from the run the service had before the commands, as
+//! s6-svlisten1 takes the service's state before it runs s6-svc.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use super::{EXIT_NO_SERVICE, EXIT_SYSTEM, EXIT_TIMED_OUT};
 use crate::control::client;
-use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
-
-/// A `-w` wait, re-checked this often at first, doubling up to `POLL_MAX`.
-const POLL_FIRST: Duration = Duration::from_millis(10);
-const POLL_MAX: Duration = Duration::from_millis(200);
+use crate::protocol::{
+    Request, Response, ServiceStatus, Targets, Until, decode_response, encode_request,
+};
 
 /// One s6-svc command, in the order given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,27 +36,11 @@ pub(super) enum SvcCommand {
     Signal(Signal),
 }
 
-/// What `-w` waits for, once the commands are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WaitFor {
-    /// `-wu`: a process runs.
-    Up,
-    /// `-wU`: up and ready.
-    Ready,
-    /// `-wd`: the process that ran has died.
-    Down,
-    /// `-wD`: down, and its `finish` script has exited.
-    Finished,
-    /// `-wr`: a new process runs.
-    Restarted,
-    /// `-wR`: a new process runs and is ready.
-    RestartedReady,
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct SvcArgs {
     pub(super) commands: Vec<SvcCommand>,
-    pub(super) wait: Option<WaitFor>,
+    /// `-wu` `-wU` `-wd` `-wD` `-wr` `-wR`, once the commands are sent.
+    pub(super) wait: Option<Until>,
     /// `-T ms`; 0 or none: no limit.
     pub(super) timeout: Option<Duration>,
     pub(super) dirs: Vec<PathBuf>,
@@ -178,13 +160,6 @@ impl Link {
             }
         }
     }
-
-    /// Sleep `pause`, but not past the deadline.
-    fn pause(&self, pause: Duration) -> Result<(), Failure> {
-        let pause = self.left()?.map_or(pause, |left| left.min(pause));
-        thread::sleep(pause);
-        Ok(())
-    }
 }
 
 fn refusal(response: &Response) -> String {
@@ -210,15 +185,7 @@ pub(super) fn control(link: &Link, name: &str, args: &SvcArgs) -> Result<(), Fai
     };
     let last = args.commands.len().saturating_sub(1);
     for (i, &command) in args.commands.iter().enumerate() {
-        let answered = i != last
-            || matches!(
-                (command, args.wait),
-                (SvcCommand::Down, Some(WaitFor::Down | WaitFor::Finished))
-                    | (
-                        SvcCommand::Restart,
-                        Some(WaitFor::Restarted | WaitFor::RestartedReady)
-                    )
-            );
+        let answered = i != last || answered_before(command, args.wait);
         let request = match command {
             SvcCommand::Signal(signal) => {
                 signal_service(link, name, signal)?;
@@ -256,9 +223,35 @@ pub(super) fn control(link: &Link, name: &str, args: &SvcArgs) -> Result<(), Fai
         }
     }
     match args.wait {
-        Some(wait) => wait_for(link, name, wait, before.pid),
+        Some(until) => {
+            link.carry_out(&wait_request(name, until, before.run))?;
+            Ok(())
+        }
         None => Ok(()),
     }
+}
+
+/// Whether the last command, `command`, is carried out before the `wait`
+/// (else it is only handed over, so that a `finish` script's `s6-svc -d .`
+/// does not wait for itself): a stop before a wait for down, a restart
+/// before a wait for a restart. Their answers say that the wait holds, and
+/// a refusal is reported rather than waited past.
+fn answered_before(command: SvcCommand, wait: Option<Until>) -> bool {
+    matches!(
+        (command, wait),
+        (SvcCommand::Down, Some(Until::Down | Until::Finished))
+            | (
+                SvcCommand::Restart,
+                Some(Until::Restarted | Until::RestartedReady)
+            )
+    )
+}
+
+/// The `-w` wait of service `name`, whose run was `run` before the
+/// commands: what they did counts, even if done before the wait arrives
+/// (`-t -wr`: the restart may be over by then).
+fn wait_request(name: &str, until: Until, run: u32) -> Request {
+    Request::wait(vec![name.to_string()], None, until, Some(run))
 }
 
 /// A signal to the service's process (its group with `kill-group = true`).
@@ -281,96 +274,48 @@ fn signal_service(link: &Link, name: &str, signal: Signal) -> Result<(), Failure
     Err(Failure::Refused(refusal(&response)))
 }
 
-/// Block until `wait` holds. Up and ready are corral's own `wait`; the
-/// others compare the service's pid with the one it had before the commands
-/// (`old_pid`), re-reading its status until they hold.
-fn wait_for(link: &Link, name: &str, wait: WaitFor, old_pid: Option<i32>) -> Result<(), Failure> {
-    if matches!(wait, WaitFor::Up | WaitFor::Ready) {
-        link.carry_out(&Request::Wait {
-            services: vec![name.to_string()],
-            timeout_ms: None,
-            ready: wait == WaitFor::Ready,
-        })?;
-        return Ok(());
-    }
-    let mut pause = POLL_FIRST;
-    loop {
-        if reached(wait, &link.status(name)?, old_pid) {
-            return Ok(());
-        }
-        link.pause(pause)?;
-        pause = (pause * 2).min(POLL_MAX);
-    }
-}
-
-/// Whether `status` satisfies `wait`, the service having had `old_pid`.
-fn reached(wait: WaitFor, status: &ServiceStatus, old_pid: Option<i32>) -> bool {
-    let new_process = status.pid.is_some() && status.pid != old_pid;
-    match wait {
-        WaitFor::Up => status.pid.is_some(),
-        WaitFor::Ready => status.ready,
-        WaitFor::Down => status.pid.is_none() || new_process,
-        // No pid but still "stopping": its finish script runs.
-        WaitFor::Finished => (status.pid.is_none() && status.state != "stopping") || new_process,
-        WaitFor::Restarted => new_process,
-        WaitFor::RestartedReady => new_process && status.ready,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn waits_compare_with_the_pid_before() {
-        let st = |pid: Option<i32>, state: &str, ready: bool| ServiceStatus {
-            name: "web".into(),
-            state: state.into(),
-            pid,
-            ready,
-            ..ServiceStatus::default()
-        };
-        let old = Some(10);
-        assert!(!reached(
-            WaitFor::Down,
-            &st(Some(10), "stopping", false),
-            old
+    fn a_wait_counts_from_the_run_before_the_commands() {
+        assert_eq!(
+            wait_request("web", Until::Restarted, 3),
+            Request::Wait {
+                services: vec!["web".into()],
+                timeout_ms: None,
+                ready: false,
+                until: Some(Until::Restarted),
+                since_run: Some(3),
+            }
+        );
+        // -wu and -wU in the form every corral reads.
+        assert_eq!(
+            wait_request("web", Until::Ready, 3),
+            Request::Wait {
+                services: vec!["web".into()],
+                timeout_ms: None,
+                ready: true,
+                until: None,
+                since_run: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_last_command_is_awaited_only_when_its_answer_is_the_wait() {
+        use SvcCommand::{Down, Restart, Up};
+        assert!(answered_before(Down, Some(Until::Finished)));
+        assert!(answered_before(Down, Some(Until::Down)));
+        assert!(answered_before(Restart, Some(Until::RestartedReady)));
+        // A finish script's `s6-svc -d .` must not wait for itself.
+        assert!(!answered_before(Down, None));
+        assert!(!answered_before(Up, Some(Until::Ready)));
+        assert!(!answered_before(Restart, Some(Until::Down)));
+        assert!(!answered_before(
+            SvcCommand::Signal(Signal::SIGTERM),
+            Some(Until::Restarted)
         ));
-        assert!(reached(WaitFor::Down, &st(None, "stopping", false), old));
-        assert!(reached(
-            WaitFor::Down,
-            &st(Some(11), "starting", false),
-            old
-        ));
-        // Finishing: no pid, still "stopping".
-        assert!(!reached(
-            WaitFor::Finished,
-            &st(None, "stopping", false),
-            old
-        ));
-        assert!(reached(WaitFor::Finished, &st(None, "stopped", false), old));
-        assert!(reached(WaitFor::Finished, &st(None, "backoff", false), old));
-        assert!(!reached(
-            WaitFor::Restarted,
-            &st(Some(10), "running", true),
-            old
-        ));
-        assert!(reached(
-            WaitFor::Restarted,
-            &st(Some(11), "starting", false),
-            old
-        ));
-        assert!(!reached(
-            WaitFor::RestartedReady,
-            &st(Some(11), "starting", false),
-            old
-        ));
-        assert!(reached(
-            WaitFor::RestartedReady,
-            &st(Some(11), "ready", true),
-            old
-        ));
-        // Already down before: -wd holds at once, as s6-svlisten1's first check.
-        assert!(reached(WaitFor::Down, &st(None, "stopped", false), None));
     }
 }

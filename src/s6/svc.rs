@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::EXIT_USAGE;
-use super::link::{Failure, Link, SvcArgs, SvcCommand, WaitFor, control};
+use super::link::{Failure, Link, SvcArgs, SvcCommand, control};
+use crate::protocol::Until;
 use crate::text::{Form, escape};
 
 const SVC_USAGE: &str = "s6-svc: usage: s6-svc [ -wu | -wU | -wd | -wD | -wr | -wR ] [ -T timeout ] [ -s signal | -abqhkti12pcy ] [ -roduDU ] servicedir...";
@@ -182,14 +183,14 @@ fn command(letter: char) -> Result<SvcCommand, String> {
     }
 }
 
-fn parse_wait(value: &str) -> Option<WaitFor> {
+fn parse_wait(value: &str) -> Option<Until> {
     match value {
-        "u" => Some(WaitFor::Up),
-        "U" => Some(WaitFor::Ready),
-        "d" => Some(WaitFor::Down),
-        "D" => Some(WaitFor::Finished),
-        "r" => Some(WaitFor::Restarted),
-        "R" => Some(WaitFor::RestartedReady),
+        "u" => Some(Until::Started),
+        "U" => Some(Until::Ready),
+        "d" => Some(Until::Down),
+        "D" => Some(Until::Finished),
+        "r" => Some(Until::Restarted),
+        "R" => Some(Until::RestartedReady),
         _ => None,
     }
 }
@@ -248,7 +249,7 @@ mod tests {
             parse(&["-twR", "/run/service/web", "db"]),
             Ok(SvcArgs {
                 commands: vec![SvcCommand::Signal(Signal::SIGTERM)],
-                wait: Some(WaitFor::RestartedReady),
+                wait: Some(Until::RestartedReady),
                 timeout: None,
                 dirs: vec!["/run/service/web".into(), "db".into()],
             })
@@ -257,7 +258,7 @@ mod tests {
             parse(&["-wU", "-T", "5000", "-u", "-h", "/var/run/s6/services/web"]),
             Ok(SvcArgs {
                 commands: vec![SvcCommand::Up, SvcCommand::Signal(Signal::SIGHUP)],
-                wait: Some(WaitFor::Ready),
+                wait: Some(Until::Ready),
                 timeout: Some(Duration::from_millis(5000)),
                 dirs: vec!["/var/run/s6/services/web".into()],
             })
@@ -272,7 +273,7 @@ mod tests {
                 SvcCommand::Signal(Signal::SIGKILL),
             ]
         );
-        assert_eq!(parsed.wait, Some(WaitFor::Restarted));
+        assert_eq!(parsed.wait, Some(Until::Restarted));
         assert_eq!(parsed.timeout, Some(Duration::from_millis(200)));
         assert_eq!(parsed.dirs, vec![PathBuf::from("-odd-name")]);
         // -T 0: no limit, as in s6.

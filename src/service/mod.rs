@@ -314,6 +314,12 @@ impl Service {
         self.pid().is_none() && !matches!(self.state, State::Spawning | State::Finishing { .. })
     }
 
+    /// Its s6 `finish` script runs (or is on its way) after an exit: down,
+    /// but not finished (s6-svc's `-wD`).
+    pub fn is_finishing(&self) -> bool {
+        matches!(self.state, State::Finishing { .. })
+    }
+
     /// Started, in the sense of `after` and of `ctl wait`: up and ready
     /// (a reload in flight does not take that back), or for a oneshot, exited 0.
     pub fn is_started(&self) -> bool {

@@ -1,8 +1,9 @@
 //! The edge between the threads and the core: each `Input` becomes the
 //! `Event`s it stands for.
 //!
-//! A control request becomes an `Order` here, its signal name parsed and its
-//! timeout typed, so the core never parses what a client wrote; its reply
+//! A control request becomes an `Order` here, its signal name parsed, its
+//! timeout typed and a wait's condition checked (`ready` of older clients
+//! read as `until: "ready"`), so the core never parses what a client wrote; its reply
 //! channel stays here, by request id, so events and actions remain plain
 //! comparable data. Thread messages name services (the threads know no
 //! ids); here they get the service's id. Nothing here changes the core's
@@ -15,8 +16,8 @@ use tracing::debug;
 
 use super::core::Supervisor;
 use crate::config::parse_signal;
-use crate::event::{Event, Input, Names, Order, Reply, RequestId};
-use crate::protocol::{Request, Response, Targets};
+use crate::event::{Event, Input, Names, Order, Reply, RequestId, Until};
+use crate::protocol::{self, Request, Response, Targets};
 
 /// Reply channels of the control requests in flight.
 #[derive(Debug, Default)]
@@ -123,15 +124,51 @@ pub fn order(request: Request) -> Result<Order, String> {
             services,
             timeout_ms,
             ready,
-        } => Order::Wait {
-            services,
-            timeout: timeout_ms.map(Duration::from_millis),
-            ready,
-        },
+            until,
+            since_run,
+        } => {
+            if since_run.is_some() && services.len() != 1 {
+                return Err(format!(
+                    "since_run is a run of one service: name exactly one (not {})",
+                    services.len()
+                ));
+            }
+            Order::Wait {
+                services,
+                timeout: timeout_ms.map(Duration::from_millis),
+                until: wait_until(ready, until)?,
+                since_run,
+            }
+        }
         Request::Reload { services } if services.is_empty() => Order::ReloadAll,
         Request::Reload { services } => Order::Reload { services },
         Request::Health {} => Order::Health,
         Request::Shutdown { exit_code } => Order::Shutdown { exit_code },
+    })
+}
+
+/// What a wait waits for: `until`, or what older clients mean by `ready`
+/// (which, beside `until`, may only agree with it).
+fn wait_until(ready: bool, until: Option<protocol::Until>) -> Result<Until, String> {
+    let until = match until {
+        None if ready => protocol::Until::Ready,
+        None => protocol::Until::Started,
+        Some(protocol::Until::Ready) => protocol::Until::Ready,
+        Some(other) if ready => {
+            return Err(format!(
+                "ready (the older form of until \"ready\") contradicts until \"{}\": give until alone",
+                other.name()
+            ));
+        }
+        Some(other) => other,
+    };
+    Ok(match until {
+        protocol::Until::Started => Until::Started,
+        protocol::Until::Ready => Until::Ready,
+        protocol::Until::Down => Until::Down,
+        protocol::Until::Finished => Until::Finished,
+        protocol::Until::Restarted => Until::Restarted,
+        protocol::Until::RestartedReady => Until::RestartedReady,
     })
 }
 
@@ -223,15 +260,26 @@ mod tests {
                 Order::Stop(Names::These(vec!["web".into()])),
             ),
             (
-                Request::Wait {
-                    services: vec!["web".into()],
-                    timeout_ms: Some(1500),
-                    ready: true,
-                },
+                Request::wait(vec!["web".into()], Some(1500), protocol::Until::Ready, None),
                 Order::Wait {
                     services: vec!["web".into()],
                     timeout: Some(Duration::from_millis(1500)),
-                    ready: true,
+                    until: Until::Ready,
+                    since_run: None,
+                },
+            ),
+            (
+                Request::wait(
+                    vec!["web".into()],
+                    None,
+                    protocol::Until::RestartedReady,
+                    Some(4),
+                ),
+                Order::Wait {
+                    services: vec!["web".into()],
+                    timeout: None,
+                    until: Until::RestartedReady,
+                    since_run: Some(4),
                 },
             ),
             (
@@ -267,6 +315,47 @@ mod tests {
         for (request, expected) in cases {
             assert_eq!(order(request), Ok(expected));
         }
+    }
+
+    #[test]
+    fn a_wait_reads_the_older_ready_and_refuses_what_contradicts_it() {
+        let wait = |line: &str| {
+            protocol::decode_request(line.as_bytes())
+                .and_then(order)
+                .map(|o| match o {
+                    Order::Wait {
+                        until, since_run, ..
+                    } => (until, since_run),
+                    other => panic!("{other:?}"),
+                })
+        };
+        let w = r#"{"v":1,"op":"wait","services":["web"]"#;
+        assert_eq!(wait(&format!("{w}}}")), Ok((Until::Started, None)));
+        assert_eq!(
+            wait(&format!(r#"{w},"ready":true}}"#)),
+            Ok((Until::Ready, None))
+        );
+        assert_eq!(
+            wait(&format!(r#"{w},"ready":true,"until":"ready"}}"#)),
+            Ok((Until::Ready, None))
+        );
+        assert_eq!(
+            wait(&format!(r#"{w},"until":"down","since_run":2}}"#)),
+            Ok((Until::Down, Some(2)))
+        );
+        assert_eq!(
+            wait(&format!(r#"{w},"ready":true,"until":"restarted-ready"}}"#)),
+            Err(
+                "ready (the older form of until \"ready\") contradicts until \"restarted-ready\": give until alone"
+                    .into()
+            )
+        );
+        assert_eq!(
+            wait(
+                r#"{"v":1,"op":"wait","services":["web","db"],"until":"restarted","since_run":1}"#
+            ),
+            Err("since_run is a run of one service: name exactly one (not 2)".into())
+        );
     }
 
     #[test]

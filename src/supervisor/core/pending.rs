@@ -1,13 +1,19 @@
 //! Requests answered later: a start, stop or restart once it is done, a
-//! wait once the services are started (or at its deadline), a reload once
-//! each service is ready again. Each is a `Pending` entry checked after
-//! every event (`check_pending`); nothing blocks, and a client that hangs
-//! up only takes its entry away (`Event::Cancel`).
+//! wait once its condition holds of every service (or at its deadline), a
+//! reload once each service is ready again. Each is a `Pending` entry
+//! checked after every event (`check_pending`); nothing blocks or polls,
+//! and a client that hangs up only takes its entry away (`Event::Cancel`).
+//!
+//! A wait's conditions (`Until`) read the service's own state: down is no
+//! process, finished is no process and no s6 `finish` script, restarted is
+//! a run number beyond the one the wait counts from. A run number, not a
+//! pid: pids are reused, and a restart that came and went between two
+//! events still moved the count.
 
 use std::time::Instant;
 
 use super::Supervisor;
-use crate::event::{Action, RequestId, ServiceId};
+use crate::event::{Action, RequestId, ServiceId, Until};
 use crate::protocol::Response;
 use crate::service::{Service, State, Want};
 use crate::text::human;
@@ -29,8 +35,12 @@ pub(super) enum PendingOp {
     Stop(Vec<(ServiceId, bool)>),
     /// Started again after the request: `starts` beyond the snapshot.
     Restart(Vec<(ServiceId, u32)>),
-    /// Started (or ready, with `true`), before the deadline.
-    Wait(Vec<ServiceId>, bool),
+    /// `until` holds of every service, before the deadline; each with the
+    /// run that a restart must come after (and a down must end).
+    Wait {
+        until: Until,
+        services: Vec<(ServiceId, u32)>,
+    },
     /// Reloaded: each service's reload number `asked` finished, or (for a
     /// reload that is a restart, or one asked while starting) ready again in
     /// a run after `starts`.
@@ -124,34 +134,64 @@ impl Supervisor {
                     }
                 })
             }
-            PendingOp::Wait(ids, ready) => self.wait_progress(ids, *ready, p.deadline, now),
+            PendingOp::Wait { until, services } => {
+                self.wait_progress(*until, services, p.deadline, now)
+            }
         }
     }
 
+    /// The answer to a wait, once `until` holds of every service, or can
+    /// no longer hold: a service removed from the definitions (for a wait
+    /// other than down), the shutdown (which brings every service down, so
+    /// a wait for down goes on), the deadline.
     fn wait_progress(
         &self,
-        ids: &[ServiceId],
-        ready: bool,
+        until: Until,
+        services: &[(ServiceId, u32)],
         deadline: Option<Instant>,
         now: Instant,
     ) -> Option<Response> {
-        if ids.iter().all(|&i| self.reached(i, ready)) {
-            let word = if ready { "ready" } else { "started" };
-            let messages = ids
+        let holds = |&(i, since): &(ServiceId, u32)| {
+            self.services
+                .get(i)
+                .is_some_and(|svc| holds(svc, until, since))
+        };
+        if services.iter().all(holds) {
+            let word = match until {
+                Until::Started => "started",
+                Until::Ready => "ready",
+                Until::Down => "down",
+                Until::Finished => "finished",
+                Until::Restarted => "restarted",
+                Until::RestartedReady => "restarted and ready",
+            };
+            let messages = services
                 .iter()
-                .filter_map(|&i| self.services.get(i))
+                .filter_map(|&(i, _)| self.services.get(i))
                 .map(|svc| format!("{}: {word}", svc.name()))
                 .collect();
             return Some(Response::messages(messages));
         }
-        if self.is_shutting_down() {
+        let goes_down = matches!(until, Until::Down | Until::Finished);
+        let waiting = services.iter().filter(|w| !holds(w));
+        let removed: Vec<&str> = waiting
+            .clone()
+            .filter_map(|&(i, _)| self.services.get(i))
+            .filter(|svc| svc.is_removed())
+            .map(Service::name)
+            .collect();
+        if !removed.is_empty() && !goes_down {
+            return Some(Response::error(format!(
+                "removed from the definitions: {}",
+                removed.join(", ")
+            )));
+        }
+        if self.is_shutting_down() && !goes_down {
             return Some(Response::error("corral is shutting down"));
         }
         if deadline.is_some_and(|at| now >= at) {
-            let left: Vec<String> = ids
-                .iter()
-                .filter(|&&i| !self.reached(i, ready))
-                .filter_map(|&i| self.services.get(i))
+            let left: Vec<String> = waiting
+                .filter_map(|&(i, _)| self.services.get(i))
                 .map(|svc| {
                     let state = self.service_status(svc, now).state;
                     format!("{} ({state})", svc.name())
@@ -217,18 +257,6 @@ impl Supervisor {
         }
     }
 
-    /// What `ctl wait` waits for: ready (readiness passed), or merely started
-    /// (a process runs; for a oneshot, it exited 0).
-    fn reached(&self, id: ServiceId, ready: bool) -> bool {
-        self.services.get(id).is_some_and(|svc| {
-            if ready || svc.spec().oneshot {
-                svc.is_ready()
-            } else {
-                svc.is_live()
-            }
-        })
-    }
-
     /// `None` while a service's reload is under way.
     fn reload_outcome(&self, w: &ReloadWait) -> Option<Result<String, String>> {
         let Some(svc) = self.services.get(w.service) else {
@@ -252,6 +280,24 @@ impl Supervisor {
             State::Stopped => Some(Err(format!("{name} is stopped"))),
             _ => None,
         }
+    }
+}
+
+/// Whether `until` holds of `svc`, counting from its run `since`. A run
+/// beyond `since` means the one counted from has ended (and its `finish`
+/// script with it: the next run starts only after that), even if the new
+/// one runs now.
+fn holds(svc: &Service, until: Until, since: u32) -> bool {
+    let newer_run = svc.starts() > since;
+    let no_process = svc.pid().is_none();
+    match until {
+        Until::Started if svc.spec().oneshot => svc.is_ready(),
+        Until::Started => svc.is_live(),
+        Until::Ready => svc.is_ready(),
+        Until::Down => no_process || newer_run,
+        Until::Finished => (no_process && !svc.is_finishing()) || newer_run,
+        Until::Restarted => newer_run,
+        Until::RestartedReady => newer_run && svc.is_ready(),
     }
 }
 
@@ -280,12 +326,48 @@ mod tests {
     use crate::event::{Event, Names, Order};
     use crate::exit::Exit;
 
-    fn wait(services: &[&str], timeout: Option<Duration>, ready: bool) -> Order {
+    fn wait(services: &[&str], timeout: Option<Duration>, until: Until) -> Order {
         Order::Wait {
             services: services.iter().map(|s| s.to_string()).collect(),
             timeout,
-            ready,
+            until,
+            since_run: None,
         }
+    }
+
+    /// A wait for `until` of `name`, counting from its run `since_run`.
+    fn wait_since(name: &str, until: Until, since_run: u32) -> Order {
+        Order::Wait {
+            services: vec![name.to_string()],
+            timeout: None,
+            until,
+            since_run: Some(since_run),
+        }
+    }
+
+    fn messages(h: &mut Harness, id: u64) -> Option<Vec<String>> {
+        h.reply(id).map(|r| {
+            assert!(r.ok, "{r:?}");
+            r.messages
+        })
+    }
+
+    fn error(h: &mut Harness, id: u64) -> Option<String> {
+        h.reply(id).and_then(|r| r.error)
+    }
+
+    fn ready_msg() -> crate::event::NotifyMessage {
+        crate::event::NotifyMessage {
+            ready: true,
+            ..Default::default()
+        }
+    }
+
+    /// web, with an s6 `finish` script.
+    fn with_finish() -> crate::config::ServiceSpec {
+        let mut web = svc("web", &[]);
+        web.finish = Some("/srv/web/finish".into());
+        web
     }
 
     fn these(list: &[&str]) -> Names {
@@ -298,8 +380,11 @@ mod tests {
         migrate.oneshot = true;
         migrate.restart = crate::config::Restart::Never;
         let mut h = Harness::new(sup(vec![svc("app", &["migrate"]), migrate], false));
-        h.order(1, wait(&["app"], None, true));
-        h.order(2, wait(&["app"], Some(Duration::from_millis(500)), true));
+        h.order(1, wait(&["app"], None, Until::Ready));
+        h.order(
+            2,
+            wait(&["app"], Some(Duration::from_millis(500)), Until::Ready),
+        );
         assert_eq!(
             h.sup.next_deadline(),
             Some(h.now + Duration::from_millis(500))
@@ -322,12 +407,12 @@ mod tests {
         let mut web = svc("web", &[]);
         web.ready = Some(crate::config::Ready::Notify);
         let mut h = Harness::new(sup(vec![web], false));
-        h.order(1, wait(&["web"], Some(Duration::MAX), false));
+        h.order(1, wait(&["web"], Some(Duration::MAX), Until::Started));
         assert_eq!(
             h.reply(1).map(|r| r.messages),
             Some(vec!["web: started".to_string()])
         );
-        h.order(2, wait(&["web"], Some(Duration::MAX), true));
+        h.order(2, wait(&["web"], Some(Duration::MAX), Until::Ready));
         assert!(h.reply(2).is_none());
         assert_eq!(h.sup.next_deadline(), h.service("web").deadline());
     }
@@ -380,7 +465,7 @@ mod tests {
         let mut web = svc("web", &[]);
         web.ready = Some(crate::config::Ready::Notify);
         let mut h = Harness::new(sup(vec![web], false));
-        h.order(1, wait(&["web"], None, true));
+        h.order(1, wait(&["web"], None, Until::Ready));
         h.event(Event::Signal(Signal::SIGTERM));
         assert_eq!(
             h.reply(1).and_then(|r| r.error),
@@ -393,7 +478,10 @@ mod tests {
         let mut h = Harness::new(sup(vec![svc("db", &[]), svc("web", &[])], false));
         h.take_log();
         h.order(1, Order::Stop(these(&["web"])));
-        h.order(2, wait(&["web"], Some(Duration::from_secs(60)), true));
+        h.order(
+            2,
+            wait(&["web"], Some(Duration::from_secs(60)), Until::Ready),
+        );
         h.event(Event::Cancel { id: 1 });
         h.event(Event::Cancel { id: 2 });
         // Left: the stop's own SIGKILL deadline, not the wait's 60 s.
@@ -416,5 +504,187 @@ mod tests {
                 "all 1 wanted services up (1 stopped or disabled on purpose)".to_string()
             ])
         );
+    }
+
+    #[test]
+    fn a_wait_that_already_holds_is_answered_at_once_and_the_others_set_no_timer() {
+        let mut idle = svc("idle", &[]);
+        idle.enabled = false;
+        let mut h = Harness::new(sup(vec![svc("web", &[]), idle], false));
+        for (id, name, until, word) in [
+            (1, "web", Until::Started, "web: started"),
+            (2, "web", Until::Ready, "web: ready"),
+            (3, "idle", Until::Down, "idle: down"),
+            (4, "idle", Until::Finished, "idle: finished"),
+        ] {
+            h.order(id, wait(&[name], None, until));
+            assert_eq!(messages(&mut h, id), Some(vec![word.to_string()]));
+        }
+        h.order(5, wait(&["web", "idle"], None, Until::Down));
+        h.order(6, wait(&["web"], None, Until::Restarted));
+        h.order(7, wait(&["idle"], None, Until::Started));
+        assert!(h.reply(5).is_none() && h.reply(6).is_none() && h.reply(7).is_none());
+        // Checked after every event, so nothing wakes the loop for them.
+        assert_eq!(h.sup.next_deadline(), None);
+    }
+
+    #[test]
+    fn down_holds_once_the_process_is_gone_and_finished_once_its_finish_script_is() {
+        let mut h = Harness::new(sup(vec![with_finish()], false));
+        h.order(1, wait(&["web"], None, Until::Down));
+        h.order(2, wait(&["web"], None, Until::Finished));
+        h.order(3, Order::Stop(these(&["web"])));
+        assert!(
+            h.reply(1).is_none() && h.reply(2).is_none(),
+            "web still runs"
+        );
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        assert!(h.service("web").is_finishing());
+        assert_eq!(messages(&mut h, 1), Some(vec!["web: down".to_string()]));
+        assert!(h.reply(2).is_none(), "its finish script runs");
+        h.exit(pid(101), Exit::Code(0));
+        assert_eq!(messages(&mut h, 2), Some(vec!["web: finished".to_string()]));
+        assert!(h.reply(3).is_some_and(|r| r.ok));
+    }
+
+    #[test]
+    fn a_crash_is_down_during_the_backoff_and_restarted_at_the_next_spawn() {
+        let mut h = Harness::new(sup(vec![svc("web", &[])], false));
+        h.order(1, wait(&["web"], None, Until::Down));
+        h.order(2, wait(&["web"], None, Until::Restarted));
+        h.exit(pid(100), Exit::Code(1));
+        assert_eq!(h.state_of("web").name(), "backoff");
+        assert_eq!(messages(&mut h, 1), Some(vec!["web: down".to_string()]));
+        assert!(h.reply(2).is_none(), "nothing runs yet");
+        h.advance_to(h.now + Duration::from_millis(100));
+        assert_eq!(h.pid_of("web"), pid(101));
+        assert_eq!(
+            messages(&mut h, 2),
+            Some(vec!["web: restarted".to_string()])
+        );
+    }
+
+    #[test]
+    fn restarted_counts_runs_after_the_request_or_after_the_run_it_names() {
+        let mut web = svc("web", &[]);
+        web.ready = Some(crate::config::Ready::Notify);
+        let mut h = Harness::new(sup(vec![web], false));
+        let ready = |run| Event::Notify {
+            service: id(0),
+            run,
+            message: ready_msg(),
+        };
+        h.event(ready(1));
+        h.order(1, wait(&["web"], None, Until::Restarted));
+        h.order(2, wait(&["web"], None, Until::RestartedReady));
+        assert!(
+            h.reply(1).is_none() && h.reply(2).is_none(),
+            "run 1 is no restart"
+        );
+        h.order(3, Order::Restart(these(&["web"])));
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        assert_eq!(h.service("web").starts(), 2);
+        assert_eq!(
+            messages(&mut h, 1),
+            Some(vec!["web: restarted".to_string()])
+        );
+        assert!(h.reply(2).is_none(), "run 2 is not ready yet");
+        h.event(ready(1));
+        assert!(h.reply(2).is_none(), "run 1's READY=1 does not count");
+        h.event(ready(2));
+        assert_eq!(
+            messages(&mut h, 2),
+            Some(vec!["web: restarted and ready".to_string()])
+        );
+        // A client that saw run 1 before it acted (s6-svc -r -wR), and whose
+        // wait comes after the restart: it is answered at once.
+        for (id, until, word) in [
+            (4, Until::Restarted, "web: restarted"),
+            (5, Until::RestartedReady, "web: restarted and ready"),
+            (6, Until::Down, "web: down"),
+            (7, Until::Finished, "web: finished"),
+        ] {
+            h.order(id, wait_since("web", until, 1));
+            assert_eq!(
+                messages(&mut h, id),
+                Some(vec![word.to_string()]),
+                "{until:?}"
+            );
+        }
+        h.order(8, wait_since("web", Until::Down, 2));
+        assert!(h.reply(8).is_none(), "run 2 still runs");
+    }
+
+    #[test]
+    fn a_wait_fails_at_its_deadline_naming_what_has_not_come() {
+        let mut h = Harness::new(sup(vec![svc("web", &[]), svc("db", &[])], false));
+        h.order(1, wait(&["web"], None, Until::Down));
+        h.order(
+            2,
+            wait(&["web", "db"], Some(Duration::from_secs(2)), Until::Down),
+        );
+        assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(2)));
+        h.order(3, Order::Stop(these(&["db"])));
+        h.exit(pid(101), Exit::Signal(Signal::SIGTERM));
+        h.advance_to(h.now + Duration::from_millis(1999));
+        assert!(h.reply(2).is_none());
+        h.advance_to(h.now + Duration::from_millis(1));
+        assert_eq!(
+            error(&mut h, 2),
+            Some("timed out waiting for web (running)".into())
+        );
+        assert!(h.reply(1).is_none(), "no deadline: it waits on");
+        assert_eq!(h.sup.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_service_removed_by_a_config_reload_fails_waits_for_it_to_run_but_goes_down() {
+        let mut h = Harness::new(sup(vec![svc("db", &[]), with_finish()], false));
+        let web = h.pid_of("web");
+        h.order(1, wait(&["web"], None, Until::Restarted));
+        h.order(2, wait(&["web"], None, Until::Finished));
+        h.order(3, wait(&["db", "web"], None, Until::Restarted));
+        h.take_log();
+        h.event(Event::Loaded {
+            id: None,
+            result: Ok(crate::config::Spec {
+                services: vec![svc("db", &[])],
+            }),
+        });
+        assert_eq!(h.signalled(), vec![(web, Signal::SIGTERM)]);
+        for id in [1, 3] {
+            assert_eq!(
+                error(&mut h, id),
+                Some("removed from the definitions: web".into()),
+                "request {id}"
+            );
+        }
+        assert!(h.reply(2).is_none(), "web is stopping");
+        h.exit(web, Exit::Signal(Signal::SIGTERM));
+        assert!(h.reply(2).is_none(), "its finish script runs");
+        h.exit(
+            h.service("web").finish_pid().expect("finish runs"),
+            Exit::Code(0),
+        );
+        assert_eq!(messages(&mut h, 2), Some(vec!["web: finished".to_string()]));
+    }
+
+    #[test]
+    fn at_the_shutdown_a_wait_for_down_goes_on_and_the_others_end() {
+        let mut h = Harness::new(sup(vec![with_finish()], false));
+        h.order(1, wait(&["web"], None, Until::Finished));
+        h.order(2, wait(&["web"], None, Until::Restarted));
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(error(&mut h, 2), Some("corral is shutting down".into()));
+        assert!(h.reply(1).is_none(), "the shutdown brings web down");
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        assert!(h.reply(1).is_none(), "its finish script runs");
+        h.exit(pid(101), Exit::Code(0));
+        assert_eq!(messages(&mut h, 1), Some(vec!["web: finished".to_string()]));
+        // One that comes during the shutdown is answered at once.
+        h.order(3, wait(&["web"], None, Until::Down));
+        assert_eq!(messages(&mut h, 3), Some(vec!["web: down".to_string()]));
+        h.order(4, wait(&["web"], None, Until::Ready));
+        assert_eq!(error(&mut h, 4), Some("corral is shutting down".into()));
     }
 }

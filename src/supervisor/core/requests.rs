@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use super::pending::{Pending, PendingOp, ReloadWait};
 use super::{Phase, Supervisor};
 use crate::config::Output;
-use crate::event::{Action, Names, Order, RequestId, ServiceId};
+use crate::event::{Action, Names, Order, RequestId, ServiceId, Until};
 use crate::protocol::Response;
 use crate::service::Service;
 use crate::text::closest;
@@ -34,8 +34,9 @@ impl Supervisor {
             Order::Wait {
                 services,
                 timeout,
-                ready,
-            } => self.request_wait(id, &services, timeout, ready, now),
+                until,
+                since_run,
+            } => self.request_wait(id, &services, timeout, until, since_run, now),
             Order::ReloadAll => match self.not_up() {
                 Some(refusal) => Some(Response::error(refusal)),
                 None => return vec![Action::LoadConfig { id: Some(id) }],
@@ -260,22 +261,34 @@ impl Supervisor {
         }
     }
 
+    /// A wait: answered by `check_pending`, right after this event if it
+    /// already holds. Each service counts from `since_run` (given for one
+    /// service only), or else from its run now.
     fn request_wait(
         &mut self,
         id: RequestId,
         names: &[String],
         timeout: Option<Duration>,
-        ready: bool,
+        until: Until,
+        since_run: Option<u32>,
         now: Instant,
     ) -> Option<Response> {
         let ids = match self.resolve(names, false) {
             Ok(ids) => ids,
             Err(e) => return Some(Response::error(e)),
         };
+        let services = ids
+            .into_iter()
+            .filter_map(|i| self.services.get(i))
+            .map(|svc| (svc.id(), since_run.unwrap_or(svc.starts())))
+            .collect();
         // A timeout too far to name is none at all.
         let deadline = timeout.and_then(|t| now.checked_add(t));
-        self.pending
-            .push(Pending::new(id, PendingOp::Wait(ids, ready), deadline));
+        self.pending.push(Pending::new(
+            id,
+            PendingOp::Wait { until, services },
+            deadline,
+        ));
         None
     }
 
@@ -346,14 +359,6 @@ mod tests {
 
     fn these(list: &[&str]) -> Names {
         Names::These(list.iter().map(|s| s.to_string()).collect())
-    }
-
-    fn wait(services: &[&str], timeout: Option<Duration>, ready: bool) -> Order {
-        Order::Wait {
-            services: services.iter().map(|s| s.to_string()).collect(),
-            timeout,
-            ready,
-        }
     }
 
     #[test]
@@ -620,7 +625,15 @@ mod tests {
     #[test]
     fn shutdown_with_an_exit_code_and_requests_refused_while_shutting_down() {
         let mut h = Harness::new(sup(vec![svc("db", &[])], false));
-        h.order(1, wait(&["db"], None, true));
+        h.order(
+            1,
+            Order::Wait {
+                services: vec!["db".into()],
+                timeout: None,
+                until: Until::Ready,
+                since_run: None,
+            },
+        );
         assert!(h.reply(1).is_some_and(|r| r.ok));
         h.order(2, Order::Shutdown { exit_code: Some(7) });
         assert_eq!(

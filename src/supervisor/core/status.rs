@@ -81,6 +81,7 @@ impl Supervisor {
             pid: svc.pid().map(|p| p.as_raw()),
             uptime_ms,
             restarts: svc.restarts(),
+            run: svc.starts(),
             ready: svc.is_ready(),
             last_exit: svc.last_exit().map(|e| e.to_string()),
             last_exit_code: svc.last_exit().map(Exit::code),
