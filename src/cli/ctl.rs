@@ -322,3 +322,52 @@ impl CtlCli {
         Ok(CtlCli { socket, command })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(words: &[&str]) -> Result<Until, String> {
+        let args: Vec<OsString> = ["corralctl", "wait"]
+            .iter()
+            .chain(words)
+            .map(OsString::from)
+            .collect();
+        match CtlCli::parse(&args, "corralctl") {
+            Ok(CtlCli {
+                command: CtlCommand::Wait { until, .. },
+                ..
+            }) => Ok(until),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(Stop::Usage { message, .. }) => Err(message),
+            Err(Stop::Print(text)) => Err(text),
+        }
+    }
+
+    #[test]
+    fn wait_flags_name_the_condition() {
+        assert_eq!(wait(&["web"]), Ok(Until::Started));
+        assert_eq!(wait(&["web", "--ready"]), Ok(Until::Ready));
+        assert_eq!(wait(&["--down", "web"]), Ok(Until::Down));
+        assert_eq!(wait(&["web", "--finished"]), Ok(Until::Finished));
+        assert_eq!(wait(&["web", "--restarted"]), Ok(Until::Restarted));
+        assert_eq!(
+            wait(&["web", "--restarted", "--ready", "--timeout", "5s"]),
+            Ok(Until::RestartedReady)
+        );
+        for words in [
+            &["web", "--down", "--ready"][..],
+            &["web", "--down", "--finished"],
+            &["web", "--finished", "--restarted"],
+        ] {
+            assert_eq!(
+                wait(words),
+                Err(
+                    "give one of --down, --finished, --restarted (only --restarted goes with --ready)"
+                        .into()
+                ),
+                "{words:?}"
+            );
+        }
+    }
+}

@@ -175,8 +175,8 @@ fn refusal(response: &Response) -> String {
 /// command is handed over without waiting for corral to carry it out (a
 /// `finish` script that runs `s6-svc -d` on its own service must not wait
 /// for itself). Earlier commands are carried out first, so that the next
-/// one applies to their result. A stop followed by `-wd`/`-wD`, or a restart
-/// followed by `-wr`/`-wR`, waits for corral's answer, which says exactly that.
+/// one applies to their result (`answered_before` says when the last one
+/// is too). The `-w` wait counts from the service's run before any of them.
 pub(super) fn control(link: &Link, name: &str, args: &SvcArgs) -> Result<(), Failure> {
     let before = link.status(name)?;
     let targets = || Targets {
@@ -233,17 +233,16 @@ pub(super) fn control(link: &Link, name: &str, args: &SvcArgs) -> Result<(), Fai
 
 /// Whether the last command, `command`, is carried out before the `wait`
 /// (else it is only handed over, so that a `finish` script's `s6-svc -d .`
-/// does not wait for itself): a stop before a wait for down, a restart
-/// before a wait for a restart. Their answers say that the wait holds, and
-/// a refusal is reported rather than waited past.
+/// does not wait for itself): when corral's answer to it is the wait's
+/// condition, so that a refusal is reported rather than waited past. A
+/// stop is answered once down and finished (`-wD`, not `-wd`, which
+/// returns before the `finish` script ends); a restart once the new run
+/// is ready (`-wR`, not `-wr`, which returns once it runs).
 fn answered_before(command: SvcCommand, wait: Option<Until>) -> bool {
     matches!(
         (command, wait),
-        (SvcCommand::Down, Some(Until::Down | Until::Finished))
-            | (
-                SvcCommand::Restart,
-                Some(Until::Restarted | Until::RestartedReady)
-            )
+        (SvcCommand::Down, Some(Until::Finished))
+            | (SvcCommand::Restart, Some(Until::RestartedReady))
     )
 }
 
@@ -307,10 +306,12 @@ mod tests {
     fn the_last_command_is_awaited_only_when_its_answer_is_the_wait() {
         use SvcCommand::{Down, Restart, Up};
         assert!(answered_before(Down, Some(Until::Finished)));
-        assert!(answered_before(Down, Some(Until::Down)));
         assert!(answered_before(Restart, Some(Until::RestartedReady)));
         // A finish script's `s6-svc -d .` must not wait for itself.
         assert!(!answered_before(Down, None));
+        // Their answers would come later than these waits hold.
+        assert!(!answered_before(Down, Some(Until::Down)));
+        assert!(!answered_before(Restart, Some(Until::Restarted)));
         assert!(!answered_before(Up, Some(Until::Ready)));
         assert!(!answered_before(Restart, Some(Until::Down)));
         assert!(!answered_before(
