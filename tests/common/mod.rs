@@ -1,5 +1,7 @@
 //! Shared harness for the integration tests: the real `corral` binary against
-//! `sh -c` fake services.
+//! `sh -c` fake services. A module (`mod common`) of each test crate:
+//! `tests/it/` (everything that may run side by side) and `tests/serial/`
+//! (tests that measure time or load, one at a time: `serial()`).
 //!
 //! - `TestDir`: a unique scratch dir under `std::env::temp_dir()`, removed on
 //!   drop. It holds `services/`, `init/`, `finish/`, corral's captured stdout
@@ -21,6 +23,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +61,15 @@ pub fn wait_until<T>(
         }
         thread::sleep(POLL);
     }
+}
+
+/// Held for its whole run by each test of `tests/serial/`: those measure
+/// time and load, so they run one at a time (a test binary otherwise runs
+/// as many tests at once as there are cores). A test that failed while
+/// holding it does not stop the others.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 // ---------------------------------------------------------------------------

@@ -5,13 +5,11 @@
 //! whole). Real processes throughout: every claim is checked through what
 //! the services themselves record (pids, environment, the signals they got).
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// How long "exactly once" is watched for after the expected reloads came:

@@ -2,9 +2,7 @@
 //! binary: every subcommand's effect is checked through the processes
 //! themselves (pids alive or gone, files the services write), not only
 //! through corral's answers. Socket creation, authentication, stale and
-//! live sockets, and how errors read. The abuse tests are in `ctl_abuse.rs`.
-
-mod common;
+//! live sockets, and how errors read. The abuse tests are in `tests/serial/ctl_abuse.rs`.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -12,7 +10,7 @@ use std::os::unix::net::UnixListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 

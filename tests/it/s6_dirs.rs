@@ -3,15 +3,13 @@
 //! `notification-fd`, `corral.toml`, and `kill-group` off by default — which
 //! the classic `haproxy -sf` reload idiom depends on.
 
-mod common;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// `services/NAME/FILE`, executable when `exec`.

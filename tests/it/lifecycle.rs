@@ -1,11 +1,9 @@
 //! Restarts and stops of single services: SIGKILL -> restart (as a subreaper
 //! and as PID 1), `restart-delay`, `max-restarts`, `stop-timeout`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// A service that records each of its pids and then just runs.

@@ -1,9 +1,7 @@
 //! Order (SPEC sections 2 and 6): `after` at start and at stop, init scripts
 //! before services, finish scripts after them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// B `after` A, A a oneshot: B starts only once A has exited 0. A holds on
 /// until the test releases it, so "B has not started yet" is checked while A

@@ -8,8 +8,6 @@
 //! sends them to files), so that it can read them as they come, check a
 //! stream too big to keep, or not read them at all.
 
-mod common;
-
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use crossbeam_channel::{Receiver, Sender};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -436,12 +434,11 @@ exec sleep 1000
         }
     });
     // The service still runs (`sleep`, with both pipes open): no EOF yet.
-    let pid: i32 = c
-        .dir
-        .read("long.pid")
-        .trim()
-        .parse()
-        .expect("long.pid holds a pid");
+    // (It writes its pid after its last piece, so that may take a moment.)
+    let pid: i32 = wait_until("long.pid", DEADLINE, || {
+        let text = c.dir.read("long.pid");
+        text.trim().parse().map_err(|e| format!("{text:?}: {e}"))
+    });
     assert!(running(pid), "the service ended: this proves nothing");
     assert_eq!(pieces(&out_seen), vec![MAX_LINE; full_x]);
     assert_eq!(pieces(&err_seen), vec![MAX_LINE; full_y]);

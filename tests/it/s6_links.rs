@@ -3,14 +3,12 @@
 //! way s6-overlay images use them (shebangs, service directory paths, s6's
 //! exit codes), and the `S6_*` variables corral honours.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 // ---------------------------------------------------------------------------

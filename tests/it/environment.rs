@@ -2,9 +2,7 @@
 //! container environment, `working-dir`, `user` / `group`, `kill-group`, and
 //! corral's own JSON log lines.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 #[test]

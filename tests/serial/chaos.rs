@@ -9,14 +9,14 @@
 //! - `CORRAL_CHAOS_SECS=N`: seconds of chaos in all (default 60; a third of
 //!   it, at least 5 s, is a warm-up before the baseline is measured). The
 //!   default keeps the whole test near 100 s on a loaded 2-core machine. A
-//!   soak: `CORRAL_CHAOS_SECS=600 cargo test --test chaos -- --nocapture`.
+//!   soak: `CORRAL_CHAOS_SECS=600 cargo test --test serial chaos -- --nocapture`.
 //! - `CORRAL_CHAOS_SEED=S`: the seed of the random choices (printed at the
 //!   start). A replay makes the same sequence of choices in each chaos
 //!   thread; the interleaving with corral still depends on timing.
 //!
 //! The figures (kills, missed restarts, zombies, fd / RSS / threads baseline
 //! vs after, corral's CPU, shutdown time) are printed at the end:
-//! `cargo test --test chaos -- --nocapture`.
+//! `cargo test --test serial chaos -- --nocapture`.
 //!
 //! How it goes:
 //!
@@ -50,8 +50,6 @@
 //! pid is in corral's namespace, so a pid reused by the host in between is
 //! never hit (this machine's pid_max is small; the soak wraps it).
 
-mod common;
-
 use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -63,7 +61,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -1485,6 +1483,9 @@ fn env_number(key: &str) -> Option<u64> {
 
 #[test]
 fn pid1_survives_chaos_and_loses_nothing() {
+    // Its baseline and CPU figures are corral's alone only with nothing
+    // else running.
+    let _serial = serial();
     let secs = env_number("CORRAL_CHAOS_SECS")
         .unwrap_or(DEFAULT_SECS)
         .max(2);

@@ -1,9 +1,7 @@
 //! Service output (SPEC section 7): `prefix` lines intact under load,
 //! partial last lines, `null`, `inherit`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const LINES: usize = 10_000;
 const WIDTH: usize = 200;

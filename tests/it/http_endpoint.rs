@@ -10,16 +10,14 @@
 //! method but GET and HEAD 405; HEAD has no body; an accept error (EMFILE,
 //! from a lowered RLIMIT_NOFILE) closes the oldest waiting client to serve
 //! the new one, is logged once, does not spin, and serving resumes.
-//! (Floods of idle and slow clients: tests/security/http.rs.)
-
-mod common;
+//! (Floods of idle and slow clients: `security/http.rs`.)
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use corral::http::{IO_TIMEOUT, MAX_HEAD};
 use nix::sys::signal::Signal;
 

@@ -1,9 +1,7 @@
 //! Signals corral receives (SPEC section 5): SIGUSR1, SIGUSR2 and SIGWINCH
 //! go to the main COMMAND; without one they are logged and ignored.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// Traps in the main command record each forwarded signal. The signals go to

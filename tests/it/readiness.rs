@@ -9,11 +9,9 @@
 //! (`$T/release`), so "not ready yet" is a state the test controls, not a
 //! race against a sleep.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// `while [ ! -e "$T/FILE" ]; do sleep 0.01; done`: hold until the test says.
 fn hold_until(file: &str) -> String {

@@ -3,13 +3,11 @@
 //! close-on-exec, and that running out of fds or processes (EMFILE, EAGAIN
 //! from fork) costs a restart attempt, never corral.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// `NAME` writes its pid, then `what` (a shell command) into `$T/NAME.out`, then sleeps.

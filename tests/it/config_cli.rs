@@ -1,11 +1,9 @@
 //! Invalid definitions and usage (SPEC sections 1 and 2): exit 2, every
 //! error as `path:line:col: message`, nothing started; `corral check`.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// The lines of `stderr` that report an error at `path:LINE:COL:`.
 fn error_lines<'a>(stderr: &'a str, path: &Path) -> Vec<(usize, &'a str)> {

@@ -1,9 +1,7 @@
 //! corral's exit status (SPEC section 6): the main COMMAND's, 128+N when it
 //! was killed by signal N (also under `docker stop`), an essential service's.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use nix::sys::signal::Signal;
 
 /// A service whose SIGTERM trap leaves `NAME.sig`; its pid goes to `NAME.pid`.

@@ -10,8 +10,6 @@
 //!
 //! Needs the `haproxy` binary (Debian: `apt-get install -y haproxy`).
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -20,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// The client's bounds: it stops when told, or after this long, or after
 /// this many requests, whichever comes first.

@@ -2,9 +2,7 @@
 //! orphans under it, passes the command's exit code on, and leaves nothing
 //! behind.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The default dirs corral would read when given none.
 const DEFAULT_DIRS: [&str; 6] = [

@@ -6,10 +6,8 @@
 //! number of clients, and what they cost (sockets, memory) goes away with
 //! them.
 //!
-//! The tests here measure timing, so they run one at a time (`SERIAL`): two
-//! of them at once on a 2-core machine would mostly measure each other.
-
-mod common;
+//! The tests here measure timing, so they run one at a time (`serial()`):
+//! two of them at once on a 2-core machine would mostly measure each other.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,7 +21,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// corral's per-request read deadline (`control::server::REQUEST_TIMEOUT`).
@@ -57,13 +55,6 @@ const MAX_LEGIT: Duration = Duration::from_secs(2);
 
 /// How much more memory corral may keep after the abuse than before.
 const RSS_SLACK_KB: u64 = 2048;
-
-/// One timing test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn now_epoch() -> f64 {
     SystemTime::now()

@@ -4,9 +4,6 @@
 //! Each test asserts that the attack fails and that corral keeps serving:
 //! `ctl status` answers, restarts go on, SIGTERM still stops it.
 
-#[path = "../common/mod.rs"]
-mod common;
-
 mod children;
 mod control;
 mod files;

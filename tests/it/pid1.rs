@@ -3,11 +3,9 @@
 //! shutdown of many services at once. (The restart of a SIGKILLed service as
 //! PID 1 is in `lifecycle.rs`, `docker stop` as PID 1 in `exit_codes.rs`.)
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// 10,000 double-forked orphans: each `(: &)` forks a subshell that forks a
 /// background child and exits at once, so the child ends up re-parented to

@@ -38,8 +38,6 @@
 //! stop` is SIGTERM to corral and SIGKILL after 10 s, `docker kill` SIGKILL,
 //! `docker exec` nsenter, HEALTHCHECK its command, `corral ctl health`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -54,7 +52,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Background, Ran, run_within, wait_until};
+use crate::common::{Background, Ran, run_within, serial, wait_until};
 
 /// How long one docker command may take (a `docker stop` is up to 10 s).
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -94,7 +92,7 @@ fn example_service_definitions_pass_corral_check() {
         for (role, first, second) in [("ha", "haproxy", "serf"), ("web", "web", "serf")] {
             let services = example.join(variant).join(role).join(dir);
             let ran = run_within(
-                Command::new(common::corral_bin())
+                Command::new(crate::common::corral_bin())
                     .arg("check")
                     .arg("--services")
                     .arg(&services),
@@ -162,8 +160,7 @@ impl Role {
 fn scenario(variant: Variant) {
     // One scenario at a time: they time things (joins, drains) that a second
     // cluster on the same two cores would blur; and they share the images.
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
 
     let began = Instant::now();
     let mut lab = open_lab(variant);
@@ -985,7 +982,7 @@ impl NetnsLab {
     }
 
     fn signal(&self, name: &str, signal: nix::sys::signal::Signal) {
-        common::send(self.node(name).corral, signal);
+        crate::common::send(self.node(name).corral, signal);
     }
 }
 
@@ -1072,8 +1069,10 @@ impl Lab for NetnsLab {
                         fs::read_to_string(&log).unwrap_or_default()
                     );
                 }
-                match common::children(script_pid).as_slice() {
-                    [pid] if common::cmdline(*pid).starts_with("/usr/local/bin/corral") => Ok(*pid),
+                match crate::common::children(script_pid).as_slice() {
+                    [pid] if crate::common::cmdline(*pid).starts_with("/usr/local/bin/corral") => {
+                        Ok(*pid)
+                    }
                     other => Err(format!("children of ns-node.sh: {other:?}")),
                 }
             },

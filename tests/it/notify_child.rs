@@ -38,7 +38,7 @@ fn a_child_process_as_another_user_can_notify() {
     let child = |as_nobody: bool| {
         let mut command = Command::new(std::env::current_exe().expect("test binary"));
         command
-            .args(["--exact", "child_sender", "--quiet"])
+            .args(["--exact", "notify_child::child_sender", "--quiet"])
             .env("CORRAL_TEST_NOTIFY_SOCKET", &addr)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
