@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use crate::common::*;
 use nix::sys::signal::Signal;
@@ -23,36 +22,16 @@ restart-delay = "100ms"
 /// util-linux prlimit, run as `uid` (the owner may lower and restore its
 /// own soft limits without CAP_SYS_RESOURCE).
 fn set_soft_limit_as(uid: u32, pid: i32, resource: &str, soft: u64) {
-    let id = uid.to_string();
-    let status = Command::new("setpriv")
-        .args(["--reuid", &id, "--regid", &id, "--clear-groups", "prlimit"])
+    let status = as_uid(uid, "prlimit")
         .args(["--pid", &pid.to_string(), &format!("{resource}={soft}:")])
         .status()
         .expect("run setpriv and prlimit (util-linux)");
     assert!(status.success(), "prlimit {resource}={soft} on {pid}");
 }
 
-fn soft_limit(pid: i32, name: &str) -> u64 {
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with(name))
-        .unwrap_or_else(|| panic!("{name} missing from /proc/{pid}/limits"));
-    let soft = line[name.len()..].split_whitespace().next().unwrap_or("");
-    soft.parse().unwrap_or(u64::MAX)
-}
-
-fn open_fds(pid: i32) -> Vec<u32> {
-    let mut fds: Vec<u32> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    fds.sort();
-    fds
+/// The numbers of the fds a process has open.
+fn fd_numbers(pid: i32) -> Vec<u32> {
+    open_fds(pid).into_iter().map(|(fd, _)| fd).collect()
 }
 
 /// A parent that ignores SIGINT, SIGQUIT, SIGUSR1 and SIGTSTP and blocks
@@ -70,20 +49,13 @@ fn services_start_with_an_empty_mask_and_no_ignored_signal() {
     let blocked = [libc::SIGTERM, libc::SIGHUP];
     let mut c = dir.corral().inherit_signals(&ignored, &blocked).start();
     let report = c.wait_file("probe.out");
-    let mask = |name: &str| {
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-            .unwrap_or_else(|| panic!("no {name} in {report:?}"))
-    };
-    assert_eq!(mask("SigBlk:"), 0, "a service inherited blocked signals");
+    let (blocked, ignored) = signal_masks(&report);
+    assert_eq!(blocked, 0, "a service inherited blocked signals");
     // Every signal at its default, glibc's internal 32 and 33 included
     // (this test binary starts corral with glibc's posix_spawn, which leaves
     // those two ignored in corral; corral resets them in each child).
     assert_eq!(
-        mask("SigIgn:"),
-        0,
+        ignored, 0,
         "a service inherited ignored signals: {report:?}"
     );
     // corral's own mask is clear too (the parent's block is undone).
@@ -166,7 +138,7 @@ ready-timeout = "1h"
             .ok_or("not started yet".into())
     });
     assert_eq!(
-        open_fds(lister),
+        fd_numbers(lister),
         [0, 1, 2],
         "a service inherited fds besides its stdio"
     );
@@ -176,7 +148,7 @@ ready-timeout = "1h"
 
     let pid = c.pid();
     let mut checked = 0;
-    for fd in open_fds(pid).into_iter().filter(|&fd| fd > 2) {
+    for fd in fd_numbers(pid).into_iter().filter(|&fd| fd > 2) {
         let Ok(info) = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")) else {
             continue; // closed meanwhile
         };
@@ -213,10 +185,8 @@ fn running_out_of_fds_costs_a_restart_attempt_not_corral() {
     let first = c.wait_pids("victim.pids", 1)[0];
     let pid = c.pid();
     let original = soft_limit(pid, "Max open files");
-    // No new fd: the lowest free number is the limit (fds fill holes first).
-    let open = open_fds(pid);
-    let lowest_free = (0..).find(|n| !open.contains(n)).unwrap_or(0) as u64;
-    set_soft_limit_as(0, pid, "--nofile", lowest_free);
+    // No new fd: the lowest free number is the limit.
+    set_soft_limit_as(0, pid, "--nofile", lowest_free_fd(pid));
     send(first, Signal::SIGKILL);
     failed_twice(&mut c, "Too many open files");
     assert!(c.is_alive(), "corral died out of fds");
@@ -234,10 +204,7 @@ fn running_out_of_fds_costs_a_restart_attempt_not_corral() {
 /// binds a non-root corral): the same.
 #[test]
 fn fork_failing_with_eagain_costs_a_restart_attempt_not_corral() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run corral as another uid");
-        return;
-    }
+    require_root("runs corral as another uid");
     let dir = TestDir::new("audit-eagain");
     dir.service("victim", &reporter("victim", "echo up"));
     // victim writes its pids into $T as uid 65534: open it, as /tmp

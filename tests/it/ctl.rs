@@ -14,14 +14,6 @@ use crate::common::*;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-/// A service that records its pid in `$T/NAME.pids`, then sleeps.
-fn sleeper(name: &str) -> String {
-    format!(
-        r#"command = '''echo $$ >> "$T/{name}.pids"; exec sleep 1000'''
-"#
-    )
-}
-
 /// corral with `--socket <dir>/ctl.sock`.
 fn start(dir: TestDir) -> Corral {
     dir.corral().ctl_socket().start()
@@ -40,19 +32,6 @@ fn wait_socket(c: &mut Corral) {
     });
 }
 
-/// `status --json`, parsed.
-fn status(c: &Corral) -> Vec<Value> {
-    let ran = c.ctl(&["status", "--json"]);
-    assert_eq!(ran.code, 0, "status --json failed: {ran:?}");
-    match serde_json::from_str(&ran.stdout) {
-        Ok(Value::Array(services)) => services,
-        other => panic!(
-            "status --json is not a JSON array: {other:?}\n{}",
-            ran.stdout
-        ),
-    }
-}
-
 fn service<'a>(services: &'a [Value], name: &str) -> &'a Value {
     services
         .iter()
@@ -63,7 +42,7 @@ fn service<'a>(services: &'a [Value], name: &str) -> &'a Value {
 /// Wait until `status` shows `name` in `state`; returns its entry.
 fn wait_state(c: &mut Corral, name: &str, state: &str) -> Value {
     c.wait_for(&format!("{name} to be {state}"), |c| {
-        let services = status(c);
+        let services = c.ctl_status();
         let svc = service(&services, name).clone();
         if svc["state"] == state {
             Ok(svc)
@@ -96,7 +75,7 @@ restart = "never"
     wait_state(&mut c, "crash", "failed");
     wait_state(&mut c, "job", "exited");
 
-    let services = status(&c);
+    let services = c.ctl_status();
     let names: Vec<&str> = services.iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(names, ["crash", "job", "off", "web"]);
     let w = service(&services, "web");
@@ -246,7 +225,7 @@ fn start_of_a_stopped_service_runs_a_new_process() {
     assert_ne!(first, second);
     assert_eq!(ran.stdout, format!("web: started (pid {second})\n"));
     assert!(c.process_running(second) && !running(first));
-    assert_eq!(service(&status(&c), "web")["pid"], second);
+    assert_eq!(service(&c.ctl_status(), "web")["pid"], second);
 
     // Starting a running service changes nothing.
     let again = c.ctl(&["start", "web"]);
@@ -297,7 +276,7 @@ fn restart_replaces_the_process() {
         "the old process survived"
     );
     assert!(c.process_running(second));
-    let w = service(&status(&c), "web").clone();
+    let w = service(&c.ctl_status(), "web").clone();
     assert_eq!(
         (w["pid"].as_i64(), w["restarts"].as_u64()),
         (Some(second.into()), Some(1))
@@ -338,7 +317,7 @@ after = [{after}]
     for pid in pids {
         assert!(!running(pid) && !zombie(pid), "{pid} survived stop --all");
     }
-    for s in status(&c) {
+    for s in c.ctl_status() {
         assert_eq!(s["state"], "stopped", "{s}");
     }
 }
@@ -433,7 +412,7 @@ fn logs_follow_sees_new_lines_and_ends_when_the_client_goes() {
     });
     let threads = c.threads();
     assert!(threads > 0, "cannot count corral's threads");
-    let fds = fd_count(c.pid());
+    let fds = open_fds(c.pid()).len();
 
     let mut follow = c.ctl_background(&["logs", "web", "-f"]);
     // The recent lines come first; the follow is subscribed by then.
@@ -450,7 +429,7 @@ fn logs_follow_sees_new_lines_and_ends_when_the_client_goes() {
     send(follow.pid(), Signal::SIGKILL);
     drop(follow);
     c.wait_for("the follower's connection to be closed", |c| {
-        let (now, open) = (c.threads(), fd_count(c.pid()));
+        let (now, open) = (c.threads(), open_fds(c.pid()).len());
         if now <= threads + 1 && open <= fds {
             Ok(())
         } else {
@@ -459,11 +438,6 @@ fn logs_follow_sees_new_lines_and_ends_when_the_client_goes() {
             ))
         }
     });
-}
-
-/// How many fds `pid` has open.
-fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
 #[test]
@@ -630,10 +604,15 @@ fn without_a_socket_the_client_says_where_it_looked() {
         dir.join("xdg/corral/control.sock").display().to_string(),
         format!("/tmp/corral-{uid}/control.sock"),
     ];
-    if candidates.iter().any(|p| std::path::Path::new(p).exists()) {
-        eprintln!("skipped: a corral socket exists at a default path on this machine");
-        return;
-    }
+    let taken: Vec<&String> = candidates
+        .iter()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    assert!(
+        taken.is_empty(),
+        "a corral socket exists at {taken:?} on this machine: this test needs \
+         the default places free (stop that corral, or run the suite in a container)"
+    );
     let ran = run_within(
         ctl_command(None, &["status"]).env("XDG_RUNTIME_DIR", dir.join("xdg")),
         DEADLINE,
@@ -680,13 +659,9 @@ fn the_socket_is_private_and_removed_at_exit() {
 }
 
 /// Run `corral ctl` as uid 65534 (needs root and setpriv).
-fn as_nobody(socket: &std::path::Path, args: &[&str]) -> Option<Ran> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run a client as another uid");
-        return None;
-    }
-    let mut cmd = ctl_command_as_nobody(socket, args);
-    Some(run_within(&mut cmd, DEADLINE))
+fn ctl_as_nobody(socket: &std::path::Path, args: &[&str]) -> Ran {
+    require_root("runs a client as another uid");
+    run_within(&mut ctl_command_as_nobody(socket, args), DEADLINE)
 }
 
 #[test]
@@ -698,9 +673,7 @@ fn a_client_of_another_uid_is_refused_by_the_file_mode_then_by_its_credentials()
     wait_socket(&mut c);
     let socket = c.socket();
 
-    let Some(denied) = as_nobody(&socket, &["stop", "web"]) else {
-        return;
-    };
+    let denied = ctl_as_nobody(&socket, &["stop", "web"]);
     assert_eq!(denied.code, 1, "{denied:?}");
     assert_eq!(
         denied.stderr,
@@ -712,9 +685,7 @@ fn a_client_of_another_uid_is_refused_by_the_file_mode_then_by_its_credentials()
 
     // Even with the file opened up, SO_PEERCRED keeps the door shut.
     fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).expect("chmod");
-    let Some(refused) = as_nobody(&socket, &["stop", "web"]) else {
-        return;
-    };
+    let refused = ctl_as_nobody(&socket, &["stop", "web"]);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert_eq!(
         refused.stderr,
@@ -727,10 +698,7 @@ fn a_client_of_another_uid_is_refused_by_the_file_mode_then_by_its_credentials()
 
 #[test]
 fn a_non_root_corral_puts_its_socket_under_xdg_runtime_dir() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to run corral as another uid");
-        return;
-    }
+    require_root("runs corral as another uid");
     let dir = TestDir::new("ctl-xdg");
     dir.service("web", &sleeper("web"));
     let xdg = dir.join("xdg");
@@ -761,30 +729,19 @@ fn a_non_root_corral_puts_its_socket_under_xdg_runtime_dir() {
         (0o600, 65534)
     );
 
-    // The same user finds it without being told where.
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--reuid",
-        "65534",
-        "--regid",
-        "65534",
-        "--clear-groups",
-        corral_bin(),
-        "ctl",
-        "status",
-        "--json",
-    ])
-    .env_remove("CORRAL_SOCKET")
-    .env("XDG_RUNTIME_DIR", &xdg);
+    // The same user finds it without being told where (a root corral's
+    // socket at /run/corral/control.sock would come first: the client looks
+    // there before $XDG_RUNTIME_DIR).
+    assert!(
+        !std::path::Path::new("/run/corral/control.sock").exists(),
+        "a corral listens on /run/corral/control.sock on this machine: this test \
+         needs that place free (stop that corral, or run the suite in a container)"
+    );
+    let mut cmd = as_nobody(corral_bin());
+    cmd.args(["ctl", "status", "--json"])
+        .env_remove("CORRAL_SOCKET")
+        .env("XDG_RUNTIME_DIR", &xdg);
     let ran = run_within(&mut cmd, DEADLINE);
-    if ran.code != 0
-        && ran
-            .stderr
-            .contains("/run/corral/control.sock: permission denied")
-    {
-        eprintln!("skipped: a root corral holds /run/corral/control.sock on this machine");
-        return;
-    }
     assert_eq!(ran.code, 0, "{ran:?}");
     let parsed: Value = serde_json::from_str(&ran.stdout).expect("json");
     assert_eq!(parsed[0]["pid"], web);
@@ -864,7 +821,7 @@ fn ctl_works_with_corral_as_pid1() {
     let mut c = dir.corral().ctl_socket().pid1().start();
     let web = c.wait_pids("web.pids", 1)[0];
     wait_socket(&mut c);
-    let services = status(&c);
+    let services = c.ctl_status();
     assert_eq!(
         service(&services, "web")["pid"],
         web,

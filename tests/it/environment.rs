@@ -70,9 +70,7 @@ fn a_broken_env_file_is_a_failed_start_with_a_clear_reason_and_corral_keeps_runn
 
 #[test]
 fn user_and_group_drop_privileges_with_supplementary_groups() {
-    if !nix::unistd::geteuid().is_root() {
-        panic!("this test switches users: run the suite as root (CI does)");
-    }
+    require_root("this test switches users");
     let dir = TestDir::new("user");
     dir.service(
         "web",

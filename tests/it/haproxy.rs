@@ -12,7 +12,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -24,13 +23,6 @@ use crate::common::*;
 /// this many requests, whichever comes first.
 const CLIENT_MAX_TIME: Duration = Duration::from_secs(30);
 const CLIENT_MAX_REQUESTS: usize = 20_000;
-
-fn haproxy_installed() -> bool {
-    Command::new("haproxy")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// haproxy's configuration: one frontend on `front`, a backend with a
 /// server per port in `servers`. Old workers leave quickly
@@ -176,10 +168,7 @@ fn write_by_rename(path: &Path, contents: &str) {
 
 #[test]
 fn haproxy_reloads_on_a_watched_config_change_without_failing_a_request() {
-    assert!(
-        haproxy_installed(),
-        "haproxy is not installed: this test needs the real binary (apt-get install -y haproxy; CI's .ci/run installs it)"
-    );
+    require_program("haproxy", "haproxy");
     let (front, p1, p2) = (free_port(), free_port(), free_port());
     assert!(
         front != p1 && front != p2 && p1 != p2,

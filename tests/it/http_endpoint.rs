@@ -430,35 +430,6 @@ fn post_is_405_with_allow() {
     assert_eq!(exchange(port, b"get /healthz HTTP/1.1\r\n\r\n").code, 405);
 }
 
-/// `utime + stime` of corral's thread named `name`, in clock ticks
-/// (fields 14 and 15 of /proc/PID/task/TID/stat, after the `(comm)`).
-fn thread_cpu_ticks(pid: i32, name: &str) -> Option<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    tasks.flatten().find_map(|task| {
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        let comm = stat.get(stat.find('(')? + 1..stat.rfind(')')?)?;
-        if comm != name {
-            return None;
-        }
-        let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
-        // Counted from field 3 (state) on: utime is field 14, stime 15.
-        let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
-        let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-        Some(utime + stime)
-    })
-}
-
-/// The lowest file descriptor number corral does not have open: with
-/// RLIMIT_NOFILE at that number, its next open/accept fails with EMFILE.
-fn lowest_free_fd(pid: i32) -> u64 {
-    let open: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read corral's fds")
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect();
-    (0..).find(|fd| !open.contains(fd)).unwrap_or(0)
-}
-
 /// `prlimit --pid PID --nofile=SOFT:` (the soft limit only).
 fn set_fd_limit(pid: i32, soft: &str) {
     let ran = run_within(
@@ -488,13 +459,7 @@ fn nothing_yet(stream: &TcpStream) -> Result<(), String> {
 fn accept_errors_close_the_oldest_waiting_client_do_not_spin_and_serving_resumes() {
     let (mut c, port) = serving("http-emfile");
     let pid = c.pid();
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
-    let soft = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("Max open files")
-        .to_string();
+    let soft = soft_limit(pid, "Max open files").to_string();
     let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let what = ["http: cannot accept connections", "Too many open files"];
 
@@ -520,7 +485,7 @@ fn accept_errors_close_the_oldest_waiting_client_do_not_spin_and_serving_resumes
     set_fd_limit(pid, "3");
     let mut client = connect(port);
     client.write_all(request).expect("send");
-    let before = thread_cpu_ticks(pid, "http").expect("corral's http thread");
+    let before = thread_cpu_ticks(pid, |name| name == "http").expect("corral's http thread");
     stays(
         "one log line for the burst of failed accepts, no answer",
         Duration::from_secs(2),
@@ -532,7 +497,7 @@ fn accept_errors_close_the_oldest_waiting_client_do_not_spin_and_serving_resumes
             }
         },
     );
-    let after = thread_cpu_ticks(pid, "http").expect("corral's http thread");
+    let after = thread_cpu_ticks(pid, |name| name == "http").expect("corral's http thread");
     // USER_HZ is 100: a thread spinning on accept would use about 200
     // ticks in these 2 s; pausing between tries, about none.
     assert!(

@@ -98,20 +98,7 @@ impl Piped {
 
     /// Wait up to `timeout` for corral to exit; its exit code, or why not.
     fn wait_exit(&mut self, timeout: Duration) -> Result<i32, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return exit_code(status),
-                Ok(None) if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "corral (pid {}) still running after {timeout:?}",
-                        self.pid
-                    ));
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(format!("wait for corral: {e}")),
-            }
-        }
+        wait_child(&mut self.child, timeout).and_then(exit_code)
     }
 
     fn ctl_status(&self) -> Ran {
@@ -131,11 +118,7 @@ impl Drop for Piped {
             return;
         }
         send(self.pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.exited() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
-        }
-        if !self.exited() {
+        if wait_child(&mut self.child, Duration::from_secs(15)).is_err() {
             // Freeze corral so it restarts nothing, kill its tree by pid.
             send(self.pid, Signal::SIGSTOP);
             kill_descendants(self.pid);
@@ -546,36 +529,6 @@ fn check_alive_while_stalled(c: &mut Piped) {
     assert!(c.full(), "the pipes were read meanwhile?");
 }
 
-/// CPU time (ticks) of corral's output threads (named `output...`).
-fn output_threads_cpu(pid: i32) -> u64 {
-    let mut total = 0;
-    let mut found = false;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("tasks")
-        .flatten()
-    {
-        let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if !comm.starts_with("output") {
-            continue;
-        }
-        found = true;
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        // proc(5): utime and stime are fields 14 and 15, the 12th and 13th
-        // after the command name's closing parenthesis.
-        let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        for i in [11, 12] {
-            total += fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    assert!(found, "no thread of corral (pid {pid}) is named output*");
-    total
-}
-
 /// stdout and stderr stay full (nobody reads them) while a service floods
 /// both and another crash-loops: corral goes on reaping, restarting and
 /// answering `ctl status`. Once the test reads the pipes again, corral
@@ -590,10 +543,11 @@ fn a_stalled_stdout_and_stderr_stall_neither_the_loop_nor_its_answers() {
     check_alive_while_stalled(&mut c);
     // The output threads wait, they do not spin: well under half a core
     // over two seconds (a busy loop would take all of one).
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as u64;
+    let ticks = clock_ticks_per_sec();
+    let output_threads_cpu = |pid| {
+        thread_cpu_ticks(pid, |name| name.starts_with("output"))
+            .unwrap_or_else(|| panic!("no thread of corral (pid {pid}) is named output*"))
+    };
     let before = output_threads_cpu(c.pid);
     thread::sleep(Duration::from_secs(2));
     let used = output_threads_cpu(c.pid) - before;

@@ -33,14 +33,6 @@ while kill -0 $child 2>/dev/null; do wait $child; done
     )
 }
 
-/// A service that records its pid and sleeps.
-fn sleeper(name: &str) -> String {
-    format!(
-        r#"command = '''echo $$ >> "$T/{name}.pids"; exec sleep 1000'''
-"#
-    )
-}
-
 fn count(c: &Corral, rel: &str) -> usize {
     c.dir().lines(rel).len()
 }

@@ -4,10 +4,7 @@
 //! the classic `haproxy -sf` reload idiom depends on.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 use crate::common::*;
 use nix::sys::signal::Signal;
@@ -165,29 +162,6 @@ fn directory_errors_are_reported_with_the_rest() {
     }
 }
 
-/// GET / on 127.0.0.1:port; the body, or the error.
-fn get(port: u16) -> Result<String, String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| e.to_string())?;
-    match answer.split_once("\r\n\r\n") {
-        Some((head, body))
-            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
-        {
-            Ok(body.trim().to_string())
-        }
-        _ => Err(format!("bad answer: {answer:?}")),
-    }
-}
-
 fn haproxy_cfg(port: u16, body: &str) -> String {
     format!(
         "global\n  log stdout format raw local0\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
@@ -202,17 +176,8 @@ fn haproxy_cfg(port: u16, body: &str) -> String {
 /// orphan now, is reaped by corral.
 #[test]
 fn classic_haproxy_sf_reload_idiom() {
-    if std::process::Command::new("haproxy")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
-        panic!("haproxy is not installed: apt-get install -y haproxy (.ci/run does)");
-    }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    require_program("haproxy", "haproxy");
+    let port = free_port();
     let dir = TestDir::new("s6-haproxy-sf");
     dir.write("haproxy.cfg", &haproxy_cfg(port, "v1"));
     svc_file(
@@ -233,9 +198,11 @@ fn classic_haproxy_sf_reload_idiom() {
     );
     let mut c = dir.corral().ctl_socket().start();
     let old = c.wait_pids("haproxy.pids", 1)[0];
-    wait_until("haproxy to answer v1", DEADLINE, || match get(port) {
-        Ok(body) if body == "v1" => Ok(()),
-        other => Err(format!("{other:?}")),
+    wait_until("haproxy to answer v1", DEADLINE, || {
+        match http_get(port, "/") {
+            Ok((200, body)) if body.trim() == "v1" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
     });
 
     c.dir().write("haproxy.cfg", &haproxy_cfg(port, "v2"));
@@ -253,12 +220,14 @@ fn classic_haproxy_sf_reload_idiom() {
     assert_eq!(ran.code, 0, "{ran:?}");
     let new = c.wait_pids("haproxy.pids", 2)[1];
     assert_ne!(old, new);
-    wait_until("the new haproxy to answer v2", DEADLINE, || {
-        match get(port) {
-            Ok(body) if body == "v2" => Ok(()),
+    wait_until(
+        "the new haproxy to answer v2",
+        DEADLINE,
+        || match http_get(port, "/") {
+            Ok((200, body)) if body.trim() == "v2" => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    });
+        },
+    );
     // The old haproxy retired (-sf) and was reaped: gone, not a zombie.
     c.wait_for("the old haproxy to be reaped", |_| match proc_stat(old) {
         None => Ok(()),

@@ -556,42 +556,9 @@ fn backoff_bound(delay_ms: u64, max_ms: u64, elapsed: Duration) -> u64 {
 // ---------------------------------------------------------------------------
 // /proc
 
-/// The fields of `/proc/PID/stat` after the command name (proc(5)): index 0
-/// is field 3 (state), 1 ppid, 2 pgrp, 11 utime, 12 stime.
-fn stat_fields(pid: i32) -> Option<Vec<String>> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    Some(rest.split_whitespace().map(String::from).collect())
-}
-
 /// The PID namespace of a process, as `pid:[INODE]`.
 fn pid_ns(pid: i32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
-}
-
-/// A number from `/proc/PID/status` (`VmRSS` in KiB, `Threads`).
-fn status_number(pid: i32, key: &str) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
-        l.strip_prefix(key)?
-            .strip_prefix(':')?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    })
-}
-
-/// The pid in the innermost namespace (last of `NSpid:`).
-fn inner_pid(pid: i32) -> Option<i32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))?
-        .split_whitespace()
-        .last()?
-        .parse()
-        .ok()
 }
 
 /// A process of corral's namespace.
@@ -620,7 +587,10 @@ fn scan(ns: &Path) -> Vec<Proc> {
         if pid_ns(host).as_deref() != Some(ns) {
             continue;
         }
-        let (Some(fields), Some(inner)) = (stat_fields(host), inner_pid(host)) else {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{host}/stat")) else {
+            continue;
+        };
+        let (Some(fields), Some(&inner)) = (stat_fields(&stat), ns_pids(host).last()) else {
             continue;
         };
         let field = |i: usize| fields.get(i).and_then(|f| f.parse().ok());
@@ -637,22 +607,6 @@ fn scan(ns: &Path) -> Vec<Proc> {
         });
     }
     found
-}
-
-/// utime + stime of a process, all threads, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    stat_fields(pid)
-        .map(|f| {
-            let tick = |i: usize| f.get(i).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-            tick(11) + tick(12)
-        })
-        .unwrap_or(0)
-}
-
-fn clock_ticks_per_sec() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
 }
 
 /// corral's resident memory (KiB) by kind, from `/proc/PID/smaps`: the
@@ -694,26 +648,10 @@ fn rss_by_kind(pid: i32) -> [u64; 4] {
 
 /// corral's open fds, each as `N -> target`.
 fn fd_list(pid: i32) -> Vec<String> {
-    let mut list: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| {
-                    let target = fs::read_link(e.path())
-                        .map(|t| t.display().to_string())
-                        .unwrap_or_else(|_| "?".into());
-                    format!("{} -> {target}", e.file_name().to_string_lossy())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    list.sort_by_key(|l| {
-        l.split(' ')
-            .next()
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(u32::MAX)
-    });
-    list
+    open_fds(pid)
+        .into_iter()
+        .map(|(fd, target)| format!("{fd} -> {target}"))
+        .collect()
 }
 
 /// SIGKILL the process the test sees as `host`, if it still is process
@@ -731,7 +669,7 @@ fn kill_checked(host: i32, inner: i32, ns: &Path) -> bool {
     };
     // SAFETY: pidfd_open returned a new fd that nothing else owns.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
-    if pid_ns(host).as_deref() != Some(ns) || inner_pid(host) != Some(inner) {
+    if pid_ns(host).as_deref() != Some(ns) || ns_pids(host).last() != Some(&inner) {
         return false;
     }
     // SAFETY: a valid pidfd, no siginfo, no flags.
@@ -1331,25 +1269,6 @@ fn run_chaos(
     outcome.map(|()| watch)
 }
 
-// ---------------------------------------------------------------------------
-// Waiting without panicking (failures are collected, figures printed first)
-
-fn wait_ok<T>(
-    timeout: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> Result<T, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match check() {
-            Ok(v) => return Ok(v),
-            Err(seen) if Instant::now() >= deadline => {
-                return Err(format!("after {timeout:?}: {seen}"));
-            }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
 /// fds, RSS and threads of corral over a quiet window, and its CPU there.
 #[derive(Debug, Clone)]
 struct Quiet {
@@ -1417,29 +1336,22 @@ fn stray_pipes(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// The pipes a process has open: `(fd, "pipe:[INODE]")`.
-fn pipes(pid: i32) -> Vec<(String, String)> {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| {
-                    let target = fs::read_link(e.path()).ok()?.display().to_string();
-                    target
-                        .starts_with("pipe:")
-                        .then(|| (e.file_name().to_string_lossy().into_owned(), target))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+fn pipes(pid: i32) -> Vec<(u32, String)> {
+    open_fds(pid)
+        .into_iter()
+        .filter(|(_, target)| target.starts_with("pipe:"))
+        .collect()
 }
 
 /// Once no pipe of an ended run is left (`stray_pipes`), the fds, RSS and
 /// threads of corral over a quiet window (minimums: a crash loop's pipes
 /// exist for the few ms of each run), and its CPU there.
 fn quiet_window(ctx: &Ctx) -> Result<Quiet, String> {
-    wait_ok(RECOVERY, || stray_pipes(ctx))?;
+    poll_until("no output pipe of an ended run left open", RECOVERY, || {
+        stray_pipes(ctx)
+    })?;
     let start = Instant::now();
-    let ticks = cpu_ticks(ctx.corral);
+    let ticks = cpu_ticks(ctx.corral).unwrap_or(0);
     let mut fd_min = usize::MAX;
     let mut fd_list_min = Vec::new();
     let mut rss_min = u64::MAX;
@@ -1458,7 +1370,7 @@ fn quiet_window(ctx: &Ctx) -> Result<Quiet, String> {
         }
         thread::sleep(Duration::from_millis(50));
     }
-    let spent = (cpu_ticks(ctx.corral) - ticks) as f64 / clock_ticks_per_sec();
+    let spent = (cpu_ticks(ctx.corral).unwrap_or(0) - ticks) as f64 / clock_ticks_per_sec() as f64;
     Ok(Quiet {
         rss_kinds: rss_by_kind(ctx.corral),
         fds: fd_min,
@@ -1558,12 +1470,12 @@ fn pid1_survives_chaos_and_loses_nothing() {
             .sum()
     };
     let starts_before = daemon_starts(&ctx);
-    let ticks_before = cpu_ticks(ctx.corral);
+    let ticks_before = cpu_ticks(ctx.corral).unwrap_or(0);
     let chaos_started = Instant::now();
     let watch = run_chaos(&mut c, &ctx, measured, seed, 2, true).unwrap_or_else(|e| panic!("{e}"));
     let chaos_took = chaos_started.elapsed();
-    let chaos_cpu = 100.0 * (cpu_ticks(ctx.corral) - ticks_before) as f64
-        / clock_ticks_per_sec()
+    let chaos_cpu = 100.0 * (cpu_ticks(ctx.corral).unwrap_or(0) - ticks_before) as f64
+        / clock_ticks_per_sec() as f64
         / chaos_took.as_secs_f64();
 
     let mut failures: Vec<String> = ctx.errors.lock().map(|e| e.clone()).unwrap_or_default();
@@ -1578,7 +1490,9 @@ fn pid1_survives_chaos_and_loses_nothing() {
         failures.push("never-a was never killed (not running when its time came?)".into());
     }
     let recovered_in = Instant::now();
-    if let Err(e) = wait_ok(RECOVERY, || ctx.expected(never_killed, false)) {
+    if let Err(e) = poll_until("every service in its expected state", RECOVERY, || {
+        ctx.expected(never_killed, false)
+    }) {
         failures.push(format!("services not back after the chaos: {e}"));
     }
     let recovery = recovered_in.elapsed();
@@ -1622,12 +1536,14 @@ fn pid1_survives_chaos_and_loses_nothing() {
     if let Err(e) = ctx.restore() {
         failures.push(format!("restore after the chaos: {e}"));
     }
-    if let Err(e) = wait_ok(RECOVERY, || ctx.expected(never_killed, true)) {
+    if let Err(e) = poll_until("every service in its expected state", RECOVERY, || {
+        ctx.expected(never_killed, true)
+    }) {
         failures.push(format!("services not back after the restore: {e}"));
     }
 
     // No zombie anywhere in the namespace.
-    let zombies_left = match wait_ok(DEADLINE, || {
+    let zombies_left = match poll_until("no zombie", DEADLINE, || {
         let zombies: Vec<String> = scan(&ctx.ns)
             .iter()
             .filter(|p| p.state == 'Z')
@@ -1647,7 +1563,7 @@ fn pid1_survives_chaos_and_loses_nothing() {
     };
 
     // fds and threads exactly as in the baseline, RSS close to it.
-    if let Err(e) = wait_ok(DEADLINE, || {
+    if let Err(e) = poll_until("corral's fds as in the baseline", DEADLINE, || {
         stray_pipes(&ctx)?;
         let now = fd_list(ctx.corral);
         if now.len() == baseline.fds {
@@ -1663,7 +1579,7 @@ fn pid1_survives_chaos_and_loses_nothing() {
     }) {
         failures.push(format!("fds not back to the baseline: {e}"));
     }
-    if let Err(e) = wait_ok(DEADLINE, || {
+    if let Err(e) = poll_until("corral's threads as in the baseline", DEADLINE, || {
         let threads = status_number(ctx.corral, "Threads").unwrap_or(0);
         if threads == baseline.threads {
             Ok(())
@@ -1673,17 +1589,21 @@ fn pid1_survives_chaos_and_loses_nothing() {
     }) {
         failures.push(format!("threads not back to the baseline: {e}"));
     }
-    if let Err(e) = wait_ok(Duration::from_secs(15), || {
-        let rss = status_number(ctx.corral, "VmRSS").unwrap_or(u64::MAX);
-        if rss <= baseline.rss_kib + RSS_SLACK_KIB {
-            Ok(())
-        } else {
-            Err(format!(
-                "VmRSS {rss} KiB, baseline {} KiB + {RSS_SLACK_KIB} KiB",
-                baseline.rss_kib
-            ))
-        }
-    }) {
+    if let Err(e) = poll_until(
+        "corral's RSS near the baseline",
+        Duration::from_secs(15),
+        || {
+            let rss = status_number(ctx.corral, "VmRSS").unwrap_or(u64::MAX);
+            if rss <= baseline.rss_kib + RSS_SLACK_KIB {
+                Ok(())
+            } else {
+                Err(format!(
+                    "VmRSS {rss} KiB, baseline {} KiB + {RSS_SLACK_KIB} KiB",
+                    baseline.rss_kib
+                ))
+            }
+        },
+    ) {
         failures.push(format!("RSS above the baseline: {e}"));
     }
     let after = quiet_window(&ctx).unwrap_or_else(|e| {
@@ -1726,8 +1646,9 @@ fn pid1_survives_chaos_and_loses_nothing() {
             }
         }
     }
-    let total_cpu =
-        100.0 * cpu_ticks(ctx.corral) as f64 / clock_ticks_per_sec() / lifetime.as_secs_f64();
+    let total_cpu = 100.0 * cpu_ticks(ctx.corral).unwrap_or(0) as f64
+        / clock_ticks_per_sec() as f64
+        / lifetime.as_secs_f64();
     for (what, percent) in [
         ("whole run", total_cpu),
         ("baseline quiet window", baseline.cpu_percent),
@@ -1767,7 +1688,7 @@ fn pid1_survives_chaos_and_loses_nothing() {
         failures.push("a corral thread panicked (see stderr)".into());
     }
     let drain_killed = stderr.contains("sending SIGKILL to every remaining process");
-    if let Err(e) = wait_ok(DEADLINE, || {
+    if let Err(e) = poll_until("an empty PID namespace", DEADLINE, || {
         let left = scan(&ctx.ns);
         if left.is_empty() {
             Ok(())

@@ -125,17 +125,7 @@ fn assert_closed(mut stream: &UnixStream) {
 // What corral holds, from /proc
 
 fn status_field(pid: i32, field: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find_map(|l| {
-                l.strip_prefix(field)
-                    .and_then(|rest| rest.strip_prefix(':'))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|n| n.parse().ok())
-            })
-        })
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+    status_number(pid, field).unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 fn rss_kb(pid: i32) -> u64 {
@@ -161,64 +151,33 @@ fn wait_sockets(c: &mut Corral, what: &str, at_least: usize) {
 }
 
 fn sockets(pid: i32) -> usize {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| {
-                    fs::read_link(e.path())
-                        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        })
-        .unwrap_or(0)
+    open_fds(pid)
+        .iter()
+        .filter(|(_, target)| target.starts_with("socket:"))
+        .count()
 }
 
-/// CPU time corral has used, in clock ticks (utime + stime of
-/// /proc/PID/stat, the 14th and 15th fields; proc(5)).
+/// CPU time corral has used, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    stat.rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|f| f.parse::<u64>().ok())
-        .sum()
-}
-
-/// corral's soft RLIMIT_NOFILE, from /proc/PID/limits.
-fn open_files_limit(pid: i32) -> u64 {
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
-    limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .map(|soft| soft.parse().unwrap_or(u64::MAX))
-        .expect("Max open files")
+    crate::common::cpu_ticks(pid).unwrap_or_else(|| panic!("no /proc/{pid}/stat: corral is gone"))
 }
 
 /// The connection cap corral computed: `MAX_CONNECTIONS`, or half its fds.
 fn connection_cap(pid: i32) -> usize {
-    let half = usize::try_from(open_files_limit(pid) / 2).unwrap_or(usize::MAX);
+    let half = usize::try_from(soft_limit(pid, "Max open files") / 2).unwrap_or(usize::MAX);
     half.clamp(1, MAX_CONNECTIONS)
 }
 
-/// Let corral (which inherits our limits) and this test hold a few
-/// thousand fds, where the hard limit allows: the abuse needs ~600 at once.
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit / setrlimit read or write one valid `rlimit`.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < 4096 {
-            limit.rlim_cur = limit.rlim_max.min(4096);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+/// Wait until `ctl status` is served again (after the abuse ended).
+fn served_again(c: &mut Corral) {
+    c.wait_for("status to be served again", |c| {
+        let ran = c.ctl(&["status"]);
+        if ran.code == 0 {
+            Ok(())
+        } else {
+            Err(ran.stderr)
         }
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -385,7 +344,8 @@ impl Drop for Operator {
 #[test]
 fn abusive_clients_get_errors_while_restarts_go_on() {
     let _serial = serial();
-    raise_fd_limit();
+    // corral (which inherits our limits) and this test hold ~600 fds at once.
+    raise_fd_limit(1024);
     let mut c = flapper_dir("ctl-abuse").corral().ctl_socket().start();
     wait_flapping(&mut c);
     let socket: PathBuf = c.socket();
@@ -497,14 +457,7 @@ fn abusive_clients_get_errors_while_restarts_go_on() {
     );
     assert!(full.took < MAX_LEGIT, "turned away after {:?}", full.took);
     drop(idle);
-    c.wait_for("status to be served again", |c| {
-        let ran = c.ctl(&["status"]);
-        if ran.code == 0 {
-            Ok(())
-        } else {
-            Err(ran.stderr)
-        }
-    });
+    served_again(&mut c);
     let abuse_until = now_epoch();
     let late = reference.finish(abuse_from, abuse_until);
 
@@ -547,7 +500,9 @@ fn abusive_clients_get_errors_while_restarts_go_on() {
 #[test]
 fn the_operator_is_answered_through_500_stalled_clients_and_every_kind_of_garbage() {
     let _serial = serial();
-    raise_fd_limit();
+    require_root("20 of the clients run as another uid");
+    // corral (which inherits our limits) and this test hold ~600 fds at once.
+    raise_fd_limit(1024);
     let mut c = flapper_dir("ctl-abuse-500")
         .corral()
         .ctl_socket()
@@ -560,7 +515,7 @@ fn the_operator_is_answered_through_500_stalled_clients_and_every_kind_of_garbag
     assert!(
         cap > STALLED + 60,
         "corral may only serve {cap} connections (RLIMIT_NOFILE {}): too few for this test",
-        open_files_limit(pid)
+        soft_limit(pid, "Max open files")
     );
     // Settled: one status answered, its buffers allocated and freed once.
     assert_eq!(c.ctl(&["status"]).code, 0);
@@ -692,24 +647,20 @@ fn the_operator_is_answered_through_500_stalled_clients_and_every_kind_of_garbag
 
     // Clients of another uid, 20 at once, with the socket file opened up:
     // each refused by its credentials.
-    if nix::unistd::geteuid().is_root() {
-        fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).expect("chmod");
-        let nobodies: Vec<Background> = (0..20)
-            .map(|_| {
-                let mut cmd = ctl_command_as_nobody(&socket, &["stop", "web"]);
-                Background::spawn(&mut cmd)
-            })
-            .collect();
-        for nobody in nobodies {
-            let ran = nobody.finish(DEADLINE);
-            assert_eq!(ran.code, 1, "{ran:?}");
-            assert_eq!(
-                ran.stderr,
-                "corral ctl: permission denied: uid 65534 may not use corral's control socket (root and uid 0 only)\n"
-            );
-        }
-    } else {
-        eprintln!("skipped the other-uid clients: needs root");
+    fs::set_permissions(&socket, fs::Permissions::from_mode(0o666)).expect("chmod");
+    let nobodies: Vec<Background> = (0..20)
+        .map(|_| {
+            let mut cmd = ctl_command_as_nobody(&socket, &["stop", "web"]);
+            Background::spawn(&mut cmd)
+        })
+        .collect();
+    for nobody in nobodies {
+        let ran = nobody.finish(DEADLINE);
+        assert_eq!(ran.code, 1, "{ran:?}");
+        assert_eq!(
+            ran.stderr,
+            "corral ctl: permission denied: uid 65534 may not use corral's control socket (root and uid 0 only)\n"
+        );
     }
 
     // The stalled clients are told, once their time is up; all at once.
@@ -814,10 +765,7 @@ fn the_operator_is_answered_through_500_stalled_clients_and_every_kind_of_garbag
 #[test]
 fn out_of_file_descriptors_clients_are_told_and_corral_does_not_spin() {
     let _serial = serial();
-    if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("skipped: needs prlimit (util-linux)");
-        return;
-    }
+    require_program("prlimit", "util-linux");
     let dir = TestDir::new("ctl-emfile");
     dir.service(
         "web",
@@ -829,12 +777,8 @@ fn out_of_file_descriptors_clients_are_told_and_corral_does_not_spin() {
     assert_eq!(c.ctl(&["status"]).code, 0);
     let socket = c.socket();
     let pid = c.pid();
-    let soft = open_files_limit(pid);
-    let fds = || {
-        fs::read_dir(format!("/proc/{pid}/fd"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    };
+    let soft = soft_limit(pid, "Max open files");
+    let fds = || open_fds(pid).len();
     let set_limit = |soft: String| {
         let ran = run_within(
             Command::new("prlimit")
@@ -882,13 +826,6 @@ fn out_of_file_descriptors_clients_are_told_and_corral_does_not_spin() {
     drop(idle);
     drop(queued);
     set_limit(soft.to_string());
-    c.wait_for("status to be served again", |c| {
-        let ran = c.ctl(&["status"]);
-        if ran.code == 0 {
-            Ok(())
-        } else {
-            Err(ran.stderr)
-        }
-    });
+    served_again(&mut c);
     assert_eq!(c.stop(), 0);
 }

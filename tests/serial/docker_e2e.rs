@@ -41,8 +41,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Background, Ran, run_within, serial, wait_until};
+use crate::common::{Background, Ran, http_get_at, run_within, serial, wait_child, wait_until};
 
 /// How long one docker command may take (a `docker stop` is up to 10 s).
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,6 +68,9 @@ const CLIENT_PACE: Duration = Duration::from_millis(20);
 /// ... and never more than this many, nor for longer than this.
 const CLIENT_MAX_REQUESTS: usize = 50_000;
 const CLIENT_MAX_TIME: Duration = Duration::from_secs(600);
+/// Requests sent after a stopped node is gone that must have their answers
+/// before the stop's window is judged (about half a second of requests).
+const AFTER_GONE: usize = 20;
 /// Label of every container and network the test makes; its value is the
 /// test process's pid.
 const LABEL: &str = "org.corral.e2e";
@@ -245,8 +248,9 @@ fn scenario(variant: Variant) {
     let (web2_exit, stop_took) = lab.stop_end("web2");
     let stop_done = Instant::now();
     // Requests sent until a moment after the node is gone are the ones a bad
-    // drain would have failed.
-    thread::sleep(Duration::from_millis(500));
+    // drain would have failed: the window ends once some sent after it have
+    // their answers.
+    client.wait_answered_since(stop_done, AFTER_GONE, JOIN_TIMEOUT);
     let stop_window = client.between(stop_at, Instant::now());
     let stop_failed = failures(&stop_window);
     let drain = lab
@@ -965,20 +969,10 @@ impl NetnsLab {
 
     fn wait_exit(&mut self, name: &str, timeout: Duration) -> Option<ExitStatus> {
         let node = self.nodes.get_mut(name)?;
-        if let Some(status) = node.exit {
-            return Some(status);
+        if node.exit.is_none() {
+            node.exit = wait_child(&mut node.script, timeout).ok();
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = node.script.try_wait() {
-                node.exit = Some(status);
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        node.exit
     }
 
     fn signal(&self, name: &str, signal: nix::sys::signal::Signal) {
@@ -1299,47 +1293,16 @@ fn enter_netns(path: &Path) -> Result<(), String> {
 /// namespace, if it has one).
 fn http_get(endpoint: &Endpoint, path: &str) -> Result<(u16, String), String> {
     match &endpoint.netns {
-        None => http_get_here(endpoint.addr, path),
+        None => http_get_at(endpoint.addr, path),
         Some(ns) => thread::scope(|s| {
             s.spawn(|| {
                 enter_netns(ns)?;
-                http_get_here(endpoint.addr, path)
+                http_get_at(endpoint.addr, path)
             })
             .join()
             .unwrap_or_else(|_| Err("request thread panicked".to_string()))
         }),
     }
-}
-
-/// `GET path` on `addr`, one connection per request (HTTP/1.0,
-/// `Connection: close`): the status code and the body.
-fn http_get_here(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let timeout = Some(Duration::from_secs(10));
-    stream
-        .set_read_timeout(timeout)
-        .and_then(|()| stream.set_write_timeout(timeout))
-        .map_err(|e| format!("{addr}: {e}"))?;
-    // One write: a request in pieces would wait for delayed ACKs (Nagle).
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("write to {addr}: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("{addr}: no end of headers in {text:?}"))?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("{addr}: no status in {head:?}"))?;
-    Ok((code, body.to_string()))
 }
 
 // ---------------------------------------------------------------------------
@@ -1406,7 +1369,7 @@ impl Client {
                         break;
                     }
                     let sent_at = Instant::now();
-                    let answer = http_get_here(endpoint.addr, "/");
+                    let answer = http_get_at(endpoint.addr, "/");
                     let sample = Sample {
                         sent_at,
                         done_at: Instant::now(),
@@ -1449,6 +1412,27 @@ impl Client {
         names.sort();
         names.dedup();
         names
+    }
+
+    /// Wait until `n` requests sent since `since` have their answers
+    /// (whatever they are).
+    fn wait_answered_since(&self, since: Instant, n: usize, timeout: Duration) {
+        wait_until(
+            &format!("answers to {n} requests sent after the node is gone"),
+            timeout,
+            || {
+                let answered = self
+                    .snapshot()
+                    .iter()
+                    .filter(|s| s.sent_at >= since)
+                    .count();
+                if answered >= n {
+                    Ok(())
+                } else {
+                    Err(format!("{answered} answered"))
+                }
+            },
+        );
     }
 
     /// Wait for the first answer from `name` to a request sent after

@@ -14,18 +14,6 @@ use std::os::unix::fs::PermissionsExt;
 use crate::common::*;
 use nix::sys::signal::Signal;
 
-/// The `SigBlk`/`SigIgn` lines of a `/proc/PID/status` text, as numbers.
-fn masks(status: &str) -> (u64, u64) {
-    let mask = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-            .unwrap_or_else(|| panic!("no {name} in {status:?}"))
-    };
-    (mask("SigBlk:"), mask("SigIgn:"))
-}
-
 /// A service that writes its `/proc/self/status` to `$T/shared/NAME.status`
 /// (through a temporary file, so the test never reads half of it), then
 /// sleeps.
@@ -69,7 +57,7 @@ fn every_child_starts_with_no_signal_ignored_or_blocked() {
         .start();
     for who in ["root", "nobody", "init", "main"] {
         let status = c.wait_file(&format!("shared/{who}.status"));
-        let (blocked, ignored) = masks(&status);
+        let (blocked, ignored) = signal_masks(&status);
         assert_eq!(blocked, 0, "{who}: blocked signals\n{status}");
         assert_eq!(ignored, 0, "{who}: ignored signals\n{status}");
     }

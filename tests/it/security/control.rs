@@ -76,36 +76,6 @@ while True:
 /// The reason phrase of `EVIL_HTTP`, as the client must show it.
 const EVIL_REASON_SHOWN: &str = r"503 \x1b]0;owned\x07\x1b[2J \x7f\x9b31m";
 
-/// These attacks switch uids.
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the control attacks run processes as uid 65534: run the security tests as root (CI does)"
-    );
-}
-
-/// python3 where every uid can run it: a `python3` first on root's PATH
-/// may be a shim under /root (pyenv), which uid 65534 cannot reach.
-fn python3() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-/// `program ARGS` as uid and gid 65534, no supplementary groups.
-fn as_nobody(program: &str) -> Command {
-    as_uid(65534, program)
-}
-
-fn as_uid(uid: u32, program: &str) -> Command {
-    let mut cmd = Command::new("setpriv");
-    let id = uid.to_string();
-    cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups", program]);
-    cmd
-}
-
 /// Run `cmd` to completion; it must succeed.
 fn ok(cmd: &mut Command) {
     let ran = run_within(cmd, DEADLINE);
@@ -135,11 +105,6 @@ fn planted_answers() -> Value {
     json!({"status": status.to_string(), "*": fine.to_string()})
 }
 
-/// A service that records its pid in `$T/NAME.pids`, then sleeps.
-fn sleeper(name: &str) -> String {
-    format!("command = '''echo $$ >> \"$T/{name}.pids\"; exec sleep 1000'''\n")
-}
-
 /// The socket answers `status`, and `web` is still the process it was.
 fn still_serving(c: &mut Corral, web: i32) {
     let ran = c.ctl(&["status"]);
@@ -167,7 +132,7 @@ fn raw_controls(text: &str) -> Vec<char> {
 /// none of its answers; the real corral serves on.
 #[test]
 fn a_socket_dir_planted_through_a_symlink_is_refused_by_corral_and_by_ctl() {
-    require_root();
+    require_root("the control attacks run processes as uid 65534");
     let dir = TestDir::new("sec-ctl-plant");
     dir.service("web", &sleeper("web"));
     let public = dir.join("public");
@@ -245,7 +210,7 @@ fn a_socket_dir_planted_through_a_symlink_is_refused_by_corral_and_by_ctl() {
 /// corral in the same namespace, on /run/corral, is found and answers.
 #[test]
 fn the_default_places_skip_a_planted_tmp_corral_0() {
-    require_root();
+    require_root("the control attacks run processes as uid 65534");
     const SCRIPT: &str = r#"
 mount -t tmpfs -o mode=0755 tmpfs /run || exit 90
 mount -t tmpfs -o mode=1777 tmpfs /tmp || exit 90
@@ -326,7 +291,7 @@ kill $fake
 /// of root's own to a safe place are fine, and that corral serves.
 #[test]
 fn open_or_foreign_socket_dirs_are_refused_with_the_reason() {
-    require_root();
+    require_root("the control attacks run processes as uid 65534");
     let dir = TestDir::new("sec-ctl-dirs");
     let mkdir = |rel: &str, mode: u32| -> PathBuf {
         let path = dir.join(rel);
@@ -471,7 +436,7 @@ impl Drop for TmpCorralDir {
 /// skips nobody's socket too and reaches the real corral.
 #[test]
 fn an_unsafe_default_place_is_skipped_with_a_warning_by_corral_and_ctl() {
-    require_root();
+    require_root("the control attacks run processes as uid 65534");
     const UID: u32 = 4242;
     let tmp = TmpCorralDir::new(UID);
     let dir = TestDir::new("sec-ctl-xdg");
@@ -552,7 +517,7 @@ fn an_unsafe_default_place_is_skipped_with_a_warning_by_corral_and_ctl() {
 /// them JSON-escaped); corral serves on.
 #[test]
 fn escapes_from_a_health_endpoint_are_shown_escaped_by_status_and_health() {
-    require_root();
+    require_root("the control attacks run processes as uid 65534");
     let dir = TestDir::new("sec-ctl-esc");
     dir.write("evil_http.py", EVIL_HTTP);
     let port = free_port();
@@ -644,7 +609,7 @@ restart-delay-max = "1h"
 /// bytes as they are (as `docker logs`).
 #[test]
 fn escapes_in_any_answer_of_a_trusted_server_are_shown_escaped() {
-    require_root();
+    require_root("the control attacks run processes as uid 65534");
     let dir = TestDir::new("sec-ctl-esc-fake");
     let status = json!({"ok": true, "services": [{
         "name": "web\u{1b}[2J", "state": "running\u{7}", "want": "up", "pid": 12,

@@ -65,12 +65,6 @@ fn root_only(path: &Path, contents: &str) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 0600");
 }
 
-fn need_root() {
-    if !nix::unistd::geteuid().is_root() {
-        panic!("these tests run services as uid 65534: run the suite as root (CI does)");
-    }
-}
-
 /// A service that exits at once and is started again every 50-100 ms; each
 /// run leaves an orphan (`setsid sleep`, in a session of its own, so no stop
 /// signal reaches it) that corral, as PID 1, inherits and must reap.
@@ -111,7 +105,7 @@ fn zombie_children(c: &Corral) -> Vec<i32> {
 
 #[test]
 fn a_fifo_env_file_fails_the_start_and_pid1_keeps_serving() {
-    need_root();
+    require_root("these tests run services as uid 65534");
     let dir = TestDir::new("sec-fifo-env");
     let home = attacker_dir(&dir, "home");
     let env = home.join("app.env");
@@ -178,7 +172,7 @@ fn a_fifo_env_file_fails_the_start_and_pid1_keeps_serving() {
 
 #[test]
 fn an_env_file_linked_to_a_root_only_file_is_refused_and_never_quoted() {
-    need_root();
+    require_root("these tests run services as uid 65534");
     let dir = TestDir::new("sec-env-root");
     let home = attacker_dir(&dir, "home");
     // Valid KEY=value lines: read as root, they would be the service's.

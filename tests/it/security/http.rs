@@ -17,7 +17,6 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -128,83 +127,23 @@ while True:
                     pass
 "#;
 
-fn need_root() {
-    if !nix::unistd::geteuid().is_root() {
-        panic!("these tests run the attacker as uid 65534: run the suite as root (CI does)");
-    }
-}
-
-/// Raise this process's RLIMIT_NOFILE soft limit to its hard limit, which
-/// must be at least `need`: corral (started after this) and the attacker
-/// inherit it. Too low a hard limit is a failure, with the reason.
-fn raise_fd_limit(need: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` into the valid `limit`.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    assert_eq!(rc, 0, "getrlimit: {}", std::io::Error::last_os_error());
-    assert!(
-        limit.rlim_max >= need,
-        "RLIMIT_NOFILE hard limit {} is below the {need} fds this test needs \
-         (corral serves connections up to a quarter of its limit); \
-         raise it (ulimit -Hn, docker --ulimit nofile=...)",
-        limit.rlim_max
-    );
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: setrlimit reads one valid `rlimit`.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
-    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
-}
-
-/// corral's soft RLIMIT_NOFILE, from /proc/PID/limits.
-fn soft_fd_limit(pid: i32) -> u64 {
-    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("corral's limits");
-    let soft = limits
-        .lines()
-        .find_map(|l| l.strip_prefix("Max open files"))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("Max open files");
-    if soft == "unlimited" {
-        u64::MAX
-    } else {
-        soft.parse().expect("a number of files")
-    }
-}
-
 /// How many connections corral serves at once (`http::connection_cap`).
 fn connection_cap(pid: i32) -> usize {
-    usize::try_from(soft_fd_limit(pid) / 4)
+    usize::try_from(soft_limit(pid, "Max open files") / 4)
         .unwrap_or(usize::MAX)
         .clamp(1, MAX_CONNECTIONS)
-}
-
-/// The python3 an unprivileged user can run: pyenv's shims under /root are
-/// out of its reach.
-fn python3() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
 }
 
 /// The attacker, as uid 65534, against `port`; back once every connection
 /// is open. Killed by pid when dropped.
 fn attack(port: u16, idle: usize, slow: usize, mode: &str) -> Background {
-    let mut attacker = Background::spawn(
-        Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .args([python3(), "-c", ATTACKER])
-            .args([
-                &port.to_string(),
-                &idle.to_string(),
-                &slow.to_string(),
-                mode,
-                &IO_TIMEOUT.as_millis().to_string(),
-            ]),
-    );
+    let mut attacker = Background::spawn(as_nobody(python3()).args(["-c", ATTACKER]).args([
+        &port.to_string(),
+        &idle.to_string(),
+        &slow.to_string(),
+        mode,
+        &IO_TIMEOUT.as_millis().to_string(),
+    ]));
     let line = attacker.next_line(DEADLINE);
     assert_eq!(line, "ready", "the attacker: {}", attacker.stderr());
     let uid = fs::read_to_string(format!("/proc/{}/status", attacker.pid()))
@@ -245,22 +184,17 @@ fn closed(line: &str) -> Closed {
 /// not those still in the listen backlog): its socket fds whose inodes
 /// /proc/net/tcp lists as established with that local port.
 fn held(pid: i32, port: u16) -> usize {
-    let inodes: HashSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.flatten()
-                .filter_map(|fd| fs::read_link(fd.path()).ok())
-                .filter_map(|target| {
-                    let target = target.to_string_lossy().into_owned();
-                    Some(
-                        target
-                            .strip_prefix("socket:[")?
-                            .strip_suffix(']')?
-                            .to_string(),
-                    )
-                })
-                .collect()
+    let inodes: HashSet<String> = open_fds(pid)
+        .into_iter()
+        .filter_map(|(_, target)| {
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
         })
-        .unwrap_or_default();
+        .collect();
     let local = format!(":{port:04X}");
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
@@ -379,7 +313,7 @@ fn status_not_slowed(before: &[Duration], during: &[Duration]) {
 
 #[test]
 fn probes_succeed_within_a_second_through_a_flood_of_idle_and_slow_connections() {
-    need_root();
+    require_root("the attacker runs as uid 65534");
     // The attacker holds 1100 sockets; corral holds them at a quarter of
     // its limit (`http::connection_cap`), with room for the probes.
     let flood = IDLE + SLOW;
@@ -481,7 +415,7 @@ fn flood_stats(attacker: &mut Background, since: Duration) -> (usize, usize) {
 
 #[test]
 fn at_the_connection_cap_a_probe_closes_the_oldest_idle_connection() {
-    need_root();
+    require_root("the attacker runs as uid 65534");
     // corral's cap is a quarter of this limit at most, so the attacker
     // (with the same limit) can always reach it.
     raise_fd_limit(1024);

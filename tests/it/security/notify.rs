@@ -342,10 +342,7 @@ exec sleep 1000
     let socket = c.dir().read("pub/slow.socket");
     assert!(socket.ends_with("/slow/1"), "{socket:?}");
     let ran = run_within(
-        Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .arg(c.dir().join("attack"))
-            .args(["send", &socket, "READY=1"]),
+        as_nobody(c.dir().join("attack")).args(["send", &socket, "READY=1"]),
         DEADLINE,
     );
     assert_eq!(ran.code, 0, "{ran:?}");
