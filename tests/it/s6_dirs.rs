@@ -68,7 +68,10 @@ fn run_finish_down_notification_fd_and_corral_toml() {
     // Started in its own directory, as s6 does.
     let cwd = fs::canonicalize(c.dir().join("services/web")).expect("canonical");
     assert_eq!(c.dir().read("web.cwd").trim(), cwd.display().to_string());
-    // api (after web) started only once web had written to its notification fd.
+    // api (after web) started only once web had written to its notification
+    // fd. corral's log lines reach stderr through its writer thread: api's
+    // file can come before the line saying it started.
+    c.wait_stderr_line(&["service started", "service=api"]);
     let err = c.stderr();
     let ready = err
         .find("service ready service=web")
