@@ -1,5 +1,7 @@
 //! Shared harness for the integration tests: the real `corral` binary against
-//! `sh -c` fake services.
+//! `sh -c` fake services. A module (`mod common`) of each test crate:
+//! `tests/it/` (everything that may run side by side) and `tests/serial/`
+//! (tests that measure time or load, one at a time: `serial()`).
 //!
 //! - `TestDir`: a unique scratch dir under `std::env::temp_dir()`, removed on
 //!   drop. It holds `services/`, `init/`, `finish/`, corral's captured stdout
@@ -10,7 +12,14 @@
 //!   started, by pid, even when the test fails, and prints corral's output
 //!   when the test is panicking.
 //! - `wait_until`: re-check a condition every 10 ms until it holds or a
-//!   deadline passes. There is no fixed sleep anywhere in the tests.
+//!   deadline passes (`poll_until` returns the failure instead). No test
+//!   waits with a fixed sleep: the sleeps left pace a load (a client, a
+//!   trickle, a burst) or span a window in which CPU time is measured.
+//! - `require_root`, `require_program`: a test that cannot run here fails
+//!   and says why; none passes in silence.
+//! - `/proc` readers (`cpu_ticks`, `status_number`, `soft_limit`,
+//!   `open_fds`, ...) and the helpers many files use (`sleeper`, `as_nobody`,
+//!   `http_get`, `raise_fd_limit`): one copy each, here.
 
 #![allow(dead_code)]
 
@@ -21,6 +30,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,18 +51,26 @@ const DROP_GRACE: Duration = Duration::from_secs(15);
 /// Re-check `check` every 10 ms until it returns `Ok`, or panic once
 /// `timeout` has passed, naming `what` was awaited and what was last seen
 /// (the `Err` text).
-pub fn wait_until<T>(
+pub fn wait_until<T>(what: &str, timeout: Duration, check: impl FnMut() -> Result<T, String>) -> T {
+    poll_until(what, timeout, check).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `wait_until` that returns its failure instead of panicking, for a test
+/// that collects failures and reports them together.
+pub fn poll_until<T>(
     what: &str,
     timeout: Duration,
     mut check: impl FnMut() -> Result<T, String>,
-) -> T {
+) -> Result<T, String> {
     let deadline = Instant::now() + timeout;
     loop {
         match check() {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
             Err(seen) => {
                 if Instant::now() >= deadline {
-                    panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+                    return Err(format!(
+                        "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+                    ));
                 }
             }
         }
@@ -60,18 +78,151 @@ pub fn wait_until<T>(
     }
 }
 
+/// Wait up to `timeout` for `child` to exit (it is left running past it).
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Result<ExitStatus, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "pid {} still running after {timeout:?}",
+                    child.id()
+                ));
+            }
+            Ok(None) => thread::sleep(POLL),
+            Err(e) => return Err(format!("wait for pid {}: {e}", child.id())),
+        }
+    }
+}
+
+/// Held for its whole run by each test of `tests/serial/`: those measure
+/// time and load, so they run one at a time (a test binary otherwise runs
+/// as many tests at once as there are cores). A test that failed while
+/// holding it does not stop the others.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 // ---------------------------------------------------------------------------
 // Processes, from /proc
 
-/// `(state, ppid)` from `/proc/PID/stat` (proc(5)); the command name is in
-/// parentheses and may contain spaces, so fields are counted after the last `)`.
+/// The fields of a `/proc/PID/stat` (or `/proc/PID/task/TID/stat`) text
+/// after the command name (proc(5)): index 0 is field 3 (state), 1 the
+/// ppid, 11 utime, 12 stime. The name is in parentheses and may contain
+/// spaces, so fields are counted after the last `)`.
+pub fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(
+        stat.get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect(),
+    )
+}
+
+/// `(state, ppid)` from `/proc/PID/stat`.
 pub fn proc_stat(pid: i32) -> Option<(char, i32)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
+    let fields = stat_fields(&stat)?;
+    let state = fields.first()?.chars().next()?;
+    let ppid = fields.get(1)?.parse().ok()?;
     Some((state, ppid))
+}
+
+/// CPU time (utime + stime, in clock ticks) from a `/proc/.../stat` file.
+fn cpu_ticks_in(stat_file: &Path) -> Option<u64> {
+    let stat = fs::read_to_string(stat_file).ok()?;
+    let fields = stat_fields(&stat)?;
+    let tick = |i: usize| fields.get(i).and_then(|t| t.parse::<u64>().ok());
+    Some(tick(11)? + tick(12)?)
+}
+
+/// The CPU time a process has used, in clock ticks; `None` once it is gone.
+pub fn cpu_ticks(pid: i32) -> Option<u64> {
+    cpu_ticks_in(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// The CPU time of `pid`'s threads whose name (`comm`) satisfies `name`, in
+/// clock ticks; `None` if it has no such thread.
+pub fn thread_cpu_ticks(pid: i32, name: impl Fn(&str) -> bool) -> Option<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = None;
+    for task in tasks.flatten() {
+        let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if name(comm.trim_end()) {
+            let ticks = cpu_ticks_in(&task.path().join("stat")).unwrap_or(0);
+            total = Some(total.unwrap_or(0) + ticks);
+        }
+    }
+    total
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of `cpu_ticks`.
+pub fn clock_ticks_per_sec() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+/// A number of `/proc/PID/status` (`VmRSS` in KiB, `Threads`, ...).
+pub fn status_number(pid: i32, key: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// The `SigBlk:` and `SigIgn:` masks of a `/proc/PID/status` text.
+pub fn signal_masks(status: &str) -> (u64, u64) {
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no {name} in {status:?}"))
+    };
+    (mask("SigBlk:"), mask("SigIgn:"))
+}
+
+/// The soft limit of `/proc/PID/limits` line `name` (e.g. "Max open
+/// files"); `u64::MAX` for "unlimited".
+pub fn soft_limit(pid: i32, name: &str) -> u64 {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{name} missing from /proc/{pid}/limits"));
+    soft.parse().unwrap_or(u64::MAX)
+}
+
+/// The open fds of a process, each with its target (`socket:[INODE]`,
+/// `pipe:[INODE]`, a path, or `?`), in order; empty once it is gone.
+pub fn open_fds(pid: i32) -> Vec<(u32, String)> {
+    let mut fds: Vec<(u32, String)> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let fd = e.file_name().to_str()?.parse().ok()?;
+                    let target = fs::read_link(e.path())
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_else(|_| "?".into());
+                    Some((fd, target))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    fds
 }
 
 /// The process exists and is not a zombie (or dead, being torn down).
@@ -144,7 +295,7 @@ pub fn cmdline(pid: i32) -> String {
 
 /// The pids of `pid` in each nested PID namespace, outermost first
 /// (`NSpid:` of `/proc/PID/status`).
-fn ns_pids(pid: i32) -> Vec<i32> {
+pub fn ns_pids(pid: i32) -> Vec<i32> {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
@@ -203,8 +354,103 @@ pub fn parse_time(text: &str) -> f64 {
         .unwrap_or_else(|_| panic!("not a `date +%s.%N` timestamp: {text:?}"))
 }
 
+/// The lowest fd number a process does not have open: with RLIMIT_NOFILE
+/// at that number, its next open or accept fails with EMFILE (new fds fill
+/// the lowest hole first).
+pub fn lowest_free_fd(pid: i32) -> u64 {
+    let open: Vec<u64> = open_fds(pid).iter().map(|&(fd, _)| u64::from(fd)).collect();
+    (0..).find(|fd| !open.contains(fd)).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// What a test needs of the machine
+
+/// Fail the test, saying why, unless it runs as root. CI runs the suite as
+/// root: a test that needs root fails elsewhere rather than pass unrun.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root: {why}; run the suite as root (CI does)"
+    );
+}
+
+/// Whether `program` is an executable file in a directory of `$PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// Fail the test, saying how to get it, unless `program` is on `$PATH`
+/// (CI's `.ci/run` installs every program the tests use).
+pub fn require_program(program: &str, package: &str) {
+    assert!(
+        on_path(program),
+        "{program} is not installed: this test needs the real program \
+         (apt-get install -y {package}; CI's .ci/run installs it)"
+    );
+}
+
+/// `program` as uid and gid `uid`, without supplementary groups, through
+/// util-linux setpriv (the caller must be root).
+pub fn as_uid(uid: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    let id = uid.to_string();
+    cmd.args(["--reuid", &id, "--regid", &id, "--clear-groups"])
+        .arg(program);
+    cmd
+}
+
+/// `program` as uid and gid 65534 (nobody): the attacker of the security
+/// tests, a client corral must refuse.
+pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    as_uid(65534, program)
+}
+
+/// python3 where every uid can run it: a `python3` first on root's PATH
+/// may be a shim under /root (pyenv), which uid 65534 cannot reach.
+pub fn python3() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// Raise this process's soft RLIMIT_NOFILE to its hard limit, which must be
+/// at least `need`: corral (started after this) and the test's clients
+/// inherit it. Too low a hard limit fails the test, with the reason.
+pub fn raise_fd_limit(need: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the valid `limit`.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    assert!(
+        limit.rlim_max >= need,
+        "RLIMIT_NOFILE hard limit {} is below the {need} fds this test needs; \
+         raise it (ulimit -Hn, docker --ulimit nofile=...)",
+        limit.rlim_max
+    );
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: setrlimit reads one valid `rlimit`.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
 // ---------------------------------------------------------------------------
 // Scratch directory
+
+/// A service file for `NAME`: a daemon that appends its pid to
+/// `$T/NAME.pids` at each start and then sleeps.
+pub fn sleeper(name: &str) -> String {
+    format!("command = '''echo $$ >> \"$T/{name}.pids\"; exec sleep 1000'''\n")
+}
 
 pub struct TestDir {
     path: PathBuf,
@@ -991,23 +1237,11 @@ impl Background {
 
     /// Wait for the exit (killing it at `timeout`, then panicking).
     pub fn finish(mut self, timeout: Duration) -> Ran {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "pid {} still running after {timeout:?}; stdout: {:?}; stderr: {:?}",
-                    self.pid(),
-                    self.seen,
-                    self.stderr()
-                );
-            }
-            thread::sleep(POLL);
-        };
+        let status = wait_child(&mut self.child, timeout).unwrap_or_else(|e| {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            panic!("{e}; stdout: {:?}; stderr: {:?}", self.seen, self.stderr());
+        });
         let took = self.started.elapsed();
         for reader in self.readers.drain(..) {
             let _ = reader.join();
@@ -1053,13 +1287,10 @@ pub fn ctl_command(socket: Option<&Path>, args: &[&str]) -> Command {
     cmd
 }
 
-/// `corral ctl --socket SOCKET ARGS` as uid and gid 65534, through util-linux
-/// setpriv (the caller must be root).
+/// `corral ctl --socket SOCKET ARGS` as uid and gid 65534 (`as_nobody`).
 pub fn ctl_command_as_nobody(socket: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .arg(corral_bin())
-        .args(["ctl", "--socket"])
+    let mut cmd = as_nobody(corral_bin());
+    cmd.args(["ctl", "--socket"])
         .arg(socket)
         .args(args)
         .env_remove("CORRAL_SOCKET");
@@ -1084,15 +1315,7 @@ impl Corral {
 
     /// The number of threads corral has (`Threads:` of /proc/PID/status).
     pub fn threads(&self) -> usize {
-        fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .ok()
-            .and_then(|status| {
-                status.lines().find_map(|l| {
-                    l.strip_prefix("Threads:")
-                        .and_then(|n| n.trim().parse().ok())
-                })
-            })
-            .unwrap_or(0)
+        status_number(self.pid, "Threads").map_or(0, |n| n as usize)
     }
 }
 
@@ -1143,8 +1366,12 @@ pub fn epoch_now() -> f64 {
 /// `GET path` on 127.0.0.1:`port` over a fresh connection (HTTP/1.0,
 /// `Connection: close`): the status code and the body.
 pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    http_get_at(std::net::SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+/// `http_get` on any address.
+pub fn http_get_at(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect {addr}: {e}"))?;
     let timeout = Some(Duration::from_secs(10));
@@ -1154,8 +1381,7 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
         .map_err(|e| format!("{addr}: {e}"))?;
     // One write: a request written in pieces meets Nagle's algorithm and
     // the server's delayed ACK (40 ms per request).
-    let request =
-        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("write to {addr}: {e}"))?;

@@ -1,0 +1,47 @@
+//! The integration tests: the real `corral` binary against real processes,
+//! one module per part of the SPEC, sharing one harness (`common`).
+//!
+//! One crate, so the harness is compiled once and cargo runs these tests side
+//! by side (a test binary runs as many at a time as there are cores). Tests
+//! that measure time or load, or run containers, must not share the machine
+//! with these: they are in `tests/serial/`, a crate of its own that cargo runs
+//! after this one, one test at a time.
+//!
+//! A test that cannot run here fails and says why (e.g. "needs root"): CI
+//! runs the suite as root with every tool it uses installed; nothing is
+//! skipped in silence.
+
+// A test fails by panicking: unwrap, expect, panic! and indexing are how it
+// says so (the workspace denies them in src/ only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod audit;
+mod config;
+mod config_cli;
+mod ctl;
+mod environment;
+mod exit_codes;
+mod fuzz_regressions;
+mod haproxy;
+mod http_endpoint;
+mod lifecycle;
+mod notify_child;
+mod ordering;
+mod output;
+mod output_integrity;
+mod pid1;
+mod readiness;
+mod reload;
+mod s6_dirs;
+mod s6_links;
+mod security;
+mod signals;
+mod tini;

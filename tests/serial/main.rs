@@ -1,0 +1,30 @@
+//! The tests that must have the machine to themselves, run one at a time
+//! (each holds `common::serial()`): they measure timing, CPU and memory
+//! under load, which a test running beside them would skew on a 2-core
+//! machine, or they build and run containers.
+//!
+//! - `ctl_abuse`: abusive control clients while the operator's `ctl status`
+//!   and a flapping service's restarts are timed.
+//! - `chaos`: corral as PID 1 under a minute of kills, reloads and clients,
+//!   with its fds, threads, RSS and CPU compared before and after.
+//! - `docker_e2e`: the haproxy + serf + node example in real containers
+//!   (or namespaces where Docker is missing), timing joins and drains.
+//!
+//! A crate of their own, not modules of `tests/it/`: cargo runs test crates
+//! one after another, so nothing else runs while these do.
+
+// A test fails by panicking: unwrap, expect, panic! and indexing are how it
+// says so (the workspace denies them in src/ only).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod chaos;
+mod ctl_abuse;
+mod docker_e2e;
