@@ -6,14 +6,12 @@
 //! process is gone; a readiness gate per run keeps `-wR` waiting while
 //! `-wr` returns once the new process runs.
 
-mod common;
-
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// Long enough to see that a waiting command has not returned.
 const STILL: Duration = Duration::from_millis(300);
