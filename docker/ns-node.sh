@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A container without Docker, for the end-to-end test's fallback on hosts
-# where the Docker engine is not usable (tests/docker_e2e.rs):
+# where the Docker engine is not usable (tests/serial/docker_e2e.rs):
 #
 #   ip netns exec NETNS setpriv --pdeathsig KILL \
 #     unshare --pid --mount --uts --propagation private \

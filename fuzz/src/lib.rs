@@ -3,7 +3,7 @@
 //! a panic inside the parser itself, or a wrong answer.
 //!
 //! The fuzz targets (`fuzz/fuzz_targets/`, built by cargo-fuzz on nightly)
-//! are one line each around these. `tests/fuzz_regressions.rs` includes this
+//! are one line each around these. `tests/it/fuzz_regressions.rs` includes this
 //! file with `#[path]` and replays every committed corpus input through the
 //! same functions, so the corpora are checked by a plain `cargo test`.
 
