@@ -213,6 +213,11 @@ fn the_default_places_skip_a_planted_tmp_corral_0() {
     require_root("the control attacks run processes as uid 65534");
     const SCRIPT: &str = r#"
 mount -t tmpfs -o mode=0755 tmpfs /run || exit 90
+# The checkout may live under /tmp (a CI clone): keep the binary reachable
+# once /tmp is a fresh tmpfs, and leave the directory it hides.
+cp "$CORRAL" /run/corral-under-test || exit 90
+CORRAL=/run/corral-under-test
+cd /
 mount -t tmpfs -o mode=1777 tmpfs /tmp || exit 90
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm || exit 90
 nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups "$@"; }
