@@ -221,6 +221,7 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         reload: raw.reload,
         watch,
         finish: defaults.finish,
+        ..defaults
     });
     parsed
 }

@@ -38,6 +38,7 @@ pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
     defaults.source = dir.to_path_buf();
     defaults.working_dir = dir_abs.clone();
     defaults.kill_group = false;
+    defaults.origin = super::spec::Origin::S6Dir;
     if let Some(timeout) = options.s6_stop_timeout {
         defaults.stop_timeout = timeout;
     }

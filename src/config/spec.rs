@@ -133,6 +133,36 @@ pub struct ServiceSpec {
     /// exit code (256 when killed) and the signal number; exit 125 stops
     /// restarts.
     pub finish: Option<PathBuf>,
+    /// How long the `finish` script may run before it is killed (s6-rc
+    /// `timeout-finish`; s6's 5 s otherwise).
+    pub finish_timeout: Duration,
+    /// s6-rc oneshots (SPEC section 9): the `down` command, run at shutdown
+    /// (and on a stop) once the oneshot has run, in reverse dependency order.
+    pub down: Option<Vec<String>>,
+    /// Oneshots: the deadline of one run (s6-rc `timeout-up`); past it the
+    /// run is killed and counts as failed. `None`: no limit.
+    pub run_timeout: Option<Duration>,
+    /// s6-rc pipelines: this service's stdout feeds the stdin of the named
+    /// service through one pipe corral holds across restarts of either end.
+    pub pipe_to: Option<String>,
+    /// A service of a v3 tree's boot (reached from `user`, `user2` or the
+    /// legacy pseudo-services): when it fails to come up, the container
+    /// follows `S6_BEHAVIOUR_IF_STAGE2_FAILS` (`Supervisor::init_failure`).
+    pub boot_step: bool,
+    /// Where the definition came from, for `corral check` and messages.
+    pub origin: Origin,
+}
+
+/// The format a definition was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// A `NAME.toml` service file (SPEC section 3).
+    #[default]
+    Toml,
+    /// An s6-style service directory `NAME/run` (SPEC section 4).
+    S6Dir,
+    /// A service of an s6-rc source tree (SPEC section 9).
+    S6Rc,
 }
 
 impl ServiceSpec {
@@ -169,6 +199,12 @@ impl ServiceSpec {
             reload: None,
             watch: Vec::new(),
             finish: None,
+            finish_timeout: Duration::from_secs(5),
+            down: None,
+            run_timeout: None,
+            pipe_to: None,
+            boot_step: false,
+            origin: Origin::Toml,
         }
     }
 }
