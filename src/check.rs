@@ -113,6 +113,7 @@ mod tests {
         b.after = vec!["c".into()];
         let spec = Spec {
             services: vec![a, b, c.clone()],
+            ..Default::default()
         };
         let names: Vec<Vec<&str>> = levels(&spec)
             .iter()

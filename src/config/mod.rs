@@ -32,6 +32,7 @@ mod file;
 mod hooks;
 mod raw;
 mod s6dir;
+mod s6rc;
 mod signal;
 pub mod spec;
 mod validate;
@@ -104,13 +105,26 @@ pub fn load(dirs: &[PathBuf]) -> Result<Spec, Vec<ConfigError>> {
     load_with(dirs, &LoadOptions::default())
 }
 
-/// Settings that change the defaults of what is loaded.
+/// Settings that change the defaults of what is loaded. Nothing here is
+/// read from the environment: the command line (`cli`, `s6::S6Env`) fills
+/// it, and a SIGHUP re-read uses the same value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
     /// The default `stop-timeout` of s6-style service directories
     /// (s6-overlay's S6_SERVICES_GRACETIME).
     pub s6_stop_timeout: Option<std::time::Duration>,
+    /// An s6-overlay v3 s6-rc source tree to read besides the services
+    /// dirs (SPEC section 9, `--s6-rc-dir`); `None`: no tree.
+    pub s6_rc_dir: Option<PathBuf>,
+    /// s6-overlay's `S6_RUNTIME_BUNDLEDIR` (default
+    /// [`DEFAULT_S6_BUNDLE_DIR`]): a second source dir for the `user` and
+    /// `user2` bundles, read with the tree when the tree has no `user` of
+    /// its own, and skipped when it does not exist. `None`: none.
+    pub s6_bundle_dir: Option<PathBuf>,
 }
+
+/// Where s6-overlay v3 keeps the `user` and `user2` bundles by default.
+pub const DEFAULT_S6_BUNDLE_DIR: &str = "/etc/s6-overlay/user-bundles.d";
 
 /// `load`, with `options`.
 pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<ConfigError>> {
@@ -138,16 +152,51 @@ pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<Co
             }
         }
     }
+    let mut tree = None;
+    if let Some(dir) = &options.s6_rc_dir {
+        // execline scripts need `execlineb`: looked for where corral's
+        // children will look.
+        let path = std::env::var_os("PATH");
+        let mut read = s6rc::load(dir, options, &services, path, &mut errors);
+        add_tree(&mut services, &mut read);
+        tree = Some(read);
+    }
     let all: Vec<&Parsed> = services.values().collect();
     errors.extend(validate::check_after(&all));
     if !errors.is_empty() {
         file::sort(&mut errors);
         return Err(errors);
     }
+    let tree = tree.unwrap_or_default();
     Ok(Spec {
         // BTreeMap order: sorted by name.
         services: services.into_values().filter_map(|p| p.spec).collect(),
+        bundles: tree.bundles,
+        notes: tree.notes,
     })
+}
+
+/// The tree's services join the services dirs' (a name defined in both is
+/// already an error), and every services-dir service comes after the
+/// members of `user`, as v3's `legacy-services` depends on `user`.
+fn add_tree(services: &mut BTreeMap<String, Parsed>, tree: &mut s6rc::Tree) {
+    for parsed in services.values_mut() {
+        for member in &tree.user {
+            if !parsed.after.iter().any(|(a, _)| a == member) {
+                parsed.after.push((member.clone(), (0, 0)));
+            }
+            if let Some(spec) = parsed.spec.as_mut()
+                && !spec.after.contains(member)
+            {
+                spec.after.push(member.clone());
+            }
+        }
+    }
+    for parsed in tree.services.drain(..) {
+        if !services.contains_key(&parsed.name) {
+            services.insert(parsed.name.clone(), parsed);
+        }
+    }
 }
 
 /// The entries of `dir`, sorted by name so that the result (and which of two

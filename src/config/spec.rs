@@ -5,6 +5,7 @@
 //! targets exist and form no cycle, durations and signals are parsed, users
 //! and groups are resolved to ids.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,13 @@ use nix::sys::signal::Signal;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Spec {
     pub services: Vec<ServiceSpec>,
+    /// s6-rc bundles of a v3 tree (`user`, `user2`, the tree's own, each
+    /// `pipeline-name`) → their atomic services, sorted: what
+    /// `s6-rc -u change BUNDLE` starts.
+    pub bundles: BTreeMap<String, Vec<String>>,
+    /// What `corral check` reports besides the plan: files of a v3 tree
+    /// that corral accepts but does not act on (`PATH: ignored: why`).
+    pub notes: Vec<String>,
 }
 
 impl Spec {

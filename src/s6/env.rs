@@ -113,6 +113,7 @@ impl S6Env {
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions {
             s6_stop_timeout: self.services_gracetime,
+            ..LoadOptions::default()
         }
     }
 }

@@ -196,7 +196,10 @@ mod tests {
             ServiceSpec::new("web", vec!["true".into()]),
         ];
         let mut sup = Supervisor::new(
-            Spec { services },
+            Spec {
+                services,
+                ..Default::default()
+            },
             None,
             Vec::new(),
             Vec::new(),

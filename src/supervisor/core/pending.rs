@@ -649,6 +649,7 @@ mod tests {
             id: None,
             result: Ok(crate::config::Spec {
                 services: vec![svc("db", &[])],
+                ..Default::default()
             }),
         });
         assert_eq!(h.signalled(), vec![(web, Signal::SIGTERM)]);

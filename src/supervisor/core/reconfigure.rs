@@ -125,7 +125,10 @@ mod tests {
     fn load(h: &mut Harness, id: Option<u64>, services: Vec<ServiceSpec>) {
         h.event(Event::Loaded {
             id,
-            result: Ok(Spec { services }),
+            result: Ok(Spec {
+                services,
+                ..Default::default()
+            }),
         });
     }
 

@@ -26,7 +26,10 @@ pub fn svc(name: &str, after: &[&str]) -> ServiceSpec {
 pub fn sup(services: Vec<ServiceSpec>, main: bool) -> Supervisor {
     let main = main.then(|| vec!["app".to_string()]);
     Supervisor::new(
-        Spec { services },
+        Spec {
+                services,
+                ..Default::default()
+            },
         main,
         Vec::new(),
         Vec::new(),
