@@ -1,8 +1,9 @@
-//! `corral check`: the start plan of a valid set of definitions.
+//! `corral check`: the start plan of a valid set of definitions, then the
+//! bundles of an s6-rc tree and what of it corral does not act on.
 
 use std::fmt::Write;
 
-use crate::config::{Restart, ServiceSpec, Spec};
+use crate::config::{Origin, Restart, ServiceSpec, Spec};
 
 /// Start levels: level 0 needs nothing, level n waits for something at n-1.
 /// Services in one level start together. Definitions are validated (no
@@ -71,6 +72,23 @@ pub fn plan(spec: &Spec, main: &[String]) -> String {
             main.join(" ")
         );
     }
+    if !spec.bundles.is_empty() {
+        let _ = writeln!(out, "s6-rc bundles:");
+        for (name, members) in &spec.bundles {
+            let members = if members.is_empty() {
+                "(empty)".to_string()
+            } else {
+                members.join(", ")
+            };
+            let _ = writeln!(out, "  {name}: {members}");
+        }
+    }
+    if !spec.notes.is_empty() {
+        let _ = writeln!(out, "not acted on:");
+        for note in &spec.notes {
+            let _ = writeln!(out, "  {note}");
+        }
+    }
     out
 }
 
@@ -79,7 +97,12 @@ fn describe(svc: &ServiceSpec) -> String {
     if svc.oneshot {
         parts.push("oneshot".to_string());
     }
-    if !svc.enabled {
+    if !svc.enabled && svc.origin == Origin::S6Rc {
+        parts.push(
+            "disabled: not in `user` or `user2` (starts on `corral ctl start` or `s6-rc -u change`)"
+                .to_string(),
+        );
+    } else if !svc.enabled {
         parts.push("disabled (starts on `corral ctl start`)".to_string());
     }
     if svc.essential {

@@ -73,7 +73,12 @@ fn check_mode(args: &[OsString]) -> u8 {
         Ok(s6) => s6,
         Err(code) => return code,
     };
-    match config::load_with(&dirs, &s6.load_options()) {
+    let mut load_options = s6.load_options();
+    load_options.s6_rc_dir = cli.dirs.s6_rc_dir();
+    load_options
+        .s6_bundle_dir
+        .get_or_insert_with(|| config::DEFAULT_S6_BUNDLE_DIR.into());
+    match config::load_with(&dirs, &load_options) {
         Ok(spec) => {
             print!("{}", check::plan(&spec, &[]));
             0
@@ -148,7 +153,11 @@ fn supervise(args: &[OsString]) -> u8 {
 
     // 1. Every definition, every script: all errors at once, before anything runs.
     let service_dirs = cli.dirs.services();
-    let load_options = s6.load_options();
+    let mut load_options = s6.load_options();
+    load_options.s6_rc_dir = cli.dirs.s6_rc_dir();
+    load_options
+        .s6_bundle_dir
+        .get_or_insert_with(|| config::DEFAULT_S6_BUNDLE_DIR.into());
     let spec = match config::load_with(&service_dirs, &load_options) {
         Ok(spec) => spec,
         Err(errors) => {

@@ -18,6 +18,9 @@ pub struct Dirs {
     pub services: Vec<PathBuf>,
     pub init_dirs: Vec<PathBuf>,
     pub finish_dirs: Vec<PathBuf>,
+    /// `--s6-rc-dir` / `CORRAL_S6_RC_DIR`: `None` when not given, an empty
+    /// path for "no tree".
+    pub s6_rc_dir: Option<PathBuf>,
 }
 
 impl Dirs {
@@ -27,6 +30,16 @@ impl Dirs {
 
     pub fn init(&self) -> Vec<PathBuf> {
         resolve(&self.init_dirs, "/etc/corral/init.d", "/etc/cont-init.d")
+    }
+
+    /// The s6-rc source tree to read: as given (empty: none), else
+    /// s6-overlay v3's when it exists.
+    pub fn s6_rc_dir(&self) -> Option<PathBuf> {
+        match &self.s6_rc_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => Some(PathBuf::from("/etc/s6-overlay/s6-rc.d")).filter(|d| d.is_dir()),
+        }
     }
 
     pub fn finish(&self) -> Vec<PathBuf> {

@@ -1,5 +1,5 @@
 //! `corral [OPTIONS] [--] [COMMAND...]` (the supervisor) and `corral check
-//! [OPTIONS]`: one table of options, `check` taking the first five; each
+//! [OPTIONS]`: one table of options, `check` taking the first six; each
 //! option's `CORRAL_*` variable when it is not given.
 
 use std::ffi::OsString;
@@ -37,16 +37,18 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const SERVICES: usize = 0;
 const INIT_DIR: usize = 1;
 const FINISH_DIR: usize = 2;
-const LOG_FORMAT: usize = 3;
-const LOG_LEVEL: usize = 4;
-const SOCKET: usize = 5;
-const HTTP: usize = 6;
-const SHUTDOWN_TIMEOUT: usize = 7;
+const S6_RC_DIR: usize = 3;
+const LOG_FORMAT: usize = 4;
+const LOG_LEVEL: usize = 5;
+const SOCKET: usize = 6;
+const HTTP: usize = 7;
+const SHUTDOWN_TIMEOUT: usize = 8;
 
 const SUPERVISOR_OPTS: &[Opt] = &[
     Opt::value("services", "DIR"),
     Opt::value("init-dir", "DIR"),
     Opt::value("finish-dir", "DIR"),
+    Opt::value("s6-rc-dir", "DIR"),
     Opt::value("log-format", "FORMAT"),
     Opt::value("log-level", "LEVEL"),
     Opt::value("socket", "PATH"),
@@ -54,8 +56,8 @@ const SUPERVISOR_OPTS: &[Opt] = &[
     Opt::value("shutdown-timeout", "DUR"),
 ];
 
-/// `check` takes the first five.
-const CHECK_OPTS: &[Opt] = SUPERVISOR_OPTS.split_at(5).0;
+/// `check` takes the first six.
+const CHECK_OPTS: &[Opt] = SUPERVISOR_OPTS.split_at(6).0;
 
 const DIRS_HELP: &str = "\
   --services DIR          a services directory (repeatable, or DIR:DIR)
@@ -67,6 +69,9 @@ const DIRS_HELP: &str = "\
   --finish-dir DIR        finish scripts, run after the services stopped
                           [env CORRAL_FINISH_DIR; default /etc/corral/finish.d,
                           plus /etc/cont-finish.d when it exists]
+  --s6-rc-dir DIR         an s6-overlay v3 s6-rc source tree; empty: none
+                          [env CORRAL_S6_RC_DIR; default
+                          /etc/s6-overlay/s6-rc.d when it exists]
   --log-format FORMAT     corral's own messages on stderr: text or json
                           [env CORRAL_LOG_FORMAT; default text]
   --log-level LEVEL       error, warn, info, debug, trace or off
@@ -195,6 +200,7 @@ fn dirs(s: &Scanned) -> Dirs {
         services: list(SERVICES, "CORRAL_SERVICES"),
         init_dirs: list(INIT_DIR, "CORRAL_INIT_DIR"),
         finish_dirs: list(FINISH_DIR, "CORRAL_FINISH_DIR"),
+        s6_rc_dir: given(s, S6_RC_DIR, "CORRAL_S6_RC_DIR").map(|(v, _)| PathBuf::from(v)),
     }
 }
 
