@@ -92,7 +92,11 @@ pub fn command_line(text: &str) -> Result<Option<Vec<String>>, ExeclineError> {
 }
 
 fn step(c: char, line: usize, col: usize) -> (usize, usize) {
-    if c == '\n' { (line + 1, 0) } else { (line, col + 1) }
+    if c == '\n' {
+        (line + 1, 0)
+    } else {
+        (line, col + 1)
+    }
 }
 
 #[cfg(test)]
@@ -102,14 +106,8 @@ mod tests {
     #[test]
     fn plain_lines_quotes_comments_and_blocks() {
         let argv = |t: &str| command_line(t).unwrap();
-        assert_eq!(
-            argv("/etc/x/run\n"),
-            Some(vec!["/etc/x/run".to_string()])
-        );
-        assert_eq!(
-            argv("# only a comment\n"),
-            Some(Vec::new())
-        );
+        assert_eq!(argv("/etc/x/run\n"), Some(vec!["/etc/x/run".to_string()]));
+        assert_eq!(argv("# only a comment\n"), Some(Vec::new()));
         assert_eq!(
             argv("sh -c \"echo a  b\" # why\n"),
             Some(vec!["sh".into(), "-c".into(), "echo a  b".into()])

@@ -30,7 +30,13 @@ const LONGRUN: &[&str] = &[
     "consumer-for",
     "pipeline-name",
 ];
-const BUNDLE: &[&str] = &["type", "contents", "contents.d", "dependencies", "dependencies.d"];
+const BUNDLE: &[&str] = &[
+    "type",
+    "contents",
+    "contents.d",
+    "dependencies",
+    "dependencies.d",
+];
 
 const IGNORED: &[(&str, &str)] = &[
     (
@@ -46,10 +52,7 @@ const IGNORED: &[(&str, &str)] = &[
         "flag-essential",
         "it only guards against `s6-rc -d`; corral's `essential` means something else (the container stops with it)",
     ),
-    (
-        "flag-recommended",
-        "only s6-rc's repository tools read it",
-    ),
+    ("flag-recommended", "only s6-rc's repository tools read it"),
     ("reload", "corral has no reload for a oneshot"),
     ("instance", "s6 instanced services are not supported"),
     ("instances", "s6 instanced services are not supported"),

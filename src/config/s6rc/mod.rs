@@ -44,6 +44,9 @@ use crate::text::closest;
 use graph::{BEFORE_SERVICES, Graph, LEGACY_SERVICES, TOP};
 use source::Def;
 
+/// The largest one-value control file (`type`, `timeout-up`, ...).
+const SMALL_LIMIT: u64 = 4096;
+
 /// A name written in a list (`dependencies.d/NAME`, a line of `contents`),
 /// and where, for messages.
 #[derive(Debug, Clone)]
@@ -68,7 +71,10 @@ impl Ref {
 
 /// `unknown service "NAME"`, with a "did you mean".
 fn unknown<'a>(r: &Ref, known: impl IntoIterator<Item = &'a String>) -> ConfigError {
-    let pseudo = BEFORE_SERVICES.iter().copied().chain([LEGACY_SERVICES, TOP]);
+    let pseudo = BEFORE_SERVICES
+        .iter()
+        .copied()
+        .chain([LEGACY_SERVICES, TOP]);
     let names = known.into_iter().map(String::as_str).chain(pseudo);
     let message = match closest(&r.name, names) {
         Some(guess) => format!(
@@ -198,7 +204,10 @@ pub(super) fn load(
                 let message = if r.name == *name {
                     "a service cannot depend on itself".to_string()
                 } else {
-                    format!("\"{}\" holds this service itself: a dependency loop", r.name)
+                    format!(
+                        "\"{}\" holds this service itself: a dependency loop",
+                        r.name
+                    )
                 };
                 ctx.errors.push(r.error(message));
             }
@@ -240,7 +249,11 @@ pub(super) fn load(
     let mut services = Vec::new();
     for (name, def) in defs {
         let Def::Atomic(atomic) = def else { continue };
-        let deps: Vec<String> = after.remove(&name).unwrap_or_default().into_iter().collect();
+        let deps: Vec<String> = after
+            .remove(&name)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let spec = atomic.spec.map(|mut spec| {
             spec.after = deps.clone();
             spec.enabled = boot.contains(&name);
@@ -306,6 +319,27 @@ fn add_bundle_dir(
             None => {
                 defs.insert(name, def);
             }
+        }
+    }
+}
+
+/// The text of a file of the tree: `Some(None)` when it does not exist,
+/// `None` (with an error pushed) when it cannot be read.
+fn small_file(ctx: &mut Ctx, path: &Path, limit: u64) -> Option<Option<String>> {
+    match crate::files::read_limited(path, limit) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(Some(text)),
+            Err(_) => {
+                ctx.errors
+                    .push(ConfigError::whole_file(path, "not valid UTF-8".to_string()));
+                None
+            }
+        },
+        Err(e) if e.why.is_not_found() => Some(None),
+        Err(e) => {
+            ctx.errors
+                .push(ConfigError::whole_file(path, e.why.to_string()));
+            None
         }
     }
 }

@@ -13,9 +13,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::Ctx;
 use super::execline::command_line;
-use super::source::{SMALL_LIMIT, small_file};
+use super::{Ctx, SMALL_LIMIT, small_file};
 use crate::config::spec::{Origin, Ready, Restart, ServiceSpec};
 use crate::config::{ConfigError, MAX_DURATION, parse_notification_fd, parse_signal};
 
@@ -176,9 +175,7 @@ pub(super) fn on_path(path: Option<&OsStr>, program: &str) -> bool {
     let Some(path) = path else { return false };
     std::env::split_paths(path)
         .filter(|dir| !dir.as_os_str().is_empty())
-        .any(|dir| {
-            fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && executable(&m))
-        })
+        .any(|dir| fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && executable(&m)))
 }
 
 /// A one-value control file's text, if present.

@@ -13,14 +13,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::service;
-use super::{Ctx, Ref};
+use super::{Ctx, Ref, SMALL_LIMIT, small_file};
 use crate::config::ConfigError;
 use crate::config::spec::ServiceSpec;
 use crate::text::closest;
 
 /// What a definition directory declares.
 pub(super) enum Def {
-    Atomic(Atomic),
+    Atomic(Box<Atomic>),
     Bundle(Bundle),
 }
 
@@ -52,8 +52,6 @@ pub(super) struct Bundle {
 
 /// The largest name list read (`dependencies`, `contents`): thousands of names.
 const LIST_LIMIT: u64 = 256 * 1024;
-/// The largest one-value control file (`type`, `timeout-up`, ...).
-pub(super) const SMALL_LIMIT: u64 = 4096;
 
 /// Bundles that s6-overlay v3 creates at boot when the tree has their
 /// directory without a `type` file.
@@ -205,7 +203,7 @@ fn read_def(dir: &Path, name: &str, ctx: &mut Ctx) -> Option<Def> {
     if ctx.errors.len() > before {
         atomic.spec = None;
     }
-    Some(Def::Atomic(atomic))
+    Some(Def::Atomic(Box::new(atomic)))
 }
 
 /// `LIST.d/` (each entry's name; hidden ones skipped), else the file `LIST`
@@ -239,10 +237,8 @@ fn name_list(ctx: &mut Ctx, dir: &Path, list: &str) -> Option<Vec<Ref>> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            ctx.errors.push(ConfigError::whole_file(
-                &listd,
-                crate::text::io_reason(&e),
-            ));
+            ctx.errors
+                .push(ConfigError::whole_file(&listd, crate::text::io_reason(&e)));
             return Some(Vec::new());
         }
     }
@@ -287,27 +283,4 @@ fn single_name(ctx: &mut Ctx, dir: &Path, file: &str) -> Option<Ref> {
         return None;
     }
     refs.pop()
-}
-
-/// The text of a file of the tree: `Some(None)` when it does not exist,
-/// `None` (with an error pushed) when it cannot be read.
-pub(super) fn small_file(ctx: &mut Ctx, path: &Path, limit: u64) -> Option<Option<String>> {
-    match crate::files::read_limited(path, limit) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Some(Some(text)),
-            Err(_) => {
-                ctx.errors.push(ConfigError::whole_file(
-                    path,
-                    "not valid UTF-8".to_string(),
-                ));
-                None
-            }
-        },
-        Err(e) if e.why.is_not_found() => Some(None),
-        Err(e) => {
-            ctx.errors
-                .push(ConfigError::whole_file(path, e.why.to_string()));
-            None
-        }
-    }
 }
