@@ -76,6 +76,12 @@ fn check_mode(args: &[OsString]) -> u8 {
     match config::load_with(&dirs, &s6.load_options()) {
         Ok(spec) => {
             print!("{}", check::plan(&spec, &[]));
+            let unused = S6Env::without_effect(
+                std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+            );
+            for (name, why) in unused {
+                println!("{name}: no effect under corral: {why}");
+            }
             0
         }
         Err(errors) => {

@@ -185,3 +185,26 @@ fn s6_verbosity_sets_the_log_level_unless_corral_is_told() {
         "a variable without effect is named: {err}"
     );
 }
+
+#[test]
+fn corral_check_names_the_s6_variables_it_ignores() {
+    let dir = TestDir::new("s6-check-vars");
+    dir.service("web", "command = [\"sleep\", \"1\"]\n");
+    let out = std::process::Command::new(corral_bin())
+        .args(["check", "--services"])
+        .arg(dir.join("services"))
+        .env("S6_SYNC_DISKS", "1")
+        .env("S6_KEEP_ENV", "1")
+        .output()
+        .expect("corral check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("S6_SYNC_DISKS: no effect under corral"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("S6_KEEP_ENV"),
+        "honoured, so not listed: {stdout}"
+    );
+}
