@@ -10,21 +10,25 @@
 //! socket as `corral ctl` (`CORRAL_SOCKET`, or the default paths); and
 //! the `S6_*` variables corral's own startup honours (`S6Env`).
 //!
-//! What it must never do: write a file (corral writes nothing but its
-//! socket), or know more of the supervisor than the control protocol.
+//! What it must never do: write a file outside the runtime dir `stage.rs`
+//! owns (`/run/s6`), or know more of the supervisor than the control
+//! protocol.
 //!
 //! The parts: `contenv.rs`, with-contenv and s6-envdir's reading;
 //! `svc.rs`, s6-svc's command line; `link.rs`, its commands carried out
 //! over the control socket; `env.rs`, the `S6_*` variables corral's own
-//! startup honours (grace times, `S6_BEHAVIOUR_IF_STAGE2_FAILS`).
+//! startup honours (grace times, `S6_BEHAVIOUR_IF_STAGE2_FAILS`...);
+//! `stage.rs`, what v3's stage 2 leaves in `/run/s6` for scripts (the
+//! container environment, `basedir/bin`).
 
 mod contenv;
 mod env;
 mod link;
+pub mod stage;
 mod svc;
 
 pub use contenv::{CONTAINER_ENV_DIRS, read_envdir, with_contenv};
-pub use env::{DEFAULT_SHUTDOWN_TIMEOUT, S6_GRACETIME_DEFAULT, S6Env};
+pub use env::{DEFAULT_SHUTDOWN_TIMEOUT, HONOURED, NO_EFFECT, S6_GRACETIME_DEFAULT, S6Env};
 pub use svc::svc;
 
 /// s6's exit codes (s6-svc(8), s6-svlisten1(8)), which scripts may test.

@@ -42,6 +42,7 @@ mod readiness;
 mod reload;
 mod s6_dirs;
 mod s6_links;
+mod s6_stage;
 mod s6_wait;
 mod security;
 mod signals;
