@@ -74,10 +74,8 @@ fn check_mode(args: &[OsString]) -> u8 {
         Err(code) => return code,
     };
     let mut load_options = s6.load_options();
-    load_options.s6_rc_dir = cli.dirs.s6_rc_dir();
-    load_options
-        .s6_bundle_dir
-        .get_or_insert_with(|| config::DEFAULT_S6_BUNDLE_DIR.into());
+    load_options.s6_rc_dir = cli.dirs.s6_rc_dir(&s6.default_tree());
+    load_options.s6_bundle_dir = Some(s6.bundle_dir());
     match config::load_with(&dirs, &load_options) {
         Ok(spec) => {
             print!("{}", check::plan(&spec, &[]));
@@ -175,10 +173,8 @@ fn supervise(args: &[OsString]) -> u8 {
     // 1. Every definition, every script: all errors at once, before anything runs.
     let service_dirs = cli.dirs.services();
     let mut load_options = s6.load_options();
-    load_options.s6_rc_dir = cli.dirs.s6_rc_dir();
-    load_options
-        .s6_bundle_dir
-        .get_or_insert_with(|| config::DEFAULT_S6_BUNDLE_DIR.into());
+    load_options.s6_rc_dir = cli.dirs.s6_rc_dir(&s6.default_tree());
+    load_options.s6_bundle_dir = Some(s6.bundle_dir());
     let spec = match config::load_with(&service_dirs, &load_options) {
         Ok(spec) => spec,
         Err(errors) => {

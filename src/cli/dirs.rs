@@ -33,12 +33,12 @@ impl Dirs {
     }
 
     /// The s6-rc source tree to read: as given (empty: none), else
-    /// s6-overlay v3's when it exists.
-    pub fn s6_rc_dir(&self) -> Option<PathBuf> {
+    /// `default` (s6-overlay v3's, `S6Env::default_tree`) when it exists.
+    pub fn s6_rc_dir(&self, default: &Path) -> Option<PathBuf> {
         match &self.s6_rc_dir {
             Some(dir) if dir.as_os_str().is_empty() => None,
             Some(dir) => Some(dir.clone()),
-            None => Some(PathBuf::from("/etc/s6-overlay/s6-rc.d")).filter(|d| d.is_dir()),
+            None => Some(default.to_path_buf()).filter(|d| d.is_dir()),
         }
     }
 

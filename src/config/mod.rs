@@ -116,15 +116,12 @@ pub struct LoadOptions {
     /// An s6-overlay v3 s6-rc source tree to read besides the services
     /// dirs (SPEC section 9, `--s6-rc-dir`); `None`: no tree.
     pub s6_rc_dir: Option<PathBuf>,
-    /// s6-overlay's `S6_RUNTIME_BUNDLEDIR` (default
-    /// [`DEFAULT_S6_BUNDLE_DIR`]): a second source dir for the `user` and
-    /// `user2` bundles, read with the tree when the tree has no `user` of
-    /// its own, and skipped when it does not exist. `None`: none.
+    /// s6-overlay's `S6_RUNTIME_BUNDLEDIR` (`S6Env::bundle_dir`): a second
+    /// source dir for the `user` and `user2` bundles, read with the tree
+    /// when the tree has no `user` of its own, and skipped when it does not
+    /// exist. `None`: none.
     pub s6_bundle_dir: Option<PathBuf>,
 }
-
-/// Where s6-overlay v3 keeps the `user` and `user2` bundles by default.
-pub const DEFAULT_S6_BUNDLE_DIR: &str = "/etc/s6-overlay/user-bundles.d";
 
 /// `load`, with `options`.
 pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<ConfigError>> {

@@ -26,7 +26,6 @@
 //! text, `run`/`finish` stat'ed), read a file other than through
 //! `crate::files`, or stop at the first error.
 
-mod execline;
 mod graph;
 mod ignored;
 mod pipeline;

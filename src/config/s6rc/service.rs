@@ -13,10 +13,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::execline::command_line;
 use super::{Ctx, SMALL_LIMIT, small_file};
 use crate::config::spec::{Origin, Ready, Restart, ServiceSpec};
 use crate::config::{ConfigError, MAX_DURATION, parse_notification_fd, parse_signal};
+use crate::text::execline::command_line;
 
 /// The spec of longrun `name`, or `None` after pushing its errors.
 pub(super) fn longrun(name: &str, dir: &Path, ctx: &mut Ctx) -> Option<ServiceSpec> {

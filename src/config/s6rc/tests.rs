@@ -350,7 +350,7 @@ fn oneshot_mistakes_are_reported_at_their_files() {
         t.errors(),
         [
             "T/tree/noup: a oneshot needs an `up` file (its command line)",
-            "T/tree/quote/up:1:6: unterminated quoted string",
+            "T/tree/quote/up:1:6: a double quote opened here is never closed",
             "T/tree/runinstead: a oneshot needs an `up` file (its command line); `run` is a longrun's (is `type` wrong?)",
             "T/tree/timeout/timeout-up:1:1: expected a number of milliseconds (0 = no limit), found \"-1\"",
         ]

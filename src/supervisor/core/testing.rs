@@ -27,9 +27,9 @@ pub fn sup(services: Vec<ServiceSpec>, main: bool) -> Supervisor {
     let main = main.then(|| vec!["app".to_string()]);
     Supervisor::new(
         Spec {
-                services,
-                ..Default::default()
-            },
+            services,
+            ..Default::default()
+        },
         main,
         Vec::new(),
         Vec::new(),
