@@ -106,6 +106,17 @@ pub(super) fn link(defs: &mut BTreeMap<String, Def>, ctx: &mut Ctx) {
             ctx.errors.push(r.error(message));
             continue;
         }
+        if let Some((_, first)) = bundles
+            .iter()
+            .find(|(n, _): &&(String, Bundle)| *n == r.name)
+        {
+            ctx.errors.push(r.error(format!(
+                "pipeline name \"{}\" is already the name of the pipeline ending at {}",
+                r.name,
+                first.dir.display()
+            )));
+            continue;
+        }
         if let Some(other) = defs.get(&r.name) {
             ctx.errors.push(r.error(format!(
                 "pipeline name \"{}\" is already defined in {}",

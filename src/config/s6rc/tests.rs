@@ -672,3 +672,52 @@ fn no_tree_no_bundles() {
     assert!(spec.bundles.is_empty() && spec.notes.is_empty());
     assert!(spec.get("web").unwrap().after.is_empty());
 }
+
+#[test]
+fn a_pipeline_name_is_a_name_like_any_other() {
+    let t = T::new("pipe-names");
+    for (producer, consumer) in [("a", "a-log"), ("b", "b-log")] {
+        t.longrun(producer);
+        t.longrun(consumer);
+        t.file(
+            &format!("{producer}/producer-for"),
+            &format!("{consumer}\n"),
+        );
+        t.file(
+            &format!("{consumer}/consumer-for"),
+            &format!("{producer}\n"),
+        );
+        t.file(&format!("{consumer}/pipeline-name"), "logs\n");
+    }
+    t.oneshot("taken", "true\n");
+    t.file("b-log/pipeline-name", "taken\n");
+    t.file("a/pipeline-name", "ignored\n");
+    let errors = t.errors();
+    assert_eq!(
+        errors,
+        [
+            "T/tree/b-log/pipeline-name:1:1: pipeline name \"taken\" is already defined in T/tree/taken"
+        ]
+    );
+    t.file("b-log/pipeline-name", "logs\n");
+    assert_eq!(
+        t.errors(),
+        [
+            "T/tree/b-log/pipeline-name:1:1: pipeline name \"logs\" is already the name of the pipeline ending at T/tree/a-log"
+        ]
+    );
+}
+
+#[test]
+fn a_pipeline_loop_is_an_error() {
+    let t = T::new("pipe-loop");
+    for (me, other) in [("a", "b"), ("b", "a")] {
+        t.longrun(me);
+        t.file(&format!("{me}/producer-for"), &format!("{other}\n"));
+        t.file(&format!("{me}/consumer-for"), &format!("{other}\n"));
+    }
+    assert_eq!(
+        t.errors(),
+        ["T/tree/a/producer-for: pipeline loop: a -> b -> a"]
+    );
+}
