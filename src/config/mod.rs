@@ -19,12 +19,15 @@
 //! exists (init scripts, which run after validation, may create it), nor that
 //! `watch` paths exist, nor resolves the hosts of `tcp` and `http` probes:
 //! all of these may appear later. s6-style service directories (`NAME/run`,
-//! SPEC section 4) are read by `s6dir.rs` into the same `ServiceSpec`.
+//! SPEC section 4) are read by `s6dir.rs` into the same `ServiceSpec`, and
+//! so is an s6-overlay v3 s6-rc source tree (SPEC section 9) by `s6rc/`.
 //!
 //! The flow: `load` walks the dirs; `file.rs` parses one file (TOML →
 //! `raw.rs`, which type-checks each key, with `hooks.rs` for the tables
 //! `ready`, `health` and `reload` → defaults and checks between keys of the
-//! file, `credentials.rs`); `validate.rs` checks between services.
+//! file, `credentials.rs`); then the tree of `LoadOptions::s6_rc_dir`, if
+//! any (`s6rc::load`, given the services dirs' definitions for its
+//! `legacy-services`); `validate.rs` checks between all of them.
 
 mod credentials;
 mod duration;

@@ -79,7 +79,7 @@ impl<'a> Graph<'a> {
         stack: &mut Vec<String>,
         ctx: &mut Ctx,
     ) -> Option<BTreeSet<String>> {
-        if BEFORE_SERVICES.contains(&name) {
+        if BEFORE_SERVICES.contains(&name) || ctx.broken.contains(name) {
             return Some(BTreeSet::new());
         }
         if name == LEGACY_SERVICES {

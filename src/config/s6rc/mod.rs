@@ -93,6 +93,9 @@ pub(super) struct Ctx<'a> {
     pub options: &'a LoadOptions,
     /// Where `execlineb` is looked for.
     pub path_env: Option<OsString>,
+    /// Names whose directory has errors (bad `type`, bad name): defined,
+    /// so that naming them is not also "unknown service".
+    pub broken: BTreeSet<String>,
 }
 
 impl Ctx<'_> {
@@ -158,6 +161,7 @@ pub(super) fn load(
         notes: Vec::new(),
         options,
         path_env,
+        broken: BTreeSet::new(),
     };
     let mut defs = source::read(dir, &mut ctx);
     add_bundle_dir(&mut defs, dir, options.s6_bundle_dir.as_deref(), &mut ctx);

@@ -93,10 +93,16 @@ pub(super) fn read(dir: &Path, ctx: &mut Ctx) -> BTreeMap<String, Def> {
         }
         if let Err(message) = check_name(name) {
             ctx.errors.push(ConfigError::whole_file(&path, message));
+            ctx.broken.insert(name.to_string());
             continue;
         }
-        if let Some(def) = read_def(&path, name, ctx) {
-            defs.insert(name.to_string(), def);
+        match read_def(&path, name, ctx) {
+            Some(def) => {
+                defs.insert(name.to_string(), def);
+            }
+            None => {
+                ctx.broken.insert(name.to_string());
+            }
         }
     }
     defs

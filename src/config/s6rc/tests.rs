@@ -167,6 +167,9 @@ fn an_unknown_type_is_an_error_with_a_suggestion() {
     t.file("a/type", "longrunn\n");
     t.file("b/type", "\n  daemon\n");
     t.file("c/run", "");
+    // Already an error: naming it is not "unknown service" too.
+    t.oneshot("d", "true\n");
+    t.deps("d", &["a", "b"]);
     assert_eq!(
         t.errors(),
         [
