@@ -244,6 +244,7 @@ fn supervise(args: &[OsString]) -> u8 {
         "corral starting"
     );
     let main = (!cli.command.is_empty()).then(|| cli.command.clone());
+    let pipelines = supervisor::Pipelines::new(&spec);
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
     sup.init_failure = s6.init_failure();
     let code = supervisor::run(
@@ -258,6 +259,7 @@ fn supervise(args: &[OsString]) -> u8 {
             service_dirs: service_dirs.clone(),
             load_options,
             pid1,
+            pipelines,
         },
     );
     // `tx` lived until here: the loop's input channel never disconnects.
