@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::common::{Corral, TestDir};
 
-/// Lines the producer writes, `1` to `LINES`.
+/// Lines the producer writes, `1` to `LINES`. (In the scripts, `$T` and
+/// `LINES` are replaced when the tree is written.)
 const LINES: u32 = 2000;
 
 /// The producer: numbered lines, one write(2) each (atomic in a pipe, as
@@ -23,14 +24,17 @@ const LINES: u32 = 2000;
 /// in `$T/next`, so a restarted producer goes on where the last one
 /// stopped; it stops on SIGTERM only between lines (the trap sets a flag
 /// the loop reads), so a restart neither repeats nor skips a line. While
-/// `$T/pause` exists it writes nothing (and says so in `$T/paused`). Its
-/// stderr is corral's, prefixed.
+/// `$T/pause` exists it writes nothing (and says so in `$T/paused`); once
+/// `$T/fast` exists it no longer sleeps between lines. Its stderr is
+/// corral's, prefixed.
 const PRODUCER: &str = r#"#!/bin/sh
+: "${PATH:=/usr/bin:/bin}"
 echo $$ >> "$T/producer.pids"
 echo "producer up" >&2
 stop=
 trap 'stop=1' TERM
-i=$(cat "$T/next" 2>/dev/null || echo 1)
+i=1
+[ -e "$T/next" ] && read -r i < "$T/next"
 while [ -z "$stop" ] && [ "$i" -le LINES ]; do
     if [ -e "$T/pause" ]; then
         : > "$T/paused"
@@ -40,7 +44,7 @@ while [ -z "$stop" ] && [ "$i" -le LINES ]; do
     echo "$i"
     i=$((i + 1))
     echo "$i" > "$T/next"
-    sleep 0.003
+    [ -e "$T/fast" ] || sleep 0.003
 done
 [ -n "$stop" ] && exit 0
 exec sleep 1000
@@ -70,8 +74,11 @@ while [ -z "$stop" ]; do
 done
 "#;
 
-/// `tree/`: the two longruns and the `user` bundle listing them.
+/// `tree/`: the two longruns and the `user` bundle listing them. The
+/// scripts name the test dir itself rather than `$T`: a v3 `run` script may
+/// start with a cleared environment (`S6_KEEP_ENV`), as under s6-overlay.
 fn write_tree(dir: &TestDir) {
+    let here = dir.path().display().to_string();
     let file = |rel: &str, text: &str| {
         let path = dir.join(&format!("tree/{rel}"));
         fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
@@ -85,11 +92,13 @@ fn write_tree(dir: &TestDir) {
     file("producer/type", "longrun\n");
     script(
         "producer/run",
-        &PRODUCER.replace("LINES", &LINES.to_string()),
+        &PRODUCER
+            .replace("$T", &here)
+            .replace("LINES", &LINES.to_string()),
     );
     file("producer/producer-for", "consumer\n");
     file("consumer/type", "longrun\n");
-    script("consumer/run", CONSUMER);
+    script("consumer/run", &CONSUMER.replace("$T", &here));
     file("consumer/consumer-for", "producer\n");
     // s6-overlay writes `user`'s type at boot: trees ship it without one.
     file("user/contents.d/producer", "");
@@ -146,8 +155,13 @@ fn a_pipeline_loses_no_line_while_either_end_restarts() {
     wait_more(&mut c, 0, 20);
 
     // The consumer restarts (SIGTERM, a new process) while the producer
-    // writes: what is written meanwhile waits in the pipe.
+    // writes: what is written meanwhile waits in the pipe. Halfway, the
+    // definitions are read again (as on SIGHUP): a pipeline still defined
+    // keeps its pipe, so the next consumer reads where the last one stopped.
     for restart in 1..=4 {
+        if restart == 3 {
+            ctl_ok(&c, &["reload"]);
+        }
         let before = got(&c).len();
         ctl_ok(&c, &["restart", "consumer"]);
         c.wait_pids("consumer.pids", restart + 1);
@@ -185,6 +199,11 @@ fn a_pipeline_loses_no_line_while_either_end_restarts() {
     ctl_ok(&c, &["signal", "KILL", "consumer"]);
     fs::remove_file(c.dir().join("pause")).expect("unpause");
     c.wait_pids("consumer.pids", 6);
+    let n = got(&c).len();
+    wait_more(&mut c, n, 20);
+    // The rest at full speed: a burst the consumer may fall behind on, which
+    // the pipe holds.
+    c.dir().write("fast", "");
 
     // Every line, once, in order.
     c.wait_for_within(Duration::from_secs(120), "every line", |c| {
@@ -211,6 +230,11 @@ fn a_pipeline_loses_no_line_while_either_end_restarts() {
             c.output_excerpt()
         );
     }
+    // The producer never got EPIPE (SIGPIPE would have killed it) while
+    // the consumer was down: it ran twice, as restarted; the consumer ran
+    // once per restart and never saw EOF.
+    assert_eq!(c.dir().pids("producer.pids").len(), 2, "producer runs");
+    assert_eq!(c.dir().pids("consumer.pids").len(), 6, "consumer runs");
     assert!(
         !c.dir().exists("consumer.eof"),
         "a consumer saw EOF: {}",
