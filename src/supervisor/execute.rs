@@ -7,9 +7,9 @@
 //!
 //! It holds the fds that must outlive a service's run: the pipes of s6-rc
 //! pipelines (`pipes.rs`, `Setup::pipelines`), created at the first spawn
-//! of either end, given to each run of a producer as its stdout and of a
-//! consumer as its stdin, and kept across their restarts and across config
-//! reloads that keep the pipeline.
+//! of either end, given to each run (and `finish`) of a producer as its
+//! stdout and of a consumer as its stdin, and kept across their restarts
+//! and across config reloads that keep the pipeline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -217,7 +217,8 @@ fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>) {
 }
 
 /// An s6 `finish` script: `finish CODE SIGNUM` in the service's context,
-/// CODE being 256 when the service was killed by signal SIGNUM (s6-supervise).
+/// CODE being 256 when the service was killed by signal SIGNUM (s6-supervise),
+/// with the service's pipeline ends as stdin / stdout.
 fn spawn_finish(
     spec: &ServiceSpec,
     script: &Path,
@@ -233,9 +234,17 @@ fn spawn_finish(
         code.to_string(),
         signal.to_string(),
     ];
+    // As s6-rc does, the script gets the run's pipeline ends: a producer's
+    // `finish` writes into the pipe, a consumer's reads it.
+    let ends = setup
+        .pipelines
+        .ends(spec)
+        .map_err(|e| SpawnError::new(format!("pipeline pipe: {e}")))?;
     let launch = Launch {
         argv: &argv,
         env: socket_env(setup, spec).into_iter().collect(),
+        stdin: ends.stdin,
+        stdout: ends.stdout,
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;

@@ -22,15 +22,24 @@
 //! s6. A line is lost only if a consumer dies between reading it and acting
 //! on it, which no supervisor can prevent.
 //!
-//! Only a service's own run (`Job::Service`) gets the pipe: its `finish`
-//! script, reload hook and exec probes keep `/dev/null` as stdin and their
-//! usual output (under s6 they would share the run's fds).
+//! A service's run and its `finish` script get the pipe, as s6-rc gives
+//! both (its generated wrappers fetch the ends before `run` and `finish`
+//! alike); reload hooks and exec probes, corral's own, keep `/dev/null` as
+//! stdin and their usual output. s6-rc orders nothing between the two ends
+//! (no implicit dependency), and neither does this: the pipe exists from
+//! whichever end starts first.
 //!
 //! Security (SPEC section 12): both ends are corral's own fds, opened
 //! close-on-exec; a spawn gets fresh copies (also close-on-exec, until std
-//! dup2s them onto fd 0 or 1 of that one child), so no other service ever
-//! holds them. Cost: two fds per pipeline in corral, and none of the output
-//! thread's (the producer's stdout is not read by corral).
+//! dup2s them onto fd 0 or 1 of that one child), so no service outside the
+//! pipeline ever holds them. Every producer of a consumer shares its one
+//! pipe: that is the funnel s6-rc defines.
+//!
+//! Fd budget: two fds per consumer, held for corral's life (plus a copy
+//! per end for the moment of a spawn). They come out of what the control
+//! and HTTP servers leave of the fd limit (`polling::share_of_fds`) for
+//! everything else, like each service's output pipes; a producer's stdout
+//! costs the output thread nothing, corral does not read it.
 //!
 //! What it must never do: set `O_NONBLOCK` on a pipe (the flag belongs to
 //! the pipe, which the services read and write expecting blocking I/O), or
@@ -136,7 +145,8 @@ impl Pipelines {
     }
 
     /// The fds corral holds for pipelines (two per pipe).
-    pub fn held_fds(&self) -> usize {
+    #[cfg(test)]
+    fn held_fds(&self) -> usize {
         self.table.try_borrow().map_or(0, |t| 2 * t.pipes.len())
     }
 }
