@@ -283,6 +283,7 @@ fn supervise(args: &[OsString]) -> u8 {
     // S6_CMD_ARG0 goes before the main COMMAND, as in s6-overlay.
     let main =
         (!cli.command.is_empty()).then(|| [s6.cmd_arg0.clone(), cli.command.clone()].concat());
+    let pipelines = supervisor::Pipelines::new(&spec);
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
     sup.init_failure = s6.init_failure();
     let code = supervisor::run(
@@ -297,6 +298,7 @@ fn supervise(args: &[OsString]) -> u8 {
             service_dirs: service_dirs.clone(),
             load_options,
             pid1,
+            pipelines,
         },
     );
     // `tx` lived until here: the loop's input channel never disconnects.

@@ -44,6 +44,7 @@ mod s6_dirs;
 mod s6_links;
 mod s6_stage;
 mod s6_wait;
+mod s6rc_pipeline;
 mod s6rc_tree;
 mod security;
 mod signals;
