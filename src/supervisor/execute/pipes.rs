@@ -185,6 +185,7 @@ mod tests {
                     s
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
