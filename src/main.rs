@@ -44,9 +44,10 @@ fn run() -> u8 {
         .and_then(|n| n.to_str());
     match invoked_as {
         Some("corralctl") => return control::client::main(&args, "corralctl"),
-        // s6-overlay's names, for scripts written for it (SPEC section 4).
-        Some("with-contenv") => return s6::with_contenv(args.get(1..).unwrap_or_default()),
-        Some("s6-svc") => return s6::svc(args.get(1..).unwrap_or_default()),
+        // s6-overlay's names, for scripts written for it (SPEC sections 4, 9).
+        Some(name) if let Some(command) = s6::command(name) => {
+            return command(args.get(1..).unwrap_or_default());
+        }
         _ => {}
     }
     // From the mode's name on, and after it.
@@ -55,8 +56,8 @@ fn run() -> u8 {
     match args.get(1).and_then(|a| a.to_str()) {
         Some("check") => check_mode(from_mode),
         Some("ctl") => control::client::main(from_mode, "corral ctl"),
-        Some("with-contenv") => s6::with_contenv(after_mode),
-        Some("s6-svc") => s6::svc(after_mode),
+        Some("s6-links") => s6::install_links(after_mode),
+        Some(name) if let Some(command) = s6::command(name) => command(after_mode),
         _ => supervise(&args),
     }
 }

@@ -70,6 +70,20 @@ impl Supervisor {
             | State::Reloading { since, .. } => Some(millis(now.saturating_duration_since(since))),
             _ => None,
         };
+        let updown_ms = uptime_ms.or_else(|| match svc.state() {
+            // Its process is gone once it is none of the states above and
+            // not stopping (which still has a process).
+            State::Stopping { .. } => None,
+            _ => svc
+                .down_at()
+                .map(|at| millis(now.saturating_duration_since(at))),
+        });
+        let ready_ms = match svc.state() {
+            State::Running { .. } | State::Reloading { .. } => svc
+                .ready_at()
+                .map(|at| millis(now.saturating_duration_since(at))),
+            _ => None,
+        };
         ServiceStatus {
             name: svc.name().to_string(),
             state: state.to_string(),
@@ -80,6 +94,8 @@ impl Supervisor {
             .to_string(),
             pid: svc.pid().map(|p| p.as_raw()),
             uptime_ms,
+            updown_ms,
+            ready_ms,
             restarts: svc.restarts(),
             run: svc.starts(),
             ready: svc.is_ready(),
