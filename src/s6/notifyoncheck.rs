@@ -10,12 +10,15 @@
 //! The checker gives up after `-n` failed checks (default 7, 0 = never),
 //! at `-T`, or when PROG dies (it watches PROG through a pidfd opened
 //! before the fork, so PROG's pid can never be mistaken for another).
-//! `-d` forks twice, so that the checker is not PROG's child (PROG may not
-//! reap children it does not know of); corral reaps it as an orphan.
+//! `-d` makes the checker PROG's sibling, not its child (PROG may not
+//! reap children it does not know of; s6 forks twice for this): its
+//! parent, corral or a run script's shell, reaps it.
 //!
 //! What it must never do: leave the notification fd open in PROG (the
 //! checker alone writes it), or keep running once PROG is gone. `fork` is
-//! safe here: this process has one thread when it forks.
+//! safe here: this process has one thread when it forks. Nothing here
+//! blocks in a wait for a child: a check is collected with `try_wait`
+//! once its pidfd says it ended.
 
 use std::ffi::OsString;
 use std::io;
@@ -26,7 +29,6 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::getopt::{getopt, millis};
@@ -153,33 +155,16 @@ pub fn notifyoncheck(args: &[OsString]) -> u8 {
         pidfd: RawFd::try_from(pidfd).ok().filter(|&fd| fd >= 0),
         pid: Pid::this(),
     };
-    // SAFETY: this process has a single thread (no thread is started
-    // before a command runs), so the child may do anything after fork.
-    match unsafe { fork() } {
+    match spawn_checker(args.double_fork) {
         Err(errno) => {
             eprintln!("s6-notifyoncheck: fatal: unable to fork: {}", errno.desc());
             return EXIT_SYSTEM;
         }
-        Ok(ForkResult::Child) => {
-            if args.double_fork {
-                // SAFETY: still a single thread, as above.
-                match unsafe { fork() } {
-                    Ok(ForkResult::Child) => {}
-                    // The middle process: done once the checker exists.
-                    Ok(ForkResult::Parent { .. }) => std::process::exit(0),
-                    Err(_) => std::process::exit(CHECKER_SYSTEM),
-                }
-            }
+        Ok(true) => {
             let code = checker(&args, &check, fd, &watch);
             std::process::exit(code);
         }
-        Ok(ForkResult::Parent { child }) => {
-            if args.double_fork {
-                // The middle process exits at once: reap it, so PROG never
-                // sees a child it did not start.
-                let _ = waitpid(child, None);
-            }
-        }
+        Ok(false) => {}
     }
     // PROG: without the notification fd (the checker writes it) and the pidfd.
     // SAFETY: close(2) of fds this process owns and no longer uses.
@@ -202,6 +187,41 @@ pub fn notifyoncheck(args: &[OsString]) -> u8 {
         EXIT_NOT_FOUND
     } else {
         EXIT_CANNOT_RUN
+    }
+}
+
+/// Fork the checker: `Ok(true)` in the checker, `Ok(false)` in the
+/// process that goes on to exec PROG. With `sibling` (`-d`), the checker is
+/// made PROG's sibling rather than its child (clone(2) `CLONE_PARENT`):
+/// s6's double fork without a middle process to reap, so PROG never has a
+/// child it did not start; its parent (corral, or a run script's shell)
+/// reaps it. Where the kernel refuses that, it is PROG's child.
+fn spawn_checker(sibling: bool) -> nix::Result<bool> {
+    if sibling {
+        // SAFETY: clone(2) without CLONE_VM and without a new stack is
+        // fork(2) with another parent: the child runs on a copy of this
+        // stack. This process has a single thread (no command starts one
+        // before this), so no lock can be held in the copy.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::CLONE_PARENT | libc::SIGCHLD,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        match pid {
+            0 => return Ok(true),
+            p if p > 0 => return Ok(false),
+            _ => {}
+        }
+    }
+    // SAFETY: as above, a single thread forks.
+    match unsafe { fork() }? {
+        ForkResult::Child => Ok(true),
+        ForkResult::Parent { .. } => Ok(false),
     }
 }
 
@@ -343,6 +363,31 @@ fn checker(args: &CheckArgs, check: &[OsString], fd: RawFd, watch: &Watch) -> i3
     CHECKER_GAVE_UP
 }
 
+/// Kill a check and collect it once its pidfd (if any) says it is gone.
+fn end_check(child: &mut Child, pid: Pid, pidfd: Option<RawFd>) {
+    let _ = kill(pid, Signal::SIGTERM);
+    loop {
+        match child.try_wait() {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return,
+        }
+        match pidfd {
+            Some(fd) => {
+                let mut pollfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll(2) on one pollfd we own, for at most 1 s.
+                unsafe {
+                    libc::poll(&mut pollfd, 1, 1000);
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
 /// One check: `Some(passed)`, or `None` if PROG died meanwhile; the
 /// check is killed at its `-t` or at `-T`.
 fn run_check(
@@ -366,8 +411,7 @@ fn run_check(
         }
         match watch.wait(until, pidfd) {
             Ok(true) => {
-                let _ = kill(pid, Signal::SIGTERM);
-                let _ = child.wait();
+                end_check(child, pid, pidfd);
                 break Ok(None);
             }
             Ok(false) => {}
@@ -377,8 +421,7 @@ fn run_check(
             break Ok(Some(status.success()));
         }
         if until.is_some_and(|at| Instant::now() >= at) {
-            let _ = kill(pid, Signal::SIGTERM);
-            let _ = child.wait();
+            end_check(child, pid, pidfd);
             if global.is_some_and(|at| Instant::now() >= at) {
                 break Err(CHECKER_TIMED_OUT);
             }
