@@ -52,6 +52,9 @@ pub enum LogLevel {
 pub struct LogArgs {
     pub log_format: LogFormat,
     pub log_level: LogLevel,
+    /// Given by `--log-level` or `CORRAL_LOG_LEVEL` (else s6-overlay's
+    /// `S6_VERBOSITY` may set it).
+    pub level_given: bool,
 }
 
 /// corral's own lines that may wait for stderr; more are dropped (counted).

@@ -77,6 +77,12 @@ fn check_mode(args: &[OsString]) -> u8 {
     match config::load_with(&dirs, &s6.load_options()) {
         Ok(spec) => {
             print!("{}", check::plan(&spec, &[]));
+            let unused = S6Env::without_effect(
+                std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+            );
+            for (name, why) in unused {
+                println!("{name}: no effect under corral: {why}");
+            }
             0
         }
         Err(errors) => {
@@ -126,17 +132,25 @@ fn supervise(args: &[OsString]) -> u8 {
     // with stdin, stdout and stderr only.
     let reset = signals::reset_inherited();
     cloexec_inherited_fds();
-    // Kept to the end: at exit, corral's last lines get a moment to reach stderr.
-    let _log = log::init(&cli.log);
-    if !reset.is_empty() {
-        info!(signals = ?reset, "signals ignored by corral's parent reset to their default");
-    }
-
     // 0. s6-overlay's variables, when corral's own settings are absent.
     let s6 = match s6_env() {
         Ok(s6) => s6,
         Err(code) => return code,
     };
+    let mut log_args = cli.log;
+    if let Some(level) = s6.log_level().filter(|_| !log_args.level_given) {
+        log_args.log_level = level;
+    }
+    // Kept to the end: at exit, corral's last lines get a moment to reach stderr.
+    let _log = log::init(&log_args);
+    if !reset.is_empty() {
+        info!(signals = ?reset, "signals ignored by corral's parent reset to their default");
+    }
+    for (name, why) in
+        S6Env::without_effect(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))
+    {
+        info!(variable = %name, "no effect under corral: {why}");
+    }
     let shutdown_timeout = s6.shutdown_timeout(cli.shutdown_timeout);
     if cli.shutdown_timeout.is_none()
         && (s6.services_gracetime.is_some() || s6.kill_gracetime.is_some())
@@ -145,6 +159,13 @@ fn supervise(args: &[OsString]) -> u8 {
             budget_ms = shutdown_timeout.as_millis() as u64,
             "shutdown budget from S6_SERVICES_GRACETIME + S6_KILL_GRACETIME"
         );
+    }
+
+    // s6-overlay's stage-2 hook may change the tree: it runs before it is read.
+    if !s6.stage2_hook.is_empty()
+        && let Err(code) = stage2_hook(&s6)
+    {
+        return code;
     }
 
     // 1. Every definition, every script: all errors at once, before anything runs.
@@ -168,6 +189,17 @@ fn supervise(args: &[OsString]) -> u8 {
     };
     if spec.services.is_empty() && cli.command.is_empty() {
         warn!(dirs = ?service_dirs, "no services and no command: nothing to supervise");
+    }
+
+    // What s6-overlay's stage 2 leaves in /run/s6 for scripts, when they
+    // are s6-overlay's: corral's supervisor commands first on every PATH,
+    // then the container environment (with that PATH) for with-contenv.
+    if spec
+        .services
+        .iter()
+        .any(|s| s.origin != config::Origin::Toml)
+    {
+        s6_stage();
     }
 
     // 2. Signal handlers before the first spawn, so no exit and no stop request is lost.
@@ -244,7 +276,10 @@ fn supervise(args: &[OsString]) -> u8 {
         dirs = %service_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(":"),
         "corral starting"
     );
-    let main = (!cli.command.is_empty()).then(|| cli.command.clone());
+    // S6_CMD_ARG0 goes before the main COMMAND, as in s6-overlay.
+    let main =
+        (!cli.command.is_empty()).then(|| [s6.cmd_arg0.clone(), cli.command.clone()].concat());
+    let pipelines = supervisor::Pipelines::new(&spec);
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
     sup.init_failure = s6.init_failure();
     let code = supervisor::run(
@@ -259,6 +294,7 @@ fn supervise(args: &[OsString]) -> u8 {
             service_dirs: service_dirs.clone(),
             load_options,
             pid1,
+            pipelines,
         },
     );
     // `tx` lived until here: the loop's input channel never disconnects.
@@ -269,6 +305,63 @@ fn supervise(args: &[OsString]) -> u8 {
     info!(code, "corral exiting");
     // Exit statuses are 0..=255; a wider code wraps as the kernel would.
     (code & 0xff) as u8
+}
+
+/// Runs `S6_STAGE2_HOOK` to its end. A failure stops the container when
+/// `S6_BEHAVIOUR_IF_STAGE2_FAILS` says so (with the hook's code), else it
+/// is a warning, as in s6-overlay.
+fn stage2_hook(s6: &S6Env) -> Result<(), u8> {
+    let stop = s6.init_failure() == config::InitFailure::Stop;
+    let code = match corral::reaper::run_before_loop(&s6.stage2_hook) {
+        Ok(exit) if exit.success() => {
+            info!(hook = %s6.stage2_hook.join(" "), "S6_STAGE2_HOOK done");
+            return Ok(());
+        }
+        Ok(exit) => {
+            warn!(hook = %s6.stage2_hook.join(" "), %exit, "S6_STAGE2_HOOK failed");
+            exit.code()
+        }
+        Err(err) => {
+            warn!(hook = %s6.stage2_hook.join(" "), %err, "S6_STAGE2_HOOK could not run");
+            EXIT_SYSTEM.into()
+        }
+    };
+    if stop {
+        error!(
+            "stopping: S6_STAGE2_HOOK failed and S6_BEHAVIOUR_IF_STAGE2_FAILS stops the container"
+        );
+        return Err(u8::try_from(code & 0xff).unwrap_or(EXIT_SYSTEM));
+    }
+    Ok(())
+}
+
+/// `/run/s6` as s6-overlay's stage 2 leaves it (`s6::stage`): links to
+/// corral for the commands that talk to a supervisor, first on `PATH`
+/// (set here, before any thread, so every process corral starts inherits
+/// it), and the container environment, with that `PATH`. A problem is a
+/// warning: scripts that need these fail on their own.
+fn s6_stage() {
+    let dir = s6::stage::runtime_dir();
+    match std::env::current_exe().and_then(|exe| s6::stage::install_commands(&dir, &exe)) {
+        Ok(bin) => {
+            let path = s6::stage::path_with(&bin, std::env::var_os("PATH").as_deref());
+            // SAFETY: no other thread exists yet (the signal, output and
+            // control threads start after this), so nothing reads the
+            // environment while it changes.
+            unsafe { std::env::set_var("PATH", path) };
+        }
+        Err(err) => {
+            warn!(dir = %dir.display(), %err, "cannot link corral's s6 commands; scripts find the image's own s6-svc, s6-svwait...")
+        }
+    }
+    match s6::stage::write_container_environment(&dir, std::env::vars_os()) {
+        Ok(envdir) => {
+            info!(dir = %envdir.display(), "container environment written for with-contenv")
+        }
+        Err(err) => {
+            warn!(dir = %dir.display(), %err, "cannot write the container environment; with-contenv gives services corral's environment only")
+        }
+    }
 }
 
 /// Mark every fd above stderr close-on-exec: corral opened none yet, so

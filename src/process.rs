@@ -15,6 +15,13 @@
 //! (std's own `waitpid` on an exec failure happens inside `spawn`, on the same
 //! thread as the reaper, so the two cannot race).
 //!
+//! A service in an s6-rc pipeline (SPEC section 9) is given its pipe as
+//! fd 0 or fd 1 (`Launch::stdin`, `Launch::stdout`): copies of the ends the
+//! executor holds, which std dup2s into the child (clearing close-on-exec on
+//! 0 and 1 only) and which are closed in corral once the spawn is done. A
+//! producer's stdout is then its pipe, not a prefixed output pipe: only its
+//! stderr is read by the output thread.
+//!
 //! An `env-file` is read at each start, with the permissions of the
 //! service's user (`files::read_as`, which cannot block the loop); what is in
 //! it never appears in an error, so never in a log line or in `ctl status`.
@@ -62,7 +69,9 @@ impl SpawnError {
 
 /// The read ends of a service's stdout and stderr pipes, for `output`.
 pub struct Pipes {
-    pub stdout: OwnedFd,
+    /// `None` when the service's stdout is given (`Launch::stdout`: an
+    /// s6-rc producer writes into its pipeline, not to corral's output).
+    pub stdout: Option<OwnedFd>,
     pub stderr: OwnedFd,
 }
 
@@ -75,6 +84,11 @@ pub struct Launch<'a> {
     pub env: Vec<(String, String)>,
     /// s6 notification-fd: this pipe's write end becomes fd N in the child.
     pub fd: Option<(OwnedFd, i32)>,
+    /// fd 0 instead of `/dev/null`: an s6-rc consumer's end of its pipeline.
+    pub stdin: Option<OwnedFd>,
+    /// fd 1 instead of what `output` says: an s6-rc producer's end of its
+    /// pipeline (stderr still follows `output`).
+    pub stdout: Option<OwnedFd>,
 }
 
 impl<'a> Launch<'a> {
@@ -85,12 +99,15 @@ impl<'a> Launch<'a> {
             output: spec.output,
             env: Vec::new(),
             fd: None,
+            stdin: None,
+            stdout: None,
         }
     }
 }
 
 /// Start `launch` in the context of `spec`. With `output = "prefix"`, also
-/// returns the read ends of its stdout and stderr.
+/// returns the read ends of its stdout (unless `launch.stdout` is given)
+/// and stderr.
 pub fn spawn_service(
     spec: &ServiceSpec,
     launch: Launch<'_>,
@@ -100,9 +117,11 @@ pub fn spawn_service(
         None => return Err(SpawnError::new("empty command".into())),
     };
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(&spec.working_dir)
-        .stdin(Stdio::null());
+    cmd.args(args).current_dir(&spec.working_dir);
+    match launch.stdin {
+        Some(fd) => cmd.stdin(Stdio::from(fd)),
+        None => cmd.stdin(Stdio::null()),
+    };
     if let Some(path) = &spec.env_file {
         let vars = read_env_file(path, &spec.credentials).map_err(SpawnError::new)?;
         cmd.envs(vars);
@@ -110,20 +129,30 @@ pub fn spawn_service(
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     cmd.envs(launch.env);
     let mut pipes = None;
+    let given_stdout = launch.stdout.is_some();
     match launch.output {
         Output::Inherit => {}
         Output::Null => {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         Output::Prefix => {
-            let (out_r, out_w) = pipe().map_err(|e| SpawnError::from_io("pipe", e))?;
+            let stdout = if given_stdout {
+                None
+            } else {
+                let (out_r, out_w) = pipe().map_err(|e| SpawnError::from_io("pipe", e))?;
+                cmd.stdout(Stdio::from(out_w));
+                Some(out_r)
+            };
             let (err_r, err_w) = pipe().map_err(|e| SpawnError::from_io("pipe", e))?;
-            cmd.stdout(Stdio::from(out_w)).stderr(Stdio::from(err_w));
+            cmd.stderr(Stdio::from(err_w));
             pipes = Some(Pipes {
-                stdout: out_r,
+                stdout,
                 stderr: err_r,
             });
         }
+    }
+    if let Some(fd) = launch.stdout {
+        cmd.stdout(Stdio::from(fd));
     }
     let creds = &spec.credentials;
     let groups: Vec<libc::gid_t> = creds.groups.iter().map(|g| g.as_raw()).collect();
@@ -430,6 +459,68 @@ mod tests {
             parse_env_file(b"A=1\nB=2\nC=\xff\n"),
             Err((3, "not valid UTF-8"))
         );
+    }
+
+    /// Everything `fd` gives until EOF (or 10 s, then what came so far).
+    fn read_to_eof(fd: &OwnedFd) -> String {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(100u16)).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut buf = [0u8; 256];
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    /// A child this test started and that has exited (its pipes said so).
+    fn reap(pid: Pid) {
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+
+    #[test]
+    fn a_given_stdout_replaces_the_prefixed_one_and_stderr_stays_prefixed() {
+        let spec = ServiceSpec::new("producer", sh("echo to-the-pipe; echo to-stderr >&2"));
+        let (read, write) = pipe().expect("pipe");
+        let launch = Launch {
+            stdout: Some(write),
+            ..Launch::service(&spec)
+        };
+        let (pid, pipes) = spawn_service(&spec, launch).expect("spawn");
+        let pipes = pipes.expect("output = prefix: stderr is read by corral");
+        assert!(pipes.stdout.is_none(), "stdout is the given fd, not read");
+        // corral's copy was closed by the spawn: EOF comes with the exit.
+        assert_eq!(read_to_eof(&read), "to-the-pipe\n");
+        assert_eq!(read_to_eof(&pipes.stderr), "to-stderr\n");
+        reap(pid);
+    }
+
+    #[test]
+    fn a_given_stdin_is_fd_0_and_output_is_prefixed_as_usual() {
+        let spec = ServiceSpec::new("consumer", sh("read line; echo \"got $line\""));
+        let (read, write) = pipe().expect("pipe");
+        let launch = Launch {
+            stdin: Some(read),
+            ..Launch::service(&spec)
+        };
+        let (pid, pipes) = spawn_service(&spec, launch).expect("spawn");
+        let pipes = pipes.expect("output = prefix");
+        assert_eq!(nix::unistd::write(&write, b"hello\n"), Ok(6));
+        let stdout = pipes.stdout.as_ref().expect("stdout read by corral");
+        assert_eq!(read_to_eof(stdout), "got hello\n");
+        reap(pid);
     }
 
     #[test]

@@ -20,6 +20,34 @@ pub struct Reaped {
     pub none_left: bool,
 }
 
+/// Runs `argv` to its end, before the loop and its threads exist (s6-overlay's
+/// `S6_STAGE2_HOOK`, which must finish before the definitions are read):
+/// spawned like any child (`process::spawn_plain`), waited for by its pid.
+/// Only here, because nothing else has been started yet, can a wait for one
+/// pid not take an exit from the loop's reaper. Orphans it leaves are
+/// reaped by the loop later.
+pub fn run_before_loop(argv: &[String]) -> Result<Exit, String> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| "empty command".to_string())?;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {}", crate::text::strerror(&e)))?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    loop {
+        match waitpid(pid, None) {
+            Ok(status) => {
+                if let Some((_, exit)) = Exit::from_wait_status(status) {
+                    return Ok(exit);
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(format!("waiting for {program}: {err}")),
+        }
+    }
+}
+
 pub fn reap() -> Reaped {
     let mut reaped = Reaped::default();
     loop {

@@ -228,7 +228,9 @@ fn log_args(s: &Scanned) -> Result<LogArgs, String> {
             }
         },
     };
-    let log_level = match given(s, LOG_LEVEL, "CORRAL_LOG_LEVEL") {
+    let level = given(s, LOG_LEVEL, "CORRAL_LOG_LEVEL");
+    let level_given = level.is_some();
+    let log_level = match level {
         None => LogLevel::Info,
         Some((v, from)) => match v.to_ascii_lowercase().as_str() {
             "error" => LogLevel::Error,
@@ -247,5 +249,6 @@ fn log_args(s: &Scanned) -> Result<LogArgs, String> {
     Ok(LogArgs {
         log_format,
         log_level,
+        level_given,
     })
 }

@@ -1,11 +1,14 @@
-//! s6-overlay's variables (SPEC section 4) that corral's own startup
-//! honours when its own settings are absent: the grace times that make the
-//! shutdown budget and s6-style directories' `stop-timeout`, and what a
-//! failing init script does.
+//! s6-overlay's variables (SPEC sections 4 and 9) that corral's own
+//! startup honours when its own settings are absent: the grace times that
+//! make the shutdown budget and s6-style directories' `stop-timeout`, what a
+//! failing init step does, the main command's `S6_CMD_*`, the stage-2 hook,
+//! the verbosity, the runtime profile; and the ones accepted with no effect,
+//! each with the reason (`corral check` lists them).
 //!
 //! What it must never do: let an invalid variable pass unnoticed (each is
 //! named, all at once), or override a setting corral was given.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{InitFailure, LoadOptions};
@@ -20,7 +23,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(9);
 pub const S6_GRACETIME_DEFAULT: Duration = Duration::from_millis(3000);
 
 /// The s6-overlay variables corral honours, parsed and validated.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct S6Env {
     /// `S6_SERVICES_GRACETIME` (ms): how long services get to stop.
     pub services_gracetime: Option<Duration>,
@@ -30,7 +33,93 @@ pub struct S6Env {
     /// `S6_BEHAVIOUR_IF_STAGE2_FAILS`: `0` and `1` (continue; corral logs a
     /// warning either way) are `Continue`, `2` and more (stop) are `Stop`.
     pub behaviour_if_stage2_fails: Option<InitFailure>,
+    /// `S6_KEEP_ENV` nonzero: `with-contenv` changes nothing (services
+    /// already get the container environment, SPEC section 3).
+    pub keep_env: bool,
+    /// `S6_CMD_ARG0`: words put before the main COMMAND (split on
+    /// whitespace, as s6-overlay's stage 2 splits it).
+    pub cmd_arg0: Vec<String>,
+    /// `S6_CMD_RECEIVE_SIGNALS` nonzero: SIGTERM, SIGINT and SIGQUIT go to
+    /// the main COMMAND, whose exit ends the container.
+    pub cmd_receive_signals: bool,
+    /// `S6_CMD_WAIT_FOR_SERVICES_MAXTIME` (ms; 0 or unset: no limit): how
+    /// long the main COMMAND waits for the services to come up.
+    pub cmd_wait_maxtime: Option<Duration>,
+    /// `S6_KILL_FINISH_MAXTIME` (ms): how long each finish script may run.
+    pub kill_finish_maxtime: Option<Duration>,
+    /// `S6_STAGE2_HOOK`: a program (words split on whitespace) run before
+    /// the definitions are read; it may change the s6-rc tree.
+    pub stage2_hook: Vec<String>,
+    /// `S6_VERBOSITY` (0 to 5): corral's log level when `--log-level` and
+    /// `CORRAL_LOG_LEVEL` are not given.
+    pub verbosity: Option<u8>,
+    /// `S6_RUNTIME_PROFILE`: the tree and bundles come from
+    /// `/etc/cont-profile.d/PROFILE/s6-overlay`.
+    pub runtime_profile: Option<String>,
+    /// `S6_RUNTIME_BUNDLEDIR`: where the `user` and `user2` bundles are.
+    pub runtime_bundledir: Option<PathBuf>,
 }
+
+/// s6-overlay variables corral acts on.
+pub const HONOURED: &[&str] = &[
+    "S6_BEHAVIOUR_IF_STAGE2_FAILS",
+    "S6_CMD_ARG0",
+    "S6_CMD_RECEIVE_SIGNALS",
+    "S6_CMD_WAIT_FOR_SERVICES_MAXTIME",
+    "S6_KEEP_ENV",
+    "S6_KILL_FINISH_MAXTIME",
+    "S6_KILL_GRACETIME",
+    "S6_RUNTIME_BUNDLEDIR",
+    "S6_RUNTIME_PROFILE",
+    "S6_SERVICES_GRACETIME",
+    "S6_STAGE2_HOOK",
+    "S6_VERBOSITY",
+];
+
+/// s6-overlay variables corral accepts and does nothing with, and why.
+pub const NO_EFFECT: &[(&str, &str)] = &[
+    (
+        "S6_CMD_WAIT_FOR_SERVICES",
+        "corral always starts the main COMMAND once every service is up and, where it declares readiness, ready",
+    ),
+    (
+        "S6_SERVICES_READYTIME",
+        "corral knows when a service has started; there is no race to sleep over",
+    ),
+    (
+        "S6_READ_ONLY_ROOT",
+        "corral writes nothing outside /run (its socket, /run/s6/container_environment, /run/s6/basedir/bin)",
+    ),
+    (
+        "S6_LOGGING",
+        "corral prefixes each service line with its name on its own stdout and stderr; no s6-log catch-all logger",
+    ),
+    (
+        "S6_LOGGING_SCRIPT",
+        "no s6-log catch-all logger (see S6_LOGGING)",
+    ),
+    (
+        "S6_CATCHALL_USER",
+        "no s6-log catch-all logger (see S6_LOGGING)",
+    ),
+    (
+        "S6_CMD_USE_TERMINAL",
+        "the main COMMAND always keeps corral's stdout, stderr and terminal",
+    ),
+    (
+        "S6_FIX_ATTRS_HIDDEN",
+        "fix-attrs.d is not supported (v3 deprecates it; do it in the Dockerfile or an init script)",
+    ),
+    (
+        "S6_SYNC_DISKS",
+        "corral does not sync file systems at shutdown",
+    ),
+    (
+        "S6_YES_I_WANT_A_WORLD_WRITABLE_RUN_BECAUSE_KUBERNETES",
+        "corral never needs /run to be writable by anyone but itself",
+    ),
+    ("S6_WAIT_FOR_CLOSING_FD", "not supported"),
+];
 
 impl S6Env {
     /// From this process's environment; every invalid variable, one message each.
@@ -72,11 +161,56 @@ impl S6Env {
                     None
                 }
             });
+        let mut number = |name: &str, what: &str| {
+            let text = value(name)?;
+            match text.parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    errors.push(format!("{name}: expected {what}, found \"{text}\""));
+                    None
+                }
+            }
+        };
+        let flag = "0 (off) or 1 (on)";
+        let keep_env = number("S6_KEEP_ENV", flag).is_some_and(|n| n > 0);
+        let cmd_receive_signals = number("S6_CMD_RECEIVE_SIGNALS", flag).is_some_and(|n| n > 0);
+        let ms = "a number of milliseconds such as 5000";
+        let cmd_wait_maxtime = number("S6_CMD_WAIT_FOR_SERVICES_MAXTIME", ms)
+            .filter(|&n| n > 0)
+            .map(Duration::from_millis);
+        let kill_finish_maxtime = number("S6_KILL_FINISH_MAXTIME", ms).map(Duration::from_millis);
+        let verbosity = number("S6_VERBOSITY", "a number from 0 (errors only) to 5")
+            .map(|n| u8::try_from(n.min(5)).unwrap_or(5));
+        // Checked, for the message, though they do nothing.
+        let _ = number("S6_CMD_WAIT_FOR_SERVICES", flag);
+        let _ = number("S6_SERVICES_READYTIME", ms);
+        let words = |name: &str| -> Vec<String> {
+            value(name)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let runtime_profile = value("S6_RUNTIME_PROFILE");
+        if let Some(profile) = &runtime_profile
+            && (profile.contains('/') || profile == "." || profile == "..")
+        {
+            errors.push(format!(
+                "S6_RUNTIME_PROFILE: expected a profile name (a directory of /etc/cont-profile.d), found \"{profile}\""
+            ));
+        }
         if errors.is_empty() {
             Ok(S6Env {
                 services_gracetime,
                 kill_gracetime,
                 behaviour_if_stage2_fails,
+                keep_env,
+                cmd_arg0: words("S6_CMD_ARG0"),
+                cmd_receive_signals,
+                cmd_wait_maxtime,
+                kill_finish_maxtime,
+                stage2_hook: words("S6_STAGE2_HOOK"),
+                verbosity,
+                runtime_profile,
+                runtime_bundledir: value("S6_RUNTIME_BUNDLEDIR").map(PathBuf::from),
             })
         } else {
             Err(errors)
@@ -105,6 +239,59 @@ impl S6Env {
     /// script before it decides, corral stops at the first failure with `2`.
     pub fn init_failure(&self) -> InitFailure {
         self.behaviour_if_stage2_fails.unwrap_or_default()
+    }
+
+    /// Where s6-overlay keeps its tree and bundles: `/etc/s6-overlay`, or
+    /// the runtime profile's.
+    pub fn overlay_dir(&self) -> PathBuf {
+        match &self.runtime_profile {
+            Some(profile) => PathBuf::from("/etc/cont-profile.d")
+                .join(profile)
+                .join("s6-overlay"),
+            None => PathBuf::from("/etc/s6-overlay"),
+        }
+    }
+
+    /// The default s6-rc source tree (`s6-rc.d` of `overlay_dir`).
+    pub fn default_tree(&self) -> PathBuf {
+        self.overlay_dir().join("s6-rc.d")
+    }
+
+    /// The bundles dir: `S6_RUNTIME_BUNDLEDIR`, else `user-bundles.d` of
+    /// `overlay_dir`.
+    pub fn bundle_dir(&self) -> PathBuf {
+        self.runtime_bundledir
+            .clone()
+            .unwrap_or_else(|| self.overlay_dir().join("user-bundles.d"))
+    }
+
+    /// corral's log level for `S6_VERBOSITY`: 0 errors, 1 warnings, 2
+    /// (s6-overlay's default) info, 3 and more debug.
+    pub fn log_level(&self) -> Option<crate::log::LogLevel> {
+        use crate::log::LogLevel;
+        self.verbosity.map(|v| match v {
+            0 => LogLevel::Error,
+            1 => LogLevel::Warn,
+            2 => LogLevel::Info,
+            _ => LogLevel::Debug,
+        })
+    }
+
+    /// The `S6_*` variables set in the environment that change nothing in
+    /// corral, each with the reason; unknown ones too.
+    pub fn without_effect(names: impl Iterator<Item = String>) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = names
+            .filter(|n| n.starts_with("S6_"))
+            .filter_map(|name| {
+                if let Some((_, why)) = NO_EFFECT.iter().find(|(known, _)| *known == name) {
+                    return Some((name, *why));
+                }
+                (!HONOURED.contains(&name.as_str()))
+                    .then_some((name, "not an s6-overlay variable corral knows"))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// How definitions are loaded: `S6_SERVICES_GRACETIME` is the default
@@ -162,6 +349,53 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(empty, S6Env::default());
+    }
+
+    #[test]
+    fn the_v3_variables() {
+        let v = s6(&[
+            ("S6_KEEP_ENV", "1"),
+            ("S6_CMD_ARG0", " /usr/bin/tini  -- "),
+            ("S6_CMD_RECEIVE_SIGNALS", "1"),
+            ("S6_CMD_WAIT_FOR_SERVICES_MAXTIME", "0"),
+            ("S6_KILL_FINISH_MAXTIME", "2500"),
+            ("S6_STAGE2_HOOK", "/usr/local/bin/hook --add"),
+            ("S6_VERBOSITY", "9"),
+            ("S6_RUNTIME_PROFILE", "dev"),
+        ])
+        .unwrap();
+        assert!(v.keep_env && v.cmd_receive_signals);
+        assert_eq!(v.cmd_arg0, ["/usr/bin/tini", "--"]);
+        assert_eq!(v.cmd_wait_maxtime, None, "0 is no limit");
+        assert_eq!(v.kill_finish_maxtime, Some(MS(2500)));
+        assert_eq!(v.stage2_hook, ["/usr/local/bin/hook", "--add"]);
+        assert_eq!(v.verbosity, Some(5));
+        assert_eq!(v.log_level(), Some(crate::log::LogLevel::Debug));
+        assert_eq!(
+            v.default_tree(),
+            PathBuf::from("/etc/cont-profile.d/dev/s6-overlay/s6-rc.d")
+        );
+        assert_eq!(
+            v.bundle_dir(),
+            PathBuf::from("/etc/cont-profile.d/dev/s6-overlay/user-bundles.d")
+        );
+        let plain = s6(&[("S6_CMD_WAIT_FOR_SERVICES_MAXTIME", "5000")]).unwrap();
+        assert_eq!(plain.cmd_wait_maxtime, Some(MS(5000)));
+        assert_eq!(
+            plain.default_tree(),
+            PathBuf::from("/etc/s6-overlay/s6-rc.d")
+        );
+        assert!(!plain.keep_env);
+        assert!(s6(&[("S6_RUNTIME_PROFILE", "../x")]).is_err());
+        assert!(s6(&[("S6_VERBOSITY", "loud")]).is_err());
+    }
+
+    #[test]
+    fn variables_without_effect_are_named_with_the_reason() {
+        let names = ["PATH", "S6_LOGGING", "S6_KEEP_ENV", "S6_TYPO"].map(String::from);
+        let listed = S6Env::without_effect(names.into_iter());
+        let listed: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(listed, ["S6_LOGGING", "S6_TYPO"]);
     }
 
     #[test]

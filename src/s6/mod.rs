@@ -13,9 +13,9 @@
 //! refusal of a server that is neither root nor the caller; and the `S6_*`
 //! variables corral's own startup honours (`S6Env`).
 //!
-//! What it must never do: write a file (corral writes nothing but its
-//! socket; `s6-links` writes only the links it was asked for), or know
-//! more of the supervisor than the control protocol.
+//! What it must never do: write a file outside the runtime dir `stage.rs`
+//! owns (`/run/s6`) and the links `s6-links` was asked for, or know more
+//! of the supervisor than the control protocol.
 //!
 //! The parts: `contenv.rs`, with-contenv and s6-envdir's reading;
 //! `envdir.rs`, s6-envdir and printcontenv; `svc.rs`, s6-svc's command
@@ -24,7 +24,10 @@
 //! (s6-rc, halt): the other supervisor-facing commands; `setuidgid.rs`
 //! and `notifyoncheck.rs`, standalone; `getopt.rs`, s6's option scanning;
 //! `links.rs`, the commands by name and their installation; `env.rs`, the
-//! `S6_*` variables corral's own startup honours.
+//! `S6_*` variables corral's own startup honours (grace times,
+//! `S6_BEHAVIOUR_IF_STAGE2_FAILS`...); `stage.rs`, what v3's stage 2
+//! leaves in `/run/s6` for scripts (the container environment,
+//! `basedir/bin`).
 
 mod contenv;
 mod env;
@@ -35,12 +38,13 @@ mod links;
 mod notifyoncheck;
 mod rc;
 mod setuidgid;
+pub mod stage;
 mod status;
 mod svc;
 mod svwait;
 
 pub use contenv::{CONTAINER_ENV_DIRS, read_envdir, with_contenv};
-pub use env::{DEFAULT_SHUTDOWN_TIMEOUT, S6_GRACETIME_DEFAULT, S6Env};
+pub use env::{DEFAULT_SHUTDOWN_TIMEOUT, HONOURED, NO_EFFECT, S6_GRACETIME_DEFAULT, S6Env};
 pub use envdir::{envdir, printcontenv};
 pub use links::{COMMANDS, Command, command, install_links};
 pub use notifyoncheck::notifyoncheck;

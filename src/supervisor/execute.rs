@@ -4,6 +4,12 @@
 //! It reads nothing of the core's state: every action carries what it needs
 //! (a spawn its definition and run number, a probe its token), so what the
 //! core decided and what happens cannot drift apart.
+//!
+//! It holds the fds that must outlive a service's run: the pipes of s6-rc
+//! pipelines (`pipes.rs`, `Setup::pipelines`), created at the first spawn
+//! of either end, given to each run (and `finish`) of a producer as its
+//! stdout and of a consumer as its stdin, and kept across their restarts
+//! and across config reloads that keep the pipeline.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +26,10 @@ use crate::output::{Output, Stream};
 use crate::process::{self, Launch, SpawnError};
 use crate::watch::Watcher;
 use crate::{probe, reaper};
+
+mod pipes;
+
+pub use pipes::Pipelines;
 
 /// What the loop needs besides the state machine: the executor acts with
 /// these, the loop also receives on `inputs`.
@@ -40,6 +50,9 @@ pub struct Setup {
     /// The control socket, passed to services as `CORRAL_SOCKET` so that
     /// `corral ctl` and `s6-svc` inside them find it wherever it is.
     pub socket: Option<PathBuf>,
+    /// The pipes of s6-rc pipelines, held across restarts of either end
+    /// (`Pipelines::new(&spec)` with the definitions corral starts with).
+    pub pipelines: Pipelines,
 }
 
 /// Carry out one action; return the events it produced. (`Reply` and
@@ -94,6 +107,12 @@ pub(super) fn execute(action: Action, setup: &Setup) -> Vec<Event> {
         Action::LoadConfig { id } => {
             let result = config::load_with(&setup.service_dirs, &setup.load_options)
                 .map_err(|errors| errors.iter().map(ToString::to_string).collect());
+            // The core applies a set that loaded, whole: the pipelines follow it.
+            if let Ok(spec) = &result {
+                for consumer in setup.pipelines.redefine(spec) {
+                    debug!(service = %consumer, "pipeline removed: its pipe is closed");
+                }
+            }
             vec![Event::Loaded { id, result }]
         }
         Action::Exit(_) | Action::Reply { .. } => Vec::new(),
@@ -127,8 +146,7 @@ fn spawn(job: Job, setup: &Setup) -> Result<Pid, SpawnError> {
             let launch = Launch {
                 argv: &command,
                 output: OutputMode::Null,
-                env: Vec::new(),
-                fd: None,
+                ..Launch::service(&spec)
             };
             process::spawn_service(&spec, launch).map(|(pid, _)| pid)
         }
@@ -138,10 +156,17 @@ fn spawn(job: Job, setup: &Setup) -> Result<Pid, SpawnError> {
 }
 
 /// A service's own process, run `run`: its readiness channel (sd_notify
-/// socket or notification fd) is made for this run, and its output registered.
+/// socket or notification fd) is made for this run, its pipelines' ends
+/// given as stdin / stdout, and its output registered.
 fn spawn_service(spec: &ServiceSpec, run: u32, setup: &Setup) -> Result<Pid, SpawnError> {
     let mut launch = Launch::service(spec);
     launch.env.extend(socket_env(setup, spec));
+    let ends = setup
+        .pipelines
+        .ends(spec)
+        .map_err(|e| SpawnError::new(format!("pipeline pipe: {e}")))?;
+    launch.stdin = ends.stdin;
+    launch.stdout = ends.stdout;
     match spec.ready {
         Some(Ready::Notify) => {
             let socket = setup
@@ -184,13 +209,16 @@ fn socket_env(setup: &Setup, spec: &ServiceSpec) -> Option<(String, String)> {
 fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>) {
     if let Some(pipes) = pipes {
         let name: Arc<str> = Arc::from(name);
-        setup.output.add(name.clone(), Stream::Stdout, pipes.stdout);
+        if let Some(stdout) = pipes.stdout {
+            setup.output.add(name.clone(), Stream::Stdout, stdout);
+        }
         setup.output.add(name, Stream::Stderr, pipes.stderr);
     }
 }
 
 /// An s6 `finish` script: `finish CODE SIGNUM` in the service's context,
-/// CODE being 256 when the service was killed by signal SIGNUM (s6-supervise).
+/// CODE being 256 when the service was killed by signal SIGNUM (s6-supervise),
+/// with the service's pipeline ends as stdin / stdout.
 fn spawn_finish(
     spec: &ServiceSpec,
     script: &Path,
@@ -206,11 +234,18 @@ fn spawn_finish(
         code.to_string(),
         signal.to_string(),
     ];
+    // As s6-rc does, the script gets the run's pipeline ends: a producer's
+    // `finish` writes into the pipe, a consumer's reads it.
+    let ends = setup
+        .pipelines
+        .ends(spec)
+        .map_err(|e| SpawnError::new(format!("pipeline pipe: {e}")))?;
     let launch = Launch {
         argv: &argv,
-        output: spec.output,
         env: socket_env(setup, spec).into_iter().collect(),
-        fd: None,
+        stdin: ends.stdin,
+        stdout: ends.stdout,
+        ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
     register_output(setup, &spec.name, pipes);
@@ -227,9 +262,8 @@ fn spawn_hook(
 ) -> Result<Pid, SpawnError> {
     let mut launch = Launch {
         argv: command,
-        output: spec.output,
         env: socket_env(setup, spec).into_iter().collect(),
-        fd: None,
+        ..Launch::service(spec)
     };
     launch
         .env

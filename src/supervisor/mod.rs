@@ -8,5 +8,5 @@ mod execute;
 pub mod run;
 
 pub use self::core::{InitFailure, Phase, Supervisor};
-pub use self::execute::Setup;
+pub use self::execute::{Pipelines, Setup};
 pub use self::run::run;

@@ -1,6 +1,6 @@
 //! Text for people, in one place: durations (`3m12s`), did-you-mean
 //! suggestions, dates (RFC 3339 for JSON log lines, the IMF-fixdate of
-//! HTTP), control characters escaped before they reach a terminal or a log,
+//! HTTP), execline command lines read into an argv, control characters escaped before they reach a terminal or a log,
 //! and system errors as strerror(3) words them.
 //!
 //! What it owns: the one spelling of each, so that `ctl status`, the log and
@@ -11,6 +11,7 @@
 
 mod date;
 mod escape;
+pub mod execline;
 mod suggest;
 
 use std::io;

@@ -602,6 +602,9 @@ fn command(program: &str, dir: &TestDir) -> Command {
     cmd.env("T", dir.path())
         // Once the control socket lands, parallel tests must not share one.
         .env("CORRAL_SOCKET", dir.join("control.sock"))
+        // With an s6 layout, corral writes s6-overlay's /run/s6: each test
+        // gets its own, never the host's.
+        .env("CORRAL_S6_RUNTIME_DIR", dir.join("s6run"))
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr);
