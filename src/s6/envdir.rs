@@ -1,6 +1,7 @@
 //! `s6-envdir [-I|-i] [-n] [-f] [-L] [-c nullis] DIR PROG...` (standalone:
 //! no supervisor involved) and `printcontenv VAR` (one variable of the
-//! container environment s6-overlay keeps in `/run/s6/container_environment`).
+//! container environment, `/run/s6/container_environment`, where corral
+//! writes it at startup: `stage::runtime_dir`).
 //!
 //! What it must never do: write the directory, or open a file that could
 //! block (`files::read`, through `contenv`'s reading).
@@ -14,6 +15,7 @@ use std::process::Command;
 
 use super::contenv::{EnvdirRules, keep_env, read_envdir_as};
 use super::getopt::getopt;
+use super::stage::runtime_dir;
 use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
 use crate::files;
 use crate::text::strerror;
@@ -112,9 +114,6 @@ pub fn envdir(args: &[OsString]) -> u8 {
     }
 }
 
-/// The v3 container environment, where `printcontenv` reads.
-const CONTAINER_ENV: &str = "/run/s6/container_environment";
-
 /// `printcontenv VAR`: the variable's value and a newline on stdout, from
 /// the container environment (or, with `S6_KEEP_ENV`, from this process's
 /// own, as s6-overlay's does); exit 1 when it is not there.
@@ -128,7 +127,7 @@ pub fn printcontenv(args: &[OsString]) -> u8 {
             .filter(|v| !v.is_empty())
             .map(|v| v.as_bytes().to_vec())
     } else {
-        contenv_value(Path::new(CONTAINER_ENV), name)
+        contenv_value(&runtime_dir().join("container_environment"), name)
     };
     let Some(value) = value else {
         return 1;

@@ -151,6 +151,10 @@ mod tests {
             assert!(command(name).is_some(), "{name}");
         }
         assert!(command("s6-svscan").is_none());
+        // What corral links in /run/s6/basedir/bin at startup.
+        for name in super::super::stage::SUPERVISOR_COMMANDS {
+            assert!(command(name).is_some(), "{name}");
+        }
         assert!(command("corralctl").is_none());
     }
 

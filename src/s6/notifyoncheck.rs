@@ -34,6 +34,7 @@ use nix::unistd::{ForkResult, Pid, fork};
 use super::getopt::{getopt, millis};
 use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
 use crate::files;
+use crate::text::execline::command_line;
 use crate::text::strerror;
 
 const USAGE: &str = "s6-notifyoncheck: usage: s6-notifyoncheck [ -d ] [ -3 notiffd ] [ -s initialsleep ] [ -T globaltimeout ] [ -t localtimeout ] [ -w waitingtime ] [ -n tries ] [ -c \"checkprog...\" ] prog...";
@@ -247,7 +248,12 @@ fn check_command(text: Option<&str>) -> Result<Vec<OsString>, String> {
     let Some(text) = text else {
         return Ok(vec!["./data/check".into()]);
     };
-    Ok(vec!["execlineb".into(), "-Pc".into(), text.into()])
+    match command_line(text) {
+        Ok(Some(argv)) if !argv.is_empty() => Ok(argv.into_iter().map(OsString::from).collect()),
+        Ok(Some(_)) => Err("-c: an empty command line".into()),
+        Ok(None) => Ok(vec!["execlineb".into(), "-Pc".into(), text.into()]),
+        Err(err) => Err(format!("-c: {err}")),
+    }
 }
 
 /// What tells the checker that PROG is gone.
@@ -515,9 +521,24 @@ mod tests {
 
     #[test]
     fn the_check_is_data_check_or_the_command_line() {
+        let argv = |words: &[&str]| Ok(words.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(check_command(None), argv(&["./data/check"]));
         assert_eq!(
-            check_command(None),
-            Ok(vec![OsString::from("./data/check")])
+            check_command(Some("nc -z \"localhost\" 8080")),
+            argv(&["nc", "-z", "localhost", "8080"])
+        );
+        assert_eq!(
+            check_command(Some("if { true } nc -z localhost 80")),
+            argv(&["execlineb", "-Pc", "if { true } nc -z localhost 80"])
+        );
+        assert!(
+            check_command(Some("nc \"open"))
+                .unwrap_err()
+                .starts_with("-c: 1:")
+        );
+        assert_eq!(
+            check_command(Some("  ")),
+            Err("-c: an empty command line".into())
         );
     }
 

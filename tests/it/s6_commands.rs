@@ -530,6 +530,54 @@ fn notifyoncheck_gives_up_after_n_tries() {
     assert_eq!(ran.code, 100, "{ran:?}");
 }
 
+/// `-c` with one plain command line runs it without execline; the
+/// newline goes to the `-3` fd (stderr here, which PROG closes).
+#[test]
+fn notifyoncheck_c_runs_a_plain_command_line_without_execline() {
+    let dir = TestDir::new("notifyoncheck-c");
+    let link = dir.link_corral("s6-notifyoncheck");
+    let go = dir.join("go");
+    let check = format!("test -e \"{}\"", go.display());
+    let mut bg = Background::spawn(Command::new(&link).args([
+        "-3",
+        "2",
+        "-s",
+        "0",
+        "-w",
+        "20",
+        "-n",
+        "0",
+        "-c",
+        &check,
+        "sh",
+        "-c",
+        "echo $$; exec sleep 1000",
+    ]));
+    let pid: i32 = bg.next_line(DEADLINE).parse().unwrap();
+    stays(
+        "no notification before the check passes",
+        Duration::from_millis(200),
+        || match bg.stderr().as_str() {
+            "" => Ok(()),
+            other => Err(format!("stderr {other:?}")),
+        },
+    );
+    dir.write("go", "");
+    wait_until("the notification newline", DEADLINE, || {
+        match bg.stderr().as_str() {
+            "\n" => Ok(()),
+            other => Err(format!("stderr {other:?}")),
+        }
+    });
+    assert!(running(pid));
+    let ran = run_within(
+        Command::new(&link).args(["-3", "2", "-c", "nc \"open", "true"]),
+        DEADLINE,
+    );
+    assert_eq!(ran.code, 100, "{ran:?}");
+    assert!(ran.stderr.contains("-c: 1:"), "{ran:?}");
+}
+
 // ---------------------------------------------------------------------------
 // s6-setuidgid, s6-envdir, printcontenv
 
@@ -625,34 +673,42 @@ fn envdir_sets_and_unsets_variables_from_a_directory() {
     assert_eq!(run_within(Command::new(&link).arg("x"), DEADLINE).code, 100);
 }
 
-/// In a private mount namespace with a tmpfs over `/run`, so the machine's
-/// own `/run` is never touched.
+/// In `$CORRAL_S6_RUNTIME_DIR/container_environment` (`/run/s6/...` in a
+/// container), where corral writes the container environment.
 #[test]
 fn printcontenv_prints_a_variable_of_the_container_environment() {
     let dir = TestDir::new("printcontenv");
     let link = dir.link_corral("printcontenv");
-    let root = nix::unistd::geteuid().is_root();
-    let script = format!(
-        r#"set -e
-mount -t tmpfs corral-test /run
-mkdir -p /run/s6/container_environment
-printf 'Europe/Paris' > /run/s6/container_environment/TZ
-{link} TZ
-{link} NOPE || echo "absent: $?"
-S6_KEEP_ENV=1 KEPT=mine {link} KEPT
-"#,
-        link = link.display()
-    );
-    let mut cmd = Command::new("unshare");
-    if !root {
-        cmd.args(["--user", "--map-root-user"]);
-    }
-    let ran = run_within(cmd.args(["--mount", "sh", "-c", &script]), DEADLINE);
+    fs::create_dir_all(dir.join("s6run/container_environment")).expect("mkdir");
+    dir.write("s6run/container_environment/TZ", "Europe/Paris");
+    let print = |var: &str| {
+        run_within(
+            Command::new(&link)
+                .env("CORRAL_S6_RUNTIME_DIR", dir.join("s6run"))
+                .env("KEPT", "mine")
+                .arg(var),
+            DEADLINE,
+        )
+    };
+    let ran = print("TZ");
     assert_eq!(
-        ran.code, 0,
-        "needs root or user namespaces (CI runs as root): {ran:?}"
+        (ran.code, ran.stdout.as_str()),
+        (0, "Europe/Paris\n"),
+        "{ran:?}"
     );
-    assert_eq!(ran.stdout, "Europe/Paris\nabsent: 1\nmine\n", "{ran:?}");
+    let ran = print("KEPT");
+    assert_eq!((ran.code, ran.stdout.as_str()), (1, ""), "{ran:?}");
+    let ran = print("../s6run/container_environment/TZ");
+    assert_eq!(ran.code, 1, "{ran:?}");
+    // With S6_KEEP_ENV, its own environment, as s6-overlay's.
+    let ran = run_within(
+        Command::new(&link)
+            .env("S6_KEEP_ENV", "1")
+            .env("KEPT", "mine")
+            .arg("KEPT"),
+        DEADLINE,
+    );
+    assert_eq!((ran.code, ran.stdout.as_str()), (0, "mine\n"), "{ran:?}");
     assert_eq!(run_within(&mut Command::new(&link), DEADLINE).code, 100);
 }
 
