@@ -42,23 +42,25 @@ fn run() -> u8 {
         .first()
         .and_then(|a| Path::new(a).file_name())
         .and_then(|n| n.to_str());
-    match invoked_as {
-        Some("corralctl") => return control::client::main(&args, "corralctl"),
-        // s6-overlay's names, for scripts written for it (SPEC sections 4, 9).
-        Some(name) if let Some(command) = s6::command(name) => {
-            return command(args.get(1..).unwrap_or_default());
-        }
-        _ => {}
+    if invoked_as == Some("corralctl") {
+        return control::client::main(&args, "corralctl");
+    }
+    // s6-overlay's names, for scripts written for it (SPEC sections 4, 9).
+    if let Some(command) = invoked_as.and_then(s6::command) {
+        return command(args.get(1..).unwrap_or_default());
     }
     // From the mode's name on, and after it.
     let from_mode = args.get(1..).unwrap_or_default();
     let after_mode = args.get(2..).unwrap_or_default();
-    match args.get(1).and_then(|a| a.to_str()) {
+    let mode = args.get(1).and_then(|a| a.to_str());
+    match mode {
         Some("check") => check_mode(from_mode),
         Some("ctl") => control::client::main(from_mode, "corral ctl"),
         Some("s6-links") => s6::install_links(after_mode),
-        Some(name) if let Some(command) = s6::command(name) => command(after_mode),
-        _ => supervise(&args),
+        _ => match mode.and_then(s6::command) {
+            Some(command) => command(after_mode),
+            None => supervise(&args),
+        },
     }
 }
 

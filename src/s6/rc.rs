@@ -102,12 +102,24 @@ pub(super) fn parse_rc(args: &[OsString]) -> Result<RcArgs, String> {
     Ok(parsed)
 }
 
-/// The atomic services `names` stand for. s6-rc names may be bundles: the
-/// integrator wires the expansion of bundles from `Spec.bundles` here (a
-/// bundle's contents, recursively); until then, every name is a service
-/// of its own, and corral reports names it does not know.
+/// The atomic services `names` stand for, in order, each once.
+///
+/// s6-rc names may be bundles (`user`, `user2`, an app's own): the
+/// integrator wires their expansion here, from `Spec.bundles` (a bundle's
+/// contents, recursively, bundles inside bundles included). s6-rc runs as
+/// a client of the control socket, without the `Spec`: the bundles reach
+/// it either through the `status` answer (a `bundles` field of `Response`,
+/// name -> contents) or by reading the s6-rc tree with the config loader.
+/// Until then every name is taken as a service of its own, and a name
+/// corral does not know (a bundle's too) is reported as unknown (exit 3).
 pub fn expand_names(names: &[String]) -> Vec<String> {
-    names.to_vec()
+    let mut services: Vec<String> = Vec::new();
+    for name in names {
+        if !services.contains(name) {
+            services.push(name.clone());
+        }
+    }
+    services
 }
 
 /// `s6-rc [OPTIONS] change|list [NAME...]` (`args` without the program name).
@@ -296,7 +308,10 @@ mod tests {
 
     #[test]
     fn names_are_services_until_bundles_are_wired() {
-        assert_eq!(expand_names(&["user".into()]), vec!["user".to_string()]);
+        assert_eq!(
+            expand_names(&["web".into(), "db".into(), "web".into()]),
+            vec!["web".to_string(), "db".to_string()]
+        );
     }
 
     #[test]
