@@ -235,6 +235,28 @@ mod tests {
         );
     }
 
+    /// s6-svstat's seconds: since the process started (up), since it
+    /// ended (down); ready since it became ready.
+    #[test]
+    fn status_says_how_long_a_service_has_been_up_down_and_ready() {
+        let mut h = Harness::new(sup(vec![svc("web", &[])], false));
+        let status = |h: &Harness| {
+            let svc = h
+                .sup
+                .services
+                .get(h.sup.services.find("web").expect("known"));
+            h.sup.service_status(svc.expect("known"), h.now)
+        };
+        h.now += Duration::from_millis(1500);
+        let web = status(&h);
+        assert_eq!((web.updown_ms, web.ready_ms), (Some(1500), Some(1500)));
+        h.exit(pid(100), Exit::Code(3));
+        h.now += Duration::from_millis(40);
+        let web = status(&h);
+        assert_eq!((web.state.as_str(), web.pid), ("backoff", None));
+        assert_eq!((web.updown_ms, web.ready_ms), (Some(40), None));
+    }
+
     #[test]
     fn ready_is_its_own_state_only_for_services_that_declare_readiness() {
         let mut db = svc("db", &[]);
