@@ -249,8 +249,12 @@ pub fn halt(args: &[OsString]) -> u8 {
             );
             EXIT_SYSTEM
         }
-        Err(failure) => {
-            eprintln!("halt: fatal: {failure:?}");
+        Err(Failure::TimedOut) => {
+            eprintln!("halt: fatal: corral did not answer within 10 s");
+            EXIT_SYSTEM
+        }
+        Err(Failure::NoService(why) | Failure::Refused(why) | Failure::GaveUp(why)) => {
+            eprintln!("halt: fatal: {}", escape(&why, Form::Text));
             EXIT_SYSTEM
         }
     }
