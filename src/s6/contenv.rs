@@ -11,20 +11,32 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::stage::runtime_dir;
 use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
 use crate::files;
 use crate::text::strerror;
 
-/// Where s6-overlay keeps the container environment: v2's path, then v3's.
-/// corral writes neither; `cont-init.d` scripts may. On most images
-/// `/var/run` is a link to `/run`: the same directory is read once.
+/// Where s6-overlay keeps the container environment: v2's path, then v3's
+/// (`/run/s6/container_environment`, which corral writes at startup when an
+/// s6 layout is in use: `stage.rs`; `cont-init.d` scripts may change it).
+/// On most images `/var/run` is a link to `/run`: the same directory is
+/// read once.
 pub const CONTAINER_ENV_DIRS: [&str; 2] = [
     "/var/run/s6/container_environment",
     "/run/s6/container_environment",
 ];
+
+/// The directories with-contenv reads, in order: v2's, then the one corral
+/// writes (`/run/s6/...`, or under `CORRAL_S6_RUNTIME_DIR`).
+fn container_env_dirs() -> [PathBuf; 2] {
+    [
+        PathBuf::from(CONTAINER_ENV_DIRS[0]),
+        runtime_dir().join("container_environment"),
+    ]
+}
 
 /// `with-contenv PROG [ARG]...` (`args` without the program name): exec
 /// PROG with corral's environment (services already have the container's),
@@ -40,7 +52,8 @@ pub fn with_contenv(args: &[OsString]) -> u8 {
     // s6-overlay: with S6_KEEP_ENV set, with-contenv does nothing but exec.
     if !keep_env(std::env::var_os("S6_KEEP_ENV")) {
         let mut read: Vec<(u64, u64)> = Vec::new();
-        for dir in CONTAINER_ENV_DIRS.map(Path::new) {
+        for dir in container_env_dirs() {
+            let dir = dir.as_path();
             let Ok(meta) = fs::metadata(dir) else {
                 continue;
             };

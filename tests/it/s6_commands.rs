@@ -710,6 +710,21 @@ fn printcontenv_prints_a_variable_of_the_container_environment() {
     );
     assert_eq!((ran.code, ran.stdout.as_str()), (0, "mine\n"), "{ran:?}");
     assert_eq!(run_within(&mut Command::new(&link), DEADLINE).code, 100);
+
+    // with-contenv reads the same directory.
+    let contenv = dir.link_corral("with-contenv");
+    let ran = run_within(
+        Command::new(&contenv)
+            .env("CORRAL_S6_RUNTIME_DIR", dir.join("s6run"))
+            .env("TZ", "UTC")
+            .args(["sh", "-c", "echo $TZ"]),
+        DEADLINE,
+    );
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (0, "Europe/Paris\n"),
+        "{ran:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
