@@ -42,22 +42,25 @@ fn run() -> u8 {
         .first()
         .and_then(|a| Path::new(a).file_name())
         .and_then(|n| n.to_str());
-    match invoked_as {
-        Some("corralctl") => return control::client::main(&args, "corralctl"),
-        // s6-overlay's names, for scripts written for it (SPEC section 4).
-        Some("with-contenv") => return s6::with_contenv(args.get(1..).unwrap_or_default()),
-        Some("s6-svc") => return s6::svc(args.get(1..).unwrap_or_default()),
-        _ => {}
+    if invoked_as == Some("corralctl") {
+        return control::client::main(&args, "corralctl");
+    }
+    // s6-overlay's names, for scripts written for it (SPEC sections 4, 9).
+    if let Some(command) = invoked_as.and_then(s6::command) {
+        return command(args.get(1..).unwrap_or_default());
     }
     // From the mode's name on, and after it.
     let from_mode = args.get(1..).unwrap_or_default();
     let after_mode = args.get(2..).unwrap_or_default();
-    match args.get(1).and_then(|a| a.to_str()) {
+    let mode = args.get(1).and_then(|a| a.to_str());
+    match mode {
         Some("check") => check_mode(from_mode),
         Some("ctl") => control::client::main(from_mode, "corral ctl"),
-        Some("with-contenv") => s6::with_contenv(after_mode),
-        Some("s6-svc") => s6::svc(after_mode),
-        _ => supervise(&args),
+        Some("s6-links") => s6::install_links(after_mode),
+        _ => match mode.and_then(s6::command) {
+            Some(command) => command(after_mode),
+            None => supervise(&args),
+        },
     }
 }
 

@@ -234,6 +234,14 @@ pub struct ServiceStatus {
     /// Time since the current process started, while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_ms: Option<u64>,
+    /// Time since it last went up or down: since its process started
+    /// while it runs, since it ended after that; none before its first
+    /// run (s6-svstat's seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updown_ms: Option<u64>,
+    /// Time since its current run became ready, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_ms: Option<u64>,
     pub restarts: u32,
     /// The number of its current (or last) run: 1 for its first process,
     /// 0 before it has had one. What `wait`'s `since_run` counts from.

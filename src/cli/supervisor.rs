@@ -107,6 +107,23 @@ Other modes:
   corral ctl SUBCOMMAND ...     control a running corral (also as `corralctl`)
   corral with-contenv PROG ...  s6-overlay's with-contenv (also as a link `with-contenv`)
   corral s6-svc [-udr...] DIR   s6-overlay's s6-svc on corral's services (also `s6-svc`)
+  corral s6-svwait [-uUdDrR] [-a|-o] [-t MS] DIR...
+                                wait until services are up, ready, down, restarted
+  corral s6-svstat [-o FIELDS] DIR
+                                a service's state in s6-svstat's words
+  corral s6-svok DIR            exit 0 if corral supervises that service
+  corral s6-rc [-u|-d] change NAME...  |  corral s6-rc -a list
+                                start or stop services; list the active ones
+  corral s6-setuidgid USER PROG ...    run PROG as USER (groups, gid, uid)
+  corral s6-envdir [-I] DIR PROG ...   run PROG with the variables of an envdir
+  corral s6-notifyoncheck [-d] [-n N] [-w MS] [-c CMD] PROG ...
+                                run PROG; ready once ./data/check (or CMD) passes
+  corral printcontenv VAR       a variable of /run/s6/container_environment
+  corral halt                   graceful shutdown (s6-overlay's
+                                /run/s6/basedir/bin/halt)
+  corral s6-links [--force] DIR install every command above, and corralctl, as
+                                links to corral in DIR; each also runs as a
+                                link of its name
 
 A COMMAND named like a mode must follow `--`: corral -- check
 "

@@ -11,20 +11,32 @@ use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::stage::runtime_dir;
 use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
 use crate::files;
 use crate::text::strerror;
 
-/// Where s6-overlay keeps the container environment: v2's path, then v3's.
-/// corral writes neither; `cont-init.d` scripts may. On most images
-/// `/var/run` is a link to `/run`: the same directory is read once.
+/// Where s6-overlay keeps the container environment: v2's path, then v3's
+/// (`/run/s6/container_environment`, which corral writes at startup when an
+/// s6 layout is in use: `stage.rs`; `cont-init.d` scripts may change it).
+/// On most images `/var/run` is a link to `/run`: the same directory is
+/// read once.
 pub const CONTAINER_ENV_DIRS: [&str; 2] = [
     "/var/run/s6/container_environment",
     "/run/s6/container_environment",
 ];
+
+/// The directories with-contenv reads, in order: v2's, then the one corral
+/// writes (`/run/s6/...`, or under `CORRAL_S6_RUNTIME_DIR`).
+fn container_env_dirs() -> [PathBuf; 2] {
+    [
+        PathBuf::from(CONTAINER_ENV_DIRS[0]),
+        runtime_dir().join("container_environment"),
+    ]
+}
 
 /// `with-contenv PROG [ARG]...` (`args` without the program name): exec
 /// PROG with corral's environment (services already have the container's),
@@ -40,7 +52,8 @@ pub fn with_contenv(args: &[OsString]) -> u8 {
     // s6-overlay: with S6_KEEP_ENV set, with-contenv does nothing but exec.
     if !keep_env(std::env::var_os("S6_KEEP_ENV")) {
         let mut read: Vec<(u64, u64)> = Vec::new();
-        for dir in CONTAINER_ENV_DIRS.map(Path::new) {
+        for dir in container_env_dirs() {
+            let dir = dir.as_path();
             let Ok(meta) = fs::metadata(dir) else {
                 continue;
             };
@@ -84,7 +97,7 @@ pub fn with_contenv(args: &[OsString]) -> u8 {
 /// s6-overlay's with-contenv runs `s6-envdir` unless `S6_KEEP_ENV` is a
 /// number other than 0 (its test is `0$S6_KEEP_ENV -eq 0`; anything that is
 /// not a number counts as set, too).
-fn keep_env(value: Option<OsString>) -> bool {
+pub(super) fn keep_env(value: Option<OsString>) -> bool {
     value.is_some_and(|v| !v.as_bytes().iter().all(|&b| b == b'0'))
 }
 
@@ -94,6 +107,83 @@ fn keep_env(value: Option<OsString>) -> bool {
 /// file unsets its variable; otherwise the whole content, less one trailing
 /// newline, with NUL bytes turned into newlines (s6-envdir(8)).
 pub fn read_envdir(dir: &Path) -> Result<Vec<(OsString, Option<OsString>)>, String> {
+    read_envdir_as(dir, &EnvdirRules::WHOLE)
+}
+
+/// How s6-envdir turns a file into a value (s6-envdir(8)'s options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct EnvdirRules {
+    /// `-f`: the whole file, not its first line.
+    pub(super) whole: bool,
+    /// `-n`: keep the last newline (with `-f`) or the trailing blanks.
+    pub(super) no_chomp: bool,
+    /// Without `-L`: only the first 4096 bytes of each file.
+    pub(super) clamp: bool,
+    /// `-c`: what a NUL byte becomes.
+    pub(super) null_is: u8,
+}
+
+impl EnvdirRules {
+    /// s6-envdir without options (envdir's rules).
+    pub(super) const DEFAULT: EnvdirRules = EnvdirRules {
+        whole: false,
+        no_chomp: false,
+        clamp: true,
+        null_is: b'\n',
+    };
+    /// `-Lf`, as s6-overlay's with-contenv reads the container environment.
+    pub(super) const WHOLE: EnvdirRules = EnvdirRules {
+        whole: true,
+        no_chomp: false,
+        clamp: false,
+        null_is: b'\n',
+    };
+
+    /// One file's content as a value (`None`: unset the variable).
+    pub(super) fn value(&self, content: &[u8]) -> Option<OsString> {
+        if content.is_empty() {
+            return None;
+        }
+        let content = if self.clamp {
+            content.get(..CLAMP).unwrap_or(content)
+        } else {
+            content
+        };
+        let value = if self.whole {
+            if self.no_chomp {
+                content
+            } else {
+                content.strip_suffix(b"\n").unwrap_or(content)
+            }
+        } else {
+            let line = content.split(|&b| b == b'\n').next().unwrap_or_default();
+            if self.no_chomp {
+                line
+            } else {
+                let keep = line
+                    .iter()
+                    .rposition(|&b| b != b' ' && b != b'\t')
+                    .map_or(0, |i| i + 1);
+                line.get(..keep).unwrap_or_default()
+            }
+        };
+        Some(OsString::from_vec(
+            value
+                .iter()
+                .map(|&b| if b == 0 { self.null_is } else { b })
+                .collect(),
+        ))
+    }
+}
+
+/// s6-envdir reads no more of a file than this without `-L`.
+const CLAMP: usize = 4096;
+
+/// `read_envdir` with s6-envdir's `rules`.
+pub(super) fn read_envdir_as(
+    dir: &Path,
+    rules: &EnvdirRules,
+) -> Result<Vec<(OsString, Option<OsString>)>, String> {
     let cannot = |path: &Path, err: io::Error| format!("unable to read {}: {err}", path.display());
     let mut vars = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| cannot(dir, e))? {
@@ -110,29 +200,45 @@ pub fn read_envdir(dir: &Path) -> Result<Vec<(OsString, Option<OsString>)>, Stri
         // Never a blocking open, nor a file larger than 1 MiB (an argument
         // string may not pass 128 KiB anyway, execve(2)).
         let content = files::read(&path).map_err(|e| format!("unable to read {e}"))?;
-        vars.push((name, envdir_value(&content)));
+        vars.push((name, rules.value(&content)));
     }
     vars.sort();
     Ok(vars)
 }
 
-/// One envdir file's content as a value (`None`: unset the variable).
-fn envdir_value(content: &[u8]) -> Option<OsString> {
-    if content.is_empty() {
-        return None;
-    }
-    let value = content.strip_suffix(b"\n").unwrap_or(content);
-    Some(OsString::from_vec(
-        value
-            .iter()
-            .map(|&b| if b == 0 { b'\n' } else { b })
-            .collect(),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn envdir_value(content: &[u8]) -> Option<OsString> {
+        EnvdirRules::WHOLE.value(content)
+    }
+
+    #[test]
+    fn envdir_values_without_options_are_first_lines_without_trailing_blanks() {
+        let rules = EnvdirRules::DEFAULT;
+        assert_eq!(rules.value(b""), None);
+        assert_eq!(rules.value(b"a b \t \nsecond\n"), Some("a b".into()));
+        assert_eq!(rules.value(b"x\0y\n"), Some("x\ny".into()));
+        let no_chomp = EnvdirRules {
+            no_chomp: true,
+            ..rules
+        };
+        assert_eq!(no_chomp.value(b"a b \nz"), Some("a b ".into()));
+        let whole_kept = EnvdirRules {
+            no_chomp: true,
+            ..EnvdirRules::WHOLE
+        };
+        assert_eq!(whole_kept.value(b"a\nb\n"), Some("a\nb\n".into()));
+        let nul = EnvdirRules {
+            null_is: b'_',
+            ..rules
+        };
+        assert_eq!(nul.value(b"x\0y"), Some("x_y".into()));
+        let long = vec![b'a'; 5000];
+        assert_eq!(rules.value(&long).map(|v| v.len()), Some(4096));
+        assert_eq!(EnvdirRules::WHOLE.value(&long).map(|v| v.len()), Some(5000));
+    }
 
     #[test]
     fn envdir_values_follow_s6_envdir_f() {

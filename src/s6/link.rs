@@ -46,7 +46,7 @@ pub(super) struct SvcArgs {
     pub(super) dirs: Vec<PathBuf>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Failure {
     /// `-T` ran out.
     TimedOut,
@@ -56,25 +56,39 @@ pub(super) enum Failure {
     NoService(String),
     /// corral answered with an error.
     Refused(String),
+    /// The service will not come up: it failed for good.
+    GaveUp(String),
 }
 
 impl Failure {
     pub(super) fn code(&self) -> u8 {
         match self {
             Failure::TimedOut => EXIT_TIMED_OUT,
-            Failure::NoService(_) => EXIT_NO_SERVICE,
+            Failure::NoService(_) | Failure::GaveUp(_) => EXIT_NO_SERVICE,
             Failure::Unreachable(_) | Failure::Refused(_) => EXIT_SYSTEM,
         }
     }
 }
 
 /// Requests to corral, bounded by the `-T` deadline.
+#[derive(Debug, Clone)]
 pub(super) struct Link {
     pub(super) socket: Option<PathBuf>,
     pub(super) deadline: Option<Instant>,
 }
 
 impl Link {
+    /// A link to the socket `CORRAL_SOCKET` names (else the default places,
+    /// as `corral ctl` looks), bounded by `timeout` from now.
+    pub(super) fn from_env(timeout: Option<Duration>) -> Link {
+        Link {
+            socket: std::env::var_os("CORRAL_SOCKET")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            deadline: timeout.map(|t| Instant::now() + t),
+        }
+    }
+
     fn open(&self, request: &Request) -> Result<UnixStream, Failure> {
         let mut stream = client::connect(self.socket.as_deref()).map_err(Failure::Unreachable)?;
         stream
@@ -85,12 +99,12 @@ impl Link {
 
     /// Hand the request over without waiting for its answer: corral carries
     /// it out all the same (a client that hangs up only loses the answer).
-    fn tell(&self, request: &Request) -> Result<(), Failure> {
+    pub(super) fn tell(&self, request: &Request) -> Result<(), Failure> {
         self.open(request).map(drop)
     }
 
     /// The answer to `request`, or `TimedOut` at the deadline.
-    fn ask(&self, request: &Request) -> Result<Response, Failure> {
+    pub(super) fn ask(&self, request: &Request) -> Result<Response, Failure> {
         let mut reader = BufReader::new(self.open(request)?);
         let mut line = String::new();
         loop {
@@ -122,7 +136,7 @@ impl Link {
     }
 
     /// `ask`, with an error answer as a failure.
-    fn carry_out(&self, request: &Request) -> Result<Response, Failure> {
+    pub(super) fn carry_out(&self, request: &Request) -> Result<Response, Failure> {
         let response = self.ask(request)?;
         if response.ok {
             Ok(response)
@@ -131,7 +145,7 @@ impl Link {
         }
     }
 
-    fn status(&self, name: &str) -> Result<ServiceStatus, Failure> {
+    pub(super) fn status(&self, name: &str) -> Result<ServiceStatus, Failure> {
         let response = self.ask(&Request::Status {
             services: vec![name.to_string()],
         })?;
@@ -144,6 +158,14 @@ impl Link {
             .into_iter()
             .find(|s| s.name == name)
             .ok_or_else(|| Failure::NoService(format!("no service \"{name}\"")))
+    }
+
+    /// Every service corral supervises, by name.
+    pub(super) fn all(&self) -> Result<Vec<ServiceStatus>, Failure> {
+        let response = self.carry_out(&Request::Status {
+            services: Vec::new(),
+        })?;
+        Ok(response.services)
     }
 
     /// Time left before the deadline (`None`: no deadline).
@@ -162,7 +184,7 @@ impl Link {
     }
 }
 
-fn refusal(response: &Response) -> String {
+pub(super) fn refusal(response: &Response) -> String {
     response
         .error
         .clone()

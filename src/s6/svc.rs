@@ -78,7 +78,7 @@ pub fn svc(args: &[OsString]) -> u8 {
                 eprintln!("s6-svc: fatal: unable to reach corral: {why}");
                 break;
             }
-            Failure::NoService(why) | Failure::Refused(why) => {
+            Failure::NoService(why) | Failure::Refused(why) | Failure::GaveUp(why) => {
                 let why = escape(&why, Form::Text);
                 eprintln!("s6-svc: fatal: unable to control {}: {why}", dir.display());
             }
@@ -223,7 +223,7 @@ fn parse_s6_signal(value: &str) -> Result<Signal, String> {
 /// (`/var/run/s6/services/haproxy`, `/run/service/haproxy/`, `haproxy`);
 /// for `.` or `..` (a script in its own service directory), the last
 /// component of the directory it is.
-fn service_name(dir: &Path) -> Option<String> {
+pub(super) fn service_name(dir: &Path) -> Option<String> {
     let name = match dir.file_name() {
         Some(name) => name.to_os_string(),
         None => fs::canonicalize(dir).ok()?.file_name()?.to_os_string(),

@@ -18,6 +18,7 @@ impl Service {
     /// The service's pid was reaped.
     pub(super) fn exited(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
         self.last_exit = Some(exit);
+        self.down_at = Some(now);
         let mut actions = self.cancel_probe();
         let next = match std::mem::replace(&mut self.state, State::Idle) {
             State::Stopping { killed, then, .. } => {

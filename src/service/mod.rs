@@ -168,6 +168,10 @@ pub struct Service {
     /// `restart-delay-max`: drives the backoff and `max-restarts`.
     failures: u32,
     last_exit: Option<Exit>,
+    /// When its last process ended (or its last spawn failed).
+    down_at: Option<Instant>,
+    /// When its current run became ready.
+    ready_at: Option<Instant>,
     /// The last stop on request needed SIGKILL (it outlived `stop-timeout`).
     stop_escalated: bool,
     /// Has been ready at least once in this run (the main COMMAND's wait).
@@ -201,6 +205,8 @@ impl Service {
             starts: 0,
             failures: 0,
             last_exit: None,
+            down_at: None,
+            ready_at: None,
             stop_escalated: false,
             ever_ready: false,
             prober: None,
@@ -254,6 +260,16 @@ impl Service {
 
     pub fn last_exit(&self) -> Option<Exit> {
         self.last_exit
+    }
+
+    /// When its last process ended (s6-svstat's down time).
+    pub fn down_at(&self) -> Option<Instant> {
+        self.down_at
+    }
+
+    /// When its current run became ready (s6-svstat's ready time).
+    pub fn ready_at(&self) -> Option<Instant> {
+        self.ready_at
     }
 
     /// The last stop on request needed SIGKILL.

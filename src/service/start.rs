@@ -79,6 +79,9 @@ impl Service {
     /// Ready: from `Starting` (a start) or `Reloading` (a reload done).
     pub(super) fn become_ready(&mut self, pid: Pid, since: Instant, now: Instant) -> Vec<Action> {
         let was_reloading = matches!(self.state, State::Reloading { .. });
+        if !was_reloading {
+            self.ready_at = Some(now);
+        }
         self.state = State::Running { pid, since };
         self.ever_ready = true;
         if self.spec.ready.is_some() {
@@ -108,6 +111,7 @@ impl Service {
     /// failed start with exit `code`, with the same backoff as an early exit.
     pub(super) fn spawn_failed(&mut self, error: &str, code: i32, now: Instant) -> Vec<Action> {
         self.last_exit = Some(Exit::Code(code));
+        self.down_at = Some(now);
         warn!(service = %self.spec.name, %error, "service could not be started");
         if self.want == Want::Down {
             self.state = State::Stopped;

@@ -40,6 +40,7 @@ mod output_integrity;
 mod pid1;
 mod readiness;
 mod reload;
+mod s6_commands;
 mod s6_dirs;
 mod s6_links;
 mod s6_stage;

@@ -70,6 +70,20 @@ impl Supervisor {
             | State::Reloading { since, .. } => Some(millis(now.saturating_duration_since(since))),
             _ => None,
         };
+        let updown_ms = uptime_ms.or_else(|| match svc.state() {
+            // Its process is gone once it is none of the states above and
+            // not stopping (which still has a process).
+            State::Stopping { .. } => None,
+            _ => svc
+                .down_at()
+                .map(|at| millis(now.saturating_duration_since(at))),
+        });
+        let ready_ms = match svc.state() {
+            State::Running { .. } | State::Reloading { .. } => svc
+                .ready_at()
+                .map(|at| millis(now.saturating_duration_since(at))),
+            _ => None,
+        };
         ServiceStatus {
             name: svc.name().to_string(),
             state: state.to_string(),
@@ -80,6 +94,8 @@ impl Supervisor {
             .to_string(),
             pid: svc.pid().map(|p| p.as_raw()),
             uptime_ms,
+            updown_ms,
+            ready_ms,
             restarts: svc.restarts(),
             run: svc.starts(),
             ready: svc.is_ready(),
@@ -217,6 +233,28 @@ mod tests {
             (db.next_start_ms, db.last_exit_code, db.pid),
             (Some(100), Some(3), None)
         );
+    }
+
+    /// s6-svstat's seconds: since the process started (up), since it
+    /// ended (down); ready since it became ready.
+    #[test]
+    fn status_says_how_long_a_service_has_been_up_down_and_ready() {
+        let mut h = Harness::new(sup(vec![svc("web", &[])], false));
+        let status = |h: &Harness| {
+            let svc = h
+                .sup
+                .services
+                .get(h.sup.services.find("web").expect("known"));
+            h.sup.service_status(svc.expect("known"), h.now)
+        };
+        h.now += Duration::from_millis(1500);
+        let web = status(&h);
+        assert_eq!((web.updown_ms, web.ready_ms), (Some(1500), Some(1500)));
+        h.exit(pid(100), Exit::Code(3));
+        h.now += Duration::from_millis(40);
+        let web = status(&h);
+        assert_eq!((web.state.as_str(), web.pid), ("backoff", None));
+        assert_eq!((web.updown_ms, web.ready_ms), (Some(40), None));
     }
 
     #[test]
