@@ -1,8 +1,10 @@
 //! argv -> mode; errors -> exit code. Everything else lives in the library.
 //!
-//! The mode comes from the name corral is invoked by (`corralctl`,
-//! `with-contenv`, `s6-svc`: links to corral), else from the first argument
-//! (`check`, `ctl`, `with-contenv`, `s6-svc`), else corral supervises.
+//! The mode comes from the name corral is invoked by (`corralctl`, or one
+//! of s6-overlay's commands, `s6::command`: `with-contenv`, `s6-svc`,
+//! `s6-svwait`, `halt`...: links to corral), else from the first argument
+//! (`check`, `ctl`, `s6-links`, or an s6 command's name), else corral
+//! supervises.
 
 use std::ffi::OsString;
 use std::path::Path;
