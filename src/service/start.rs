@@ -1,14 +1,23 @@
-//! Starting: the spawn, readiness (or its timeout), and the backoff that
-//! follows a failed start.
+//! Starting: the spawn, readiness (or its timeout), a oneshot's
+//! `run_timeout` (s6-rc `timeout-up`), the backoff that follows a failed
+//! start, and the record of a first attempt to come up that failed
+//! (`UpFailure`, for s6-rc boot steps).
+//!
+//! A oneshot still running at its `run_timeout` gets SIGKILL at once (to
+//! its group when `kill-group`): like s6-rc, which kills a timed-out
+//! transition; a oneshot has no graceful stop to honour and SIGKILL bounds
+//! the failure. Its run then counts as failed ("timed out after 5.0s"),
+//! and its restart policy decides.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use super::probe::{Prober, Purpose};
-use super::{Service, State, Then, Want, backoff_delay};
+use super::{Service, State, Then, UpFailure, Want, backoff_delay};
 use crate::config::Ready;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
@@ -21,6 +30,8 @@ impl Service {
             self.spec = Arc::new(spec);
         }
         self.state = State::Spawning;
+        self.run_by = None;
+        self.timed_out = false;
         self.prober = None;
         self.main_pid = None;
         self.notify_status = None;
@@ -42,6 +53,7 @@ impl Service {
             | State::Reloading { .. }
             | State::Stopping { .. }
             | State::Finishing { .. }
+            | State::RunningDown { .. }
             | State::Spawning => Vec::new(),
             State::Idle
             | State::Backoff { .. }
@@ -59,6 +71,9 @@ impl Service {
     pub fn spawned(&mut self, pid: Pid, now: Instant) -> Vec<Action> {
         self.starts += 1;
         info!(service = %self.spec.name, pid = pid.as_raw(), "service started");
+        if self.spec.oneshot {
+            self.run_by = self.spec.run_timeout.map(|timeout| now + timeout);
+        }
         match &self.spec.ready {
             None => self.become_ready(pid, now, now),
             Some(ready) => {
@@ -109,6 +124,7 @@ impl Service {
     pub(super) fn spawn_failed(&mut self, error: &str, code: i32, now: Instant) -> Vec<Action> {
         self.last_exit = Some(Exit::Code(code));
         warn!(service = %self.spec.name, %error, "service could not be started");
+        self.note_up_failure(format!("could not be started: {error}"), code);
         if self.want == Want::Down {
             self.state = State::Stopped;
             return Vec::new();
@@ -125,6 +141,40 @@ impl Service {
         );
         error!(service = %self.spec.name, "{why}, restarting");
         self.stop_then(now, None, Then::Backoff(why))
+    }
+
+    /// A oneshot still running at its `run_timeout`: SIGKILL, once; the
+    /// exit is a failed run (`after_exit`).
+    pub(super) fn run_overdue(&mut self) -> Vec<Action> {
+        self.run_by = None;
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        let timeout = self.spec.run_timeout.map(human).unwrap_or_default();
+        error!(service = %self.spec.name, pid = pid.as_raw(), "still running after timeout-up {timeout}, killing it");
+        self.timed_out = true;
+        let mut actions = self.cancel_probe();
+        actions.push(self.signal(pid, Signal::SIGKILL));
+        actions
+    }
+
+    /// Has come up in this run: a oneshot exited 0, a longrun was ready.
+    pub(super) fn ever_up(&self) -> bool {
+        if self.spec.oneshot {
+            self.ran_ok
+        } else {
+            self.ever_ready
+        }
+    }
+
+    /// Record the first failure to come up (see `UpFailure`), unless it
+    /// came up before, or is not wanted up (a stop is no failure).
+    pub(super) fn note_up_failure(&mut self, reason: String, code: i32) {
+        if self.ever_up() || self.up_failure.is_some() || self.want == Want::Down {
+            return;
+        }
+        let code = if code == 0 { 1 } else { code };
+        self.up_failure = Some(UpFailure { reason, code });
     }
 
     /// After `failures` consecutive failed starts: back off, or give up.

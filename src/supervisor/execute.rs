@@ -132,6 +132,7 @@ fn spawn(job: Job, setup: &Setup) -> Result<Pid, SpawnError> {
             };
             process::spawn_service(&spec, launch).map(|(pid, _)| pid)
         }
+        Job::Down { spec, command } => spawn_down(&spec, &command, setup),
         Job::Main { argv } => process::spawn_main(&argv),
         Job::Script { path } => process::spawn_script(&path),
     }
@@ -208,6 +209,20 @@ fn spawn_finish(
     ];
     let launch = Launch {
         argv: &argv,
+        output: spec.output,
+        env: socket_env(setup, spec).into_iter().collect(),
+        fd: None,
+    };
+    let (pid, pipes) = process::spawn_service(spec, launch)?;
+    register_output(setup, &spec.name, pipes);
+    Ok(pid)
+}
+
+/// An s6-rc oneshot's `down` command: the service's context (as its `up`
+/// runs in), its output where the service's goes.
+fn spawn_down(spec: &ServiceSpec, command: &[String], setup: &Setup) -> Result<Pid, SpawnError> {
+    let launch = Launch {
+        argv: command,
         output: spec.output,
         env: socket_env(setup, spec).into_iter().collect(),
         fd: None,

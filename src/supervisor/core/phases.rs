@@ -6,6 +6,11 @@
 //! Each phase carries its own deadlines: the end of the shutdown budget
 //! from `Stopping` on, when the drain's SIGKILL goes out, when corral gives
 //! up on processes that survive even that.
+//!
+//! With `main_receives_signals` (`S6_CMD_RECEIVE_SIGNALS`), SIGTERM, SIGINT
+//! and SIGQUIT go to the main COMMAND's process group while it runs, instead
+//! of starting the shutdown; the shutdown comes when it exits, as always.
+//! Before it runs (or with none), they start the shutdown as usual.
 
 use std::time::{Duration, Instant};
 
@@ -134,6 +139,20 @@ impl Supervisor {
     pub(super) fn on_signal(&mut self, signal: Signal, now: Instant) -> Vec<Action> {
         match signal {
             Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => match self.phase {
+                Phase::Init | Phase::Up
+                    if self.main_receives_signals
+                        && let Some(pid) = self.main_pid() =>
+                {
+                    info!(
+                        signal = signal.as_str(),
+                        "forwarded to the main command (S6_CMD_RECEIVE_SIGNALS)"
+                    );
+                    vec![Action::Signal {
+                        pid,
+                        signal,
+                        group: true,
+                    }]
+                }
                 Phase::Init | Phase::Up => {
                     info!(signal = signal.as_str(), "shutting down");
                     self.begin_shutdown_with(signal, now)
@@ -340,6 +359,9 @@ impl Supervisor {
             Phase::Drain(Drain::Killed { give_up_at }) => Some(give_up_at),
             _ => None,
         }
+        .into_iter()
+        .chain(self.finish.deadline())
+        .min()
     }
 
     /// Deadlines of the phase that passed: the main COMMAND's SIGKILL, the
@@ -370,6 +392,7 @@ impl Supervisor {
             actions.extend(self.init.budget_spent());
             actions.extend(self.finish.budget_spent());
         }
+        actions.extend(self.finish.overdue(now));
         match self.phase {
             Phase::Drain(Drain::Terminated { kill_at }) if now >= kill_at => {
                 warn!("shutdown budget spent, sending SIGKILL to every remaining process");

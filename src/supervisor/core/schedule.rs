@@ -1,7 +1,11 @@
 //! Dependency order: in phase `Up`, what starts (once what it comes `after`
-//! is started) and what stops (dependants first), and when the main COMMAND
-//! may start; in phase `Stopping`, the shutdown order (the main COMMAND,
-//! then each service once every service that depends on it is down).
+//! is started, and is no boot step that failed: `boot`) and what stops
+//! (dependants first), and when the main COMMAND may start; in phase
+//! `Stopping`, the shutdown order (the main COMMAND, then each service once
+//! every service that depends on it is down). A oneshot with an s6-rc
+//! `down` to run counts as up for that order: its `down` runs once its
+//! dependants are down, and what it depends on waits for its `down` to end,
+//! so `down`s run in reverse dependency order, independent ones together.
 
 use std::time::Instant;
 
@@ -28,6 +32,7 @@ impl Supervisor {
                             | State::Backoff { .. }
                             | State::Finishing { .. }
                     )
+                    || svc.want() == Want::Down && svc.has_down_to_run()
             });
             if !stoppable {
                 continue;
@@ -37,7 +42,7 @@ impl Supervisor {
                 .services
                 .dependants(id)
                 .filter(|&j| self.wants(j, Want::Down))
-                .all(|j| self.services.is_down(j));
+                .all(|j| self.services.is_fully_down(j));
             if dependants_down && let Some(svc) = self.services.get_mut(id) {
                 actions.extend(svc.stop(now, None));
             }
@@ -54,7 +59,7 @@ impl Supervisor {
                 .services
                 .deps(id)
                 .iter()
-                .all(|&j| self.services.is_started(j));
+                .all(|&j| self.services.is_started(j) && !self.boot_failed(j));
             if ready && let Some(svc) = self.services.get_mut(id) {
                 actions.extend(svc.start(now));
             }
@@ -63,7 +68,8 @@ impl Supervisor {
             && actions.is_empty()
             && self.services.ids().all(|id| self.settled(id))
         {
-            for svc in self.services.iter().filter(|s| s.ended_for_good()) {
+            let failed = |svc: &&Service| svc.ended_for_good() || self.boot_failed(svc.id());
+            for svc in self.services.iter().filter(failed) {
                 warn!(service = %svc.name(), "starting the main command although this service failed");
             }
             actions.extend(self.spawn_main());
@@ -76,15 +82,16 @@ impl Supervisor {
     }
 
     /// Nothing more to wait for before the main COMMAND: started, ended for
-    /// good, not wanted, or held back by a dependency that ended for good.
-    fn settled(&self, id: ServiceId) -> bool {
+    /// good, a boot step that failed, not wanted, or held back by a
+    /// dependency that ended for good (or is a failed boot step).
+    pub(super) fn settled(&self, id: ServiceId) -> bool {
         let Some(svc) = self.services.get(id) else {
             return true;
         };
         if svc.is_removed() || (svc.want() == Want::Down && *svc.state() == State::Idle) {
             return true;
         }
-        if svc.ended_for_good() || *svc.state() == State::Exited {
+        if svc.ended_for_good() || *svc.state() == State::Exited || self.boot_failed(id) {
             return true;
         }
         // Ready once is enough: a later crash loop does not hold the main COMMAND.
@@ -94,12 +101,14 @@ impl Supervisor {
         *svc.state() == State::Idle && self.blocked(id, self.services.len())
     }
 
-    /// Waiting on a dependency (transitively) that ended for good. `depth`
-    /// bounds the recursion even though validation rejects cycles.
+    /// Waiting on a dependency (transitively) that ended for good, or is a
+    /// boot step that failed. `depth` bounds the recursion even though
+    /// validation rejects cycles.
     pub(super) fn blocked(&self, id: ServiceId, depth: usize) -> bool {
         depth > 0
             && self.services.deps(id).iter().any(|&j| {
                 self.services.get(j).is_some_and(Service::ended_for_good)
+                    || self.boot_failed(j)
                     || self.blocked(j, depth - 1)
             })
     }
@@ -116,20 +125,24 @@ impl Supervisor {
             return actions;
         }
         for id in self.services.ids() {
-            let live = self.services.get(id).is_some_and(Service::is_live);
+            let live = self
+                .services
+                .get(id)
+                .is_some_and(|svc| svc.is_live() || svc.has_down_to_run());
             // A service without a process: this cancels a pending retry (or,
             // while a finish script runs, makes "down" what follows it);
-            // no-op otherwise. One with a process waits for its dependants.
+            // no-op otherwise. One with a process (or a `down` to run) waits
+            // for its dependants, `down`s included.
             let stop = !live
                 || self
                     .services
                     .dependants(id)
-                    .all(|j| self.services.is_down(j));
+                    .all(|j| self.services.is_fully_down(j));
             if stop && let Some(svc) = self.services.get_mut(id) {
                 actions.extend(svc.stop(now, Some(budget_at)));
             }
         }
-        if self.services.iter().all(Service::is_down) {
+        if self.services.iter().all(Service::is_fully_down) {
             self.phase = Phase::Finish { budget_at };
             actions.extend(self.next_finish(now));
         }
