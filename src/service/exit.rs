@@ -359,4 +359,16 @@ mod tests {
         assert!(svc.exited(Exit::Code(1), t + ms(1)).is_empty());
         assert_eq!(svc.state, before);
     }
+
+    #[test]
+    fn finish_timeout_is_the_services_own() {
+        let t = Instant::now();
+        let mut s = with_finish();
+        s.finish_timeout = ms(1500);
+        let mut svc = running(s, t);
+        svc.exited(Exit::Code(1), t);
+        svc.finish_spawned(pid(300));
+        assert_eq!(svc.deadline(), Some(t + ms(1500)));
+        assert_eq!(svc.tick(t + ms(1500)).len(), 1);
+    }
 }

@@ -371,4 +371,99 @@ mod tests {
         assert!(svc.fd_ready(1, t1 + ms(4)).is_empty());
         assert_eq!(svc.state.name(), "backoff");
     }
+
+    fn oneshot_with_run_timeout(restart: crate::config::Restart) -> ServiceSpec {
+        let mut s = spec("init");
+        s.oneshot = true;
+        s.restart = restart;
+        s.run_timeout = Some(Duration::from_secs(5));
+        s
+    }
+
+    #[test]
+    fn a_oneshot_past_its_run_timeout_gets_sigkill_and_its_run_counts_as_failed() {
+        let t = Instant::now();
+        let mut svc = running(
+            oneshot_with_run_timeout(crate::config::Restart::OnFailure),
+            t,
+        );
+        assert_eq!(svc.deadline(), Some(t + Duration::from_secs(5)));
+        assert!(svc.tick(t + ms(4999)).is_empty());
+        let t1 = t + Duration::from_secs(5);
+        assert_eq!(
+            svc.tick(t1),
+            vec![Action::Signal {
+                pid: pid(100),
+                signal: nix::sys::signal::Signal::SIGKILL,
+                group: true
+            }]
+        );
+        assert_eq!(svc.deadline(), None, "SIGKILL once");
+        // Even a late exit 0 is a failed run: it was killed.
+        svc.exited(Exit::Code(0), t1 + ms(1));
+        match &svc.state {
+            State::Backoff { why, .. } => assert_eq!(why, "timed out after 5.0s"),
+            other => panic!("expected backoff, got {other:?}"),
+        }
+        assert_eq!(
+            svc.up_failure().map(|f| (f.reason.as_str(), f.code)),
+            Some(("timed out after 5.0s", 1))
+        );
+        // The retry has its own deadline again.
+        let t2 = retry_at(&svc);
+        svc.tick(t2);
+        svc.spawned(pid(101), t2);
+        assert_eq!(svc.deadline(), Some(t2 + Duration::from_secs(5)));
+        svc.exited(Exit::Code(0), t2 + ms(10));
+        assert_eq!(svc.state, State::Exited);
+        assert_eq!(svc.deadline(), None);
+    }
+
+    #[test]
+    fn run_timeout_is_for_oneshots_and_a_stop_ends_it() {
+        let t = Instant::now();
+        let mut s = spec("web");
+        s.run_timeout = Some(Duration::from_secs(5));
+        let svc = running(s, t);
+        assert_eq!(svc.deadline(), None, "a longrun has no run deadline");
+        let mut once = oneshot_with_run_timeout(crate::config::Restart::Never);
+        once.stop_timeout = Duration::from_secs(10);
+        let mut one = running(once, t);
+        one.stop(t + ms(10), None);
+        assert_eq!(one.deadline(), Some(t + ms(10) + Duration::from_secs(10)));
+        assert!(one.tick(t + Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn a_first_attempt_to_come_up_that_fails_is_recorded_once_and_only_before_it_was_up() {
+        let t = Instant::now();
+        let mut svc = Service::new(id(0), with_ready(Ready::Fd(3)));
+        svc.start(t);
+        svc.spawn_failed("No such file or directory", 127, t);
+        assert_eq!(
+            svc.up_failure().map(|f| f.code),
+            Some(127),
+            "could not be spawned"
+        );
+        // Exit before ready: the run's own code; 0 becomes 1.
+        let mut early = Service::new(id(0), with_ready(Ready::Fd(3)));
+        early.start(t);
+        early.spawned(pid(100), t);
+        early.exited(Exit::Code(0), t + ms(1));
+        assert_eq!(early.up_failure().map(|f| f.code), Some(1));
+        // Ready once: a later crash is no failure to come up.
+        let mut up = Service::new(id(0), with_ready(Ready::Fd(3)));
+        up.start(t);
+        up.spawned(pid(100), t);
+        up.fd_ready(1, t);
+        up.exited(Exit::Code(4), t + ms(1));
+        assert_eq!(up.up_failure(), None);
+        // Without readiness, a longrun is up once spawned.
+        let mut plain = running(spec("web"), t);
+        plain.exited(Exit::Code(4), t + ms(1));
+        assert_eq!(plain.up_failure(), None);
+        // Named by the operator: a fresh attempt.
+        early.want_up(true);
+        assert_eq!(early.up_failure(), None);
+    }
 }

@@ -185,7 +185,11 @@ mod tests {
         let mut h = Harness::new(s);
         h.take_log();
         h.exit(pid(100), Exit::Code(2));
-        assert_eq!(h.spawned(), vec![Target::Main], "settled: the main COMMAND starts");
+        assert_eq!(
+            h.spawned(),
+            vec![Target::Main],
+            "settled: the main COMMAND starts"
+        );
         h.take_log();
         h.advance_to(h.now + Duration::from_millis(100));
         assert_eq!(h.spawned(), vec![Target::Service(id(1))], "web retries");
@@ -301,7 +305,10 @@ mod tests {
         let mut zero = sup(vec![slow_web()], true);
         zero.cmd_wait_maxtime = Some(Duration::ZERO);
         let zero = Harness::new(zero);
-        assert_eq!(zero.sup.next_deadline(), Some(zero.now + Duration::from_secs(60)));
+        assert_eq!(
+            zero.sup.next_deadline(),
+            Some(zero.now + Duration::from_secs(60))
+        );
 
         let mut quick = sup(vec![svc("a", &[])], true);
         quick.cmd_wait_maxtime = Some(Duration::from_secs(3));

@@ -733,4 +733,54 @@ mod tests {
         h.order(4, wait(&["web"], None, Until::Ready));
         assert_eq!(error(&mut h, 4), Some("corral is shutting down".into()));
     }
+
+    #[test]
+    fn a_wait_for_a_service_that_will_not_come_up_fails_at_once() {
+        let mut init = svc("init", &[]);
+        init.oneshot = true;
+        init.restart = crate::config::Restart::Never;
+        let mut web = svc("web", &[]);
+        web.ready = Some(crate::config::Ready::Notify);
+        web.restart = crate::config::Restart::Never;
+        let mut h = Harness::new(sup(vec![svc("app", &["init"]), init, web], false));
+        let long = Some(Duration::from_secs(60));
+        // Pending while it still may come up; fails when it enters failed.
+        h.order(1, wait(&["web"], long, Until::Ready));
+        h.order(2, wait(&["app"], long, Until::Started));
+        assert!(h.reply(1).is_none() && h.reply(2).is_none());
+        h.exit(h.pid_of("web"), Exit::Code(3));
+        assert_eq!(
+            error(&mut h, 1),
+            Some("web failed: exit 3, restart = \"never\"; it will not come up".into())
+        );
+        assert!(h.reply(2).is_none());
+        h.exit(h.pid_of("init"), Exit::Code(1));
+        assert_eq!(
+            error(&mut h, 2),
+            Some("app waits for a service that failed; it will not come up".into())
+        );
+        // Asked after the failure: at once, naming each; a wait for down holds.
+        h.order(3, wait(&["init", "web"], None, Until::Restarted));
+        assert_eq!(
+            error(&mut h, 3),
+            Some(
+                "init failed: exit 1, restart = \"never\"; it will not come up; \
+                 web failed: exit 3, restart = \"never\"; it will not come up"
+                    .into()
+            )
+        );
+        h.order(4, wait(&["web"], None, Until::Down));
+        assert_eq!(messages(&mut h, 4), Some(vec!["web: down".to_string()]));
+    }
+
+    #[test]
+    fn a_wait_for_a_service_in_backoff_still_waits() {
+        let mut h = Harness::new(sup(vec![svc("web", &[])], false));
+        h.exit(pid(100), Exit::Code(1));
+        h.order(
+            1,
+            wait(&["web"], Some(Duration::from_secs(60)), Until::Ready),
+        );
+        assert!(h.reply(1).is_none(), "it will be started again");
+    }
 }

@@ -305,4 +305,150 @@ mod tests {
         h.exit(b, Exit::Code(0));
         assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGTERM)]);
     }
+
+    fn oneshot(name: &str, after: &[&str], down: bool) -> crate::config::ServiceSpec {
+        let mut s = svc(name, after);
+        s.oneshot = true;
+        s.restart = crate::config::Restart::Never;
+        if down {
+            s.down = Some(vec![format!("{name}-down")]);
+        }
+        s
+    }
+
+    /// The services whose `down` the actions spawn, by name.
+    fn downs(h: &Harness) -> Vec<String> {
+        h.spawned()
+            .into_iter()
+            .filter_map(|t| match t {
+                Target::Down(i) => h.sup.services.get(i).map(|s| s.name().to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// cache (oneshot, down), db, migrate (oneshot after db, down), seed
+    /// (oneshot after migrate, down), web (after seed); every oneshot done.
+    fn tree() -> Harness {
+        let mut migrate = oneshot("migrate", &["db"], true);
+        migrate.stop_timeout = Duration::from_secs(2);
+        let mut h = Harness::new(sup(
+            vec![
+                oneshot("cache", &[], true),
+                svc("db", &[]),
+                migrate,
+                oneshot("seed", &["migrate"], true),
+                svc("web", &["seed"]),
+            ],
+            false,
+        ));
+        for name in ["cache", "migrate", "seed"] {
+            let pid = h.pid_of(name);
+            h.exit(pid, Exit::Code(0));
+        }
+        assert_eq!(h.state_of("web").name(), "running");
+        h.take_log();
+        h
+    }
+
+    #[test]
+    fn at_shutdown_downs_run_in_reverse_dependency_order_and_independent_ones_together() {
+        let mut h = tree();
+        let (web, db) = (h.pid_of("web"), h.pid_of("db"));
+        h.event(Event::Signal(Signal::SIGTERM));
+        // cache's down (nothing depends on it) and web's stop, together.
+        assert_eq!(downs(&h), vec!["cache"]);
+        assert_eq!(h.signalled(), vec![(web, Signal::SIGTERM)]);
+        let cache_down = h.service("cache").down_pid().expect("runs");
+        h.take_log();
+        h.exit(web, Exit::Signal(Signal::SIGTERM));
+        assert_eq!(downs(&h), vec!["seed"]);
+        assert!(h.signalled().is_empty());
+        let seed_down = h.service("seed").down_pid().expect("runs");
+        h.take_log();
+        h.exit(seed_down, Exit::Code(0));
+        assert_eq!(downs(&h), vec!["migrate"], "after seed's down ended");
+        assert!(h.signalled().is_empty(), "db waits for migrate's down");
+        let migrate_down = h.service("migrate").down_pid().expect("runs");
+        h.take_log();
+        h.exit(migrate_down, Exit::Code(1));
+        assert_eq!(h.signalled(), vec![(db, Signal::SIGTERM)]);
+        h.take_log();
+        h.exit(db, Exit::Code(0));
+        assert_eq!(h.sup.phase.name(), "stopping", "cache's down still runs");
+        h.exit(cache_down, Exit::Code(0));
+        assert_eq!(h.take_log(), vec![Action::SignalAll(Signal::SIGTERM)]);
+        for name in ["cache", "migrate", "seed"] {
+            assert_eq!(*h.state_of(name), State::Stopped, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_hanging_down_is_killed_at_its_stop_timeout_and_the_shutdown_goes_on() {
+        let mut h = tree();
+        let (web, db) = (h.pid_of("web"), h.pid_of("db"));
+        h.event(Event::Signal(Signal::SIGTERM));
+        h.exit(web, Exit::Signal(Signal::SIGTERM));
+        let seed_down = h.service("seed").down_pid().expect("runs");
+        h.exit(seed_down, Exit::Code(0));
+        let migrate_down = h.service("migrate").down_pid().expect("runs");
+        let t = h.now;
+        assert_eq!(h.sup.next_deadline(), Some(t + Duration::from_secs(2)));
+        h.take_log();
+        h.advance_to(t + Duration::from_secs(2));
+        assert_eq!(h.signalled(), vec![(migrate_down, Signal::SIGKILL)]);
+        h.take_log();
+        h.exit(migrate_down, Exit::Signal(Signal::SIGKILL));
+        assert_eq!(h.signalled(), vec![(db, Signal::SIGTERM)]);
+    }
+
+    #[test]
+    fn a_oneshot_that_failed_or_has_no_down_runs_nothing_at_shutdown() {
+        let mut h = Harness::new(sup(
+            vec![
+                oneshot("bad", &[], true),
+                oneshot("plain", &[], false),
+                svc("web", &["plain"]),
+            ],
+            false,
+        ));
+        let bad = h.pid_of("bad");
+        h.exit(bad, Exit::Code(1));
+        let plain = h.pid_of("plain");
+        h.exit(plain, Exit::Code(0));
+        let web = h.pid_of("web");
+        h.take_log();
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(h.signalled(), vec![(web, Signal::SIGTERM)]);
+        h.exit(web, Exit::Code(0));
+        assert!(downs(&h).is_empty());
+        assert_eq!(h.sup.phase.name(), "drain");
+    }
+
+    #[test]
+    fn ctl_stop_of_an_exited_oneshot_runs_its_down_and_a_start_runs_up_again() {
+        use crate::event::{Names, Order};
+        let mut h = Harness::new(sup(vec![oneshot("setup", &[], true)], false));
+        let up = h.pid_of("setup");
+        h.exit(up, Exit::Code(0));
+        h.take_log();
+        h.order(1, Order::Stop(Names::These(vec!["setup".into()])));
+        assert_eq!(downs(&h), vec!["setup"]);
+        assert_eq!(h.reply(1), None, "answered once the down ended");
+        let down = h.service("setup").down_pid().expect("runs");
+        h.exit(down, Exit::Code(0));
+        let reply = h.reply(1).expect("answered");
+        assert!(reply.ok);
+        assert_eq!(reply.messages, vec!["setup: down done".to_string()]);
+        assert_eq!(*h.state_of("setup"), State::Stopped);
+        h.take_log();
+        h.order(2, Order::Start(Names::These(vec!["setup".into()])));
+        assert_eq!(h.spawned(), vec![Target::Service(id(0))], "up runs again");
+        // Stopped now, it has no down to run at the shutdown.
+        let up = h.pid_of("setup");
+        h.exit(up, Exit::Code(0));
+        h.take_log();
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(downs(&h), vec!["setup"], "it came up again: down again");
+    }
 }
