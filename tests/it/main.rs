@@ -43,6 +43,7 @@ mod reload;
 mod s6_dirs;
 mod s6_links;
 mod s6_wait;
+mod s6rc_runtime;
 mod security;
 mod signals;
 mod tini;
