@@ -223,9 +223,8 @@ fn spawn_finish(
 fn spawn_down(spec: &ServiceSpec, command: &[String], setup: &Setup) -> Result<Pid, SpawnError> {
     let launch = Launch {
         argv: command,
-        output: spec.output,
         env: socket_env(setup, spec).into_iter().collect(),
-        fd: None,
+        ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
     register_output(setup, &spec.name, pipes);

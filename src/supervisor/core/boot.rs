@@ -154,7 +154,9 @@ mod tests {
         assert_eq!(h.sup.phase, Phase::Up);
         assert_eq!(h.spawned(), vec![Target::Main], "the main COMMAND goes on");
         assert_eq!(*h.state_of("app"), State::Idle);
-        assert!(h.state_of("other").name() == "running");
+        assert_eq!(h.state_of("other").name(), "running");
+        let app = h.sup.service_status(h.service("app"), h.now);
+        assert_eq!(app.detail.as_deref(), Some("waiting for init (failed)"));
     }
 
     #[test]
