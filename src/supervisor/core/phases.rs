@@ -350,8 +350,9 @@ impl Supervisor {
     /// drain's SIGKILL, giving up.
     pub(super) fn phase_deadline(&self) -> Option<Instant> {
         match self.phase {
+            // Until the script is sent SIGKILL: then only its reap is awaited.
             Phase::Stopping { budget_at, .. } | Phase::Finish { budget_at }
-                if self.init.running().is_some() || self.finish.running().is_some() =>
+                if self.init.unkilled().is_some() || self.finish.unkilled().is_some() =>
             {
                 Some(budget_at)
             }
@@ -658,6 +659,7 @@ mod tests {
         h.take_log();
         h.advance_to(t0 + Duration::from_secs(2));
         assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGKILL)]);
+        assert_eq!(h.sup.next_deadline(), None, "then only the reap is awaited");
         h.take_log();
         h.advance_to(t0 + Duration::from_secs(3));
         assert!(h.signalled().is_empty(), "SIGKILL once");

@@ -47,6 +47,11 @@ impl Scripts {
         self.running
     }
 
+    /// The script that runs, unless it was sent SIGKILL already.
+    pub(super) fn unkilled(&self) -> Option<Pid> {
+        self.running.filter(|_| !self.killed)
+    }
+
     pub(super) fn is_busy(&self) -> bool {
         self.busy
     }
@@ -88,19 +93,19 @@ impl Scripts {
 
     /// SIGKILL to the script that runs, once (the shutdown budget is spent).
     pub(super) fn budget_spent(&mut self) -> Option<Action> {
-        let pid = self.running.filter(|_| !self.killed)?;
+        let pid = self.unkilled()?;
         warn!(pid = pid.as_raw(), "shutdown budget spent, killing script");
         self.finish_off(pid)
     }
 
     /// When the script that runs gets SIGKILL for its own time limit.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.running.filter(|_| !self.killed).and(self.kill_at)
+        self.unkilled().and(self.kill_at)
     }
 
     /// SIGKILL to the script that runs once its own time limit passed.
     pub(super) fn overdue(&mut self, now: Instant) -> Option<Action> {
-        let pid = self.running.filter(|_| !self.killed)?;
+        let pid = self.unkilled()?;
         if self.kill_at.is_none_or(|at| now < at) {
             return None;
         }
