@@ -192,16 +192,20 @@ pub enum Target {
     Probe(ServiceId),
     /// The s6 `finish` script of a service, after an exit.
     FinishScript(ServiceId),
+    /// The `down` command of an s6-rc oneshot, when it is stopped.
+    Down(ServiceId),
 }
 
 /// The processes a service has: its own, its s6 `finish` script, its reload
-/// hook, its exec probe.
+/// hook, its exec probe, an s6-rc oneshot's `down` command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Child {
     Service,
     FinishScript,
     Hook,
     Probe,
+    /// An s6-rc oneshot's `down` command.
+    Down,
 }
 
 impl Target {
@@ -212,6 +216,7 @@ impl Target {
             Target::Hook(id) => Some((id, Child::Hook)),
             Target::Probe(id) => Some((id, Child::Probe)),
             Target::FinishScript(id) => Some((id, Child::FinishScript)),
+            Target::Down(id) => Some((id, Child::Down)),
             Target::Main | Target::Init(_) | Target::Finish(_) => None,
         }
     }
@@ -410,6 +415,12 @@ pub enum Job {
         spec: Arc<ServiceSpec>,
         command: Vec<String>,
     },
+    /// The `down` command of an s6-rc oneshot, in the service's context
+    /// (user, directory, environment, output), like its `up`.
+    Down {
+        spec: Arc<ServiceSpec>,
+        command: Vec<String>,
+    },
     /// The main COMMAND.
     Main { argv: Vec<String> },
     /// An init or finish script.
@@ -495,6 +506,7 @@ mod tests {
             Target::FinishScript(web).service(),
             Some((web, Child::FinishScript))
         );
+        assert_eq!(Target::Down(web).service(), Some((web, Child::Down)));
         for target in [Target::Main, Target::Init(0), Target::Finish(1)] {
             assert_eq!(target.service(), None);
         }

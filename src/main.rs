@@ -291,6 +291,9 @@ fn supervise(args: &[OsString]) -> u8 {
     let pipelines = supervisor::Pipelines::new(&spec);
     let mut sup = Supervisor::new(spec, main, init, finish, shutdown_timeout);
     sup.init_failure = s6.init_failure();
+    sup.cmd_wait_maxtime = s6.cmd_wait_maxtime;
+    sup.finish_script_timeout = s6.kill_finish_maxtime;
+    sup.main_receives_signals = s6.cmd_receive_signals;
     let code = supervisor::run(
         sup,
         Setup {

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
-use super::{FINISH_NO_RESTART, FINISH_TIMEOUT, Hook, Next, Service, State, Then, Want};
+use super::{FINISH_NO_RESTART, Hook, Next, Service, State, Then, Want};
 use crate::config::Restart;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
@@ -65,7 +65,7 @@ impl Service {
             self.state = State::Finishing {
                 exit,
                 script: Hook::Spawning,
-                kill_at: now + FINISH_TIMEOUT,
+                kill_at: now + self.spec.finish_timeout,
                 killed: false,
                 next,
             };
@@ -92,6 +92,8 @@ impl Service {
                 self.spawn()
             }
             Next::Then(Then::Backoff(why)) if self.want == Want::Up => {
+                // Not ready in time: corral ended it, so no code of its own.
+                self.note_up_failure(why.clone(), 1);
                 self.failures += 1;
                 self.schedule_restart(now, why)
             }
@@ -153,7 +155,7 @@ impl Service {
         }
     }
 
-    /// The `finish` script outlived `FINISH_TIMEOUT`: SIGKILL, once.
+    /// The `finish` script outlived its `finish_timeout`: SIGKILL, once.
     pub(super) fn finish_overdue(&mut self) -> Vec<Action> {
         let State::Finishing {
             script: Hook::Running(script),
@@ -163,7 +165,7 @@ impl Service {
         else {
             return Vec::new();
         };
-        warn!(service = %self.spec.name, "finish script still running after {}, killing it", human(FINISH_TIMEOUT));
+        warn!(service = %self.spec.name, "finish script still running after {}, killing it", human(self.spec.finish_timeout));
         *killed = true;
         vec![Action::Signal {
             pid: script,
@@ -172,31 +174,43 @@ impl Service {
         }]
     }
 
+    /// An exit nobody asked for (a oneshot's run killed at its
+    /// `run_timeout` counts as a failed one): done, restart, or give up.
     fn after_exit(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
-        if self.spec.oneshot && exit.success() {
+        let timed_out = std::mem::take(&mut self.timed_out);
+        let failed = timed_out || !exit.success();
+        if self.spec.oneshot && !failed {
             info!(service = %self.spec.name, "oneshot done");
+            self.ran_ok = true;
             self.state = State::Exited;
             return Vec::new();
         }
+        let why = match self.spec.run_timeout {
+            Some(timeout) if timed_out => format!("timed out after {}", human(timeout)),
+            _ => exit.to_string(),
+        };
+        // A longrun that exits before it was ever ready, a oneshot whose run
+        // failed: a failed attempt to come up (corral's own kill has no code).
+        self.note_up_failure(why.clone(), if timed_out { 1 } else { exit.code() });
         let restart = match self.spec.restart {
             Restart::Always => true,
-            Restart::OnFailure => !exit.success(),
+            Restart::OnFailure => failed,
             Restart::Never => false,
         };
         if self.want == Want::Down || !restart {
-            if exit.success() {
+            if !failed {
                 info!(service = %self.spec.name, %exit, "service exited");
                 self.state = State::Stopped;
             } else {
-                warn!(service = %self.spec.name, %exit, "service exited, not restarted (restart policy)");
+                warn!(service = %self.spec.name, last = %why, "service exited, not restarted (restart policy)");
                 self.state = State::Failed {
-                    reason: format!("{exit}, restart = \"{}\"", self.spec.restart),
+                    reason: format!("{why}, restart = \"{}\"", self.spec.restart),
                 };
             }
             return Vec::new();
         }
         self.failures += 1;
-        self.schedule_restart(now, exit.to_string())
+        self.schedule_restart(now, why)
     }
 }
 
@@ -307,9 +321,9 @@ mod tests {
         svc.stop(t, None);
         svc.exited(Exit::Signal(Signal::SIGTERM), t + ms(5));
         svc.finish_spawned(pid(300));
-        assert_eq!(svc.deadline(), Some(t + ms(5) + FINISH_TIMEOUT));
+        assert_eq!(svc.deadline(), Some(t + ms(5) + Duration::from_secs(5)));
         assert_eq!(
-            svc.tick(t + ms(5) + FINISH_TIMEOUT),
+            svc.tick(t + ms(5) + Duration::from_secs(5)),
             vec![Action::Signal {
                 pid: pid(300),
                 signal: Signal::SIGKILL,
@@ -345,5 +359,17 @@ mod tests {
         let before = svc.state.clone();
         assert!(svc.exited(Exit::Code(1), t + ms(1)).is_empty());
         assert_eq!(svc.state, before);
+    }
+
+    #[test]
+    fn finish_timeout_is_the_services_own() {
+        let t = Instant::now();
+        let mut s = with_finish();
+        s.finish_timeout = ms(1500);
+        let mut svc = running(s, t);
+        svc.exited(Exit::Code(1), t);
+        svc.finish_spawned(pid(300));
+        assert_eq!(svc.deadline(), Some(t + ms(1500)));
+        assert_eq!(svc.tick(t + ms(1500)).len(), 1);
     }
 }

@@ -11,8 +11,10 @@
 //! main COMMAND are not this module's business: see `supervisor::core`.
 //!
 //! "What happens to a running service on event X" is answered here, one
-//! file per concern: `start` (spawn, ready, backoff), `stop` (stop, restart,
-//! SIGKILL), `exit` (an exit, its s6 `finish` script, the restart policy),
+//! file per concern: `start` (spawn, ready, backoff, a oneshot's
+//! `run_timeout`), `stop` (stop, restart, SIGKILL), `exit` (an exit, its s6
+//! `finish` script, the restart policy), `down` (an s6-rc oneshot's `down`
+//! command, run when it is stopped),
 //! `probe` (readiness and liveness probes), `reload` (reload signal or hook,
 //! watched files), `notify` (sd_notify and notification-fd readiness),
 //! `define` (a config reload's new definition); `services` holds them all
@@ -29,6 +31,7 @@ use crate::event::{Action, Child, ServiceId};
 use crate::exit::Exit;
 
 mod define;
+mod down;
 mod exit;
 mod notify;
 mod probe;
@@ -43,8 +46,6 @@ pub use services::Services;
 /// Changes to watched files are debounced: the reload runs this long after
 /// the last change of a burst.
 pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(100);
-/// An s6 `finish` script is killed after this long (s6's default `timeout-finish`).
-pub const FINISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// A `finish` script exiting with this code means: do not restart (s6).
 pub const FINISH_NO_RESTART: i32 = 125;
 
@@ -124,12 +125,21 @@ pub enum State {
     Stopped,
     /// A oneshot that ran to completion (exit 0).
     Exited,
+    /// A oneshot that ran to completion is being stopped: its s6-rc `down`
+    /// command runs (killed at `kill_at` unless `killed` already); then
+    /// `Stopped` (or `Idle`, if wanted up again meanwhile).
+    RunningDown {
+        script: Hook,
+        kill_at: Instant,
+        killed: bool,
+    },
     /// Gave up: `max-restarts` reached, or a failure its policy does not restart.
     Failed { reason: String },
 }
 
 /// The `reload = { exec = [...] }` hook of a reload in flight (and the s6
-/// `finish` script of a `Finishing` service).
+/// `finish` script of a `Finishing` service, the `down` command of a
+/// `RunningDown` one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// No hook (a signal reload, or one the service announced with RELOADING=1).
@@ -146,7 +156,9 @@ impl State {
             State::Idle | State::Stopped => "stopped",
             State::Spawning | State::Starting { .. } => "starting",
             State::Running { .. } | State::Reloading { .. } => "running",
-            State::Stopping { .. } | State::Finishing { .. } => "stopping",
+            State::Stopping { .. } | State::Finishing { .. } | State::RunningDown { .. } => {
+                "stopping"
+            }
             State::Backoff { .. } => "backoff",
             State::Exited => "exited",
             State::Failed { .. } => "failed",
@@ -192,6 +204,32 @@ pub struct Service {
     next_spec: Option<ServiceSpec>,
     /// Removed from the definitions: stopped, then hidden.
     removed: bool,
+    /// A oneshot's `run_timeout` deadline for its run in flight; `None`
+    /// once passed (the run was killed: `timed_out`).
+    run_by: Option<Instant>,
+    /// The run in flight was killed at its `run_timeout`: a failed run.
+    timed_out: bool,
+    /// A oneshot exited 0 in this run (it came up).
+    ran_ok: bool,
+    /// Its first attempt to come up in this run failed (see `UpFailure`).
+    up_failure: Option<UpFailure>,
+    /// How its last `down` command ended (`Err`: could not be started).
+    last_down: Option<Result<Exit, String>>,
+}
+
+/// A service's first attempt to come up in this run failed, before it was
+/// ever up: a oneshot's run ended in a failure (non-zero exit, killed, its
+/// `run_timeout` passed, could not be spawned); a longrun exited, could not
+/// be spawned, or was not ready within `ready-timeout` before it was ready
+/// once. (A longrun without readiness is up once spawned.) What the core
+/// does with it for an s6-rc boot step: `S6_BEHAVIOUR_IF_STAGE2_FAILS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpFailure {
+    pub reason: String,
+    /// The exit code the container ends with, if this stops it: the run's
+    /// own non-zero code (128+N when a signal killed it), 1 when corral
+    /// ended it (readiness or run timeout) or it exited 0 before it was ready.
+    pub code: i32,
 }
 
 impl Service {
@@ -218,6 +256,11 @@ impl Service {
             last_reload: None,
             next_spec: None,
             removed: false,
+            run_by: None,
+            timed_out: false,
+            ran_ok: false,
+            up_failure: None,
+            last_down: None,
         }
     }
 
@@ -325,9 +368,30 @@ impl Service {
         )
     }
 
-    /// No process, and none on its way.
+    /// No process, and none on its way (a `down` command running counts
+    /// as one).
     pub fn is_down(&self) -> bool {
-        self.pid().is_none() && !matches!(self.state, State::Spawning | State::Finishing { .. })
+        self.pid().is_none()
+            && !matches!(
+                self.state,
+                State::Spawning | State::Finishing { .. } | State::RunningDown { .. }
+            )
+    }
+
+    /// Down, and nothing left to undo: no `down` command still to run
+    /// (what a stop, and the shutdown's order, wait for).
+    pub fn is_fully_down(&self) -> bool {
+        self.is_down() && !self.has_down_to_run()
+    }
+
+    /// Its first attempt to come up in this run failed (see `UpFailure`).
+    pub fn up_failure(&self) -> Option<&UpFailure> {
+        self.up_failure.as_ref()
+    }
+
+    /// How its last `down` command ended (`Err`: could not be started).
+    pub fn last_down(&self) -> Option<&Result<Exit, String>> {
+        self.last_down.as_ref()
     }
 
     /// Its s6 `finish` script runs (or is on its way) after an exit: down,
@@ -375,7 +439,16 @@ impl Service {
                 killed: false,
                 script: Hook::Running(_),
                 ..
+            }
+            | State::RunningDown {
+                kill_at,
+                killed: false,
+                script: Hook::Running(_),
             } => Some(kill_at),
+            _ => None,
+        };
+        let run = match self.state {
+            State::Starting { .. } | State::Running { .. } => self.run_by,
             _ => None,
         };
         let probe = self.prober.as_ref().and_then(Prober::deadline);
@@ -383,7 +456,7 @@ impl Service {
             State::Running { .. } => self.reload_due,
             _ => None,
         };
-        [state, probe, reload].into_iter().flatten().min()
+        [state, run, probe, reload].into_iter().flatten().min()
     }
 
     // ---- the transitions the core calls ----
@@ -404,6 +477,10 @@ impl Service {
                 self.probe_spawned(pid);
                 Vec::new()
             }
+            Child::Down => {
+                self.down_spawned(pid);
+                Vec::new()
+            }
         }
     }
 
@@ -420,6 +497,7 @@ impl Service {
             Child::FinishScript => self.finish_failed_to_start(error, now),
             Child::Hook => self.hook_exited(Err(format!("could not be started: {error}")), now),
             Child::Probe => self.probe_failed_to_start(error, now),
+            Child::Down => self.down_exited(Err(error.to_string())),
         }
     }
 
@@ -447,14 +525,20 @@ impl Service {
                 Some(self.hook_exited(result, now))
             }
             Child::Probe if self.probe_pid() == Some(pid) => Some(self.probe_exited(exit, now)),
+            Child::Down if self.down_pid() == Some(pid) => Some(self.down_exited(Ok(exit))),
             _ => None,
         }
     }
 
     /// Deadlines that have passed: a retry after backoff, SIGKILL, a start
-    /// or reload not ready in time, a probe to run or that took too long, a
-    /// debounced reload.
+    /// or reload not ready in time, a oneshot's run or `down` that took too
+    /// long, a probe to run or that took too long, a debounced reload.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        if self.run_by.is_some_and(|at| now >= at)
+            && matches!(self.state, State::Starting { .. } | State::Running { .. })
+        {
+            return self.run_overdue();
+        }
         match self.state {
             State::Backoff { retry_at, .. } if now >= retry_at && self.want == Want::Up => {
                 return self.spawn();
@@ -470,6 +554,11 @@ impl Service {
                 killed: false,
                 ..
             } if now >= kill_at => return self.finish_overdue(),
+            State::RunningDown {
+                script: Hook::Running(_),
+                kill_at,
+                killed: false,
+            } if now >= kill_at => return self.down_overdue(),
             State::Starting { ready_by, .. } if now >= ready_by => {
                 return self.start_overdue(now);
             }
@@ -495,6 +584,10 @@ impl Service {
         if restartable {
             self.state = State::Idle;
             self.failures = 0;
+        }
+        if explicit {
+            // Named by the operator: a fresh attempt, no longer a failed boot step.
+            self.up_failure = None;
         }
     }
 

@@ -100,6 +100,12 @@ impl Services {
         self.get(id).is_none_or(Service::is_down)
     }
 
+    /// Whether `id` is down with no `down` command left to run (see
+    /// `Service::is_fully_down`); an unknown id is.
+    pub fn is_fully_down(&self, id: ServiceId) -> bool {
+        self.get(id).is_none_or(Service::is_fully_down)
+    }
+
     /// `after` as ids again, from the newest definition of each service
     /// (after a config reload added, changed or removed some).
     pub fn rebuild_deps(&mut self) {

@@ -1,14 +1,23 @@
-//! Starting: the spawn, readiness (or its timeout), and the backoff that
-//! follows a failed start.
+//! Starting: the spawn, readiness (or its timeout), a oneshot's
+//! `run_timeout` (s6-rc `timeout-up`), the backoff that follows a failed
+//! start, and the record of a first attempt to come up that failed
+//! (`UpFailure`, for s6-rc boot steps).
+//!
+//! A oneshot still running at its `run_timeout` gets SIGKILL at once (to
+//! its group when `kill-group`): like s6-rc, which kills a timed-out
+//! transition; a oneshot has no graceful stop to honour and SIGKILL bounds
+//! the failure. Its run then counts as failed ("timed out after 5.0s"),
+//! and its restart policy decides.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::{error, info, warn};
 
 use super::probe::{Prober, Purpose};
-use super::{Service, State, Then, Want, backoff_delay};
+use super::{Service, State, Then, UpFailure, Want, backoff_delay};
 use crate::config::Ready;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
@@ -21,6 +30,8 @@ impl Service {
             self.spec = Arc::new(spec);
         }
         self.state = State::Spawning;
+        self.run_by = None;
+        self.timed_out = false;
         self.prober = None;
         self.main_pid = None;
         self.notify_status = None;
@@ -42,6 +53,7 @@ impl Service {
             | State::Reloading { .. }
             | State::Stopping { .. }
             | State::Finishing { .. }
+            | State::RunningDown { .. }
             | State::Spawning => Vec::new(),
             State::Idle
             | State::Backoff { .. }
@@ -59,6 +71,9 @@ impl Service {
     pub fn spawned(&mut self, pid: Pid, now: Instant) -> Vec<Action> {
         self.starts += 1;
         info!(service = %self.spec.name, pid = pid.as_raw(), "service started");
+        if self.spec.oneshot {
+            self.run_by = self.spec.run_timeout.map(|timeout| now + timeout);
+        }
         match &self.spec.ready {
             None => self.become_ready(pid, now, now),
             Some(ready) => {
@@ -113,6 +128,7 @@ impl Service {
         self.last_exit = Some(Exit::Code(code));
         self.down_at = Some(now);
         warn!(service = %self.spec.name, %error, "service could not be started");
+        self.note_up_failure(format!("could not be started: {error}"), code);
         if self.want == Want::Down {
             self.state = State::Stopped;
             return Vec::new();
@@ -129,6 +145,40 @@ impl Service {
         );
         error!(service = %self.spec.name, "{why}, restarting");
         self.stop_then(now, None, Then::Backoff(why))
+    }
+
+    /// A oneshot still running at its `run_timeout`: SIGKILL, once; the
+    /// exit is a failed run (`after_exit`).
+    pub(super) fn run_overdue(&mut self) -> Vec<Action> {
+        self.run_by = None;
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        let timeout = self.spec.run_timeout.map(human).unwrap_or_default();
+        error!(service = %self.spec.name, pid = pid.as_raw(), "still running after timeout-up {timeout}, killing it");
+        self.timed_out = true;
+        let mut actions = self.cancel_probe();
+        actions.push(self.signal(pid, Signal::SIGKILL));
+        actions
+    }
+
+    /// Has come up in this run: a oneshot exited 0, a longrun was ready.
+    pub(super) fn ever_up(&self) -> bool {
+        if self.spec.oneshot {
+            self.ran_ok
+        } else {
+            self.ever_ready
+        }
+    }
+
+    /// Record the first failure to come up (see `UpFailure`), unless it
+    /// came up before, or is not wanted up (a stop is no failure).
+    pub(super) fn note_up_failure(&mut self, reason: String, code: i32) {
+        if self.ever_up() || self.up_failure.is_some() || self.want == Want::Down {
+            return;
+        }
+        let code = if code == 0 { 1 } else { code };
+        self.up_failure = Some(UpFailure { reason, code });
     }
 
     /// After `failures` consecutive failed starts: back off, or give up.
@@ -324,5 +374,100 @@ mod tests {
         // fd readiness of the old run, arriving late, changes nothing.
         assert!(svc.fd_ready(1, t1 + ms(4)).is_empty());
         assert_eq!(svc.state.name(), "backoff");
+    }
+
+    fn oneshot_with_run_timeout(restart: crate::config::Restart) -> ServiceSpec {
+        let mut s = spec("init");
+        s.oneshot = true;
+        s.restart = restart;
+        s.run_timeout = Some(Duration::from_secs(5));
+        s
+    }
+
+    #[test]
+    fn a_oneshot_past_its_run_timeout_gets_sigkill_and_its_run_counts_as_failed() {
+        let t = Instant::now();
+        let mut svc = running(
+            oneshot_with_run_timeout(crate::config::Restart::OnFailure),
+            t,
+        );
+        assert_eq!(svc.deadline(), Some(t + Duration::from_secs(5)));
+        assert!(svc.tick(t + ms(4999)).is_empty());
+        let t1 = t + Duration::from_secs(5);
+        assert_eq!(
+            svc.tick(t1),
+            vec![Action::Signal {
+                pid: pid(100),
+                signal: nix::sys::signal::Signal::SIGKILL,
+                group: true
+            }]
+        );
+        assert_eq!(svc.deadline(), None, "SIGKILL once");
+        // Even a late exit 0 is a failed run: it was killed.
+        svc.exited(Exit::Code(0), t1 + ms(1));
+        match &svc.state {
+            State::Backoff { why, .. } => assert_eq!(why, "timed out after 5.0s"),
+            other => panic!("expected backoff, got {other:?}"),
+        }
+        assert_eq!(
+            svc.up_failure().map(|f| (f.reason.as_str(), f.code)),
+            Some(("timed out after 5.0s", 1))
+        );
+        // The retry has its own deadline again.
+        let t2 = retry_at(&svc);
+        svc.tick(t2);
+        svc.spawned(pid(101), t2);
+        assert_eq!(svc.deadline(), Some(t2 + Duration::from_secs(5)));
+        svc.exited(Exit::Code(0), t2 + ms(10));
+        assert_eq!(svc.state, State::Exited);
+        assert_eq!(svc.deadline(), None);
+    }
+
+    #[test]
+    fn run_timeout_is_for_oneshots_and_a_stop_ends_it() {
+        let t = Instant::now();
+        let mut s = spec("web");
+        s.run_timeout = Some(Duration::from_secs(5));
+        let svc = running(s, t);
+        assert_eq!(svc.deadline(), None, "a longrun has no run deadline");
+        let mut once = oneshot_with_run_timeout(crate::config::Restart::Never);
+        once.stop_timeout = Duration::from_secs(10);
+        let mut one = running(once, t);
+        one.stop(t + ms(10), None);
+        assert_eq!(one.deadline(), Some(t + ms(10) + Duration::from_secs(10)));
+        assert!(one.tick(t + Duration::from_secs(5)).is_empty());
+    }
+
+    #[test]
+    fn a_first_attempt_to_come_up_that_fails_is_recorded_once_and_only_before_it_was_up() {
+        let t = Instant::now();
+        let mut svc = Service::new(id(0), with_ready(Ready::Fd(3)));
+        svc.start(t);
+        svc.spawn_failed("No such file or directory", 127, t);
+        assert_eq!(
+            svc.up_failure().map(|f| f.code),
+            Some(127),
+            "could not be spawned"
+        );
+        // Exit before ready: the run's own code; 0 becomes 1.
+        let mut early = Service::new(id(0), with_ready(Ready::Fd(3)));
+        early.start(t);
+        early.spawned(pid(100), t);
+        early.exited(Exit::Code(0), t + ms(1));
+        assert_eq!(early.up_failure().map(|f| f.code), Some(1));
+        // Ready once: a later crash is no failure to come up.
+        let mut up = Service::new(id(0), with_ready(Ready::Fd(3)));
+        up.start(t);
+        up.spawned(pid(100), t);
+        up.fd_ready(1, t);
+        up.exited(Exit::Code(4), t + ms(1));
+        assert_eq!(up.up_failure(), None);
+        // Without readiness, a longrun is up once spawned.
+        let mut plain = running(spec("web"), t);
+        plain.exited(Exit::Code(4), t + ms(1));
+        assert_eq!(plain.up_failure(), None);
+        // Named by the operator: a fresh attempt.
+        early.want_up(true);
+        assert_eq!(early.up_failure(), None);
     }
 }

@@ -1,5 +1,7 @@
 //! Stopping: the stop signal, SIGKILL at `stop-timeout` (or the end of the
-//! shutdown budget), and restart, which is a stop followed by a start.
+//! shutdown budget), and restart, which is a stop followed by a start. A
+//! oneshot that came up and has an s6-rc `down` is stopped by running it
+//! (`down`).
 
 use std::time::Instant;
 
@@ -83,6 +85,17 @@ impl Service {
             }
             State::Backoff { .. } => {
                 self.state = State::Stopped;
+                Vec::new()
+            }
+            State::Exited if then == Then::Down && self.has_down_to_run() => {
+                self.run_down(now, cap)
+            }
+            State::RunningDown {
+                ref mut kill_at, ..
+            } => {
+                if let Some(cap) = cap {
+                    *kill_at = (*kill_at).min(cap);
+                }
                 Vec::new()
             }
             State::Finishing { ref mut next, .. } => {

@@ -150,6 +150,7 @@ fn spawn(job: Job, setup: &Setup) -> Result<Pid, SpawnError> {
             };
             process::spawn_service(&spec, launch).map(|(pid, _)| pid)
         }
+        Job::Down { spec, command } => spawn_down(&spec, &command, setup),
         Job::Main { argv } => process::spawn_main(&argv),
         Job::Script { path } => process::spawn_script(&path),
     }
@@ -245,6 +246,19 @@ fn spawn_finish(
         env: socket_env(setup, spec).into_iter().collect(),
         stdin: ends.stdin,
         stdout: ends.stdout,
+        ..Launch::service(spec)
+    };
+    let (pid, pipes) = process::spawn_service(spec, launch)?;
+    register_output(setup, &spec.name, pipes);
+    Ok(pid)
+}
+
+/// An s6-rc oneshot's `down` command: the service's context (as its `up`
+/// runs in), its output where the service's goes.
+fn spawn_down(spec: &ServiceSpec, command: &[String], setup: &Setup) -> Result<Pid, SpawnError> {
+    let launch = Launch {
+        argv: command,
+        env: socket_env(setup, spec).into_iter().collect(),
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;

@@ -47,6 +47,7 @@ mod s6_stage;
 mod s6_wait;
 mod s6rc_pipeline;
 mod s6rc_tree;
+mod s6rc_runtime;
 mod security;
 mod signals;
 mod tini;

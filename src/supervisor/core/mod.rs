@@ -11,9 +11,10 @@
 //! This file routes events: to the service they concern (by `ServiceId`, or
 //! for a reaped pid by the `owners` map filled at each spawn), to the phase
 //! machine (`phases`: main COMMAND, shutdown, drain; `scripts`: init and
-//! finish scripts), to dependency order (`schedule`), to control requests
-//! (`requests`, `pending`, `status`) and to a config reload
-//! (`reconfigure`). Services only change through their own transitions
+//! finish scripts), to dependency order (`schedule`), to s6-overlay v3's
+//! stage-2 rules (`boot`: boot steps that fail, the main COMMAND's
+//! `S6_CMD_WAIT_FOR_SERVICES_MAXTIME`), to control requests (`requests`,
+//! `pending`, `status`) and to a config reload (`reconfigure`). Services only change through their own transitions
 //! (`service`): nothing here writes a service's state.
 
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::event::{Action, Event, ServiceId, Target};
 use crate::exit::Exit;
 use crate::service::{Service, Services};
 
+mod boot;
 mod pending;
 mod phases;
 mod reconfigure;
@@ -56,7 +58,23 @@ pub struct Supervisor {
     shutdown_timeout: Duration,
     /// Control requests answered once what they asked for is done.
     pending: Vec<Pending>,
+    /// `S6_BEHAVIOUR_IF_STAGE2_FAILS`: what a failed init script, a boot
+    /// step that fails to come up and `cmd_wait_maxtime` passing do.
     pub init_failure: InitFailure,
+    /// `S6_CMD_WAIT_FOR_SERVICES_MAXTIME`: the main COMMAND waits for the
+    /// services at most this long from the start of phase `Up` (`None` or
+    /// zero: no limit).
+    pub cmd_wait_maxtime: Option<Duration>,
+    /// `S6_KILL_FINISH_MAXTIME`: each finish script gets SIGKILL after this
+    /// long (`None`: only the shutdown budget bounds it).
+    pub finish_script_timeout: Option<Duration>,
+    /// `S6_CMD_RECEIVE_SIGNALS`: SIGTERM / SIGINT / SIGQUIT go to the
+    /// running main COMMAND's group instead of starting the shutdown.
+    pub main_receives_signals: bool,
+    /// When phase `Up` began (`cmd_wait_maxtime` counts from it).
+    up_since: Option<Instant>,
+    /// Boot steps whose failure to come up was acted on (once each).
+    boot_failures: Vec<ServiceId>,
     orphans_reaped: u64,
 }
 
@@ -79,6 +97,11 @@ impl Supervisor {
             shutdown_timeout,
             pending: Vec::new(),
             init_failure: InitFailure::Stop,
+            cmd_wait_maxtime: None,
+            finish_script_timeout: None,
+            main_receives_signals: false,
+            up_since: None,
+            boot_failures: Vec::new(),
             orphans_reaped: 0,
         }
     }
@@ -160,6 +183,7 @@ impl Supervisor {
         services
             .chain(self.main_deadline())
             .chain(self.phase_deadline())
+            .chain(self.cmd_wait_deadline())
             .chain(requests)
             .min()
     }
@@ -214,7 +238,8 @@ impl Supervisor {
         Vec::new()
     }
 
-    /// An essential service that ended for good takes the container down with it.
+    /// An essential service that ended for good takes the container down
+    /// with it; so does a boot step that failed to come up (`boot`).
     fn check_essential(
         &mut self,
         id: ServiceId,
@@ -230,6 +255,7 @@ impl Supervisor {
             self.set_exit_code(code);
             actions.extend(self.begin_shutdown(now));
         }
+        actions.extend(self.check_boot_step(id, now));
         actions
     }
 
@@ -241,7 +267,10 @@ impl Supervisor {
         match target {
             Target::Main => self.main_spawned(pid),
             Target::Init(_) => self.init.spawned(pid),
-            Target::Finish(_) => self.finish.spawned(pid),
+            Target::Finish(_) => {
+                self.finish.spawned(pid);
+                self.finish.kill_at = self.finish_script_timeout.map(|t| now + t);
+            }
             _ => {}
         }
         Vec::new()
@@ -269,12 +298,19 @@ impl Supervisor {
 
     fn on_tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions: Vec<Action> = self.services.iter_mut().flat_map(|s| s.tick(now)).collect();
+        for id in self.services.ids() {
+            actions.extend(self.check_boot_step(id, now));
+        }
         actions.extend(self.phase_tick(now));
+        actions.extend(self.cmd_wait_tick(now));
         actions
     }
 
     /// Move the current phase forward as far as its conditions allow.
     fn advance(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        if self.phase == Phase::Up && self.up_since.is_none() {
+            self.up_since = Some(now);
+        }
         match self.phase {
             Phase::Up => actions.extend(self.schedule(now)),
             Phase::Stopping { .. } => actions.extend(self.advance_stop(now)),

@@ -8,7 +8,11 @@
 //! process, finished is no process and no s6 `finish` script, restarted is
 //! a run number beyond the one the wait counts from. A run number, not a
 //! pid: pids are reused, and a restart that came and went between two
-//! events still moved the count.
+//! events still moved the count. A wait for a service to come up (started,
+//! ready, restarted) fails at once when it never will: the service ended
+//! for good (failed, or exited and not restarted), or waits on one that did
+//! (s6-svwait's "permanent failure"), rather than at its deadline. A stop
+//! of a oneshot with an s6-rc `down` is done once that `down` ended.
 
 use std::time::Instant;
 
@@ -108,7 +112,7 @@ impl Supervisor {
                 self.all_started(ids.iter().copied())
             }
             PendingOp::Stop(ids) => {
-                if ids.iter().any(|&(i, _)| !self.services.is_down(i)) {
+                if ids.iter().any(|&(i, _)| !self.services.is_fully_down(i)) {
                     return None;
                 }
                 let messages = ids
@@ -189,6 +193,16 @@ impl Supervisor {
         if self.is_shutting_down() && !goes_down {
             return Some(Response::error("corral is shutting down"));
         }
+        if !goes_down {
+            let never: Vec<String> = waiting
+                .clone()
+                .filter_map(|&(i, _)| Some((i, self.services.get(i)?)))
+                .filter_map(|(i, svc)| self.never_up(i, svc))
+                .collect();
+            if !never.is_empty() {
+                return Some(Response::error(never.join("; ")));
+            }
+        }
         if deadline.is_some_and(|at| now >= at) {
             let left: Vec<String> = waiting
                 .filter_map(|&(i, _)| self.services.get(i))
@@ -203,6 +217,24 @@ impl Supervisor {
             )));
         }
         None
+    }
+
+    /// Why `svc` will not come up any more, if it will not: it ended for
+    /// good, or waits on a service that did.
+    fn never_up(&self, id: ServiceId, svc: &Service) -> Option<String> {
+        let name = svc.name();
+        let why = if svc.ended_for_good() {
+            match (svc.state(), svc.last_exit()) {
+                (State::Failed { reason }, _) => format!("{name} failed: {reason}"),
+                (_, Some(exit)) => format!("{name} exited ({exit}) and is not restarted"),
+                (_, None) => format!("{name} is stopped"),
+            }
+        } else if *svc.state() == State::Idle && self.blocked(id, self.services.len()) {
+            format!("{name} waits for a service that failed")
+        } else {
+            return None;
+        };
+        Some(format!("{why}; it will not come up"))
     }
 
     /// Every service started since `starts` (a count snapshot), or a reply
@@ -304,6 +336,20 @@ fn holds(svc: &Service, until: Until, since: u32) -> bool {
 /// What a stop request says of one service once it is down.
 fn stop_message(svc: &Service, was_running: bool) -> String {
     let name = svc.name();
+    if was_running && svc.spec().oneshot && svc.spec().down.is_some() {
+        match svc.last_down() {
+            Some(Ok(exit)) if exit.success() => return format!("{name}: down done"),
+            Some(Ok(exit)) if svc.stop_escalated() => {
+                return format!(
+                    "{name}: down did not end within stop-timeout {}, sent SIGKILL ({exit})",
+                    human(svc.spec().stop_timeout)
+                );
+            }
+            Some(Ok(exit)) => return format!("{name}: down failed ({exit})"),
+            Some(Err(error)) => return format!("{name}: down {error}"),
+            None => {}
+        }
+    }
     match (was_running, svc.last_exit()) {
         (false, _) => format!("{name}: was not running"),
         (true, Some(exit)) if svc.stop_escalated() => format!(
@@ -687,5 +733,55 @@ mod tests {
         assert_eq!(messages(&mut h, 3), Some(vec!["web: down".to_string()]));
         h.order(4, wait(&["web"], None, Until::Ready));
         assert_eq!(error(&mut h, 4), Some("corral is shutting down".into()));
+    }
+
+    #[test]
+    fn a_wait_for_a_service_that_will_not_come_up_fails_at_once() {
+        let mut init = svc("init", &[]);
+        init.oneshot = true;
+        init.restart = crate::config::Restart::Never;
+        let mut web = svc("web", &[]);
+        web.ready = Some(crate::config::Ready::Notify);
+        web.restart = crate::config::Restart::Never;
+        let mut h = Harness::new(sup(vec![svc("app", &["init"]), init, web], false));
+        let long = Some(Duration::from_secs(60));
+        // Pending while it still may come up; fails when it enters failed.
+        h.order(1, wait(&["web"], long, Until::Ready));
+        h.order(2, wait(&["app"], long, Until::Started));
+        assert!(h.reply(1).is_none() && h.reply(2).is_none());
+        h.exit(h.pid_of("web"), Exit::Code(3));
+        assert_eq!(
+            error(&mut h, 1),
+            Some("web failed: exit 3, restart = \"never\"; it will not come up".into())
+        );
+        assert!(h.reply(2).is_none());
+        h.exit(h.pid_of("init"), Exit::Code(1));
+        assert_eq!(
+            error(&mut h, 2),
+            Some("app waits for a service that failed; it will not come up".into())
+        );
+        // Asked after the failure: at once, naming each; a wait for down holds.
+        h.order(3, wait(&["init", "web"], None, Until::Restarted));
+        assert_eq!(
+            error(&mut h, 3),
+            Some(
+                "init failed: exit 1, restart = \"never\"; it will not come up; \
+                 web failed: exit 3, restart = \"never\"; it will not come up"
+                    .into()
+            )
+        );
+        h.order(4, wait(&["web"], None, Until::Down));
+        assert_eq!(messages(&mut h, 4), Some(vec!["web: down".to_string()]));
+    }
+
+    #[test]
+    fn a_wait_for_a_service_in_backoff_still_waits() {
+        let mut h = Harness::new(sup(vec![svc("web", &[])], false));
+        h.exit(pid(100), Exit::Code(1));
+        h.order(
+            1,
+            wait(&["web"], Some(Duration::from_secs(60)), Until::Ready),
+        );
+        assert!(h.reply(1).is_none(), "it will be started again");
     }
 }

@@ -6,6 +6,11 @@
 //! Each phase carries its own deadlines: the end of the shutdown budget
 //! from `Stopping` on, when the drain's SIGKILL goes out, when corral gives
 //! up on processes that survive even that.
+//!
+//! With `main_receives_signals` (`S6_CMD_RECEIVE_SIGNALS`), SIGTERM, SIGINT
+//! and SIGQUIT go to the main COMMAND's process group while it runs, instead
+//! of starting the shutdown; the shutdown comes when it exits, as always.
+//! Before it runs (or with none), they start the shutdown as usual.
 
 use std::time::{Duration, Instant};
 
@@ -134,6 +139,20 @@ impl Supervisor {
     pub(super) fn on_signal(&mut self, signal: Signal, now: Instant) -> Vec<Action> {
         match signal {
             Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => match self.phase {
+                Phase::Init | Phase::Up
+                    if self.main_receives_signals
+                        && let Some(pid) = self.main_pid() =>
+                {
+                    info!(
+                        signal = signal.as_str(),
+                        "forwarded to the main command (S6_CMD_RECEIVE_SIGNALS)"
+                    );
+                    vec![Action::Signal {
+                        pid,
+                        signal,
+                        group: true,
+                    }]
+                }
                 Phase::Init | Phase::Up => {
                     info!(signal = signal.as_str(), "shutting down");
                     self.begin_shutdown_with(signal, now)
@@ -331,8 +350,9 @@ impl Supervisor {
     /// drain's SIGKILL, giving up.
     pub(super) fn phase_deadline(&self) -> Option<Instant> {
         match self.phase {
+            // Until the script is sent SIGKILL: then only its reap is awaited.
             Phase::Stopping { budget_at, .. } | Phase::Finish { budget_at }
-                if self.init.running().is_some() || self.finish.running().is_some() =>
+                if self.init.unkilled().is_some() || self.finish.unkilled().is_some() =>
             {
                 Some(budget_at)
             }
@@ -340,6 +360,9 @@ impl Supervisor {
             Phase::Drain(Drain::Killed { give_up_at }) => Some(give_up_at),
             _ => None,
         }
+        .into_iter()
+        .chain(self.finish.deadline())
+        .min()
     }
 
     /// Deadlines of the phase that passed: the main COMMAND's SIGKILL, the
@@ -370,6 +393,7 @@ impl Supervisor {
             actions.extend(self.init.budget_spent());
             actions.extend(self.finish.budget_spent());
         }
+        actions.extend(self.finish.overdue(now));
         match self.phase {
             Phase::Drain(Drain::Terminated { kill_at }) if now >= kill_at => {
                 warn!("shutdown budget spent, sending SIGKILL to every remaining process");
@@ -575,5 +599,96 @@ mod tests {
         h.event(Event::Signal(Signal::SIGHUP));
         h.event(Event::Signal(Signal::SIGINT));
         assert!(h.take_log().is_empty(), "already shutting down");
+    }
+
+    #[test]
+    fn with_main_receives_signals_a_term_goes_to_the_main_command_not_the_shutdown() {
+        let mut s = sup(vec![svc("a", &[])], true);
+        s.main_receives_signals = true;
+        let mut h = Harness::new(s);
+        let main = h.sup.main_pid().expect("runs");
+        h.take_log();
+        for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT] {
+            h.event(Event::Signal(signal));
+            assert_eq!(
+                h.take_log(),
+                vec![Action::Signal {
+                    pid: main,
+                    signal,
+                    group: true
+                }]
+            );
+            assert_eq!(h.sup.phase, Phase::Up);
+        }
+        // The main COMMAND exits: the shutdown, with its status, as always.
+        h.exit(main, Exit::Code(143));
+        assert_eq!(h.sup.phase.name(), "stopping");
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        h.event(Event::NoChildren);
+        assert_eq!(h.log.last(), Some(&Action::Exit(143)));
+    }
+
+    #[test]
+    fn main_receives_signals_without_a_running_main_command_shuts_down_as_usual() {
+        let mut none = sup(vec![svc("a", &[])], false);
+        none.main_receives_signals = true;
+        let mut h = Harness::new(none);
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(h.sup.phase.name(), "stopping");
+
+        // Still waiting for a service: nothing to forward to.
+        let mut web = svc("web", &[]);
+        web.ready = Some(crate::config::Ready::Notify);
+        let mut waiting = sup(vec![web], true);
+        waiting.main_receives_signals = true;
+        let mut h = Harness::new(waiting);
+        h.event(Event::Signal(Signal::SIGINT));
+        assert_eq!(h.sup.phase.name(), "stopping");
+    }
+
+    #[test]
+    fn each_finish_script_is_killed_at_finish_script_timeout_within_the_budget() {
+        let mut s = sup(vec![], false);
+        s.finish = super::super::Scripts::new(vec!["/f/01".into(), "/f/02".into()]);
+        s.finish_script_timeout = Some(Duration::from_secs(2));
+        let mut h = Harness::new(s);
+        let t0 = h.now;
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(h.spawned(), vec![Target::Finish(0)]);
+        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(2)));
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(2));
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGKILL)]);
+        assert_eq!(h.sup.next_deadline(), None, "then only the reap is awaited");
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(3));
+        assert!(h.signalled().is_empty(), "SIGKILL once");
+        h.exit(pid(100), Exit::Signal(Signal::SIGKILL));
+        // The next one gets its own limit, still within the 9 s budget.
+        assert_eq!(h.spawned(), vec![Target::Finish(1)]);
+        assert_eq!(h.sup.next_deadline(), Some(h.now + Duration::from_secs(2)));
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(5));
+        assert_eq!(h.signalled(), vec![(pid(101), Signal::SIGKILL)]);
+    }
+
+    #[test]
+    fn without_finish_script_timeout_only_the_budget_bounds_a_finish_script() {
+        let mut s = sup(vec![], false);
+        s.finish = super::super::Scripts::new(vec!["/f/01".into(), "/f/02".into()]);
+        let mut h = Harness::new(s);
+        let t0 = h.now;
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(9)));
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(9));
+        assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGKILL)]);
+        h.take_log();
+        h.exit(pid(100), Exit::Signal(Signal::SIGKILL));
+        // A script started once the budget is spent is killed at once too.
+        assert_eq!(h.spawned(), vec![Target::Finish(1)]);
+        h.take_log();
+        h.advance_to(h.now);
+        assert_eq!(h.signalled(), vec![(pid(101), Signal::SIGKILL)]);
     }
 }

@@ -158,7 +158,7 @@ impl Supervisor {
         let mut stops = Vec::new();
         for i in ids {
             if let Some(svc) = self.services.get_mut(i) {
-                stops.push((i, !svc.is_down()));
+                stops.push((i, !svc.is_down() || svc.has_down_to_run()));
                 // `schedule` sends the stop signals, dependants first.
                 svc.want_down();
             }

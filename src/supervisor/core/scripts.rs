@@ -1,7 +1,11 @@
 //! Init and finish scripts: run one at a time, in order, as children like
 //! any other. A failing init script stops the container with its code
 //! (unless `InitFailure::Continue`); finish scripts run whatever happens,
-//! until the shutdown budget is spent.
+//! until the shutdown budget is spent, and each one no longer than
+//! `Supervisor::finish_script_timeout` (`S6_KILL_FINISH_MAXTIME`) when set:
+//! SIGKILL to its group at whichever comes first. Init scripts have no
+//! deadline of their own (s6-overlay gives them none either) until a
+//! shutdown begins.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,7 +28,11 @@ pub struct Scripts {
     /// A script's spawn was requested and it has not ended yet.
     busy: bool,
     running: Option<Pid>,
+    /// The script that runs was sent SIGKILL.
     killed: bool,
+    /// The script that runs gets SIGKILL then (finish scripts with
+    /// `S6_KILL_FINISH_MAXTIME`).
+    pub(super) kill_at: Option<Instant>,
 }
 
 impl Scripts {
@@ -37,6 +45,11 @@ impl Scripts {
 
     pub(super) fn running(&self) -> Option<Pid> {
         self.running
+    }
+
+    /// The script that runs, unless it was sent SIGKILL already.
+    pub(super) fn unkilled(&self) -> Option<Pid> {
+        self.running.filter(|_| !self.killed)
     }
 
     pub(super) fn is_busy(&self) -> bool {
@@ -56,6 +69,8 @@ impl Scripts {
         };
         self.next += 1;
         self.busy = true;
+        self.killed = false;
+        self.kill_at = None;
         Some((path.display().to_string(), action))
     }
 
@@ -78,8 +93,27 @@ impl Scripts {
 
     /// SIGKILL to the script that runs, once (the shutdown budget is spent).
     pub(super) fn budget_spent(&mut self) -> Option<Action> {
-        let pid = self.running.filter(|_| !self.killed)?;
+        let pid = self.unkilled()?;
         warn!(pid = pid.as_raw(), "shutdown budget spent, killing script");
+        self.finish_off(pid)
+    }
+
+    /// When the script that runs gets SIGKILL for its own time limit.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.unkilled().and(self.kill_at)
+    }
+
+    /// SIGKILL to the script that runs once its own time limit passed.
+    pub(super) fn overdue(&mut self, now: Instant) -> Option<Action> {
+        let pid = self.unkilled()?;
+        if self.kill_at.is_none_or(|at| now < at) {
+            return None;
+        }
+        warn!(script = %self.current(), pid = pid.as_raw(), "finish script ran too long (S6_KILL_FINISH_MAXTIME), killing it");
+        self.finish_off(pid)
+    }
+
+    fn finish_off(&mut self, pid: Pid) -> Option<Action> {
         self.killed = true;
         Some(Action::Signal {
             pid,

@@ -34,13 +34,20 @@ impl Supervisor {
     }
 
     pub(super) fn service_status(&self, svc: &Service, now: Instant) -> ServiceStatus {
-        let waiting_for: Vec<&str> = self
+        // A boot step that failed holds its dependants even once up (`boot`).
+        let waiting_for: Vec<String> = self
             .services
             .deps(svc.id())
             .iter()
             .filter_map(|&j| self.services.get(j))
-            .filter(|dep| !dep.is_started())
-            .map(Service::name)
+            .filter(|dep| !dep.is_started() || self.boot_failed(dep.id()))
+            .map(|dep| {
+                if dep.ended_for_good() || self.boot_failed(dep.id()) {
+                    format!("{} (failed)", dep.name())
+                } else {
+                    dep.name().to_string()
+                }
+            })
             .collect();
         let (state, detail, next_start_ms) = match svc.state() {
             State::Idle if svc.want() == Want::Up && self.phase == Phase::Up => {
