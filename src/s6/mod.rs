@@ -48,7 +48,7 @@ pub use env::{DEFAULT_SHUTDOWN_TIMEOUT, HONOURED, NO_EFFECT, S6_GRACETIME_DEFAUL
 pub use envdir::{envdir, printcontenv};
 pub use links::{COMMANDS, Command, command, install_links};
 pub use notifyoncheck::notifyoncheck;
-pub use rc::{expand_names, halt, rc};
+pub use rc::{halt, rc};
 pub use setuidgid::setuidgid;
 pub use status::{svok, svstat};
 pub use svc::svc;

@@ -102,24 +102,35 @@ pub(super) fn parse_rc(args: &[OsString]) -> Result<RcArgs, String> {
     Ok(parsed)
 }
 
-/// The atomic services `names` stand for, in order, each once.
-///
-/// s6-rc names may be bundles (`user`, `user2`, an app's own): the
-/// integrator wires their expansion here, from `Spec.bundles` (a bundle's
-/// contents, recursively, bundles inside bundles included). s6-rc runs as
-/// a client of the control socket, without the `Spec`: the bundles reach
-/// it either through the `status` answer (a `bundles` field of `Response`,
-/// name -> contents) or by reading the s6-rc tree with the config loader.
-/// Until then every name is taken as a service of its own, and a name
-/// corral does not know (a bundle's too) is reported as unknown (exit 3).
-pub fn expand_names(names: &[String]) -> Vec<String> {
+/// The services `names` stand for, in order, each once: a service's own
+/// name, or an s6-rc bundle's members (`user`, `user2`, an app's own,
+/// bundles inside bundles), as corral resolves a name in any request — a
+/// `status` of that name answers with the members. `all` is every service.
+fn expand_names(
+    link: &Link,
+    names: &[String],
+    all: &[ServiceStatus],
+) -> Result<Vec<String>, Failure> {
     let mut services: Vec<String> = Vec::new();
     for name in names {
-        if !services.contains(name) {
-            services.push(name.clone());
+        let members: Vec<String> = if all.iter().any(|s| &s.name == name) {
+            vec![name.clone()]
+        } else {
+            let response = link.ask(&Request::Status {
+                services: vec![name.clone()],
+            })?;
+            if !response.ok {
+                return Err(Failure::NoService(format!("unknown service name: {name}")));
+            }
+            response.services.into_iter().map(|s| s.name).collect()
+        };
+        for member in members {
+            if !services.contains(&member) {
+                services.push(member);
+            }
         }
     }
-    services
+    Ok(services)
 }
 
 /// `s6-rc [OPTIONS] change|list [NAME...]` (`args` without the program name).
@@ -150,21 +161,13 @@ pub fn rc(args: &[OsString]) -> u8 {
 }
 
 fn run(link: &Link, args: &RcArgs) -> Result<(), Failure> {
-    let mut selection = expand_names(&args.names);
     let needs_all = args.active || (args.subcommand == Subcommand::List && args.down);
-    let all = if needs_all || !selection.is_empty() {
+    let all = if needs_all || !args.names.is_empty() {
         link.all()?
     } else {
         Vec::new()
     };
-    if let Some(unknown) = selection
-        .iter()
-        .find(|n| !all.iter().any(|s| &s.name == *n))
-    {
-        return Err(Failure::NoService(format!(
-            "unknown service name: {unknown}"
-        )));
-    }
+    let mut selection = expand_names(link, &args.names, &all)?;
     if args.active {
         for status in all.iter().filter(|s| is_active(s)) {
             if !selection.contains(&status.name) {

@@ -35,6 +35,16 @@ impl Service {
         self.prober = None;
         self.main_pid = None;
         self.notify_status = None;
+        if self.spec.oneshot && self.spec.command.is_empty() {
+            // An s6-rc `up` holding only comments (linuxserver's `init-*-end`
+            // steps): nothing to run, a success at once, as under s6-rc.
+            self.starts += 1;
+            self.last_exit = Some(Exit::Code(0));
+            self.ran_ok = true;
+            self.state = State::Exited;
+            info!(service = %self.spec.name, "oneshot done (nothing to run)");
+            return Vec::new();
+        }
         vec![Action::Spawn {
             target: Target::Service(self.id),
             job: Job::Service {

@@ -101,6 +101,19 @@ fn recorded_longrun(name: &str) -> String {
     )
 }
 
+/// Oneshot `name` done, not only past its last line: one still running at
+/// a stop gets its stop signal and has no down to run. Needs `ctl_socket`.
+fn wait_exited(c: &mut Corral, name: &str) {
+    c.wait_for(&format!("{name} exited"), |c| {
+        let status = c.ctl(&["status", name]);
+        if status.stdout.contains("exited") {
+            Ok(())
+        } else {
+            Err(status.stdout)
+        }
+    });
+}
+
 fn wait_line(c: &mut Corral, rel: &str, line: &str) {
     c.wait_for(&format!("{line:?} in {rel}"), |c| {
         let lines = if c.dir().exists(rel) {
@@ -150,9 +163,9 @@ exit 0
         oneshot(&dir, me, &record(&format!("up {me}")), Some(&down), &[]);
     }
     user(&dir, &["x", "y"]);
-    let mut c = with_tree(dir, "2").start();
-    wait_line(&mut c, "order", "up x");
-    wait_line(&mut c, "order", "up y");
+    let mut c = with_tree(dir, "2").ctl_socket().start();
+    wait_exited(&mut c, "x");
+    wait_exited(&mut c, "y");
     assert_eq!(c.stop(), 0, "{}", c.output_excerpt());
     for me in ["x", "y"] {
         assert!(
@@ -178,8 +191,9 @@ fn a_hanging_down_is_killed_at_its_timeout_down_and_the_shutdown_goes_on() {
     user(&dir, &["hang"]);
     let mut c = with_tree(dir, "2")
         .args(["--shutdown-timeout", "20s"])
+        .ctl_socket()
         .start();
-    wait_line(&mut c, "order", "up hang");
+    wait_exited(&mut c, "hang");
     assert_eq!(c.stop(), 0, "{}", c.output_excerpt());
     let down: i32 = c.dir().read("hang.down.pid").trim().parse().expect("pid");
     assert!(!running(down) || zombie(down), "the down still runs");
@@ -207,7 +221,7 @@ fn ctl_stop_runs_a_oneshots_down_and_ctl_start_its_up_again() {
     );
     user(&dir, &["setup"]);
     let mut c = with_tree(dir, "2").ctl_socket().start();
-    wait_line(&mut c, "order", "up setup");
+    wait_exited(&mut c, "setup");
     let stop = c.ctl(&["stop", "setup"]);
     assert_eq!(stop.code, 0, "{stop:?}");
     assert_eq!(c.dir().lines("order"), ["up setup", "down setup"]);
@@ -446,4 +460,93 @@ fn a_wait_for_a_service_that_failed_for_good_fails_at_once() {
         "{wait:?}"
     );
     assert!(wait.took < std::time::Duration::from_secs(30), "{wait:?}");
+}
+
+/// One of corral's s6 commands, through the link corral put in
+/// `$T/s6run/basedir/bin` (first on every service's PATH).
+fn s6_command(c: &Corral, name: &str, args: &[&str]) -> Ran {
+    let mut cmd = std::process::Command::new(c.dir().join(&format!("s6run/basedir/bin/{name}")));
+    cmd.args(args).env("CORRAL_SOCKET", c.socket());
+    run_within(&mut cmd, DEADLINE)
+}
+
+#[test]
+fn a_bundle_outside_user_starts_and_stops_by_its_name() {
+    let dir = TestDir::new("s6rc-bundle");
+    longrun(&dir, "base-svc", &recorded_longrun("base-svc"), &[]);
+    longrun(&dir, "extra-a", &recorded_longrun("extra-a"), &[]);
+    longrun(&dir, "extra-b", &recorded_longrun("extra-b"), &[]);
+    // extras = extra-a + inner, inner = extra-b: a bundle inside a bundle.
+    tree_file(&dir, "inner", "type", "bundle\n");
+    tree_file(&dir, "inner", "contents", "extra-b\n");
+    tree_file(&dir, "extras", "type", "bundle\n");
+    tree_file(&dir, "extras", "contents", "extra-a\ninner\n");
+    user(&dir, &["base-svc"]);
+    let mut c = with_tree(dir, "2").ctl_socket().start();
+    wait_line(&mut c, "order", "run base-svc");
+    let ran = s6_command(&c, "s6-rc", &["-u", "change", "extras"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    wait_line(&mut c, "order", "run extra-a");
+    wait_line(&mut c, "order", "run extra-b");
+    let ran = s6_command(&c, "s6-rc", &["-a", "list"]);
+    let mut active: Vec<&str> = ran.stdout.lines().collect();
+    active.sort_unstable();
+    assert_eq!(active, ["base-svc", "extra-a", "extra-b"], "{ran:?}");
+    // `ctl` takes bundle names too: the status of `user` is its members'.
+    let status = c.ctl(&["status", "user"]);
+    assert!(
+        status.stdout.contains("base-svc") && !status.stdout.contains("extra-a"),
+        "{status:?}"
+    );
+    let ran = s6_command(&c, "s6-rc", &["-d", "change", "extras"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    wait_line(&mut c, "order", "stop extra-b");
+    wait_line(&mut c, "order", "stop extra-a");
+    assert_eq!(c.stop(), 0, "{}", c.output_excerpt());
+}
+
+#[test]
+fn oneshots_with_no_order_between_them_run_together() {
+    let dir = TestDir::new("s6rc-parallel-up");
+    // Each `up` says it began, then waits (at most 10 s) for the other's
+    // word: both succeed only if they run at the same time.
+    let both = |me: &str, other: &str| {
+        format!(
+            "touch \"$T/{me}.began\"\ni=0\nwhile [ ! -e \"$T/{other}.began\" ]; do\n  i=$((i+1)); [ $i -gt 1000 ] && exit 1\n  sleep 0.01\ndone\n{}",
+            record(&format!("up {me}"))
+        )
+    };
+    oneshot(&dir, "left", &both("left", "right"), None, &[]);
+    oneshot(&dir, "right", &both("right", "left"), None, &[]);
+    longrun(&dir, "app", &recorded_longrun("app"), &["left", "right"]);
+    user(&dir, &["app"]);
+    let mut c = with_tree(dir, "2").start();
+    wait_line(&mut c, "order", "run app");
+    let lines = c.dir().lines("order");
+    assert!(
+        lines.contains(&"up left".to_string()) && lines.contains(&"up right".to_string()),
+        "{lines:?}"
+    );
+    assert_eq!(c.stop(), 0, "{}", c.output_excerpt());
+}
+
+#[test]
+fn an_up_of_only_comments_is_done_at_once_and_the_chain_goes_on() {
+    let dir = TestDir::new("s6rc-empty-up");
+    oneshot(&dir, "init-a", &record("up init-a"), None, &[]);
+    tree_file(&dir, "init-end", "type", "oneshot\n");
+    tree_file(
+        &dir,
+        "init-end",
+        "up",
+        "# This file doesn't do anything, it's just the end of the chain\n",
+    );
+    depends(&dir, "init-end", &["init-a"]);
+    longrun(&dir, "svc", &recorded_longrun("svc"), &["init-end"]);
+    user(&dir, &["init-a", "init-end", "svc"]);
+    let mut c = with_tree(dir, "2").ctl_socket().start();
+    wait_line(&mut c, "order", "run svc");
+    let status = c.ctl(&["status", "init-end"]);
+    assert!(status.stdout.contains("exited"), "{status:?}");
+    assert_eq!(c.stop(), 0, "{}", c.output_excerpt());
 }

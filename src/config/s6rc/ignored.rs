@@ -16,7 +16,7 @@ pub(super) enum Role {
 }
 
 const COMMON: &[&str] = &["type", "dependencies", "dependencies.d", "timeout-up"];
-const ONESHOT: &[&str] = &["up", "down"];
+const ONESHOT: &[&str] = &["up", "down", "timeout-down"];
 const LONGRUN: &[&str] = &[
     "run",
     "finish",
@@ -41,7 +41,7 @@ const BUNDLE: &[&str] = &[
 const IGNORED: &[(&str, &str)] = &[
     (
         "timeout-down",
-        "corral stops a service with its down-signal, then SIGKILL after timeout-kill (or the stop timeout); it has no other deadline on a stop",
+        "corral stops a longrun with its down-signal, then SIGKILL after timeout-kill (or the stop timeout); it has no other deadline on a stop (a oneshot's timeout-down is read: its down script's deadline)",
     ),
     (
         "max-death-tally",

@@ -121,6 +121,11 @@ pub(super) fn oneshot(name: &str, dir: &Path, ctx: &mut Ctx) -> Option<ServiceSp
     spec.run_timeout = millis(ctx, dir, "timeout-up")
         .filter(|&ms| ms > 0)
         .map(ms_duration);
+    // The deadline of the `down` script (s6-rc: 0 or absent, none; corral
+    // keeps its stop timeout as the last resort).
+    if let Some(ms) = millis(ctx, dir, "timeout-down").filter(|&ms| ms > 0) {
+        spec.stop_timeout = ms_duration(ms);
+    }
     (ctx.errors.len() == before).then_some(spec)
 }
 

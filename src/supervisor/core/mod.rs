@@ -71,6 +71,9 @@ pub struct Supervisor {
     /// `S6_CMD_RECEIVE_SIGNALS`: SIGTERM / SIGINT / SIGQUIT go to the
     /// running main COMMAND's group instead of starting the shutdown.
     pub main_receives_signals: bool,
+    /// s6-rc bundles (name -> services): a request may name one
+    /// (`s6-rc -u change user`, `ctl start user`).
+    bundles: std::collections::BTreeMap<String, Vec<String>>,
     /// When phase `Up` began (`cmd_wait_maxtime` counts from it).
     up_since: Option<Instant>,
     /// Boot steps whose failure to come up was acted on (once each).
@@ -87,6 +90,7 @@ impl Supervisor {
         shutdown_timeout: Duration,
     ) -> Supervisor {
         Supervisor {
+            bundles: spec.bundles,
             services: Services::new(spec.services),
             owners: HashMap::new(),
             main: main.map(Main::new),

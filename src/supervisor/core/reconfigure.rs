@@ -46,6 +46,7 @@ impl Supervisor {
         let mut actions = Vec::new();
         let mut messages = Vec::new();
         let names: Vec<String> = spec.services.iter().map(|s| s.name.clone()).collect();
+        self.bundles = spec.bundles;
         for new in spec.services {
             let Some(svc) = self
                 .services

@@ -64,10 +64,24 @@ impl Supervisor {
         let mut found = Vec::new();
         let mut unknown = Vec::new();
         for name in names {
-            match self.services.find_live(name) {
-                Some(id) if !found.contains(&id) => found.push(id),
-                Some(_) => {}
-                None => unknown.push(self.no_such_service(name)),
+            // A service's own name first; else an s6-rc bundle's members.
+            let ids: Vec<ServiceId> = match self.services.find_live(name) {
+                Some(id) => vec![id],
+                None => match self.bundles.get(name) {
+                    Some(members) => members
+                        .iter()
+                        .filter_map(|m| self.services.find_live(m))
+                        .collect(),
+                    None => {
+                        unknown.push(self.no_such_service(name));
+                        continue;
+                    }
+                },
+            };
+            for id in ids {
+                if !found.contains(&id) {
+                    found.push(id);
+                }
             }
         }
         if unknown.is_empty() {

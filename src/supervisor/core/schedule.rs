@@ -47,21 +47,32 @@ impl Supervisor {
                 actions.extend(svc.stop(now, None));
             }
         }
-        for id in self.services.ids() {
-            let waiting = self
-                .services
-                .get(id)
-                .is_some_and(|svc| svc.want() == Want::Up && *svc.state() == State::Idle);
-            if !waiting {
-                continue;
+        // Again while a start completed at once (a oneshot with nothing to
+        // run): its dependants may come earlier in the order. Each pass
+        // that goes round again took one more service out of `Idle`.
+        loop {
+            let mut done_at_once = false;
+            for id in self.services.ids() {
+                let waiting = self
+                    .services
+                    .get(id)
+                    .is_some_and(|svc| svc.want() == Want::Up && *svc.state() == State::Idle);
+                if !waiting {
+                    continue;
+                }
+                let ready = self
+                    .services
+                    .deps(id)
+                    .iter()
+                    .all(|&j| self.services.is_started(j) && !self.boot_failed(j));
+                if ready && let Some(svc) = self.services.get_mut(id) {
+                    let started = svc.start(now);
+                    done_at_once |= started.is_empty() && *svc.state() == State::Exited;
+                    actions.extend(started);
+                }
             }
-            let ready = self
-                .services
-                .deps(id)
-                .iter()
-                .all(|&j| self.services.is_started(j) && !self.boot_failed(j));
-            if ready && let Some(svc) = self.services.get_mut(id) {
-                actions.extend(svc.start(now));
+            if !done_at_once {
+                break;
             }
         }
         if self.main_is_waiting()
@@ -196,6 +207,19 @@ mod tests {
         assert_eq!(h.spawned(), vec![Target::Service(id(1))]);
         h.take_log();
         h.exit(pid(100), Exit::Code(0));
+        assert_eq!(h.spawned(), vec![Target::Service(id(0)), Target::Main]);
+    }
+
+    #[test]
+    fn a_oneshot_with_nothing_to_run_is_done_at_once_and_its_dependants_start() {
+        // `app` comes first in the order, its dependency `end` (an s6-rc
+        // `up` holding only a comment) after it: one event must start both.
+        let mut end = svc("end", &[]);
+        end.oneshot = true;
+        end.restart = crate::config::Restart::Never;
+        end.command = Vec::new();
+        let h = Harness::new(sup(vec![svc("app", &["end"]), end], true));
+        assert_eq!(*h.state_of("end"), State::Exited);
         assert_eq!(h.spawned(), vec![Target::Service(id(0)), Target::Main]);
     }
 
