@@ -314,14 +314,6 @@ mod tests {
     }
 
     #[test]
-    fn names_are_services_until_bundles_are_wired() {
-        assert_eq!(
-            expand_names(&["web".into(), "db".into(), "web".into()]),
-            vec!["web".to_string(), "db".to_string()]
-        );
-    }
-
-    #[test]
     fn the_exitcode_file_gives_halts_code() {
         let dir = std::env::temp_dir().join(format!("corral-unit-halt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
