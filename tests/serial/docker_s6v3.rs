@@ -201,7 +201,7 @@ fn example_tree_passes_corral_check() {
     );
     assert_eq!(ran.code, 0, "corral check --s6-rc-dir: {ran:?}");
     let levels = plan_levels(&ran.stdout);
-    let tree = Tree::read(&[tree_dir.clone()]);
+    let tree = Tree::read(std::slice::from_ref(&tree_dir));
     for name in tree.runnable() {
         let Some(level) = levels.get(&name) else {
             panic!("{name} is not in the plan:\n{}", ran.stdout);
@@ -261,7 +261,7 @@ fn scenario(variant: Variant) {
     let trace = wait_booted(&lab, 1);
     let boot1 = trace.boot(1);
     let tree = lab.live_tree();
-    check_boot(&lab, &tree, &boot1, 1);
+    check_boot(&tree, &boot1, 1, &lab.logs_tail());
     check_status(&lab, &tree, 1);
     check_app(&lab, &first);
     check_commands(&lab, first.pid, 1);
@@ -327,7 +327,7 @@ fn scenario(variant: Variant) {
     let trace = wait_booted(&lab, 2);
     let boot2 = trace.boot(2);
     let tree = lab.live_tree();
-    check_boot(&lab, &tree, &boot2, 2);
+    check_boot(&tree, &boot2, 2, &lab.logs_tail());
     check_status(&lab, &tree, 1);
     check_app(&lab, &second);
     check_commands(&lab, second.pid, 2);
@@ -364,8 +364,8 @@ fn scenario(variant: Variant) {
 /// Boot `n`, as its trace shows it: the hook first; every oneshot that
 /// traces itself exactly once, after all it depends on; user2 after user;
 /// what each step found.
-fn check_boot(lab: &Lab, tree: &Tree, boot: &Boot, n: u32) {
-    let context = || format!("boot {n}:\n{}\n{}", boot.text(), lab.logs_tail());
+fn check_boot(tree: &Tree, boot: &Boot, n: u32, logs: &str) {
+    let context = || format!("boot {n}:\n{}\n{logs}", boot.text());
     // The hook: first, and its service is in the tree.
     assert_eq!(boot.count("hook stage2"), 1, "{}", context());
     assert!(
@@ -750,8 +750,9 @@ impl Boot {
         self.matching(prefix).next().map(|l| l.ms)
     }
 
+    /// Whether `name` wrote any line of its own.
     fn traces(&self, name: &str) -> bool {
-        self.begin(name).is_some()
+        self.begin(name).is_some() || self.end(name).is_some()
     }
 
     /// When `name` began (its first run: begin or mark).
