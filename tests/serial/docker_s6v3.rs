@@ -1269,7 +1269,7 @@ impl Lab {
         fs::copy(&binary, context.join("corral")).unwrap();
         let built = run_within(
             Command::new("docker")
-                .args(["build", "-q", "--target", variant.name()])
+                .args(["build", "-q", "--force-rm", "--target", variant.name()])
                 .args(["--label", &label()])
                 .args(["-t", &lab.image])
                 .arg(&context),
