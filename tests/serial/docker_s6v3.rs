@@ -274,6 +274,11 @@ fn scenario(variant: Variant) {
         boot1.chain_end().saturating_sub(run_ms),
         boot1.last_oneshot(),
     ));
+    figures.line(format!(
+        "boot 1, steps with no order between them: {}; {}",
+        boot1.side_by_side("init-migrations", "init-envfile"),
+        boot1.side_by_side("init-app-config", "init-runtime-env")
+    ));
     let run_fs = lab.exec_ok(&["stat", "-f", "-c", "%T", "/run"]);
     figures.line(format!("/run in the container: {}", run_fs.trim()));
     assert_ne!(
@@ -728,6 +733,28 @@ impl Boot {
                     .strip_prefix(prefix)
                     .is_some_and(|rest| rest.starts_with(' '))
         })
+    }
+
+    /// How two steps with no order between them ran: each one's start
+    /// and end relative to the first start, and whether they overlapped.
+    fn side_by_side(&self, a: &str, b: &str) -> String {
+        let span = |name: &str| Some((self.begin(name)?, self.end(name)?));
+        let (Some((a0, a1)), Some((b0, b1))) = (span(a), span(b)) else {
+            return format!("{a} / {b}: not both traced");
+        };
+        let zero = a0.min(b0);
+        format!(
+            "{a} {}-{} ms, {b} {}-{} ms ({})",
+            a0.saturating_sub(zero),
+            a1.saturating_sub(zero),
+            b0.saturating_sub(zero),
+            b1.saturating_sub(zero),
+            if a0 < b1 && b0 < a1 {
+                "overlapping"
+            } else {
+                "one after the other"
+            }
+        )
     }
 
     fn count(&self, prefix: &str) -> usize {
