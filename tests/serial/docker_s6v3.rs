@@ -265,6 +265,7 @@ fn scenario(variant: Variant) {
     check_status(&lab, &tree, 1);
     check_app(&lab, &first);
     check_commands(&lab, first.pid, 1);
+    figures.line(check_variant(&lab, variant));
     figures.line(format!(
         "boot 1: from docker run: stage 2 hook {} ms, svc-app started {} ms, app answering \
          (seen from the host) {:.0} ms, init chain done {} ms (last oneshot: {})",
@@ -536,6 +537,46 @@ fn check_commands(lab: &Lab, app_pid: u32, boot: u32) {
         "printcontenv BOOT_COUNT: what init-runtime-env wrote into the container environment"
     );
     lab.exec_ok(&["test", "-x", "/run/s6/basedir/bin/halt"]);
+}
+
+/// The image is the variant it claims: `links` has no s6 or execline
+/// program but corral's links; `s6pkg` has Debian's, with corral's ahead of
+/// them on `PATH`. Says where the commands resolve.
+fn check_variant(lab: &Lab, variant: Variant) -> String {
+    let resolve = |cmd: &str| {
+        let ran = lab.exec(&[
+            "sh",
+            "-c",
+            &format!("p=$(command -v {cmd}) && echo \"$p -> $(readlink -f \"$p\")\""),
+        ]);
+        (ran.code == 0).then(|| ran.stdout.trim().to_string())
+    };
+    let mut seen = Vec::new();
+    for cmd in ["with-contenv", "s6-svc", "s6-setuidgid", "s6-notifyoncheck"] {
+        let at = resolve(cmd).unwrap_or_else(|| panic!("{cmd} is not on PATH"));
+        assert!(
+            at.ends_with("-> /usr/local/bin/corral"),
+            "{cmd} resolves to {at}, not to corral"
+        );
+        seen.push(at);
+    }
+    let debian = lab.exec(&["test", "-x", "/usr/bin/s6-supervise"]).code == 0;
+    let execline = resolve("execlineb");
+    match variant {
+        Variant::Links => assert!(
+            !debian && execline.is_none(),
+            "the links image holds s6 or execline programs ({execline:?})"
+        ),
+        Variant::S6Pkg => assert!(
+            debian && execline.is_some(),
+            "the s6pkg image lacks Debian's s6 or execline"
+        ),
+    }
+    format!(
+        "commands: {}; Debian's s6 installed: {debian}; execlineb: {}",
+        seen.join(", "),
+        execline.unwrap_or_else(|| "none".to_string())
+    )
 }
 
 /// After a stop of boot `n`: the oneshot's down ran once, after the app
