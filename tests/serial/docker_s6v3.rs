@@ -4,7 +4,10 @@
 //! its Dockerfile on the local base image of `docker/build-base.sh`, with
 //! corral as ENTRYPOINT. Once per variant of the image: corral's links as the
 //! only s6 commands (`links`), and Debian's `s6` and `execline` installed
-//! beside them (`s6pkg`). The same checks for both:
+//! with only `with-contenv` and `printcontenv` linked to corral (`s6pkg`, as
+//! an image that keeps s6's programs: the commands that talk to a
+//! supervisor must then resolve to corral's through `/run/s6/basedir/bin`).
+//! The same checks for both:
 //!
 //! - the stage 2 hook ran first and added a service to the tree; every
 //!   oneshot ran exactly once per boot (`ctl status`: exited 0, run 1; the
@@ -265,7 +268,7 @@ fn scenario(variant: Variant) {
     check_status(&lab, &tree, 1);
     check_app(&lab, &first);
     check_commands(&lab, first.pid, 1);
-    figures.line(check_variant(&lab, variant));
+    figures.line(check_variant(&lab, variant, first.pid));
     figures.line(format!(
         "boot 1: from docker run: stage 2 hook {} ms, svc-app started {} ms, app answering \
          (seen from the host) {:.0} ms, init chain done {} ms (last oneshot: {})",
@@ -539,43 +542,88 @@ fn check_commands(lab: &Lab, app_pid: u32, boot: u32) {
     lab.exec_ok(&["test", "-x", "/run/s6/basedir/bin/halt"]);
 }
 
-/// The image is the variant it claims: `links` has no s6 or execline
-/// program but corral's links; `s6pkg` has Debian's, with corral's ahead of
-/// them on `PATH`. Says where the commands resolve.
-fn check_variant(lab: &Lab, variant: Variant) -> String {
+/// The image is the variant it claims, and the commands resolve where
+/// they must. `links`: no s6 or execline program, every command a link to
+/// corral. `s6pkg`: Debian's s6 and execline; the standalone commands
+/// (`s6-setuidgid`) are Debian's, those that talk to a supervisor
+/// corral's, through `/run/s6/basedir/bin` first on `PATH`: in `docker
+/// exec` (the image's `PATH`) and in every service (corral's). Says where
+/// each resolved.
+fn check_variant(lab: &Lab, variant: Variant, app_pid: u32) -> String {
+    const CORRAL: &str = "/usr/local/bin/corral";
     let resolve = |cmd: &str| {
         let ran = lab.exec(&[
             "sh",
             "-c",
-            &format!("p=$(command -v {cmd}) && echo \"$p -> $(readlink -f \"$p\")\""),
+            &format!("p=$(command -v {cmd}) && echo \"$p $(readlink -f \"$p\")\""),
         ]);
-        (ran.code == 0).then(|| ran.stdout.trim().to_string())
+        let out = ran.stdout.trim().to_string();
+        match out.split_once(' ') {
+            Some((at, target)) if ran.code == 0 => Some((at.to_string(), target.to_string())),
+            _ => None,
+        }
     };
     let mut seen = Vec::new();
-    for cmd in ["with-contenv", "s6-svc", "s6-setuidgid", "s6-notifyoncheck"] {
-        let at = resolve(cmd).unwrap_or_else(|| panic!("{cmd} is not on PATH"));
+    let mut expect = |cmd: &str, at: Option<&str>, target: &str| {
+        let (found, resolved) = resolve(cmd).unwrap_or_else(|| panic!("{cmd} is not on PATH"));
         assert!(
-            at.ends_with("-> /usr/local/bin/corral"),
-            "{cmd} resolves to {at}, not to corral"
+            at.is_none_or(|at| found == at) && resolved == target,
+            "{cmd} is {found} -> {resolved}, not {} -> {target}",
+            at.unwrap_or("anywhere")
         );
-        seen.push(at);
-    }
-    let debian = lab.exec(&["test", "-x", "/usr/bin/s6-supervise"]).code == 0;
+        seen.push(format!("{cmd} = {found}"));
+    };
+    let s6_installed = lab.exec(&["test", "-x", "/usr/bin/s6-supervise"]).code == 0;
     let execline = resolve("execlineb");
     match variant {
-        Variant::Links => assert!(
-            !debian && execline.is_none(),
-            "the links image holds s6 or execline programs ({execline:?})"
-        ),
-        Variant::S6Pkg => assert!(
-            debian && execline.is_some(),
-            "the s6pkg image lacks Debian's s6 or execline"
-        ),
+        Variant::Links => {
+            for cmd in [
+                "with-contenv",
+                "s6-svc",
+                "s6-svstat",
+                "s6-setuidgid",
+                "s6-notifyoncheck",
+                "printcontenv",
+            ] {
+                expect(cmd, None, CORRAL);
+            }
+            assert!(
+                !s6_installed && execline.is_none(),
+                "the links image holds s6 or execline programs ({execline:?})"
+            );
+        }
+        Variant::S6Pkg => {
+            assert!(
+                s6_installed && execline.is_some(),
+                "the s6pkg image lacks Debian's s6 or execline"
+            );
+            for cmd in ["s6-svc", "s6-svstat", "s6-svok", "s6-svwait", "s6-rc"] {
+                let at = format!("/run/s6/basedir/bin/{cmd}");
+                expect(cmd, Some(&at), CORRAL);
+            }
+            expect("with-contenv", Some("/usr/bin/with-contenv"), CORRAL);
+            expect(
+                "s6-setuidgid",
+                Some("/usr/bin/s6-setuidgid"),
+                "/usr/bin/s6-setuidgid",
+            );
+        }
     }
+    // Every service finds corral's supervisor commands first.
+    let environ = lab.exec_ok(&["cat", &format!("/proc/{app_pid}/environ")]);
+    let path = environ
+        .split('\0')
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        path.starts_with("/run/s6/basedir/bin:"),
+        "the app's PATH does not start with /run/s6/basedir/bin: {path:?}"
+    );
     format!(
-        "commands: {}; Debian's s6 installed: {debian}; execlineb: {}",
+        "commands: {}; the app's PATH: {path}; execlineb: {}",
         seen.join(", "),
-        execline.unwrap_or_else(|| "none".to_string())
+        execline.map_or("none".to_string(), |(at, _)| at)
     )
 }
 
