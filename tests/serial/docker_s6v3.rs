@@ -259,7 +259,7 @@ fn scenario(variant: Variant) {
     let run_at = Instant::now();
     lab.run();
     let app = lab.app_endpoint();
-    let first = wait_app(&app, |a| a.boot == "1");
+    let first = wait_app(&lab, &app, |a| a.boot == "1");
     let answered = run_at.elapsed();
     let trace = wait_booted(&lab, 1);
     let boot1 = trace.boot(1);
@@ -294,7 +294,7 @@ fn scenario(variant: Variant) {
 
     // s6-svc -r from docker exec: a new app process, answering again.
     lab.exec_ok(&["s6-svc", "-r", "/run/service/svc-app"]);
-    let restarted = wait_app(&app, |a| a.pid != first.pid);
+    let restarted = wait_app(&lab, &app, |a| a.pid != first.pid);
     lab.exec_ok(&["s6-svwait", "-U", "-t", "30000", "/run/service/svc-app"]);
     let status = lab.wait_status("svc-app to be ready again, in its second run", |s| {
         s["name"] == "svc-app" && s["ready"] == true && s["run"] == 2
@@ -331,7 +331,7 @@ fn scenario(variant: Variant) {
     let start_at = Instant::now();
     lab.start();
     let app = lab.app_endpoint();
-    let second = wait_app(&app, |a| a.boot == "2");
+    let second = wait_app(&lab, &app, |a| a.boot == "2");
     let answered = start_at.elapsed();
     let trace = wait_booted(&lab, 2);
     let boot2 = trace.boot(2);
@@ -712,15 +712,19 @@ fn ask_app(app: SocketAddr) -> Result<AppAnswer, String> {
     })
 }
 
-/// Ask the app until an answer satisfies `want`.
-fn wait_app(app: &SocketAddr, want: impl Fn(&AppAnswer) -> bool) -> AppAnswer {
+/// Ask the app until an answer satisfies `want` (failing at once if the
+/// container has exited).
+fn wait_app(lab: &Lab, app: &SocketAddr, want: impl Fn(&AppAnswer) -> bool) -> AppAnswer {
     wait_until(
         &format!("the app to answer on {app}"),
         BOOT_TIMEOUT,
         || match ask_app(*app) {
             Ok(a) if want(&a) => Ok(a),
             Ok(a) => Err(format!("answered {a:?}")),
-            Err(e) => Err(e),
+            Err(e) => {
+                lab.assert_running("the app to answer");
+                Err(e)
+            }
         },
     )
 }
@@ -731,6 +735,7 @@ fn wait_booted(lab: &Lab, n: usize) -> Trace {
         &format!("boot {n} to reach its user2 oneshot"),
         BOOT_TIMEOUT,
         || {
+            lab.assert_running(&format!("boot {n} to reach its user2 oneshot"));
             let trace = lab.trace();
             if trace.boots() >= n && trace.boot(n).count("mark init-boot-done") >= 1 {
                 Ok(trace)
@@ -1471,6 +1476,18 @@ impl Lab {
             self.logs_tail()
         );
         took
+    }
+
+    /// Fails the test at once, with the container's output, when it is no
+    /// longer running: whatever was awaited will not come.
+    fn assert_running(&self, awaited: &str) {
+        let state = self.inspect("{{.State.Status}} {{.State.ExitCode}}");
+        if !state.starts_with("running") {
+            panic!(
+                "the container is not running ({state}) while waiting for {awaited}\n{}",
+                self.logs_tail()
+            );
+        }
     }
 
     fn inspect(&self, format: &str) -> String {
