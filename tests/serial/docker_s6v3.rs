@@ -268,7 +268,7 @@ fn scenario(variant: Variant) {
     check_status(&lab, &tree, 1);
     check_app(&lab, &first);
     check_commands(&lab, first.pid, 1);
-    figures.line(check_variant(&lab, variant, first.pid));
+    figures.line(check_variant(&lab, variant));
     figures.line(format!(
         "boot 1: from docker run: stage 2 hook {} ms, svc-app started {} ms, app answering \
          (seen from the host) {:.0} ms, init chain done {} ms (last oneshot: {})",
@@ -549,7 +549,7 @@ fn check_commands(lab: &Lab, app_pid: u32, boot: u32) {
 /// corral's, through `/run/s6/basedir/bin` first on `PATH`: in `docker
 /// exec` (the image's `PATH`) and in every service (corral's). Says where
 /// each resolved.
-fn check_variant(lab: &Lab, variant: Variant, app_pid: u32) -> String {
+fn check_variant(lab: &Lab, variant: Variant) -> String {
     const CORRAL: &str = "/usr/local/bin/corral";
     let resolve = |cmd: &str| {
         let ran = lab.exec(&[
@@ -609,8 +609,16 @@ fn check_variant(lab: &Lab, variant: Variant, app_pid: u32) -> String {
             );
         }
     }
-    // Every service finds corral's supervisor commands first.
-    let environ = lab.exec_ok(&["cat", &format!("/proc/{app_pid}/environ")]);
+    // Every service finds corral's supervisor commands first: svc-hooked's
+    // (it runs as root: docker exec cannot read the environment of abc's
+    // app without CAP_SYS_PTRACE).
+    let hooked = lab
+        .status()
+        .into_iter()
+        .find(|s| s["name"] == "svc-hooked")
+        .and_then(|s| s["pid"].as_u64())
+        .unwrap_or_else(|| panic!("svc-hooked has no pid in ctl status"));
+    let environ = lab.exec_ok(&["cat", &format!("/proc/{hooked}/environ")]);
     let path = environ
         .split('\0')
         .find_map(|kv| kv.strip_prefix("PATH="))
@@ -618,10 +626,10 @@ fn check_variant(lab: &Lab, variant: Variant, app_pid: u32) -> String {
         .to_string();
     assert!(
         path.starts_with("/run/s6/basedir/bin:"),
-        "the app's PATH does not start with /run/s6/basedir/bin: {path:?}"
+        "svc-hooked's PATH does not start with /run/s6/basedir/bin: {path:?}"
     );
     format!(
-        "commands: {}; the app's PATH: {path}; execlineb: {}",
+        "commands: {}; a service's PATH: {path}; execlineb: {}",
         seen.join(", "),
         execline.map_or("none".to_string(), |(at, _)| at)
     )
