@@ -672,17 +672,30 @@ fn check_shutdown(lab: &Lab, boot: &Boot, n: usize, how: &str) {
     );
 }
 
+/// No zombie in the container. A process that has just exited is a zombie
+/// until corral reaps it, a moment later: only one that stays (5 s) fails.
 fn assert_zombies(lab: &Lab, when: &str) {
-    let states = lab.exec_ok(&["ps", "-eo", "stat="]);
-    let zombies = states
-        .lines()
-        .filter(|l| l.trim_start().starts_with('Z'))
-        .count();
-    assert_eq!(
+    let zombies = || {
+        let table = lab.exec_ok(&["ps", "-eo", "pid,ppid,stat,user,cmd"]);
+        let found: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(2)
+                    .is_some_and(|s| s.starts_with('Z'))
+            })
+            .collect();
+        if found.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{found:?}\n{table}"))
+        }
+    };
+    wait_until(
+        &format!("no zombie in the container {when}"),
+        Duration::from_secs(5),
         zombies,
-        0,
-        "zombies {when}:\n{}",
-        lab.exec_ok(&["ps", "-eo", "pid,ppid,stat,user,cmd"])
     );
 }
 
