@@ -3,7 +3,8 @@
 //! container environment as an envdir (`container_environment/`, one file
 //! per variable, read by `with-contenv` — corral's or s6-overlay's own — and
 //! changed by init scripts), and `basedir/bin/` with `halt` and the
-//! commands that talk to a supervisor (`s6-svc`, `s6-svwait`...), as links
+//! commands that talk to a supervisor (`s6-svc`, `s6-svwait`,
+//! `s6-notifyoncheck`...), as links
 //! to corral, put first on the `PATH` of everything corral starts.
 //!
 //! What it owns: the runtime dir (`/run/s6`, or `CORRAL_S6_RUNTIME_DIR`,
@@ -32,6 +33,8 @@ pub const RUNTIME_DIR: &str = "/run/s6";
 /// `s6-envdir`, execline, with-contenv) keep resolving to the image's own.
 pub const SUPERVISOR_COMMANDS: &[&str] = &[
     "halt",
+    // s6's own fails unless s6-supervise runs the service (exit 100).
+    "s6-notifyoncheck",
     "s6-rc",
     "s6-svc",
     "s6-svok",

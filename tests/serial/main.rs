@@ -9,6 +9,8 @@
 //!   with its fds, threads, RSS and CPU compared before and after.
 //! - `docker_e2e`: the haproxy + serf + node example in real containers
 //!   (or namespaces where Docker is missing), timing joins and drains.
+//! - `docker_s6v3`: an s6-overlay v3 tree in linuxserver's shape
+//!   (`examples/s6-v3/`) booted, restarted and stopped by corral in Docker.
 //!
 //! A crate of their own, not modules of `tests/it/`: cargo runs test crates
 //! one after another, so nothing else runs while these do.
@@ -28,3 +30,4 @@ mod common;
 mod chaos;
 mod ctl_abuse;
 mod docker_e2e;
+mod docker_s6v3;

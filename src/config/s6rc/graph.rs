@@ -83,7 +83,13 @@ impl<'a> Graph<'a> {
             return Some(BTreeSet::new());
         }
         if name == LEGACY_SERVICES {
-            return Some(self.legacy_enabled.iter().cloned().collect());
+            // v3's legacy-services depends on `user`: what waits for it
+            // (the `user2` services, by s6-overlay's rule) waits for both.
+            let mut all: BTreeSet<String> = self.legacy_enabled.iter().cloned().collect();
+            if let Some(user) = self.members("user", stack, ctx) {
+                all.extend(user);
+            }
+            return Some(all);
         }
         if name == TOP {
             let mut all: BTreeSet<String> = self.legacy_enabled.iter().cloned().collect();

@@ -115,7 +115,31 @@ impl Ctx<'_> {
             .filter(|n| !n.starts_with('.'))
             .collect();
         names.sort();
+        // A oneshot's `up` or `down` may name a script of its own directory
+        // (`/etc/s6-overlay/s6-rc.d/init-x/run`, `.../stop`): read, then.
+        let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+        let named: Vec<String> = if kind == "oneshot" {
+            ["up", "down"]
+                .iter()
+                .filter_map(|f| crate::files::read_limited(&dir.join(f), 64 * 1024).ok())
+                .flat_map(|bytes| {
+                    String::from_utf8_lossy(&bytes)
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         for name in names {
+            let own = dir_name.as_ref().is_some_and(|d| {
+                let tail = format!("/{d}/{name}");
+                named.iter().any(|w| w.ends_with(&tail))
+            });
+            if own {
+                continue;
+            }
             match ignored::role(kind, &name) {
                 ignored::Role::Read => {}
                 ignored::Role::Ignored(why) => self.note(&dir.join(&name), why),

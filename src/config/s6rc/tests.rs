@@ -511,8 +511,12 @@ fn what_starts_is_what_user_and_user2_reach() {
     }
     // `base` holds before any service: left out.
     assert_eq!(spec.get("svc").unwrap().after, ["init"]);
-    // `legacy-services`: the enabled services of the services dirs.
-    assert_eq!(spec.get("late").unwrap().after, ["dep-of-late", "web"]);
+    // `legacy-services`: the enabled services of the services dirs, and
+    // `user` (which legacy-services depends on in v3).
+    assert_eq!(
+        spec.get("late").unwrap().after,
+        ["dep-of-late", "svc", "web"]
+    );
     // v3's legacy-services depends on `user`.
     assert_eq!(spec.get("web").unwrap().after, ["svc"]);
     assert_eq!(spec.get("off").unwrap().after, ["svc"]);
@@ -723,4 +727,22 @@ fn a_pipeline_loop_is_an_error() {
         t.errors(),
         ["T/tree/a/producer-for: pipeline loop: a -> b -> a"]
     );
+}
+
+#[test]
+fn scripts_a_oneshot_names_in_its_own_dir_are_not_listed_as_ignored() {
+    let t = T::new("own-scripts");
+    t.oneshot("init-x", "/etc/s6-overlay/s6-rc.d/init-x/run\n");
+    t.file("init-x/down", "/etc/s6-overlay/s6-rc.d/init-x/stop\n");
+    t.file("init-x/run", "#!/bin/sh\n");
+    t.file("init-x/stop", "#!/bin/sh\n");
+    t.file("init-x/extra", "not named by up or down\n");
+    t.contents("user", &["init-x"]);
+    let spec = t.spec();
+    let notes = spec.notes.join("\n");
+    assert!(
+        !notes.contains("init-x/stop") && !notes.contains("init-x/run"),
+        "{notes}"
+    );
+    assert!(notes.contains("init-x/extra"), "{notes}");
 }
