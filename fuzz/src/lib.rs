@@ -932,3 +932,28 @@ fn check_http_response(answer: &[u8], head_only: bool, name: &str) -> u16 {
     assert_eq!(body.len(), expected_body, "{name}: {text:?}");
     code
 }
+
+/// `text::execline::command_line` (s6-rc `up`/`down` files, `s6-notifyoncheck
+/// -c`): never panics; an error points inside the text; and a plain command
+/// line, each word written back double-quoted, reads back as the same argv.
+pub fn execline(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match corral::text::execline::command_line(text) {
+        Err(err) => {
+            let lines = text.split('\n').count();
+            assert!(err.line >= 1 && err.line <= lines, "{err:?} in {text:?}");
+            assert!(err.col >= 1, "{err:?}");
+        }
+        Ok(None) => {}
+        Ok(Some(argv)) => {
+            let quoted: Vec<String> = argv
+                .iter()
+                .map(|w| format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect();
+            let again = corral::text::execline::command_line(&quoted.join(" "));
+            assert_eq!(again, Ok(Some(argv)), "{text:?}");
+        }
+    }
+}

@@ -76,6 +76,11 @@ fn http_request_corpus() {
     replay("http_request", fuzz::http_request);
 }
 
+#[test]
+fn execline_corpus() {
+    replay("execline", fuzz::execline);
+}
+
 /// The multi-file format of the `config_load` target reads as documented,
 /// so its seeds really hold the files they show.
 #[test]

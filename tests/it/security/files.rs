@@ -441,3 +441,48 @@ fn a_reload_that_meets_a_fifo_or_a_huge_file_keeps_the_running_config() {
     assert_eq!(c.dir().pids("web.pids"), [web], "web was restarted");
     assert_eq!(c.stop(), 0);
 }
+
+/// s6-overlay's container environment (SPEC section 9): corral writes it for
+/// `with-contenv`, and init scripts put secrets there (`FILE__` variables).
+/// A service running as uid 65534 can neither read it nor add to it, and
+/// cannot point corral's next write elsewhere.
+#[test]
+fn an_unprivileged_service_cannot_read_or_change_the_container_environment() {
+    require_root("the attacker runs as uid 65534");
+    let dir = TestDir::new("sec-contenv");
+    let home = attacker_dir(&dir, "home");
+    let svc = dir.join("services/thief");
+    fs::create_dir_all(&svc).expect("mkdir");
+    fs::write(
+        svc.join("run"),
+        format!(
+            "#!/bin/sh\nenv={}\ncat \"$env/SECRET\" > {home}/read 2>&1; echo \"read $?\" >> {home}/log\necho evil > \"$env/EVIL\" 2>/dev/null; echo \"write $?\" >> {home}/log\nls \"$env\" > {home}/list 2>&1; echo \"list $?\" >> {home}/log\nexec sleep 1000\n",
+            dir.join("s6run/container_environment").display(),
+            home = home.display()
+        ),
+    )
+    .expect("write run");
+    fs::set_permissions(svc.join("run"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::write(svc.join("corral.toml"), "user = \"65534\"\n").expect("write corral.toml");
+    let mut c = dir.corral().env("SECRET", SECRETS[0]).start();
+    let log = c.wait_for("the thief's three tries", |c| {
+        let lines = c.dir().lines("home/log");
+        if lines.len() == 3 {
+            Ok(lines)
+        } else {
+            Err(format!("{lines:?}"))
+        }
+    });
+    assert!(
+        log.iter().all(|l| !l.ends_with(" 0")),
+        "every try failed: {log:?}"
+    );
+    assert!(!c.dir().read("home/read").contains(SECRETS[0]));
+    assert!(!c.dir().exists("s6run/container_environment/EVIL"));
+    assert_eq!(
+        fs::read_to_string(c.dir().join("s6run/container_environment/SECRET")).expect("SECRET"),
+        SECRETS[0],
+        "corral wrote it, for root's with-contenv"
+    );
+    assert_eq!(c.stop(), 0);
+}
