@@ -10,14 +10,13 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::exec::{apply_vars, exec};
 use super::stage::runtime_dir;
-use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
+use super::{EXIT_SYSTEM, EXIT_USAGE};
 use crate::files;
-use crate::text::strerror;
 
 /// Where s6-overlay keeps the container environment: v2's path, then v3's
 /// (`/run/s6/container_environment`, which corral writes at startup when an
@@ -62,14 +61,7 @@ pub fn with_contenv(args: &[OsString]) -> u8 {
             }
             read.push((meta.dev(), meta.ino()));
             match read_envdir(dir) {
-                Ok(vars) => {
-                    for (name, value) in vars {
-                        match value {
-                            Some(value) => cmd.env(name, value),
-                            None => cmd.env_remove(name),
-                        };
-                    }
-                }
+                Ok(vars) => apply_vars(&mut cmd, vars),
                 Err(err) => {
                     // s6-envdir's answer to an unreadable directory.
                     eprintln!("with-contenv: fatal: {err}");
@@ -78,20 +70,7 @@ pub fn with_contenv(args: &[OsString]) -> u8 {
             }
         }
     }
-    // exec(3) replaces this process; std resets the signal mask and SIGPIPE
-    // to their defaults first, so PROG starts as it would from a shell.
-    let err = cmd.exec();
-    // strerror(3) text, without std's " (os error N)".
-    eprintln!(
-        "with-contenv: {}: {}",
-        prog.to_string_lossy(),
-        strerror(&err)
-    );
-    if err.kind() == io::ErrorKind::NotFound {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_RUN
-    }
+    exec(&mut cmd, prog, "with-contenv: ")
 }
 
 /// s6-overlay's with-contenv runs `s6-envdir` unless `S6_KEEP_ENV` is a

@@ -9,16 +9,15 @@
 use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::contenv::{EnvdirRules, keep_env, read_envdir_as};
+use super::exec::{apply_vars, exec};
 use super::getopt::getopt;
 use super::stage::runtime_dir;
-use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
+use super::{EXIT_SYSTEM, EXIT_USAGE};
 use crate::files;
-use crate::text::strerror;
 
 const USAGE: &str =
     "s6-envdir: usage: s6-envdir [ -I | -i ] [ -n ] [ -f ] [ -L ] [ -c nullis ] dir prog...";
@@ -87,31 +86,14 @@ pub fn envdir(args: &[OsString]) -> u8 {
     );
     if !(missing && args.loose) {
         match read_envdir_as(&args.dir, &args.rules) {
-            Ok(vars) => {
-                for (name, value) in vars {
-                    match value {
-                        Some(value) => cmd.env(name, value),
-                        None => cmd.env_remove(name),
-                    };
-                }
-            }
+            Ok(vars) => apply_vars(&mut cmd, vars),
             Err(why) => {
                 eprintln!("s6-envdir: fatal: {why}");
                 return EXIT_SYSTEM;
             }
         }
     }
-    let err = cmd.exec();
-    eprintln!(
-        "s6-envdir: fatal: unable to exec {}: {}",
-        prog.to_string_lossy(),
-        strerror(&err)
-    );
-    if err.kind() == io::ErrorKind::NotFound {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_RUN
-    }
+    exec(&mut cmd, prog, "s6-envdir: fatal: unable to exec ")
 }
 
 /// `printcontenv VAR`: the variable's value and a newline on stdout, from
@@ -155,9 +137,10 @@ fn contenv_value(dir: &Path, name: &OsString) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s6::args;
 
     fn parse(words: &[&str]) -> Result<EnvdirArgs, String> {
-        parse_envdir(&words.iter().map(OsString::from).collect::<Vec<_>>())
+        parse_envdir(&args(words))
     }
 
     #[test]

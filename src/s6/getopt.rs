@@ -1,5 +1,5 @@
-//! skalibs' option scanning, which every s6 command here shares (s6-svc
-//! has its own, older one): options first, letters may be bundled (`-ur`),
+//! skalibs' option scanning, which every s6 command here shares: options
+//! first, letters may be bundled (`-ur`),
 //! a letter that takes a value takes the rest of its word or the next word
 //! (`-t500`, `-t 500`), `--` ends the options, and so does the first word
 //! that is not an option (`-` alone is a word).
@@ -26,6 +26,29 @@ pub(super) fn getopt(
     valued: &str,
 ) -> Result<(Vec<Opt>, usize), String> {
     let mut opts = Vec::new();
+    let next = scan(args, valued, |letter, value| {
+        if value.is_none() && !flags.contains(letter) {
+            return Err(format!("unknown option -{letter}"));
+        }
+        opts.push(Opt {
+            letter,
+            value: value.map(str::to_string),
+        });
+        Ok(())
+    })?;
+    Ok((opts, next))
+}
+
+/// The scan under `getopt`, for a command that judges each letter itself
+/// (s6-svc: its errors name what to do instead): `each` is given every
+/// option in order, with its value for a letter in `valued`; its first
+/// error ends the scan. Returns the index of the first word after the
+/// options.
+pub(super) fn scan(
+    args: &[OsString],
+    valued: &str,
+    mut each: impl FnMut(char, Option<&str>) -> Result<(), String>,
+) -> Result<usize, String> {
     let mut i = 0;
     while let Some(arg) = args.get(i) {
         let bytes = arg.as_bytes();
@@ -45,29 +68,20 @@ pub(super) fn getopt(
                 let value = if rest.is_empty() {
                     i += 1;
                     match args.get(i).and_then(|a| a.to_str()) {
-                        Some(value) => value.to_string(),
+                        Some(value) => value,
                         None => return Err(format!("option -{letter} needs a value")),
                     }
                 } else {
-                    rest.to_string()
+                    rest
                 };
-                opts.push(Opt {
-                    letter,
-                    value: Some(value),
-                });
+                each(letter, Some(value))?;
                 break;
             }
-            if !flags.contains(letter) {
-                return Err(format!("unknown option -{letter}"));
-            }
-            opts.push(Opt {
-                letter,
-                value: None,
-            });
+            each(letter, None)?;
         }
         i += 1;
     }
-    Ok((opts, i))
+    Ok(i)
 }
 
 /// A millisecond count, as s6 options take them (`-t 500`).
@@ -81,10 +95,7 @@ pub(super) fn millis(letter: char, value: Option<&str>) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<OsString> {
-        words.iter().map(OsString::from).collect()
-    }
+    use crate::s6::args;
 
     fn opt(letter: char, value: Option<&str>) -> Opt {
         Opt {

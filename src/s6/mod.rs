@@ -23,8 +23,10 @@
 //! commands); `svwait.rs`, `status.rs` (s6-svstat, s6-svok), `rc.rs`
 //! (s6-rc, halt): the other supervisor-facing commands; `setuidgid.rs`
 //! and `notifyoncheck.rs`, standalone; `getopt.rs`, s6's option scanning;
-//! `links.rs`, the commands by name and their installation; `env.rs`, the
-//! `S6_*` variables corral's own startup honours (grace times,
+//! `exec.rs`, what the commands that exec a program share (an envdir's
+//! variables applied, the exec and its exit codes); `links.rs`, the
+//! commands by name and their installation; `env.rs`, the `S6_*`
+//! variables corral's own startup honours (grace times,
 //! `S6_BEHAVIOUR_IF_STAGE2_FAILS`...); `stage.rs`, what v3's stage 2
 //! leaves in `/run/s6` for scripts (the container environment,
 //! `basedir/bin`).
@@ -32,6 +34,7 @@
 mod contenv;
 mod env;
 mod envdir;
+mod exec;
 mod getopt;
 mod link;
 mod links;
@@ -62,3 +65,9 @@ const EXIT_SYSTEM: u8 = 111;
 /// A program that cannot be run, as the shell reports it.
 const EXIT_NOT_FOUND: u8 = 127;
 const EXIT_CANNOT_RUN: u8 = 126;
+
+/// A test's words as a command's arguments (without the program name).
+#[cfg(test)]
+fn args(words: &[&str]) -> Vec<std::ffi::OsString> {
+    words.iter().map(std::ffi::OsString::from).collect()
+}

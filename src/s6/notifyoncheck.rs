@@ -23,7 +23,6 @@
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::RawFd;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -31,8 +30,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{ForkResult, Pid, fork};
 
+use super::exec::exec;
 use super::getopt::{getopt, millis};
-use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
+use super::{EXIT_SYSTEM, EXIT_USAGE};
 use crate::files;
 use crate::text::execline::command_line;
 use crate::text::strerror;
@@ -64,9 +64,9 @@ pub(super) struct CheckArgs {
     pub(super) prog: Vec<OsString>,
 }
 
-pub(super) fn parse_notifyoncheck(args: &[OsString]) -> Result<CheckArgs, String> {
-    let (opts, next) = getopt(args, "d", "3sTtwnc")?;
-    let mut parsed = CheckArgs {
+impl CheckArgs {
+    /// s6-notifyoncheck without options (s6-notifyoncheck(8)).
+    pub(super) const DEFAULT: CheckArgs = CheckArgs {
         double_fork: false,
         fd: None,
         initial_sleep: Duration::from_millis(10),
@@ -77,6 +77,11 @@ pub(super) fn parse_notifyoncheck(args: &[OsString]) -> Result<CheckArgs, String
         check: None,
         prog: Vec::new(),
     };
+}
+
+pub(super) fn parse_notifyoncheck(args: &[OsString]) -> Result<CheckArgs, String> {
+    let (opts, next) = getopt(args, "d", "3sTtwnc")?;
+    let mut parsed = CheckArgs::DEFAULT;
     let nonzero = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
     for opt in opts {
         let value = opt.value.as_deref();
@@ -178,17 +183,11 @@ pub fn notifyoncheck(args: &[OsString]) -> u8 {
     let Some((prog, rest)) = args.prog.split_first() else {
         return EXIT_USAGE;
     };
-    let err = Command::new(prog).args(rest).exec();
-    eprintln!(
-        "s6-notifyoncheck: fatal: unable to exec {}: {}",
-        prog.to_string_lossy(),
-        strerror(&err)
-    );
-    if err.kind() == io::ErrorKind::NotFound {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_RUN
-    }
+    exec(
+        Command::new(prog).args(rest),
+        prog,
+        "s6-notifyoncheck: fatal: unable to exec ",
+    )
 }
 
 /// Fork the checker: `Ok(true)` in the checker, `Ok(false)` in the
@@ -450,9 +449,10 @@ fn run_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s6::args;
 
     fn parse(words: &[&str]) -> Result<CheckArgs, String> {
-        parse_notifyoncheck(&words.iter().map(OsString::from).collect::<Vec<_>>())
+        parse_notifyoncheck(&args(words))
     }
 
     #[test]
@@ -461,16 +461,24 @@ mod tests {
         assert_eq!(
             p,
             CheckArgs {
-                double_fork: false,
-                fd: None,
-                initial_sleep: Duration::from_millis(10),
-                global_timeout: None,
-                local_timeout: None,
-                waiting_time: Duration::from_millis(1000),
-                tries: Some(7),
-                check: None,
                 prog: vec!["daemon".into(), "-f".into()],
+                ..CheckArgs::DEFAULT
             }
+        );
+        let d = CheckArgs::DEFAULT;
+        assert_eq!(
+            (
+                d.double_fork,
+                d.fd,
+                d.global_timeout,
+                d.local_timeout,
+                d.check
+            ),
+            (false, None, None, None, None)
+        );
+        assert_eq!(
+            (d.initial_sleep, d.waiting_time, d.tries),
+            (Duration::from_millis(10), Duration::from_secs(1), Some(7))
         );
     }
 

@@ -272,9 +272,10 @@ fn exit_code_file(path: &Path) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s6::args;
 
     fn parse(words: &[&str]) -> Result<RcArgs, String> {
-        parse_rc(&words.iter().map(OsString::from).collect::<Vec<_>>())
+        parse_rc(&args(words))
     }
 
     #[test]

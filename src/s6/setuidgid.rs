@@ -13,15 +13,16 @@
 //! it with 111, before PROG runs.
 
 use std::ffi::{CString, OsString};
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use nix::unistd::{Gid, Uid, User, getgrouplist, setgid, setgroups, setuid};
 
-use super::{EXIT_CANNOT_RUN, EXIT_NOT_FOUND, EXIT_SYSTEM, EXIT_USAGE};
-use crate::text::strerror;
+use super::exec::exec;
+use super::{EXIT_SYSTEM, EXIT_USAGE};
 
 const USAGE: &str = "s6-setuidgid: usage: s6-setuidgid username prog...";
+/// What PROG's name follows when it cannot be run.
+const EXEC_FAILED: &str = "s6-setuidgid: fatal: unable to exec ";
 /// An account the user database does not know.
 const EXIT_UNKNOWN: u8 = 1;
 
@@ -78,7 +79,7 @@ pub fn setuidgid(args: &[OsString]) -> u8 {
     let mut cmd = Command::new(prog);
     cmd.args(rest);
     let (uid, gid, groups) = match account {
-        Account::Same => return exec(cmd, prog),
+        Account::Same => return exec(&mut cmd, prog, EXEC_FAILED),
         Account::Ids(uid, gid) => (uid, gid, Vec::new()),
         Account::Name(name) => match User::from_name(&name) {
             Ok(Some(user)) => {
@@ -133,22 +134,7 @@ pub fn setuidgid(args: &[OsString]) -> u8 {
     cmd.env_remove("UID")
         .env_remove("GID")
         .env_remove("GIDLIST");
-    exec(cmd, prog)
-}
-
-/// exec(3) PROG; returns only when it cannot be run.
-fn exec(mut cmd: Command, prog: &OsString) -> u8 {
-    let err = cmd.exec();
-    eprintln!(
-        "s6-setuidgid: fatal: unable to exec {}: {}",
-        prog.to_string_lossy(),
-        strerror(&err)
-    );
-    if err.kind() == std::io::ErrorKind::NotFound {
-        EXIT_NOT_FOUND
-    } else {
-        EXIT_CANNOT_RUN
-    }
+    exec(&mut cmd, prog, EXEC_FAILED)
 }
 
 #[cfg(test)]

@@ -357,10 +357,7 @@ fn tai64n(now: Duration, ago_ms: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<OsString> {
-        words.iter().map(OsString::from).collect()
-    }
+    use crate::s6::args;
 
     fn up() -> ServiceStatus {
         ServiceStatus {

@@ -7,7 +7,6 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::EXIT_USAGE;
+use super::getopt::scan;
 use super::link::{Failure, Link, SvcArgs, SvcCommand, control};
 use crate::protocol::Until;
 use crate::text::{Form, escape};
@@ -87,66 +87,37 @@ pub fn svc(args: &[OsString]) -> u8 {
     code
 }
 
-/// s6's getopt: options first (letters may be bundled, `-T` and `-w` and
-/// `-s` take the rest of their word or the next one), `--` ends them, then
-/// at least one directory.
+/// s6's getopt (`getopt::scan`): options first (letters may be bundled,
+/// `-T` and `-w` and `-s` take the rest of their word or the next one),
+/// `--` ends them, then at least one directory. Each letter is judged as it
+/// comes: the first error is the one reported.
 fn parse_svc(args: &[OsString]) -> Result<SvcArgs, String> {
     let usage = |why: &str| format!("s6-svc: fatal: {why}\n{SVC_USAGE}");
     let mut commands = Vec::new();
     let mut wait = None;
     let mut timeout = None;
-    let mut i = 0;
-    while let Some(arg) = args.get(i) {
-        let bytes = arg.as_bytes();
-        if bytes == b"--" {
-            i += 1;
-            break;
-        }
-        if bytes.len() < 2 || bytes.first() != Some(&b'-') {
-            break;
-        }
-        let Some(word) = arg.to_str() else {
-            return Err(usage(&format!("unknown option {}", arg.to_string_lossy())));
-        };
-        let letters = word.char_indices().skip(1);
-        for (at, letter) in letters {
-            if matches!(letter, 'w' | 'T' | 's') {
-                let rest = &word[at + letter.len_utf8()..];
-                let value = if rest.is_empty() {
-                    i += 1;
-                    match args.get(i).and_then(|a| a.to_str()) {
-                        Some(value) => value,
-                        None => return Err(usage(&format!("option -{letter} needs a value"))),
-                    }
-                } else {
-                    rest
-                };
-                match letter {
-                    'w' => {
-                        wait = Some(parse_wait(value).ok_or_else(|| {
-                            usage(&format!(
-                                "-w{value}: expected -wu, -wU, -wd, -wD, -wr or -wR"
-                            ))
-                        })?)
-                    }
-                    'T' => {
-                        let ms: u64 = value.parse().map_err(|_| {
-                            usage(&format!("-T {value}: expected a timeout in milliseconds"))
-                        })?;
-                        timeout = (ms > 0).then(|| Duration::from_millis(ms));
-                    }
-                    _ => commands.push(SvcCommand::Signal(
-                        parse_s6_signal(value).map_err(|e| usage(&e))?,
-                    )),
-                }
-                break;
+    let next = scan(args, "wTs", |letter, value| {
+        match (letter, value) {
+            ('w', Some(value)) => {
+                let until = parse_wait(value);
+                wait = Some(until.ok_or_else(|| {
+                    format!("-w{value}: expected -wu, -wU, -wd, -wD, -wr or -wR")
+                })?);
             }
-            commands.push(command(letter).map_err(|e| usage(&e))?);
+            ('T', Some(value)) => {
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|_| format!("-T {value}: expected a timeout in milliseconds"))?;
+                timeout = (ms > 0).then(|| Duration::from_millis(ms));
+            }
+            ('s', Some(value)) => commands.push(SvcCommand::Signal(parse_s6_signal(value)?)),
+            _ => commands.push(command(letter)?),
         }
-        i += 1;
-    }
+        Ok(())
+    })
+    .map_err(|why| usage(&why))?;
     let dirs: Vec<PathBuf> = args
-        .get(i..)
+        .get(next..)
         .unwrap_or_default()
         .iter()
         .map(PathBuf::from)
@@ -234,10 +205,7 @@ pub(super) fn service_name(dir: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(words: &[&str]) -> Vec<OsString> {
-        words.iter().map(OsString::from).collect()
-    }
+    use crate::s6::args;
 
     fn parse(words: &[&str]) -> Result<SvcArgs, String> {
         parse_svc(&args(words))

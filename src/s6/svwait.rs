@@ -178,9 +178,10 @@ fn report(dir: &std::path::Path, failure: &Failure, timeout: Option<Duration>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s6::args;
 
     fn parse(words: &[&str]) -> Result<SvwaitArgs, String> {
-        parse_svwait(&words.iter().map(OsString::from).collect::<Vec<_>>())
+        parse_svwait(&args(words))
     }
 
     #[test]

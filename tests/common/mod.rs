@@ -1306,6 +1306,18 @@ impl Corral {
         self.dir.join(CTL_SOCKET)
     }
 
+    /// Wait until that socket is there (corral makes it before the first
+    /// spawn, but a test may get there first).
+    pub fn wait_socket(&mut self) {
+        self.wait_for("the control socket", |c| {
+            if c.socket().exists() {
+                Ok(())
+            } else {
+                Err("no socket yet".into())
+            }
+        });
+    }
+
     /// `corral ctl --socket <test dir>/ctl.sock ARGS`, to completion.
     pub fn ctl(&self, args: &[&str]) -> Ran {
         run_within(&mut ctl_command(Some(&self.socket()), args), DEADLINE)

@@ -14,13 +14,7 @@ use crate::common::*;
 /// A corral with `--socket <dir>/ctl.sock`, its socket there.
 fn started(dir: TestDir) -> Corral {
     let mut c = dir.corral().ctl_socket().start();
-    c.wait_for("the control socket", |c| {
-        if c.socket().exists() {
-            Ok(())
-        } else {
-            Err("no socket yet".into())
-        }
-    });
+    c.wait_socket();
     c
 }
 

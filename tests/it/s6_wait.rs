@@ -60,13 +60,7 @@ exec sleep 1000
 fn started(dir: TestDir) -> Corral {
     dir.link_corral("s6-svc");
     let mut c = dir.corral().ctl_socket().start();
-    c.wait_for("the control socket", |c| {
-        if c.socket().exists() {
-            Ok(())
-        } else {
-            Err("no socket yet".into())
-        }
-    });
+    c.wait_socket();
     c
 }
 

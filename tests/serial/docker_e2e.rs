@@ -48,16 +48,15 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{Background, Ran, http_get_at, run_within, serial, wait_child, wait_until};
+use crate::docker_common::{
+    DOCKER_TIMEOUT, STOP_GRACE, corral_release, docker, docker_ok, docker_usable, owner_dead, repo,
+};
 
-/// How long one docker command may take (a `docker stop` is up to 10 s).
-const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
-/// `docker stop`'s grace period before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a web node may take from its start to serving through haproxy.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// serf's failure detection (lan profile: suspicion, then `member-failed`,
@@ -482,36 +481,6 @@ trait Lab {
     }
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Once per test process: a fresh release build of corral for the images.
-fn corral_release() -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let build = run_within(
-            Command::new(cargo)
-                .args(["build", "--release", "--locked", "--bin", "corral"])
-                .current_dir(repo()),
-            Duration::from_secs(1200),
-        );
-        if build.code != 0 {
-            return Err(format!("cargo build --release failed: {}", build.stderr));
-        }
-        say(&format!(
-            "cargo build --release: {:.1}s",
-            build.took.as_secs_f64()
-        ));
-        Ok(())
-    });
-    if let Err(why) = result {
-        panic!("{why}");
-    }
-    repo().join("target/release/corral")
-}
-
 /// `docker/build-base.sh ARGS`: its stdout, once per test process and args.
 fn build_base(args: &[&str]) -> String {
     static RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
@@ -547,43 +516,8 @@ fn docker_code(status: ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-fn owner_dead(owner: &str) -> bool {
-    owner
-        .parse::<u32>()
-        .map(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        .unwrap_or(false)
-}
-
 // ---------------------------------------------------------------------------
 // Docker
-
-fn docker_usable() -> Result<(), String> {
-    match Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-    {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "docker info failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Err(format!("no docker: {e}")),
-    }
-}
-
-fn docker(args: &[&str]) -> Ran {
-    run_within(Command::new("docker").args(args), DOCKER_TIMEOUT)
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let ran = docker(args);
-    assert_eq!(
-        ran.code, 0,
-        "docker {args:?} failed: {}{}",
-        ran.stderr, ran.stdout
-    );
-    ran.stdout
-}
 
 /// The containers and the network of one scenario. `Drop` removes them all
 /// (`docker rm -f`, `docker network rm`, by name), also when the test fails,

@@ -49,16 +49,14 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{Ran, TestDir, corral_bin, http_get_at, run_within, serial, wait_until};
+use crate::docker_common::{
+    DOCKER_TIMEOUT, STOP_GRACE, corral_release, docker, docker_ok, docker_usable, owner_dead, repo,
+};
 
-/// How long one docker command may take.
-const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
-/// `docker stop`'s grace period before SIGKILL (its default).
-const STOP_GRACE: Duration = Duration::from_secs(10);
 /// From `docker run` (or `start`) to the whole tree up: generous, for a
 /// loaded 2-core machine; a passing wait ends as soon as its condition holds.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -1275,10 +1273,6 @@ fn plan_levels(plan: &str) -> BTreeMap<String, usize> {
 // ---------------------------------------------------------------------------
 // Docker
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1286,66 +1280,8 @@ fn epoch_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn docker_usable() -> Result<(), String> {
-    match Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-    {
-        Ok(out) if out.status.success() => Ok(()),
-        Ok(out) => Err(format!(
-            "docker info failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Err(format!("no docker command: {e}")),
-    }
-}
-
-fn docker(args: &[&str]) -> Ran {
-    run_within(Command::new("docker").args(args), DOCKER_TIMEOUT)
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let ran = docker(args);
-    assert_eq!(
-        ran.code, 0,
-        "docker {args:?} failed: {}{}",
-        ran.stderr, ran.stdout
-    );
-    ran.stdout
-}
-
-/// Once per test process: a release build of corral for the images (the
-/// same command as `docker_e2e`'s; cargo makes the second one a no-op).
-fn corral_release() -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let build = run_within(
-            Command::new(cargo)
-                .args(["build", "--release", "--locked", "--bin", "corral"])
-                .current_dir(repo()),
-            Duration::from_secs(1200),
-        );
-        if build.code != 0 {
-            return Err(format!("cargo build --release failed: {}", build.stderr));
-        }
-        Ok(())
-    });
-    if let Err(why) = result {
-        panic!("{why}");
-    }
-    repo().join("target/release/corral")
-}
-
 fn label() -> String {
     format!("{LABEL}={}", std::process::id())
-}
-
-fn owner_dead(owner: &str) -> bool {
-    owner
-        .parse::<u32>()
-        .map(|pid| !Path::new(&format!("/proc/{pid}")).exists())
-        .unwrap_or(false)
 }
 
 /// Containers and images labelled by a test process that no longer exists

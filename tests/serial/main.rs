@@ -11,6 +11,8 @@
 //!   (or namespaces where Docker is missing), timing joins and drains.
 //! - `docker_s6v3`: an s6-overlay v3 tree in linuxserver's shape
 //!   (`examples/s6-v3/`) booted, restarted and stopped by corral in Docker.
+//! - `docker_common`: what those two share (the `docker` command, the
+//!   release build of corral for the images).
 //!
 //! A crate of their own, not modules of `tests/it/`: cargo runs test crates
 //! one after another, so nothing else runs while these do.
@@ -29,5 +31,6 @@ mod common;
 
 mod chaos;
 mod ctl_abuse;
+mod docker_common;
 mod docker_e2e;
 mod docker_s6v3;

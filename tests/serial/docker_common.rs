@@ -1,0 +1,90 @@
+//! What the Docker tests (`docker_e2e`, `docker_s6v3`) share: the repo, a
+//! release build of corral for their images (once per test process), the
+//! `docker` command with a deadline, and the test process a label names.
+//!
+//! What it must never do: leave a process running (every command runs
+//! within a deadline), or decide anything about a scenario.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::common::{Ran, run_within};
+
+/// How long one docker command may take (a `docker stop` is up to 10 s).
+pub const DOCKER_TIMEOUT: Duration = Duration::from_secs(60);
+/// `docker stop`'s grace period before SIGKILL (its default).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Once per test process: a fresh release build of corral for the images.
+pub fn corral_release() -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let build = run_within(
+            Command::new(cargo)
+                .args(["build", "--release", "--locked", "--bin", "corral"])
+                .current_dir(repo()),
+            Duration::from_secs(1200),
+        );
+        if build.code != 0 {
+            return Err(format!("cargo build --release failed: {}", build.stderr));
+        }
+        // Straight to stderr, past the test harness's capture.
+        let _ = writeln!(
+            std::io::stderr(),
+            "docker: cargo build --release: {:.1}s",
+            build.took.as_secs_f64()
+        );
+        Ok(())
+    });
+    if let Err(why) = result {
+        panic!("{why}");
+    }
+    repo().join("target/release/corral")
+}
+
+/// `Ok` when `docker info` answers; else why not.
+pub fn docker_usable() -> Result<(), String> {
+    match Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "docker info failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("no docker command: {e}")),
+    }
+}
+
+pub fn docker(args: &[&str]) -> Ran {
+    run_within(Command::new("docker").args(args), DOCKER_TIMEOUT)
+}
+
+/// `docker ARGS`, which must succeed: its stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    let ran = docker(args);
+    assert_eq!(
+        ran.code, 0,
+        "docker {args:?} failed: {}{}",
+        ran.stderr, ran.stdout
+    );
+    ran.stdout
+}
+
+/// True when `owner`, a label's value, is the pid of a process that no
+/// longer exists (its test process was killed before its guard ran).
+pub fn owner_dead(owner: &str) -> bool {
+    owner
+        .parse::<u32>()
+        .map(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .unwrap_or(false)
+}
