@@ -19,7 +19,8 @@
 //! The main COMMAND's wait: past `cmd_wait_maxtime` from the start of phase
 //! `Up` (a deadline, never polled), `Stop` shuts down with exit code 1 and
 //! names the services that were not up; `Continue` starts the main COMMAND
-//! anyway. Without a main COMMAND, the limit does nothing.
+//! anyway. Without a main COMMAND the same limit bounds the boot, as
+//! s6-overlay's `s6-rc -u -t` does: `Stop` shuts down, `Continue` warns.
 
 use std::time::Instant;
 
@@ -63,9 +64,14 @@ impl Supervisor {
             .is_some_and(|svc| svc.spec().boot_step && svc.up_failure().is_some())
     }
 
-    /// When the main COMMAND stops waiting for the services, while it waits.
+    /// When the main COMMAND stops waiting for the services, while it
+    /// waits; without one, when the boot is checked (once).
     pub(super) fn cmd_wait_deadline(&self) -> Option<Instant> {
-        if self.phase != Phase::Up || !self.main_is_waiting() {
+        let waiting = match self.main {
+            Some(_) => self.main_is_waiting(),
+            None => !self.boot_wait_over,
+        };
+        if self.phase != Phase::Up || !waiting {
             return None;
         }
         let max = self.cmd_wait_maxtime.filter(|max| !max.is_zero())?;
@@ -88,8 +94,12 @@ impl Supervisor {
                 format!("{} ({state})", svc.name())
             })
             .collect();
+        let main = self.main.is_some();
+        if !main {
+            self.boot_wait_over = true;
+        }
         if late.is_empty() {
-            // Everything settled just now: `schedule` starts it.
+            // Everything settled: with a main COMMAND, `schedule` starts it.
             return Vec::new();
         }
         let max = self.cmd_wait_maxtime.map(human).unwrap_or_default();
@@ -100,9 +110,13 @@ impl Supervisor {
                 self.set_exit_code(1);
                 self.begin_shutdown(now)
             }
-            InitFailure::Continue => {
+            InitFailure::Continue if main => {
                 warn!(services = %late, "not up within S6_CMD_WAIT_FOR_SERVICES_MAXTIME {max}, starting the main command anyway");
                 self.spawn_main().into_iter().collect()
+            }
+            InitFailure::Continue => {
+                warn!(services = %late, "not up within S6_CMD_WAIT_FOR_SERVICES_MAXTIME {max}; going on");
+                Vec::new()
             }
         }
     }
@@ -290,6 +304,40 @@ mod tests {
             Some(t0 + Duration::from_secs(60)),
             "only web's ready-timeout"
         );
+    }
+
+    #[test]
+    fn without_a_main_command_cmd_wait_maxtime_bounds_the_boot_once() {
+        // Stop: the boot not done in time ends the container with code 1.
+        let mut s = sup(vec![slow_web()], false);
+        s.cmd_wait_maxtime = Some(Duration::from_secs(3));
+        let mut h = Harness::new(s);
+        let t0 = h.now;
+        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(3)));
+        h.advance_to(t0 + Duration::from_secs(3));
+        assert_eq!(h.sup.phase.name(), "stopping");
+        h.exit(pid(100), Exit::Signal(Signal::SIGTERM));
+        h.event(Event::NoChildren);
+        assert_eq!(h.log.last(), Some(&Action::Exit(1)));
+
+        // Continue: a warning, and the deadline is gone.
+        let mut s = sup(vec![slow_web()], false);
+        s.cmd_wait_maxtime = Some(Duration::from_secs(3));
+        s.init_failure = InitFailure::Continue;
+        let mut h = Harness::new(s);
+        let t0 = h.now;
+        h.advance_to(t0 + Duration::from_secs(3));
+        assert_eq!(h.sup.phase, Phase::Up);
+        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(60)));
+
+        // A boot done in time: the check at the deadline finds nothing late.
+        let mut s = sup(vec![svc("a", &[])], false);
+        s.cmd_wait_maxtime = Some(Duration::from_secs(3));
+        let mut h = Harness::new(s);
+        let t0 = h.now;
+        h.advance_to(t0 + Duration::from_secs(3));
+        assert_eq!(h.sup.phase, Phase::Up);
+        assert_eq!(h.sup.next_deadline(), None);
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Supervisor {
     bundles: std::collections::BTreeMap<String, Vec<String>>,
     /// When phase `Up` began (`cmd_wait_maxtime` counts from it).
     up_since: Option<Instant>,
+    /// Without a main COMMAND: `cmd_wait_maxtime` has been checked (once).
+    boot_wait_over: bool,
     /// Boot steps whose failure to come up was acted on (once each).
     boot_failures: Vec<ServiceId>,
     orphans_reaped: u64,
@@ -105,6 +107,7 @@ impl Supervisor {
             finish_script_timeout: None,
             main_receives_signals: false,
             up_since: None,
+            boot_wait_over: false,
             boot_failures: Vec::new(),
             orphans_reaped: 0,
         }
