@@ -475,7 +475,7 @@ fi
 if measuring output; then
   if [ -f bench/output_throughput.sh ]; then
     say "corral: bash bench/output_throughput.sh $CORRAL_BIN"
-    if res=$(timeout 300 bash bench/output_throughput.sh "$CORRAL_BIN" 2> "$WORK/output.err" | grep '^RESULT' | tail -n 1) && [ -n "$res" ]; then
+    if res=$(MODES="inherit prefix" timeout 300 bash bench/output_throughput.sh "$CORRAL_BIN" 2> "$WORK/output.err" | grep '^RESULT' | tail -n 1) && [ -n "$res" ]; then
       declare -A O
       for kv in ${res#RESULT }; do O[${kv%%=*}]=${kv#*=}; done
       r=$(awk -v a="${O[prefix_mbps]:-0}" -v b="${O[inherit_mbps]:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print 0 }')

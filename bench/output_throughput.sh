@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Service output throughput (issue 7): one service writes numbered lines as
-# fast as it can; a reader consumes corral's stdout. Measured both ways:
-#   inherit   the service writes straight into corral's stdout (no corral work)
-#   prefix    corral reads the service's pipe and writes `gen | line`
-# Target: prefix >= 0.5 x inherit.
+# Service output throughput (issues 7 and 14): one service writes numbered
+# lines as fast as it can; a reader consumes corral's stdout. Measured in four
+# modes:
+#   inherit     the service writes straight into corral's stdout (no corral work)
+#   prefix      corral reads the service's pipe and writes `gen | line`
+#   timestamps  the same with `--output-timestamps`: `2026-...Z gen | line`
+#   json        `--output-format json`: one JSON object per line
+# Targets: text (prefix, timestamps) >= 0.8 x inherit, json >= 0.5 x inherit.
 #
 # Three small C programs, compiled here with cc:
 #   gen NAME COUNT       COUNT lines `NAME:<10-digit seq>:<64 x letter>`, the
 #                        letter 'a' + seq % 26, in 1 MiB writes; it formats in
 #                        place (GB/s into /dev/null), so it is not the bottleneck.
-#   count BYTES          the timed reader: 1 MiB reads, nothing else, like
-#                        `cat > /dev/null`; times from its first byte to byte
-#                        BYTES (corral's startup is not measured).
-#   check COUNT NAME...  the verifier: every line must be `NAME | NAME:seq:payload`,
-#                        intact; every seq of every NAME once and in order.
+#   count LINES          the timed reader: 1 MiB reads, counting newlines; times
+#                        from its first byte to its LINES-th newline (corral's
+#                        startup is not measured).
+#   check MODE COUNT NAME...  the verifier: every line must be MODE's form of
+#                        `NAME:seq:payload`, intact; every seq of every NAME
+#                        once and in order.
 #                        Prints lost, torn (malformed, or pieces of two lines)
 #                        and reordered (repeated or out of order) lines.
 # MB/s counts the service's own bytes (80 a line, the prefix not counted), so
@@ -23,9 +27,12 @@
 # Environment: LINES (per run, default 10000000 = 800 MB), RUNS (timed runs
 # per mode, default 3; the median is reported). After the timed runs, one
 # prefix run with two services at once (LINES each) goes through the verifier.
-# The LAST line printed is exactly
-#   RESULT inherit_mbps=X inherit_lps=X prefix_mbps=X prefix_lps=X lost=N torn=N
-# (reordered lines count as torn). Exit status 1 if a line was lost or torn.
+# MODES (default "inherit prefix timestamps json") picks the modes. The LAST
+# line printed is exactly
+#   RESULT inherit_mbps=X inherit_lps=X prefix_mbps=X ... lost=N torn=N
+# (one mbps/lps pair per mode; reordered lines count as torn; lost and torn
+# add up the verifier's runs, one per mode but inherit). Exit status 1 if a
+# line was lost or torn.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/corral}
@@ -36,6 +43,7 @@ command -v cc >/dev/null || { echo "cc is missing (apt-get install -y gcc)" >&2;
 . bench/lib.sh
 LINES=${LINES:-10000000}
 RUNS=${RUNS:-3}
+MODES=${MODES:-inherit prefix timestamps json}
 
 cat > "$WORK/gen.c" <<'EOF'
 #include <errno.h>
@@ -86,6 +94,7 @@ cat > "$WORK/count.c" <<'EOF'
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,8 +107,8 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) { fprintf(stderr, "usage: count BYTES\n"); return 2; }
-    unsigned long long want = strtoull(argv[1], NULL, 10), got = 0;
+    if (argc != 2) { fprintf(stderr, "usage: count LINES\n"); return 2; }
+    unsigned long long want = strtoull(argv[1], NULL, 10), got = 0, bytes = 0;
     double start_at = -1, done_at = -1;
     for (;;) {
         ssize_t n = read(0, buf, sizeof buf);
@@ -107,10 +116,11 @@ int main(int argc, char **argv) {
         if (n < 0) { perror("count: read"); return 1; }
         if (n == 0) break;
         if (start_at < 0) start_at = now();
-        got += (unsigned long long)n;
+        bytes += (unsigned long long)n;
+        for (char *p = buf, *end = buf + n; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) got++;
         if (done_at < 0 && got >= want) done_at = now();
     }
-    printf("bytes=%llu secs=%.3f\n", got, done_at >= 0 ? done_at - start_at : 0.0);
+    printf("lines=%llu bytes=%llu secs=%.3f\n", got, bytes, done_at >= 0 ? done_at - start_at : 0.0);
     return done_at >= 0 ? 0 : 1;
 }
 EOF
@@ -131,14 +141,45 @@ static size_t nlens[MAXSVC];
 static unsigned long long next[MAXSVC];
 static int nsvc;
 static unsigned long long count, lines, lost, torn, reordered;
+static enum { PREFIX, TIMESTAMPS, JSON } mode;
+
+/* JSON: the string value after KEY (`"line":"`); gen writes no escapes. */
+static int json_str(const char *l, size_t len, const char *key, const char **v, size_t *vlen) {
+    size_t klen = strlen(key);
+    for (size_t i = 0; i + klen <= len; i++) {
+        if (memcmp(l + i, key, klen) != 0) continue;
+        const char *s = l + i + klen, *e = memchr(s, '"', len - (size_t)(s - l));
+        if (e == NULL) return 0;
+        *v = s; *vlen = (size_t)(e - s);
+        return 1;
+    }
+    return 0;
+}
 
 /* One line, without its newline. */
 static void line(const char *l, size_t len) {
+    const char *svc = NULL, *body = NULL;
+    size_t svclen = 0, bodylen = 0;
+    if (mode == JSON) {
+        if (len < 2 || l[0] != '{' || l[len - 1] != '}'
+            || !json_str(l, len, "\"service\":\"", &svc, &svclen)
+            || !json_str(l, len, "\"line\":\"", &body, &bodylen)) { torn++; return; }
+    } else if (mode == TIMESTAMPS) {
+        /* 2026-12-04T14:00:00.123Z and a space */
+        if (len < 25 || l[4] != '-' || l[10] != 'T' || l[23] != 'Z' || l[24] != ' ') { torn++; return; }
+        l += 25; len -= 25;
+    }
     for (int k = 0; k < nsvc; k++) {
         const char *p = l;
         size_t rest = len, n = nlens[k];
-        if (rest < n + 3 || memcmp(p, names[k], n) != 0 || memcmp(p + n, " | ", 3) != 0) continue;
-        p += n + 3; rest -= n + 3;
+        if (mode == JSON) {
+            if (svclen != n || memcmp(svc, names[k], n) != 0) continue;
+            p = body; rest = bodylen;
+        } else {
+            if (rest < n + 3 || memcmp(p, names[k], n) != 0 || memcmp(p + n, " | ", 3) != 0) continue;
+            p += n + 3; rest -= n + 3;
+        }
+
         if (rest != n + 1 + 10 + 1 + PAYLOAD || memcmp(p, names[k], n) != 0 || p[n] != ':' || p[n + 11] != ':') break;
         unsigned long long seq = 0;
         for (int d = 0; d < 10; d++) {
@@ -162,10 +203,11 @@ static void line(const char *l, size_t len) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3 || argc - 2 > MAXSVC) { fprintf(stderr, "usage: check COUNT NAME...\n"); return 2; }
-    count = strtoull(argv[1], NULL, 10);
-    nsvc = argc - 2;
-    for (int k = 0; k < nsvc; k++) { names[k] = argv[k + 2]; nlens[k] = strlen(names[k]); }
+    if (argc < 4 || argc - 3 > MAXSVC) { fprintf(stderr, "usage: check MODE COUNT NAME...\n"); return 2; }
+    mode = strcmp(argv[1], "json") == 0 ? JSON : strcmp(argv[1], "timestamps") == 0 ? TIMESTAMPS : PREFIX;
+    count = strtoull(argv[2], NULL, 10);
+    nsvc = argc - 3;
+    for (int k = 0; k < nsvc; k++) { names[k] = argv[k + 3]; nlens[k] = strlen(names[k]); }
     for (int i = 0; i < 26; i++) memset(pattern[i], 'a' + i, PAYLOAD);
     size_t have = 0;
     int skipping = 0; /* inside an over-long line, already counted as torn */
@@ -202,13 +244,19 @@ field() { # field NAME "k=v k=v ...": the value of NAME
 # answer goes to DIR/result. Not in a subshell: the pids must reach PIDS
 # for the cleanup trap.
 run() {
-  local d=$1 mode=$2 corral reader name
+  local d=$1 mode=$2 corral reader name output=prefix
+  local -a flags=()
   shift 2
+  case $mode in
+    inherit) output=inherit ;;
+    timestamps) flags=(--output-timestamps) ;;
+    json) flags=(--output-format json) ;;
+  esac
   mkdir -p "$d/services" "$d/init" "$d/finish"
   for name in $NAMES; do
     cat > "$d/services/$name.toml" <<EOF
 restart = "never"
-output = "$mode"
+output = "$output"
 command = ["sh", "-c", "'$WORK/gen' $name $LINES; touch '$d/$name.done'"]
 EOF
   done
@@ -216,7 +264,7 @@ EOF
   "$@" < "$d/out" > "$d/result" & reader=$!
   PIDS+=("$reader")
   "$BIN" --services "$d/services" --init-dir "$d/init" --finish-dir "$d/finish" \
-    --socket "$d/ctl.sock" > "$d/out" 2> "$d/corral.log" & corral=$!
+    --socket "$d/ctl.sock" "${flags[@]}" > "$d/out" 2> "$d/corral.log" & corral=$!
   PIDS+=("$corral")
   for name in $NAMES; do
     wait_for 600 test -e "$d/$name.done" || { cat "$d/corral.log" >&2; return 1; }
@@ -230,14 +278,11 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 LINE=$((3 + 1 + 10 + 1 + 64 + 1)) # `gen:0000000000:aaa...a\n`
 echo "== $LINES lines of $LINE bytes per run, $RUNS runs per mode ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r))"
-declare -A MBPS LPS
-for mode in inherit prefix; do
+declare -A MBPS LPS MED_MBPS MED_LPS
+for mode in $MODES; do
   MBPS[$mode]="" LPS[$mode]=""
-  # What the reader gets: in prefix mode each line has `gen | ` in front.
-  extra=0
-  [ "$mode" = prefix ] && extra=6
   for n in $(seq "$RUNS"); do
-    NAMES=gen run "$WORK/$mode-$n" "$mode" "$WORK/count" "$((LINES * (LINE + extra)))"
+    NAMES=gen run "$WORK/$mode-$n" "$mode" "$WORK/count" "$LINES"
     r=$(cat "$WORK/$mode-$n/result")
     secs=$(field secs "$r")
     mbps=$(awk -v b="$((LINES * LINE))" -v s="$secs" 'BEGIN { printf "%.1f", (s > 0 ? b / s / 1e6 : 0) }')
@@ -246,22 +291,33 @@ for mode in inherit prefix; do
     MBPS[$mode]+="$mbps"$'\n'
     LPS[$mode]+="$lps"$'\n'
   done
+  MED_MBPS[$mode]=$(printf '%s' "${MBPS[$mode]}" | median)
+  MED_LPS[$mode]=$(printf '%s' "${LPS[$mode]}" | median)
 done
-im=$(printf '%s' "${MBPS[inherit]}" | median)
-il=$(printf '%s' "${LPS[inherit]}" | median)
-pm=$(printf '%s' "${MBPS[prefix]}" | median)
-pl=$(printf '%s' "${LPS[prefix]}" | median)
-echo "median: inherit $im MB/s, prefix $pm MB/s; prefix / inherit = $(awk -v p="$pm" -v i="$im" 'BEGIN { printf "%.2f", (i > 0 ? p / i : 0) }') (target >= 0.5)"
+ratio() { awk -v p="${MED_MBPS[$1]:-0}" -v i="${MED_MBPS[inherit]:-0}" 'BEGIN { printf "%.2f", (i > 0 ? p / i : 0) }'; }
+summary="median MB/s:"
+for mode in $MODES; do summary+=" $mode ${MED_MBPS[$mode]}"; done
+echo "$summary"
+for mode in $MODES; do
+  case $mode in
+    prefix | timestamps) echo "$mode / inherit = $(ratio "$mode") (target >= 0.8)" ;;
+    json) echo "json / inherit = $(ratio json) (target >= 0.5)" ;;
+  esac
+done
 
-NAMES="gen1 gen2" run "$WORK/verify" prefix "$WORK/check" "$LINES" gen1 gen2
-r=$(cat "$WORK/verify/result")
-echo "prefix, two services at once, every line checked: $r"
-LOST=$(field lost "$r")
-TORN=$(($(field torn "$r") + $(field reordered "$r")))
-status=0
-if [ "$LOST" -ne 0 ] || [ "$TORN" -ne 0 ]; then
-  echo "prefix mode lost or tore lines" >&2
-  status=1
+LOST=0 TORN=0
+for mode in $MODES; do
+  [ "$mode" = inherit ] && continue
+  NAMES="gen1 gen2" run "$WORK/verify-$mode" "$mode" "$WORK/check" "$mode" "$LINES" gen1 gen2
+  r=$(cat "$WORK/verify-$mode/result")
+  echo "$mode, two services at once, every line checked: $r"
+  LOST=$((LOST + $(field lost "$r")))
+  TORN=$((TORN + $(field torn "$r") + $(field reordered "$r")))
+done
+result="RESULT"
+for mode in $MODES; do result+=" ${mode}_mbps=${MED_MBPS[$mode]} ${mode}_lps=${MED_LPS[$mode]}"; done
+echo "$result lost=$LOST torn=$TORN"
+if [ "$LOST" -gt 0 ] || [ "$TORN" -gt 0 ]; then
+  echo "lines were lost or torn" >&2
+  exit 1
 fi
-echo "RESULT inherit_mbps=$im inherit_lps=$il prefix_mbps=$pm prefix_lps=$pl lost=$LOST torn=$TORN"
-exit $status
