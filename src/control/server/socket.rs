@@ -82,10 +82,83 @@ pub(super) fn replace_stale(path: &Path) -> Result<(), String> {
 /// is no moment at which it is wider. The umask is process-wide; at this
 /// point of startup no other thread creates files (the signal thread only
 /// forwards signals, the output thread is not started yet).
+///
+/// The socket is bound (and listening) under a temporary name in the same
+/// directory, then renamed into place without replacing anything: the file
+/// at `path` never exists before corral listens on it, so a client that
+/// sees it (a health check at startup, a test) is never refused. Where the
+/// file system cannot rename without replacing, it is bound in place.
 pub(super) fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    let mut temp = path.as_os_str().to_os_string();
+    temp.push(format!(".{}.new", std::process::id()));
+    let temp = std::path::PathBuf::from(temp);
+    // A leftover of an earlier corral with this pid, in our own directory.
+    if fs::symlink_metadata(&temp).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = fs::remove_file(&temp);
+    }
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(&temp);
+    umask(old);
+    // std creates the socket with SOCK_CLOEXEC and accepts with accept4(SOCK_CLOEXEC).
+    let listener = match bound {
+        Ok(listener) => listener,
+        // A path too long for its suffix: in place, as before.
+        Err(_) => return bind_in_place(path),
+    };
+    let placed = nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        temp.as_path(),
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    );
+    match placed {
+        Ok(()) => Ok(listener),
+        Err(errno) => {
+            let _ = fs::remove_file(&temp);
+            drop(listener);
+            match errno {
+                nix::errno::Errno::EEXIST => Err(io::Error::from(io::ErrorKind::AddrInUse)),
+                _ => bind_in_place(path),
+            }
+        }
+    }
+}
+
+fn bind_in_place(path: &Path) -> io::Result<UnixListener> {
     let old = umask(Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     umask(old);
-    // std creates the socket with SOCK_CLOEXEC and accepts with accept4(SOCK_CLOEXEC).
     listener
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_socket_appears_listening_mode_0600_and_never_replaces_a_file() {
+        let dir = std::env::temp_dir().join(format!("corral-bind-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = bind_private(&path).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        UnixStream::connect(&path).unwrap();
+        drop(listener);
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["control.sock"], "no temporary name left");
+        // Something already there (a socket another corral just bound): refused.
+        let err = bind_private(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }
