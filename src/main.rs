@@ -250,7 +250,7 @@ fn supervise(args: &[OsString]) -> u8 {
 
     // 5. The adapter threads: output, readiness (sd_notify, notification
     //    fds), file watches, and the optional HTTP endpoint.
-    let output = match output::Output::start(logs) {
+    let output = match output::Output::start(logs, cli.output) {
         Ok(output) => output,
         Err(err) => {
             error!(%err, "cannot start the output thread");

@@ -34,15 +34,20 @@
 //! output of each service and its followers; `pump.rs`, the output thread
 //! (`Output`); `writer.rs`, the two writer threads.
 
+pub mod format;
 mod pump;
 mod ring;
 mod split;
 mod writer;
 
+use std::borrow::Cow;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+pub use format::{Format, OutputFormat};
 pub use pump::Output;
-pub use ring::Logs;
+pub use ring::{Logs, ServiceCounts};
 
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -108,19 +113,31 @@ impl Stream {
     }
 }
 
-/// One line of a service's output, without its newline (or `\r\n`).
-/// Bytes that are not UTF-8 are replaced (U+FFFD): the protocol is JSON.
+/// One line of a service's output, without its newline (or `\r\n`), with
+/// the time it was read and the pid of the run that wrote it (when known).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
+    pub service: Arc<str>,
     pub stream: Stream,
-    pub line: String,
+    pub pid: Option<u32>,
+    pub time: SystemTime,
+    /// The line's bytes, as the service wrote them.
+    pub line: Vec<u8>,
 }
 
 impl LogEntry {
-    fn new(stream: Stream, line: &[u8]) -> LogEntry {
-        LogEntry {
-            stream,
-            line: String::from_utf8_lossy(line).into_owned(),
-        }
+    /// The line as text, bytes that are not UTF-8 replaced (U+FFFD).
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.line)
     }
+}
+
+/// Microseconds since the epoch: how `Logs` keeps a read's time.
+fn micros(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn from_micros(us: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(us)
 }
