@@ -9,7 +9,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Instant, SystemTime};
 
@@ -68,6 +68,8 @@ struct Sink {
     batch: Vec<u8>,
     /// Written batches, back for reuse.
     spare: Receiver<Vec<u8>>,
+    /// The writer's last write failed: lines for it are dropped, counted.
+    failing: Arc<AtomicBool>,
 }
 
 impl Sink {
@@ -113,7 +115,10 @@ impl Output {
             let (tx, batches) = crossbeam_channel::unbounded();
             let (spare_tx, spare) = crossbeam_channel::bounded(SPARES);
             let waiting = Arc::new(AtomicUsize::new(0));
+            let failing = Arc::new(AtomicBool::new(false));
             let writer = Writer {
+                failing: Arc::clone(&failing),
+                lost: logs.lost(stream),
                 stream,
                 batches,
                 own: None,
@@ -127,6 +132,7 @@ impl Output {
                 waiting,
                 batch: Vec::with_capacity(2 * READ_SIZE),
                 spare,
+                failing,
             });
         }
         let mut handles = Vec::new();
@@ -357,11 +363,15 @@ impl Pump {
         let name = &source.name;
         let prefix = &source.prefix;
         let batch = &mut sink.batch;
+        // Its writer cannot write: drop (and count) rather than pile up.
+        let dropping = sink.failing.load(Ordering::Acquire);
         let followers = &mut ring.followers;
         let mut lines = 0u64;
         // Run for every line: kept lean (millions of lines a second).
         let emit = |line: &[u8]| {
-            format::write_line(batch, format, &ts, name, prefix, stream, pid, line);
+            if !dropping {
+                format::write_line(batch, format, &ts, name, prefix, stream, pid, line);
+            }
             lines += 1;
             if !followers.is_empty() || !all_followers.is_empty() {
                 let entry = LogEntry {
@@ -413,6 +423,9 @@ impl Pump {
         };
         if let Some(n) = ring.lines.get_mut(stream.index()) {
             *n += lines;
+        }
+        if dropping {
+            ring.dropped += lines;
         }
         drop(store);
         if buf.capacity() >= READ_SIZE && self.spare.len() < SPARES {

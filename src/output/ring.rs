@@ -32,6 +32,9 @@ use super::{
 #[derive(Debug, Clone, Default)]
 pub struct Logs {
     inner: Arc<Mutex<LogStore>>,
+    /// Lines lost in failed writes, by `Stream::index` (the writers count
+    /// them; which service's they were is not known there).
+    lost: [Arc<AtomicU64>; 2],
 }
 
 #[derive(Debug, Default)]
@@ -220,6 +223,19 @@ impl Logs {
             .collect();
         counts.sort_by(|a, b| a.service.cmp(&b.service));
         counts
+    }
+
+    /// The counter of lines lost in failed writes of `stream`.
+    pub(super) fn lost(&self, stream: Stream) -> Arc<AtomicU64> {
+        self.lost
+            .get(stream.index())
+            .map(Arc::clone)
+            .unwrap_or_default()
+    }
+
+    /// Lines lost in failed writes: stdout's, stderr's.
+    pub fn lost_lines(&self) -> [u64; 2] {
+        [Stream::Stdout, Stream::Stderr].map(|s| self.lost(s).load(Ordering::Relaxed))
     }
 
     /// corral is exiting: end every follow (their channels disconnect).
