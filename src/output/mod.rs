@@ -74,6 +74,9 @@ const RING_KEEP: usize = LOG_BYTES + 2 * MAX_LINE + 2 * LOG_LINES;
 /// Pieces of output a service's log keeps at most (each holds at least a
 /// byte; this bounds a log fed a byte at a time by alternating streams).
 const RING_BLOCKS: usize = 4 * LOG_LINES;
+/// While a stream's writes fail, a line is sent on to try it again at most
+/// this often; the others are dropped (and counted).
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// Batches one `writev` takes at most.
 const WRITE_BATCHES: usize = 64;
 /// Buffers kept for reuse: read buffers of the output thread, and written

@@ -22,7 +22,7 @@ use super::format::{self, Format, OutputFormat};
 use super::ring::{Block, LogStore, Logs, Ring, new_source};
 use super::split::Splitter;
 use super::writer::Writer;
-use super::{HARD_LIMIT, HIGH_WATER, LogEntry, READ_SIZE, SPARES, Stream};
+use super::{HARD_LIMIT, HIGH_WATER, LogEntry, PROBE_EVERY, READ_SIZE, SPARES, Stream};
 use crate::log;
 use crate::polling::{self, Wake};
 
@@ -68,8 +68,11 @@ struct Sink {
     batch: Vec<u8>,
     /// Written batches, back for reuse.
     spare: Receiver<Vec<u8>>,
-    /// The writer's last write failed: lines for it are dropped, counted.
+    /// The writer's last write failed: lines for it are dropped, counted,
+    /// but for one line sent on from time to time (`PROBE_EVERY`), which
+    /// tries the stream again.
     failing: Arc<AtomicBool>,
+    next_probe: Instant,
 }
 
 impl Sink {
@@ -133,6 +136,7 @@ impl Output {
                 batch: Vec::with_capacity(2 * READ_SIZE),
                 spare,
                 failing,
+                next_probe: Instant::now(),
             });
         }
         let mut handles = Vec::new();
@@ -363,14 +367,21 @@ impl Pump {
         let name = &source.name;
         let prefix = &source.prefix;
         let batch = &mut sink.batch;
-        // Its writer cannot write: drop (and count) rather than pile up.
+        // Its writer cannot write: drop (and count) rather than pile up,
+        // but for a line now and then, which tries the stream again.
         let dropping = sink.failing.load(Ordering::Acquire);
+        let mut probe = dropping && Instant::now() >= sink.next_probe;
+        let probing = probe;
+        let mut dropped = 0u64;
         let followers = &mut ring.followers;
         let mut lines = 0u64;
         // Run for every line: kept lean (millions of lines a second).
         let emit = |line: &[u8]| {
-            if !dropping {
+            if !dropping || probe {
                 format::write_line(batch, format, &ts, name, prefix, stream, pid, line);
+                probe = false;
+            } else {
+                dropped += 1;
             }
             lines += 1;
             if !followers.is_empty() || !all_followers.is_empty() {
@@ -424,8 +435,9 @@ impl Pump {
         if let Some(n) = ring.lines.get_mut(stream.index()) {
             *n += lines;
         }
-        if dropping {
-            ring.dropped += lines;
+        ring.dropped += dropped;
+        if probing {
+            sink.next_probe = Instant::now() + PROBE_EVERY;
         }
         drop(store);
         if buf.capacity() >= READ_SIZE && self.spare.len() < SPARES {

@@ -7,7 +7,8 @@
 //! A write that fails (a full disk, a closed stdout) is given up on, and
 //! the writer says so (`failing`, and a warning once per episode): the
 //! output thread then drops and counts the lines of that stream instead of
-//! sending them, until a write works again.
+//! sending them (but for one now and then, `PROBE_EVERY`, which tries the
+//! stream again), until a write works again.
 //!
 //! What it must never do: split a line between two writes of its own, or
 //! let a closed stdout take corral down (a write error is given up on).
