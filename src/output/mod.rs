@@ -1,6 +1,9 @@
 //! The output thread: reads every `output = "prefix"` service's stdout and
-//! stderr and writes each complete line to corral's own as `NAME | line`,
-//! keeping the last lines of each service in `Logs` for `corral ctl logs`.
+//! stderr and writes each complete line to corral's own as `NAME | line`
+//! (or as `--output-format` / `--output-timestamps` say: `format.rs`),
+//! keeping the last lines of each service in `Logs` for `corral ctl logs`,
+//! each with the wall-clock time it was read and the pid of the run whose
+//! pipe it came from.
 //!
 //! One reading thread, one `poll(2)` over all pipes (plus a wake-up pipe
 //! for newly added streams and for the writers), so 100 services cost one
@@ -22,6 +25,11 @@
 //! other stream go on. Pipes whose writers have all exited are still read
 //! (so their fds are closed) until `HARD_LIMIT` bytes wait.
 //!
+//! A write that fails (a full disk, a closed stdout) is never retried in a
+//! loop: from then on that stream's lines are dropped and counted per
+//! service (`corral_output_dropped_lines_total`), a line now and then
+//! trying the stream again, until a write works.
+//!
 //! corral's own log lines (`log`) go to the stderr writer through a bounded
 //! queue, so logging never blocks either: lines that do not fit are
 //! dropped, and counted in a warning once stderr takes lines again.
@@ -29,10 +37,12 @@
 //! These threads never touch service state: they read pipes, write fds 1
 //! and 2, and append to `Logs` (a short lock; followers get lines by
 //! `try_send`, so a slow `logs -f` client is dropped, never waited for).
+//! `Logs` also holds the line counters `/metrics` reads at scrape time.
 //!
 //! The parts: `split.rs`, bytes into lines; `ring.rs`, `Logs`, the recent
 //! output of each service and its followers; `pump.rs`, the output thread
-//! (`Output`); `writer.rs`, the two writer threads.
+//! (`Output`); `writer.rs`, the two writer threads; `format.rs`, text and
+//! JSON lines (and how JSON carries bytes that are not UTF-8).
 
 pub mod format;
 mod pump;

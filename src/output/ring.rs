@@ -88,7 +88,9 @@ pub(super) struct Block {
     /// When `data` was read (`micros`), or its first part.
     pub(super) time: u64,
     /// Later reads merged into `data`: where each starts and when it was
-    /// read (only when that time differs from the one before).
+    /// read (only when that time is in another millisecond than the one
+    /// before). Each counts `MARK_WEIGHT` bytes towards `RING_KEEP`, so a
+    /// service writing a byte at a time cannot make its log grow beyond it.
     pub(super) marks: Vec<(u32, u64)>,
     pub(super) data: Vec<u8>,
     /// Where the first line that starts in `data` begins (`Splitter::split`).
@@ -97,7 +99,15 @@ pub(super) struct Block {
     pub(super) eof: bool,
 }
 
+/// What a mark costs in memory, counted towards `RING_KEEP`.
+const MARK_WEIGHT: usize = std::mem::size_of::<(u32, u64)>();
+
 impl Block {
+    /// The bytes it holds, marks included.
+    fn weight(&self) -> usize {
+        self.data.len() + self.marks.len() * MARK_WEIGHT
+    }
+
     /// An empty block saying the pipe ended.
     pub(super) fn eof(source: u64, stream: Stream, pid: Option<u32>, time: SystemTime) -> Block {
         Block {
@@ -339,15 +349,15 @@ impl Ring {
             last.data.shrink_to_fit();
             last.marks.shrink_to_fit();
         }
-        self.bytes += block.data.len();
+        self.bytes += block.weight();
         self.blocks.push_back(block);
         while let Some(front) = self.blocks.front() {
-            let over_bytes = self.bytes - front.data.len() >= RING_KEEP;
+            let over_bytes = self.bytes - front.weight() >= RING_KEEP;
             if !over_bytes && self.blocks.len() <= RING_BLOCKS {
                 break;
             }
             if let Some(old) = self.blocks.pop_front() {
-                self.bytes -= old.data.len();
+                self.bytes -= old.weight();
                 if spare.len() < SPARES && old.data.capacity() >= READ_SIZE {
                     spare.push(old.data);
                 }
@@ -378,15 +388,18 @@ impl Ring {
         if let Some(last) = self.blocks.back_mut()
             && last.source == source
             && !last.eof
-            && last.data.len() + len <= READ_SIZE
+            && last.weight() + len + MARK_WEIGHT <= READ_SIZE
         {
             if last.fresh == last.data.len() {
                 last.fresh += fresh;
             }
+            // Times are shown to the millisecond: a read in the same
+            // millisecond as the last mark needs none of its own.
             let latest = last.marks.last().map_or(last.time, |&(_, t)| t);
-            if latest != time {
+            if time / 1000 != latest / 1000 {
                 let at = u32::try_from(last.data.len()).unwrap_or(u32::MAX);
                 last.marks.push((at, time));
+                self.bytes += MARK_WEIGHT;
             }
             last.data.extend_from_slice(data);
             self.bytes += len;
@@ -720,5 +733,26 @@ mod tests {
             (&*entry.service, entry.line.as_slice()),
             ("new", &b"hello"[..])
         );
+    }
+
+    #[test]
+    fn a_byte_at_a_time_each_in_its_own_millisecond_stays_bounded() {
+        let logs = Logs::new();
+        for i in 0..(RING_KEEP as u64 / 4) {
+            let byte: &[u8] = if i % 10 == 9 { b"\n" } else { b"x" };
+            feed_at(&logs, "web", 1, i, byte);
+        }
+        let store = logs.lock();
+        let ring = store.services.get("web").expect("ring");
+        let held: usize = ring
+            .blocks
+            .iter()
+            .map(|b| b.data.capacity() + b.marks.capacity() * MARK_WEIGHT)
+            .sum();
+        assert!(held <= RING_KEEP + 3 * READ_SIZE, "{held}");
+        drop(store);
+        let lines = logs.tail("web", 2, None);
+        assert_eq!(lines_of(&lines), ["xxxxxxxxx", "xxxxxxxxx"]);
+        assert!(lines[0].time < lines[1].time);
     }
 }
