@@ -304,3 +304,46 @@ fn log_args(s: &Scanned) -> Result<LogArgs, String> {
         level_given,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Cli, String> {
+        let args: Vec<OsString> = std::iter::once("corral")
+            .chain(words.iter().copied())
+            .map(OsString::from)
+            .collect();
+        Cli::parse(&args).map_err(|stop| match stop {
+            Stop::Usage { message, .. } => message,
+            Stop::Print(text) => text,
+        })
+    }
+
+    #[test]
+    fn output_format_and_timestamps_are_options() {
+        let cli = parse(&[
+            "--output-format",
+            "json",
+            "--output-timestamps",
+            "--",
+            "app",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.output,
+            Format {
+                format: OutputFormat::Json,
+                timestamps: true
+            }
+        );
+        assert_eq!(cli.command, ["app"]);
+        let text = parse(&["--output-format", "text"]).expect("parses");
+        assert_eq!(text.output.format, OutputFormat::Text);
+        let bad = parse(&["--output-format", "xml"]).map(|c| c.output);
+        assert_eq!(
+            bad,
+            Err("invalid value \"xml\" for --output-format (expected text or json)".into())
+        );
+    }
+}
