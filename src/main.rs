@@ -250,7 +250,7 @@ fn supervise(args: &[OsString]) -> u8 {
 
     // 5. The adapter threads: output, readiness (sd_notify, notification
     //    fds), file watches, and the optional HTTP endpoint.
-    let output = match output::Output::start(logs) {
+    let output = match output::Output::start(logs.clone(), cli.output) {
         Ok(output) => output,
         Err(err) => {
             error!(%err, "cannot start the output thread");
@@ -272,7 +272,7 @@ fn supervise(args: &[OsString]) -> u8 {
         }
     };
     if let Some(addr) = cli.http.as_deref().filter(|a| !a.is_empty())
-        && let Err(err) = http::start(addr, tx.clone())
+        && let Err(err) = http::start(addr, tx.clone(), logs.clone())
     {
         eprintln!("corral: --http {addr}: {err}");
         return EXIT_SYSTEM;

@@ -26,7 +26,7 @@
 //! | `status` | `services` (names; empty = all) | `services`: [`ServiceStatus`] |
 //! | `start`, `stop`, `restart` | `services` or `all: true` | when done: `messages`, one per service |
 //! | `signal` | `signal` (name), `services` | `messages` |
-//! | `logs` | `service`, `lines` (default 100), `follow` | `lines`: [`LogLine`]; with `follow`, more responses |
+//! | `logs` | `service` or `all: true` (every service, in time order), `lines` (default 100), `follow`, `since_ms` (only lines read in the last so many ms), `json` (each `line` escaped as `--output-format json` writes it) | `lines`: [`LogLine`]; with `follow`, more responses |
 //! | `wait` | `services`, `timeout_ms` (none = forever), `until` (`Until`; none: started), `since_run`; older clients: `ready` | once `until` holds of every one |
 //! | `reload` | `services` (empty: re-read the definitions, as SIGHUP) | when each is reloaded and ready again |
 //! | `health` | | `ok: true`, or `ok: false` with `problems` |
@@ -60,11 +60,23 @@ pub enum Request {
         services: Vec<String>,
     },
     Logs {
+        /// Empty with `all`.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         service: String,
         #[serde(default)]
         lines: Option<usize>,
         #[serde(default)]
         follow: bool,
+        /// Every service's lines, merged in the order they were read.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+        /// Only lines read at most this long ago.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<u64>,
+        /// Each `LogLine::line` escaped as `--output-format json` writes it
+        /// (invalid UTF-8 as `\xNN`, see `output::format`), not lossy.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        json: bool,
     },
     /// Answered once `until` holds of every service named (build it with
     /// `Request::wait`).
@@ -292,6 +304,15 @@ pub struct LogLine {
     /// `stdout` or `stderr`.
     pub stream: String,
     pub line: String,
+    /// The service that wrote it (servers before `all` leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// When it was read: RFC 3339 UTC with milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<String>,
+    /// The pid of the run that wrote it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// Parse one request line: JSON without a key twice in any object, the
@@ -500,6 +521,17 @@ mod tests {
                 service: "web".into(),
                 lines: Some(5),
                 follow: true,
+                all: false,
+                since_ms: None,
+                json: false,
+            },
+            Request::Logs {
+                service: String::new(),
+                lines: None,
+                follow: false,
+                all: true,
+                since_ms: Some(60_000),
+                json: true,
             },
             Request::wait(vec!["db".into()], Some(1500), Until::Ready, None),
             Request::wait(vec!["db".into()], None, Until::RestartedReady, Some(3)),

@@ -39,9 +39,14 @@ pub enum CtlCommand {
         names: Vec<String>,
     },
     Logs {
-        name: String,
+        /// `None`: every service (`--all`).
+        name: Option<String>,
         lines: usize,
         follow: bool,
+        /// `--since DUR`: only lines read in the last DUR.
+        since: Option<Duration>,
+        /// `--json`: one JSON object per line, as `--output-format json`.
+        json: bool,
     },
     Wait {
         names: Vec<String>,
@@ -86,8 +91,8 @@ const CTL_COMMANDS: &[(&str, &str, &str)] = &[
     ),
     (
         "logs",
-        "NAME [-n N] [-f]",
-        "the last N lines (default 100; corral keeps 1000) of a prefix service; -f follows",
+        "NAME|--all [-n N] [-f] [--since DUR] [--json]",
+        "the last N lines (default 100; corral keeps 1000) of a prefix service, or of all merged in time order; -f follows; --since 5m: only newer lines; --json: one object per line (ts, service, stream, pid, line)",
     ),
     (
         "wait",
@@ -190,6 +195,9 @@ impl CtlCli {
                 Opt::value("socket", "PATH"),
                 Opt::value("lines", "N").short('n'),
                 Opt::flag("follow").short('f'),
+                Opt::flag("all"),
+                Opt::value("since", "DUR"),
+                Opt::flag("json"),
             ],
             "wait" => &[
                 Opt::value("socket", "PATH"),
@@ -249,10 +257,21 @@ impl CtlCli {
             }
             "logs" => {
                 no_more(1)?;
-                let name = names
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| usage("name the service".into()))?;
+                let name = match (names.first(), s.has(3)) {
+                    (Some(name), false) => Some(name.clone()),
+                    (None, true) => None,
+                    (Some(_), true) => {
+                        return Err(usage("name a service or give --all, not both".into()));
+                    }
+                    (None, false) => return Err(usage("name the service (or --all)".into())),
+                };
+                let since = match s.last(4) {
+                    None => None,
+                    Some(t) => Some(
+                        parse_duration(t)
+                            .map_err(|e| usage(format!("invalid value for --since: {e}")))?,
+                    ),
+                };
                 let lines = match s.last(1) {
                     None => 100,
                     Some(n) => n.parse().map_err(|_| {
@@ -265,6 +284,8 @@ impl CtlCli {
                     name,
                     lines,
                     follow: s.has(2),
+                    since,
+                    json: s.has(5),
                 }
             }
             "wait" => CtlCommand::Wait {

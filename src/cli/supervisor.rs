@@ -10,6 +10,7 @@ use super::{Dirs, rest};
 use crate::args::{Opt, Positional, Scanned, Stop, env, scan};
 use crate::config::parse_duration;
 use crate::log::{LogArgs, LogFormat, LogLevel};
+use crate::output::{Format, OutputFormat};
 
 /// `corral [OPTIONS] [--] [COMMAND...]`: the supervisor.
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct Cli {
     /// An `Option`, so that s6-overlay's variables apply only when this is not given.
     pub shutdown_timeout: Option<Duration>,
     pub log: LogArgs,
+    /// How services' lines are written (`--output-format`, `--output-timestamps`).
+    pub output: Format,
     /// The main program and its arguments: its exit ends the container.
     pub command: Vec<String>,
 }
@@ -43,6 +46,8 @@ const LOG_LEVEL: usize = 5;
 const SOCKET: usize = 6;
 const HTTP: usize = 7;
 const SHUTDOWN_TIMEOUT: usize = 8;
+const OUTPUT_FORMAT: usize = 9;
+const OUTPUT_TIMESTAMPS: usize = 10;
 
 const SUPERVISOR_OPTS: &[Opt] = &[
     Opt::value("services", "DIR"),
@@ -54,6 +59,8 @@ const SUPERVISOR_OPTS: &[Opt] = &[
     Opt::value("socket", "PATH"),
     Opt::value("http", "ADDR"),
     Opt::value("shutdown-timeout", "DUR"),
+    Opt::value("output-format", "FORMAT"),
+    Opt::flag("output-timestamps"),
 ];
 
 /// `check` takes the first six.
@@ -99,6 +106,12 @@ Options:
   --shutdown-timeout DUR  total budget for the shutdown (e.g. 9s, 500ms)
                           [env CORRAL_SHUTDOWN_TIMEOUT; default 9s, or
                           S6_SERVICES_GRACETIME + S6_KILL_GRACETIME when set]
+  --output-format FORMAT  services' lines on stdout / stderr: text (NAME | line)
+                          or json (one object per line: ts, service, stream,
+                          pid, line) [env CORRAL_OUTPUT_FORMAT; default text]
+  --output-timestamps     text lines start with the time they were read
+                          (2026-12-04T14:00:00.123Z web | ...)
+                          [env CORRAL_OUTPUT_TIMESTAMPS=1]
   -h, --help              print this help
   -V, --version           print the version
 
@@ -167,6 +180,7 @@ impl Cli {
             http: given(&s, HTTP, "CORRAL_HTTP").map(|(v, _)| v),
             shutdown_timeout,
             log: log_args(&s).map_err(|e| Stop::usage(P, e))?,
+            output: output_args(&s).map_err(|e| Stop::usage(P, e))?,
             command: s.positional,
         })
     }
@@ -221,6 +235,38 @@ fn dirs(s: &Scanned) -> Dirs {
     }
 }
 
+fn output_args(s: &Scanned) -> Result<Format, String> {
+    let format = match given(s, OUTPUT_FORMAT, "CORRAL_OUTPUT_FORMAT") {
+        None => OutputFormat::Text,
+        Some((v, from)) => match v.as_str() {
+            "text" => OutputFormat::Text,
+            "json" => OutputFormat::Json,
+            _ => {
+                return Err(format!(
+                    "invalid value {v:?} for {from} (expected text or json)"
+                ));
+            }
+        },
+    };
+    let timestamps = if s.has(OUTPUT_TIMESTAMPS) {
+        true
+    } else {
+        match env("CORRAL_OUTPUT_TIMESTAMPS") {
+            None => false,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => true,
+                "" | "0" | "false" | "no" => false,
+                _ => {
+                    return Err(format!(
+                        "invalid value {v:?} for CORRAL_OUTPUT_TIMESTAMPS (expected 1 or 0, true or false)"
+                    ));
+                }
+            },
+        }
+    };
+    Ok(Format { format, timestamps })
+}
+
 fn log_args(s: &Scanned) -> Result<LogArgs, String> {
     let log_format = match given(s, LOG_FORMAT, "CORRAL_LOG_FORMAT") {
         None => LogFormat::Text,
@@ -257,4 +303,47 @@ fn log_args(s: &Scanned) -> Result<LogArgs, String> {
         log_level,
         level_given,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Cli, String> {
+        let args: Vec<OsString> = std::iter::once("corral")
+            .chain(words.iter().copied())
+            .map(OsString::from)
+            .collect();
+        Cli::parse(&args).map_err(|stop| match stop {
+            Stop::Usage { message, .. } => message,
+            Stop::Print(text) => text,
+        })
+    }
+
+    #[test]
+    fn output_format_and_timestamps_are_options() {
+        let cli = parse(&[
+            "--output-format",
+            "json",
+            "--output-timestamps",
+            "--",
+            "app",
+        ])
+        .expect("parses");
+        assert_eq!(
+            cli.output,
+            Format {
+                format: OutputFormat::Json,
+                timestamps: true
+            }
+        );
+        assert_eq!(cli.command, ["app"]);
+        let text = parse(&["--output-format", "text"]).expect("parses");
+        assert_eq!(text.output.format, OutputFormat::Text);
+        let bad = parse(&["--output-format", "xml"]).map(|c| c.output);
+        assert_eq!(
+            bad,
+            Err("invalid value \"xml\" for --output-format (expected text or json)".into())
+        );
+    }
 }

@@ -14,6 +14,7 @@
 //! character in it is shown escaped (`text::escape`),
 //! except in `logs`, which prints a service's own bytes, as `docker logs`.
 
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::{DirError, check_socket_dir, peer_uid};
 use crate::cli::{CtlCli, CtlCommand, Names};
+use crate::output::format::{Record, write_record};
 use crate::protocol::{Request, Response, ServiceStatus, Targets, decode_response, encode_request};
 use crate::text::{Form, escape, human};
 
@@ -71,7 +73,15 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
             }
             finish(&first, &mut out)
         }
-        CtlCommand::Logs { follow, .. } => {
+        CtlCommand::Logs {
+            follow,
+            ref name,
+            json,
+            ..
+        } => {
+            let print_lines = |response: &Response, out: &mut Output| {
+                print_lines(response, out, name.is_none(), json);
+            };
             print_lines(&first, &mut out);
             if first.ok && follow {
                 // One response per new line, until corral closes (or we are
@@ -120,10 +130,15 @@ fn request_for(command: &CtlCommand) -> Request {
             name,
             lines,
             follow,
+            since,
+            json,
         } => Request::Logs {
-            service: name.clone(),
+            service: name.clone().unwrap_or_default(),
             lines: Some(*lines),
             follow: *follow,
+            all: name.is_none(),
+            since_ms: since.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            json: *json,
         },
         CtlCommand::Wait {
             names,
@@ -162,12 +177,34 @@ fn finish(response: &Response, out: &mut Output) -> u8 {
     EXIT_FAILED
 }
 
-fn print_lines(response: &Response, out: &mut Output) {
+/// A service's lines as it wrote them (stderr's on stderr); with `all`,
+/// each as `NAME | line`; with `json`, each as one JSON object on stdout
+/// (`output::format::Record`, the line as the server escaped it).
+fn print_lines(response: &Response, out: &mut Output, all: bool, json: bool) {
     for line in &response.lines {
-        if line.stream == "stderr" {
-            out.stderr(&line.line);
+        let service = line.service.as_deref().unwrap_or("");
+        if json {
+            let record = Record {
+                ts: line.ts.as_deref().unwrap_or(""),
+                service,
+                stream: &line.stream,
+                pid: line.pid,
+                line: &line.line,
+            };
+            let mut text = Vec::new();
+            write_record(&mut text, &record);
+            out.stdout(String::from_utf8_lossy(&text).trim_end_matches('\n'));
+            continue;
+        }
+        let text = if all {
+            Cow::Owned(format!("{service} | {}", line.line))
         } else {
-            out.stdout(&line.line);
+            Cow::Borrowed(line.line.as_str())
+        };
+        if line.stream == "stderr" {
+            out.stderr(&text);
+        } else {
+            out.stdout(&text);
         }
     }
     out.flush();

@@ -20,7 +20,7 @@
 //! |---|---|---|
 //! | `/healthz` | every essential service is up (running, ready, or a oneshot that exited 0) | 503, the ones that are not |
 //! | `/readyz` | corral is up and every service wanted up is ready | 503, the ones that are not |
-//! | `/metrics` | always (Prometheus text format 0.0.4) | 503 if the loop does not answer |
+//! | `/metrics` | always (Prometheus text format 0.0.4; the output counters read from `Logs`, not the loop) | 503 if the loop does not answer |
 //!
 //! Any other path is 404; a query string is ignored. GET and HEAD are served
 //! (HEAD: the same status and header fields, no body); any other method is
@@ -83,6 +83,7 @@ use crossbeam_channel::Sender;
 use tracing::{debug, info};
 
 use crate::event::Input;
+use crate::output::Logs;
 use crate::polling::{open_files_limit, share_of_fds};
 
 use poll::serve;
@@ -138,7 +139,7 @@ const STACK_SIZE: usize = 256 * 1024;
 /// Serve `addr` (`host:port`; `:port` means every IPv4 interface) on a new
 /// thread. Binding errors are returned, so a bad `--http` stops corral at
 /// startup.
-pub fn start(addr: &str, inputs: Sender<Input>) -> io::Result<()> {
+pub fn start(addr: &str, inputs: Sender<Input>, logs: Logs) -> io::Result<()> {
     let addr = match addr.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
         None => addr.to_string(),
@@ -153,7 +154,7 @@ pub fn start(addr: &str, inputs: Sender<Input>) -> io::Result<()> {
     }
     let max_connections = connection_cap(open_files_limit());
     info!(%addr, max_connections, "http endpoint listening");
-    serve(listener, inputs, REPLY_TIMEOUT, max_connections)
+    serve(listener, inputs, REPLY_TIMEOUT, max_connections, logs)
 }
 
 /// How many connections may be open at once: `MAX_CONNECTIONS`, but never

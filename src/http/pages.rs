@@ -1,12 +1,16 @@
 //! The pages: `/healthz`, `/readyz` and `/metrics` rendered from the
-//! loop's `status` answer, as the table in the module doc of `http` says.
+//! loop's `status` answer, as the table in the module doc of `http` says;
+//! `/metrics` also shows the output counters (`OutputCounts`, read from
+//! `Logs` at scrape time, never through the loop).
 //! What "up" and "ready as wanted" mean is `ServiceStatus`'s (`protocol`),
 //! shared with `ctl health`.
 //!
-//! What it must never do: ask for anything but the one status it is given.
+//! What it must never do: ask for anything but the one status (and the
+//! output counters) it is given.
 
 use std::fmt::Write as _;
 
+use crate::output::ServiceCounts;
 use crate::protocol::{Response, ServiceStatus};
 
 pub(super) const TEXT: &str = "text/plain; charset=utf-8";
@@ -30,6 +34,15 @@ impl Reply {
     }
 }
 
+/// What the output thread counted, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct OutputCounts {
+    /// By service name.
+    pub(super) services: Vec<ServiceCounts>,
+    /// Lines lost in writes that failed, stdout's and stderr's.
+    pub(super) lost: [u64; 2],
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Page {
     Health,
@@ -37,14 +50,14 @@ pub(super) enum Page {
     Metrics,
 }
 
-fn render(page: Page, status: &Response) -> Reply {
+fn render(page: Page, status: &Response, output: &OutputCounts) -> Reply {
     match page {
         Page::Health => health(status),
         Page::Ready => ready(status),
         Page::Metrics => Reply {
             code: 200,
             content_type: PROMETHEUS_TEXT,
-            body: metrics(status),
+            body: metrics(status, output),
         },
     }
 }
@@ -105,7 +118,7 @@ fn ready(status: &Response) -> Reply {
 
 /// Prometheus text exposition format 0.0.4: each family's HELP and TYPE,
 /// then its samples, one per service in the loop's order.
-fn metrics(status: &Response) -> String {
+fn metrics(status: &Response, output: &OutputCounts) -> String {
     let mut out = String::new();
     let services = &status.services;
     family(
@@ -145,7 +158,51 @@ fn metrics(status: &Response) -> String {
          # TYPE corral_orphans_reaped_total counter\n\
          corral_orphans_reaped_total {orphans}\n"
     );
+    output_metrics(&mut out, output);
     out
+}
+
+/// The output thread's counters: lines passed on by service and stream,
+/// lines dropped by service, lines lost in failed writes by stream.
+fn output_metrics(out: &mut String, output: &OutputCounts) {
+    let _ = write!(
+        out,
+        "# HELP corral_output_lines_total Lines of service output read by corral.\n\
+         # TYPE corral_output_lines_total counter\n"
+    );
+    for counts in &output.services {
+        for (stream, n) in ["stdout", "stderr"].iter().zip(counts.lines) {
+            let _ = writeln!(
+                out,
+                "corral_output_lines_total{{service=\"{}\",stream=\"{stream}\"}} {n}",
+                label(&counts.service)
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "# HELP corral_output_dropped_lines_total Lines of service output corral could not write (dropped while its output failed).\n\
+         # TYPE corral_output_dropped_lines_total counter\n"
+    );
+    for counts in &output.services {
+        let _ = writeln!(
+            out,
+            "corral_output_dropped_lines_total{{service=\"{}\"}} {}",
+            label(&counts.service),
+            counts.dropped
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP corral_output_write_failed_lines_total Lines lost in writes of corral's stdout or stderr that failed (any service's).\n\
+         # TYPE corral_output_write_failed_lines_total counter\n"
+    );
+    for (stream, n) in ["stdout", "stderr"].iter().zip(output.lost) {
+        let _ = writeln!(
+            out,
+            "corral_output_write_failed_lines_total{{stream=\"{stream}\"}} {n}"
+        );
+    }
 }
 
 fn family<'a>(
@@ -183,9 +240,13 @@ fn label(value: &str) -> String {
 }
 
 /// The answer to `page`, from the loop's status or why there is none.
-pub(super) fn page_reply(page: Page, status: &Result<Response, String>) -> Reply {
+pub(super) fn page_reply(
+    page: Page,
+    status: &Result<Response, String>,
+    output: &OutputCounts,
+) -> Reply {
     match status {
-        Ok(status) if status.ok => render(page, status),
+        Ok(status) if status.ok => render(page, status, output),
         Ok(status) => Reply::text(
             503,
             format!(
@@ -207,5 +268,27 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn metrics_count_output_lines_by_service_and_stream() {
+        let output = OutputCounts {
+            services: vec![ServiceCounts {
+                service: "web".into(),
+                lines: [3, 1],
+                dropped: 2,
+            }],
+            lost: [5, 0],
+        };
+        let body = metrics(&Response::ok(), &output);
+        for sample in [
+            "corral_output_lines_total{service=\"web\",stream=\"stdout\"} 3\n",
+            "corral_output_lines_total{service=\"web\",stream=\"stderr\"} 1\n",
+            "corral_output_dropped_lines_total{service=\"web\"} 2\n",
+            "corral_output_write_failed_lines_total{stream=\"stdout\"} 5\n",
+            "# TYPE corral_output_lines_total counter\n",
+        ] {
+            assert!(body.contains(sample), "{sample} not in\n{body}");
+        }
     }
 }

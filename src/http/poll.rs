@@ -23,10 +23,11 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::poll::PollFlags;
 use tracing::{debug, error, info, warn};
 
-use super::pages::{Page, Reply, page_reply};
+use super::pages::{OutputCounts, Page, Reply, page_reply};
 use super::request::{Asked, Incoming, response};
 use super::{ACCEPT_BATCH, ACCEPT_PAUSE, IO_TIMEOUT, LINGER, LINGER_BYTES, READ_CHUNK, STACK_SIZE};
 use crate::event::Input;
+use crate::output::Logs;
 use crate::polling::{self, Wake, new_burst, spare_fd};
 use crate::protocol::{Request, Response};
 
@@ -35,6 +36,7 @@ pub(super) fn serve(
     inputs: Sender<Input>,
     reply_timeout: Duration,
     max_connections: usize,
+    logs: Logs,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let (wake_rx, wake_tx) = polling::wake_pipe()?;
@@ -48,6 +50,7 @@ pub(super) fn serve(
         max_connections,
         inputs,
         reply_timeout,
+        logs,
         status: None,
         scratch: vec![0; READ_CHUNK],
         failed_accepts: 0,
@@ -98,6 +101,8 @@ struct Poller {
     max_connections: usize,
     inputs: Sender<Input>,
     reply_timeout: Duration,
+    /// The output counters, read for `/metrics` (a short lock, no loop).
+    logs: Logs,
     /// The status request in flight, shared by every connection `Asking`.
     status: Option<Pending>,
     scratch: Vec<u8>,
@@ -288,8 +293,16 @@ impl Poller {
                 _ => None,
             })
             .collect();
+        let output = if waiting.iter().any(|w| w.1 == Page::Metrics) {
+            OutputCounts {
+                services: self.logs.counts(),
+                lost: self.logs.lost_lines(),
+            }
+        } else {
+            OutputCounts::default()
+        };
         for (token, page, head_only, unread) in waiting {
-            let reply = page_reply(page, &status);
+            let reply = page_reply(page, &status, &output);
             debug!(code = reply.code, ?page, "http answer");
             self.respond(token, &reply, head_only, unread);
         }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use tracing::debug;
 
-use super::pages::{Page, Reply, page_reply};
+use super::pages::{OutputCounts, Page, Reply, page_reply};
 use super::{IO_TIMEOUT, MAX_HEAD, MAX_HEADERS};
 use crate::protocol::Response;
 use crate::text::http_date;
@@ -232,7 +232,7 @@ pub fn exchange<'a>(
     let mut incoming = Incoming::default();
     let received = reads.into_iter().find_map(|data| incoming.push(data))?;
     let reply = match received.asked {
-        Asked::Page(page) => page_reply(page, status),
+        Asked::Page(page) => page_reply(page, status, &OutputCounts::default()),
         Asked::Now(reply) => reply,
     };
     Some(response(&reply, received.head_only, now))

@@ -98,6 +98,7 @@ impl Fixture {
             fake_loop(Arc::clone(&canned), Arc::clone(&asked)),
             reply_timeout,
             max_connections,
+            crate::output::Logs::new(),
         )
         .expect("serve");
         Fixture {
@@ -240,6 +241,14 @@ corral_service_last_exit_code{service=\"migrate\"} 0
 # HELP corral_orphans_reaped_total Processes not started by corral that it reaped.
 # TYPE corral_orphans_reaped_total counter
 corral_orphans_reaped_total 3
+# HELP corral_output_lines_total Lines of service output read by corral.
+# TYPE corral_output_lines_total counter
+# HELP corral_output_dropped_lines_total Lines of service output corral could not write (dropped while its output failed).
+# TYPE corral_output_dropped_lines_total counter
+# HELP corral_output_write_failed_lines_total Lines lost in writes of corral's stdout or stderr that failed (any service's).
+# TYPE corral_output_write_failed_lines_total counter
+corral_output_write_failed_lines_total{stream=\"stdout\"} 0
+corral_output_write_failed_lines_total{stream=\"stderr\"} 0
 "
     );
 }
@@ -379,7 +388,7 @@ fn binding_errors_are_returned() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr").to_string();
     let (tx, _rx) = crossbeam_channel::unbounded();
-    let err = start(&addr, tx.clone()).unwrap_err();
+    let err = start(&addr, tx.clone(), crate::output::Logs::new()).unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-    assert!(start("not an address", tx).is_err());
+    assert!(start("not an address", tx, crate::output::Logs::new()).is_err());
 }

@@ -1,6 +1,9 @@
 //! The output thread: reads every `output = "prefix"` service's stdout and
-//! stderr and writes each complete line to corral's own as `NAME | line`,
-//! keeping the last lines of each service in `Logs` for `corral ctl logs`.
+//! stderr and writes each complete line to corral's own as `NAME | line`
+//! (or as `--output-format` / `--output-timestamps` say: `format.rs`),
+//! keeping the last lines of each service in `Logs` for `corral ctl logs`,
+//! each with the wall-clock time it was read and the pid of the run whose
+//! pipe it came from.
 //!
 //! One reading thread, one `poll(2)` over all pipes (plus a wake-up pipe
 //! for newly added streams and for the writers), so 100 services cost one
@@ -22,6 +25,11 @@
 //! other stream go on. Pipes whose writers have all exited are still read
 //! (so their fds are closed) until `HARD_LIMIT` bytes wait.
 //!
+//! A write that fails (a full disk, a closed stdout) is never retried in a
+//! loop: from then on that stream's lines are dropped and counted per
+//! service (`corral_output_dropped_lines_total`), a line now and then
+//! trying the stream again, until a write works.
+//!
 //! corral's own log lines (`log`) go to the stderr writer through a bounded
 //! queue, so logging never blocks either: lines that do not fit are
 //! dropped, and counted in a warning once stderr takes lines again.
@@ -29,20 +37,27 @@
 //! These threads never touch service state: they read pipes, write fds 1
 //! and 2, and append to `Logs` (a short lock; followers get lines by
 //! `try_send`, so a slow `logs -f` client is dropped, never waited for).
+//! `Logs` also holds the line counters `/metrics` reads at scrape time.
 //!
 //! The parts: `split.rs`, bytes into lines; `ring.rs`, `Logs`, the recent
 //! output of each service and its followers; `pump.rs`, the output thread
-//! (`Output`); `writer.rs`, the two writer threads.
+//! (`Output`); `writer.rs`, the two writer threads; `format.rs`, text and
+//! JSON lines (and how JSON carries bytes that are not UTF-8).
 
+pub mod format;
 mod pump;
 mod ring;
 mod split;
 mod writer;
 
+use std::borrow::Cow;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+pub use format::{Format, OutputFormat};
 pub use pump::Output;
-pub use ring::Logs;
+pub use ring::{Logs, ServiceCounts};
 
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -69,6 +84,9 @@ const RING_KEEP: usize = LOG_BYTES + 2 * MAX_LINE + 2 * LOG_LINES;
 /// Pieces of output a service's log keeps at most (each holds at least a
 /// byte; this bounds a log fed a byte at a time by alternating streams).
 const RING_BLOCKS: usize = 4 * LOG_LINES;
+/// While a stream's writes fail, a line is sent on to try it again at most
+/// this often; the others are dropped (and counted).
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// Batches one `writev` takes at most.
 const WRITE_BATCHES: usize = 64;
 /// Buffers kept for reuse: read buffers of the output thread, and written
@@ -108,19 +126,31 @@ impl Stream {
     }
 }
 
-/// One line of a service's output, without its newline (or `\r\n`).
-/// Bytes that are not UTF-8 are replaced (U+FFFD): the protocol is JSON.
+/// One line of a service's output, without its newline (or `\r\n`), with
+/// the time it was read and the pid of the run that wrote it (when known).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
+    pub service: Arc<str>,
     pub stream: Stream,
-    pub line: String,
+    pub pid: Option<u32>,
+    pub time: SystemTime,
+    /// The line's bytes, as the service wrote them.
+    pub line: Vec<u8>,
 }
 
 impl LogEntry {
-    fn new(stream: Stream, line: &[u8]) -> LogEntry {
-        LogEntry {
-            stream,
-            line: String::from_utf8_lossy(line).into_owned(),
-        }
+    /// The line as text, bytes that are not UTF-8 replaced (U+FFFD).
+    pub fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.line)
     }
+}
+
+/// Microseconds since the epoch: how `Logs` keeps a read's time.
+fn micros(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn from_micros(us: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(us)
 }

@@ -9,19 +9,20 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::debug;
 
-use super::ring::{Block, Logs, Ring, new_source};
+use super::format::{self, Format, OutputFormat};
+use super::ring::{Block, LogStore, Logs, Ring, new_source};
 use super::split::Splitter;
 use super::writer::Writer;
-use super::{HARD_LIMIT, HIGH_WATER, READ_SIZE, SPARES, Stream};
+use super::{HARD_LIMIT, HIGH_WATER, LogEntry, PROBE_EVERY, READ_SIZE, SPARES, Stream};
 use crate::log;
 use crate::polling::{self, Wake};
 
@@ -30,6 +31,7 @@ enum Msg {
         name: Arc<str>,
         stream: Stream,
         fd: OwnedFd,
+        pid: Option<u32>,
     },
     /// Stop once every stream has reached EOF and been written.
     Finish,
@@ -47,6 +49,8 @@ struct Source {
     /// `NAME | `
     prefix: Vec<u8>,
     stream: Stream,
+    /// The pid of the run whose pipe this is, when known.
+    pid: Option<u32>,
     id: u64,
     fd: OwnedFd,
     splitter: Splitter,
@@ -64,6 +68,11 @@ struct Sink {
     batch: Vec<u8>,
     /// Written batches, back for reuse.
     spare: Receiver<Vec<u8>>,
+    /// The writer's last write failed: lines for it are dropped, counted,
+    /// but for one line sent on from time to time (`PROBE_EVERY`), which
+    /// tries the stream again.
+    failing: Arc<AtomicBool>,
+    next_probe: Instant,
 }
 
 impl Sink {
@@ -98,9 +107,9 @@ impl Sink {
 
 impl Output {
     /// Start the output thread and its two writers; the lines it writes are
-    /// also kept in `logs`. From now on corral's own log lines go through
+    /// also kept in `logs`, and written in `format`. From now on corral's own log lines go through
     /// the stderr writer (`log::attach`).
-    pub fn start(logs: Logs) -> io::Result<Output> {
+    pub fn start(logs: Logs, format: Format) -> io::Result<Output> {
         let (wake_r, wake_w) = polling::wake_pipe()?;
         let wake = Arc::new(wake_w);
         let mut sinks = Vec::new();
@@ -109,7 +118,10 @@ impl Output {
             let (tx, batches) = crossbeam_channel::unbounded();
             let (spare_tx, spare) = crossbeam_channel::bounded(SPARES);
             let waiting = Arc::new(AtomicUsize::new(0));
+            let failing = Arc::new(AtomicBool::new(false));
             let writer = Writer {
+                failing: Arc::clone(&failing),
+                lost: logs.lost(stream),
                 stream,
                 batches,
                 own: None,
@@ -123,6 +135,8 @@ impl Output {
                 waiting,
                 batch: Vec::with_capacity(2 * READ_SIZE),
                 spare,
+                failing,
+                next_probe: Instant::now(),
             });
         }
         let mut handles = Vec::new();
@@ -148,6 +162,7 @@ impl Output {
             rx,
             wake: wake_r,
             logs,
+            format,
             sinks,
             sources: Vec::new(),
             spare: Vec::new(),
@@ -164,8 +179,18 @@ impl Output {
         Ok(Output { tx, wake, done })
     }
 
-    pub fn add(&self, name: Arc<str>, stream: Stream, fd: OwnedFd) {
-        if self.tx.send(Msg::Add { name, stream, fd }).is_ok() {
+    /// Read `fd`, `name`'s `stream`, written by the run `pid` (when known).
+    pub fn add(&self, name: Arc<str>, stream: Stream, fd: OwnedFd, pid: Option<u32>) {
+        if self
+            .tx
+            .send(Msg::Add {
+                name,
+                stream,
+                fd,
+                pid,
+            })
+            .is_ok()
+        {
             self.wake.wake();
         }
     }
@@ -187,6 +212,7 @@ struct Pump {
     rx: Receiver<Msg>,
     wake: OwnedFd,
     logs: Logs,
+    format: Format,
     /// Indexed by `Stream::index`.
     sinks: Vec<Sink>,
     sources: Vec<Source>,
@@ -202,13 +228,19 @@ impl Pump {
         loop {
             for msg in self.rx.try_iter() {
                 match msg {
-                    Msg::Add { name, stream, fd } => {
+                    Msg::Add {
+                        name,
+                        stream,
+                        fd,
+                        pid,
+                    } => {
                         let mut prefix = name.as_bytes().to_vec();
                         prefix.extend_from_slice(b" | ");
                         self.sources.push(Source {
                             name,
                             prefix,
                             stream,
+                            pid,
                             id: new_source(),
                             fd,
                             splitter: Splitter::default(),
@@ -313,26 +345,55 @@ impl Pump {
         }
         let mut buf = self.spare.pop().unwrap_or_default();
         let read = read_fresh(&source.fd, &mut buf);
-        let mut store = self.logs.lock();
-        if !store.services.contains_key(&*source.name) {
-            store
-                .services
-                .insert(source.name.to_string(), Ring::default());
-        }
-        let Some(ring) = store.services.get_mut(&*source.name) else {
-            return false;
+        // Every line this read ends was read now.
+        let now = SystemTime::now();
+        let format = self.format;
+        let ts = if format.timestamps || format.format == OutputFormat::Json {
+            format::rfc3339(now)
+        } else {
+            String::new()
         };
+        let mut store = self.logs.lock();
+        let LogStore {
+            services,
+            all_followers,
+            ..
+        } = &mut *store;
+        let ring = services
+            .entry(source.name.to_string())
+            .or_insert_with(|| Ring::new(&source.name));
         let stream = source.stream;
+        let pid = source.pid;
+        let name = &source.name;
         let prefix = &source.prefix;
         let batch = &mut sink.batch;
+        // Its writer cannot write: drop (and count) rather than pile up,
+        // but for a line now and then, which tries the stream again.
+        let dropping = sink.failing.load(Ordering::Acquire);
+        let mut probe = dropping && Instant::now() >= sink.next_probe;
+        let probing = probe;
+        let mut dropped = 0u64;
         let followers = &mut ring.followers;
+        let mut lines = 0u64;
         // Run for every line: kept lean (millions of lines a second).
         let emit = |line: &[u8]| {
-            batch.extend_from_slice(prefix);
-            batch.extend_from_slice(line);
-            batch.push(b'\n');
-            if !followers.is_empty() {
-                Ring::tell(followers, stream, line);
+            if !dropping || probe {
+                format::write_line(batch, format, &ts, name, prefix, stream, pid, line);
+                probe = false;
+            } else {
+                dropped += 1;
+            }
+            lines += 1;
+            if !followers.is_empty() || !all_followers.is_empty() {
+                let entry = LogEntry {
+                    service: Arc::clone(name),
+                    stream,
+                    pid,
+                    time: now,
+                    line: line.to_vec(),
+                };
+                Ring::tell(followers, &entry);
+                Ring::tell(all_followers, &entry);
             }
         };
         let got = match read {
@@ -348,7 +409,16 @@ impl Pump {
                 let data = buf.get(..len).unwrap_or_default();
                 let fresh = source.splitter.split(data, emit);
                 if len > 0 {
-                    ring.keep_read(source.id, stream, &mut buf, len, fresh, &mut self.spare);
+                    ring.keep_read(
+                        source.id,
+                        stream,
+                        pid,
+                        now,
+                        &mut buf,
+                        len,
+                        fresh,
+                        &mut self.spare,
+                    );
                 }
                 false
             }
@@ -356,18 +426,19 @@ impl Pump {
                 let unfinished = source.splitter.has_partial();
                 source.splitter.finish(emit);
                 if unfinished {
-                    let block = Block {
-                        source: source.id,
-                        stream,
-                        data: Vec::new(),
-                        fresh: 0,
-                        eof: true,
-                    };
+                    let block = Block::eof(source.id, stream, pid, now);
                     ring.keep(block, &mut self.spare);
                 }
                 true
             }
         };
+        if let Some(n) = ring.lines.get_mut(stream.index()) {
+            *n += lines;
+        }
+        ring.dropped += dropped;
+        if probing {
+            sink.next_probe = Instant::now() + PROBE_EVERY;
+        }
         drop(store);
         if buf.capacity() >= READ_SIZE && self.spare.len() < SPARES {
             self.spare.push(buf);

@@ -4,13 +4,19 @@
 //! never interleave; the stderr writer also writes corral's own log lines
 //! (`log`), and says how many were dropped while stderr was blocked.
 //!
+//! A write that fails (a full disk, a closed stdout) is given up on, and
+//! the writer says so (`failing`, and a warning once per episode): the
+//! output thread then drops and counts the lines of that stream instead of
+//! sending them (but for one now and then, `PROBE_EVERY`, which tries the
+//! stream again), until a write works again.
+//!
 //! What it must never do: split a line between two writes of its own, or
 //! let a closed stdout take corral down (a write error is given up on).
 
 use std::io::IoSlice;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
@@ -29,6 +35,10 @@ pub(super) struct Writer {
     pub(super) waiting: Arc<AtomicUsize>,
     pub(super) spare: Sender<Vec<u8>>,
     pub(super) wake: Arc<Wake>,
+    /// The last write failed: the output thread drops this stream's lines.
+    pub(super) failing: Arc<AtomicBool>,
+    /// Lines lost in writes that failed (whose service is not known here).
+    pub(super) lost: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -58,7 +68,23 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    write_batches(fd, &pending);
+                    match write_batches(fd, &pending) {
+                        Ok(()) => {
+                            if self.failing.swap(false, Ordering::AcqRel) {
+                                warn!(stream = self.stream.as_str(), "corral's output can be written again");
+                            }
+                        }
+                        Err((err, lines)) => {
+                            self.lost.fetch_add(lines, Ordering::Relaxed);
+                            if !self.failing.swap(true, Ordering::AcqRel) {
+                                warn!(
+                                    stream = self.stream.as_str(),
+                                    %err,
+                                    "cannot write services' lines to corral's output: they are dropped (and counted) until it can"
+                                );
+                            }
+                        }
+                    }
                     let written: usize = pending.iter().map(Vec::len).sum();
                     let before = self.waiting.fetch_sub(written, Ordering::AcqRel);
                     if before >= HIGH_WATER {
@@ -95,7 +121,9 @@ impl Writer {
 
 fn write_own(fd: BorrowedFd<'_>, queued: Queued) {
     match queued {
-        Queued::Line(line) => write_batches(fd, &[line]),
+        Queued::Line(line) => {
+            let _ = write_batches(fd, &[line]);
+        }
         Queued::Flush(ack) => {
             let _ = ack.send(());
         }
@@ -115,8 +143,9 @@ fn report_dropped() {
 }
 
 /// Write every byte of `batches`, retrying on EINTR and short writes; give
-/// up silently on a real error (a closed stdout must not take corral down).
-fn write_batches(fd: BorrowedFd<'_>, batches: &[Vec<u8>]) {
+/// up on a real error (a closed stdout must not take corral down), with
+/// the error and the count of lines not (wholly) written.
+fn write_batches(fd: BorrowedFd<'_>, batches: &[Vec<u8>]) -> Result<(), (Errno, u64)> {
     let mut slices: Vec<IoSlice<'_>> = batches
         .iter()
         .filter(|b| !b.is_empty())
@@ -124,13 +153,22 @@ fn write_batches(fd: BorrowedFd<'_>, batches: &[Vec<u8>]) {
         .collect();
     let mut slices = &mut slices[..];
     while !slices.is_empty() {
-        match nix::sys::uio::writev(fd, slices) {
-            Ok(0) => return,
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(Errno::EINTR) => {}
-            Err(_) => return,
-        }
+        let err = match nix::sys::uio::writev(fd, slices) {
+            Ok(0) => Errno::EIO,
+            Ok(n) => {
+                IoSlice::advance_slices(&mut slices, n);
+                continue;
+            }
+            Err(Errno::EINTR) => continue,
+            Err(err) => err,
+        };
+        let lines: usize = slices
+            .iter()
+            .map(|s| s.iter().filter(|&&b| b == b'\n').count())
+            .sum();
+        return Err((err, u64::try_from(lines).unwrap_or(u64::MAX)));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -142,10 +180,11 @@ mod tests {
     #[test]
     fn batches_are_written_whole() {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
-        write_batches(
+        let written = write_batches(
             w.as_fd(),
             &[b"a | 1\n".to_vec(), Vec::new(), b"b | 2\n".to_vec()],
         );
+        assert_eq!(written, Ok(()));
         drop(w);
         let mut got = Vec::new();
         let mut buf = [0u8; 64];
@@ -156,5 +195,18 @@ mod tests {
             got.extend_from_slice(&buf[..n]);
         }
         assert_eq!(got, b"a | 1\nb | 2\n");
+    }
+
+    #[test]
+    fn a_failed_write_counts_the_lines_it_lost() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let lost = write_batches(
+            full.as_fd(),
+            &[b"a | 1\nb | 2\n".to_vec(), b"c | 3\n".to_vec()],
+        );
+        assert_eq!(lost, Err((Errno::ENOSPC, 3)));
     }
 }

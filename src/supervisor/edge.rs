@@ -304,6 +304,9 @@ mod tests {
                     service: "web".into(),
                     lines: Some(3),
                     follow: true,
+                    all: false,
+                    since_ms: None,
+                    json: false,
                 },
                 Order::Logs {
                     service: "web".into(),

@@ -186,7 +186,7 @@ fn spawn_service(spec: &ServiceSpec, run: u32, setup: &Setup) -> Result<Pid, Spa
         _ => setup.notify.forget(&spec.name),
     }
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes);
+    register_output(setup, &spec.name, pipes, pid);
     // Its socket is read from now on, each datagram judged by whether its
     // sender belongs to this pid (the thread reads /proc, the loop never).
     if spec.ready == Some(Ready::Notify)
@@ -207,13 +207,14 @@ fn socket_env(setup: &Setup, spec: &ServiceSpec) -> Option<(String, String)> {
     Some(("CORRAL_SOCKET".into(), socket.display().to_string()))
 }
 
-fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>) {
+fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>, pid: Pid) {
+    let pid = u32::try_from(pid.as_raw()).ok();
     if let Some(pipes) = pipes {
         let name: Arc<str> = Arc::from(name);
         if let Some(stdout) = pipes.stdout {
-            setup.output.add(name.clone(), Stream::Stdout, stdout);
+            setup.output.add(name.clone(), Stream::Stdout, stdout, pid);
         }
-        setup.output.add(name, Stream::Stderr, pipes.stderr);
+        setup.output.add(name, Stream::Stderr, pipes.stderr, pid);
     }
 }
 
@@ -249,7 +250,7 @@ fn spawn_finish(
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes);
+    register_output(setup, &spec.name, pipes, pid);
     Ok(pid)
 }
 
@@ -262,7 +263,7 @@ fn spawn_down(spec: &ServiceSpec, command: &[String], setup: &Setup) -> Result<P
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes);
+    register_output(setup, &spec.name, pipes, pid);
     Ok(pid)
 }
 
@@ -283,6 +284,6 @@ fn spawn_hook(
         .env
         .push(("MAINPID".into(), main_pid.as_raw().to_string()));
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes);
+    register_output(setup, &spec.name, pipes, pid);
     Ok(pid)
 }

@@ -576,7 +576,9 @@ pub fn corral_bin() -> &'static str {
 }
 
 /// Variables that would change corral's behaviour behind the test's back.
-pub const FOREIGN_ENV: [&str; 11] = [
+pub const FOREIGN_ENV: [&str; 13] = [
+    "CORRAL_OUTPUT_FORMAT",
+    "CORRAL_OUTPUT_TIMESTAMPS",
     "CORRAL_SERVICES",
     "CORRAL_INIT_DIR",
     "CORRAL_FINISH_DIR",

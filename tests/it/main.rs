@@ -36,6 +36,7 @@ mod lifecycle;
 mod notify_child;
 mod ordering;
 mod output;
+mod output_format;
 mod output_integrity;
 mod pid1;
 mod readiness;

@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::poll::PollFlags;
@@ -23,6 +23,7 @@ use super::Poller;
 use super::relay::{Watch, relay};
 use super::{DEFAULT_LOG_LINES, FOLLOW_CHUNK, KEEP_CAPACITY, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 use crate::event::{Input, Reply};
+use crate::output::format::{escape_line, rfc3339};
 use crate::output::{FOLLOW_BACKLOG, LogEntry};
 use crate::protocol::{
     LogLine, MAX_NESTING, MAX_REQUEST, Request, Response, decode_request, encode_response, nesting,
@@ -54,6 +55,8 @@ pub(super) enum Phase {
     Following {
         lines: Receiver<LogEntry>,
         watched: bool,
+        /// Lines as `LogLine`s escaped for JSON (`logs --json`).
+        json: bool,
     },
     /// Writing the last answer; the connection ends once it is taken.
     Closing,
@@ -64,11 +67,17 @@ pub(super) enum Then {
     Answer,
     /// The loop checked the name and the output mode; the lines come from
     /// `Logs`.
-    Logs {
-        service: String,
-        lines: Option<usize>,
-        follow: bool,
-    },
+    Logs(Wanted),
+}
+
+/// What `logs` asked for.
+pub(super) struct Wanted {
+    /// `None`: every service (`all`, which the loop is not asked about).
+    service: Option<String>,
+    lines: Option<usize>,
+    follow: bool,
+    since: Option<SystemTime>,
+    json: bool,
 }
 
 /// What one read did to a request line.
@@ -268,11 +277,34 @@ impl Poller {
                 service,
                 lines,
                 follow,
-            } => Then::Logs {
-                service: service.clone(),
-                lines: *lines,
-                follow: *follow,
-            },
+                all,
+                since_ms,
+                json,
+            } => {
+                if *all && !service.is_empty() {
+                    let message = "logs: name a service or ask for all, not both";
+                    self.answer(token, &Response::error(message));
+                    return;
+                }
+                let since = since_ms.map(|ms| {
+                    SystemTime::now()
+                        .checked_sub(Duration::from_millis(ms))
+                        .unwrap_or(SystemTime::UNIX_EPOCH)
+                });
+                let wanted = Wanted {
+                    service: (!*all).then(|| service.clone()),
+                    lines: *lines,
+                    follow: *follow,
+                    since,
+                    json: *json,
+                };
+                if *all {
+                    // No name to check: the lines are at hand.
+                    self.serve_logs(token, wanted);
+                    return;
+                }
+                Then::Logs(wanted)
+            }
             _ => Then::Answer,
         };
         self.ask(token, request, then);
@@ -376,12 +408,7 @@ impl Poller {
                 return;
             }
         };
-        let Then::Logs {
-            service,
-            lines,
-            follow,
-        } = then
-        else {
+        let Then::Logs(wanted) = then else {
             self.answer(token, &response);
             return;
         };
@@ -389,20 +416,35 @@ impl Poller {
             self.answer(token, &response);
             return;
         }
-        let n = lines.unwrap_or(DEFAULT_LOG_LINES);
-        if !follow {
-            let recent = self.logs.tail(&service, n);
-            self.answer(token, &lines_response(recent));
+        self.serve_logs(token, wanted);
+    }
+
+    /// Answer a `logs` request from `Logs`: the recent lines, and with
+    /// `follow`, each new one.
+    fn serve_logs(&mut self, token: u64, wanted: Wanted) {
+        let n = wanted.lines.unwrap_or(DEFAULT_LOG_LINES);
+        let json = wanted.json;
+        if !wanted.follow {
+            let recent = match &wanted.service {
+                Some(service) => self.logs.tail(service, n, wanted.since),
+                None => self.logs.tail_all(n, wanted.since),
+            };
+            self.answer(token, &lines_response(recent, json));
             return;
         }
-        let Some((recent, new_lines)) = self.logs.follow(&service, n) else {
+        let followed = self.logs.follow(wanted.service.as_deref(), n, wanted.since);
+        let Some((recent, new_lines)) = followed else {
             self.answer(token, &exiting());
             return;
         };
-        conn.queue(&lines_response(recent));
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        conn.queue(&lines_response(recent, json));
         conn.phase = Phase::Following {
             lines: new_lines,
             watched: false,
+            json,
         };
         self.settle(token);
     }
@@ -438,12 +480,16 @@ impl Poller {
                     }
                 }
             }
-            let (lines, watched) = match &mut conn.phase {
+            let (lines, watched, json) = match &mut conn.phase {
                 Phase::Closing => {
                     self.close_conn(token);
                     return;
                 }
-                Phase::Following { lines, watched } if !*watched => (lines, watched),
+                Phase::Following {
+                    lines,
+                    watched,
+                    json,
+                } if !*watched => (lines, watched, *json),
                 _ => return,
             };
             // Every line already queued goes in the same write, one
@@ -452,7 +498,7 @@ impl Poller {
             while conn.out.len() < FOLLOW_CHUNK {
                 match lines.try_recv() {
                     Ok(entry) => conn.out.extend_from_slice(
-                        encode_response(&lines_response(vec![entry])).as_bytes(),
+                        encode_response(&lines_response(vec![entry], json)).as_bytes(),
                     ),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
@@ -512,13 +558,22 @@ impl Poller {
     }
 }
 
-fn lines_response(entries: Vec<LogEntry>) -> Response {
+/// `entries` as `LogLine`s; with `json`, each line escaped as
+/// `--output-format json` writes it, else as text (lossy).
+fn lines_response(entries: Vec<LogEntry>, json: bool) -> Response {
     Response {
         lines: entries
             .into_iter()
             .map(|e| LogLine {
                 stream: e.stream.as_str().to_string(),
-                line: e.line,
+                line: if json {
+                    escape_line(&e.line).into_owned()
+                } else {
+                    e.text().into_owned()
+                },
+                service: Some(e.service.to_string()),
+                ts: Some(rfc3339(e.time)),
+                pid: e.pid,
             })
             .collect(),
         ..Response::ok()

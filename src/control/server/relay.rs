@@ -83,6 +83,16 @@ mod tests {
     use crate::output::Stream;
     use crate::polling;
 
+    fn entry(line: &str) -> LogEntry {
+        LogEntry {
+            service: "web".into(),
+            stream: Stream::Stdout,
+            pid: None,
+            time: std::time::SystemTime::now(),
+            line: line.into(),
+        }
+    }
+
     #[test]
     fn the_relay_names_the_ready_channel_and_wakes_the_poll_thread() {
         let (wake_rx, wake) = polling::wake_pipe().expect("pipe");
@@ -97,15 +107,10 @@ mod tests {
         orders.send(Watch::Lines(2, lines.clone())).expect("order");
         orders.send(Watch::Lines(3, quiet)).expect("order");
         orders.send(Watch::Forget(3)).expect("order");
-        first_tx
-            .send(LogEntry {
-                stream: Stream::Stdout,
-                line: "zero".into(),
-            })
-            .expect("line");
+        first_tx.send(entry("zero")).expect("line");
         assert_eq!(ready.recv_timeout(Duration::from_secs(10)), Ok(1));
         // It only tells: the line is still there for the poll thread.
-        assert_eq!(first.try_recv().map(|e| e.line), Ok("zero".to_string()));
+        assert_eq!(first.try_recv().map(|e| e.line), Ok(b"zero".to_vec()));
         // The relay names the channel, then wakes: the byte may come a moment later.
         let mut fds = [PollFd::new(wake_rx.as_fd(), PollFlags::POLLIN)];
         assert!(matches!(
@@ -116,12 +121,7 @@ mod tests {
         assert!(matches!(nix::unistd::read(&wake_rx, &mut byte), Ok(n) if n > 0));
 
         // A channel is watched once; the next line needs a new order.
-        line_tx
-            .send(LogEntry {
-                stream: Stream::Stdout,
-                line: "one".into(),
-            })
-            .expect("line");
+        line_tx.send(entry("one")).expect("line");
         assert_eq!(ready.recv_timeout(Duration::from_secs(10)), Ok(2));
         assert_eq!(lines.try_iter().count(), 1);
         // An ended channel is ready too.

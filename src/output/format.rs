@@ -1,0 +1,299 @@
+//! How a service's line is written: `--output-format text|json` and
+//! `--output-timestamps` (SPEC section 10), and the JSON record that
+//! `corral ctl logs --json` prints too.
+//!
+//! Text: `NAME | line`, or with timestamps `2026-12-04T14:00:00.123Z NAME |
+//! line` (the time the line was read, RFC 3339 UTC with milliseconds). The
+//! line's bytes are written as the service wrote them.
+//!
+//! JSON: one object per line, `{"ts":"…","service":"web","stream":"stdout",
+//! "pid":123,"line":"…"}` (`pid` left out when unknown). JSON strings are
+//! Unicode, a service's bytes need not be: `line` is the line's bytes
+//! escaped by `escape_line`, which `unescape_line` undoes exactly:
+//!
+//! - valid UTF-8 is kept as it is (JSON itself escapes `"` and control
+//!   characters);
+//! - every byte that is not part of valid UTF-8 becomes the four
+//!   characters `\xNN` (two lowercase hex digits);
+//! - a backslash is doubled (`\\`) only when the next character written is
+//!   `\` or `x`; any other backslash stays single.
+//!
+//! So a line that is valid UTF-8 and has no `\x` or `\\` in it (nearly
+//! every line; a JSON log's `\"` and `\n` included) comes out unchanged,
+//! and decoding is unambiguous: reading left to right, `\\` is a
+//! backslash, `\x` and two hex digits is that byte, and any other
+//! backslash is itself (a literal backslash before `x` or `\` was doubled,
+//! so `\x` can only start an escaped byte).
+//!
+//! What it must never do: drop or replace a byte, or write anything but
+//! one line of valid JSON per line.
+
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::Stream;
+
+/// `--output-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// How the output thread writes service lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Format {
+    pub format: OutputFormat,
+    /// `--output-timestamps` (text only: JSON always has `ts`).
+    pub timestamps: bool,
+}
+
+/// `2026-12-04T14:00:00.123Z`.
+pub fn rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// `line` as a string per the scheme in the module doc.
+pub fn escape_line(line: &[u8]) -> Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(line)
+        && !text.contains("\\\\")
+        && !text.contains("\\x")
+    {
+        return Cow::Borrowed(text);
+    }
+    // Pieces: valid text, and single invalid bytes.
+    let mut out = String::with_capacity(line.len() + 16);
+    for chunk in line.utf8_chunks() {
+        let valid = chunk.valid();
+        let invalid = chunk.invalid();
+        let mut chars = valid.chars().peekable();
+        while let Some(c) = chars.next() {
+            out.push(c);
+            if c == '\\' {
+                // What comes next in the output: the next character, or an
+                // escaped byte (`\x..`).
+                let next_is_special = match chars.peek() {
+                    Some(&n) => n == '\\' || n == 'x',
+                    None => !invalid.is_empty(),
+                };
+                if next_is_special {
+                    out.push('\\');
+                }
+            }
+        }
+        for byte in invalid {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The bytes `escape_line` was given.
+pub fn unescape_line(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'\\' {
+            match bytes.get(i + 1) {
+                Some(b'\\') => {
+                    out.push(b'\\');
+                    i += 2;
+                    continue;
+                }
+                Some(b'x') => {
+                    let hex = bytes
+                        .get(i + 2..i + 4)
+                        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    if let Some(byte) = hex {
+                        out.push(byte);
+                        i += 4;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    out
+}
+
+/// One line as a JSON object (`--output-format json`, `ctl logs --json`).
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub ts: &'a str,
+    pub service: &'a str,
+    pub stream: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    pub line: &'a str,
+}
+
+/// Append `record` and a newline to `out`.
+pub fn write_record(out: &mut Vec<u8>, record: &Record<'_>) {
+    // Serializing strings and numbers into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, record).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+/// Append one service line to `out` in `format`; `ts` is the read's time
+/// already formatted (`rfc3339`), `prefix` is `NAME | `.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_line(
+    out: &mut Vec<u8>,
+    format: Format,
+    ts: &str,
+    service: &str,
+    prefix: &[u8],
+    stream: Stream,
+    pid: Option<u32>,
+    line: &[u8],
+) {
+    match format.format {
+        OutputFormat::Text => {
+            if format.timestamps {
+                out.extend_from_slice(ts.as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        OutputFormat::Json => write_record(
+            out,
+            &Record {
+                ts,
+                service,
+                stream: stream.as_str(),
+                pid,
+                line: &escape_line(line),
+            },
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(bytes: &[u8]) {
+        let text = escape_line(bytes);
+        assert_eq!(unescape_line(&text), bytes, "{text:?}");
+        // And through JSON.
+        let json = serde_json::to_string(&*text).expect("json");
+        let back: String = serde_json::from_str(&json).expect("parse");
+        assert_eq!(unescape_line(&back), bytes);
+    }
+
+    #[test]
+    fn plain_text_and_json_logs_are_kept_as_they_are() {
+        for line in [
+            "listening on :80",
+            r#"{"msg":"a \"quoted\" word\n","path":"C:\temp"}"#,
+            "ends with a backslash \\",
+            "héllo wörld ✓",
+        ] {
+            assert_eq!(escape_line(line.as_bytes()), line);
+            round_trip(line.as_bytes());
+        }
+    }
+
+    #[test]
+    fn invalid_bytes_and_ambiguous_backslashes_are_escaped() {
+        assert_eq!(escape_line(b"a\xffb"), "a\\xffb");
+        assert_eq!(escape_line(b"\\x41"), "\\\\x41");
+        assert_eq!(escape_line(b"\\\\"), "\\\\\\");
+        assert_eq!(escape_line(b"\\\xfe"), "\\\\\\xfe");
+        assert_eq!(unescape_line("a\\xffb"), b"a\xffb");
+        assert_eq!(unescape_line("\\q \\x4"), b"\\q \\x4");
+    }
+
+    #[test]
+    fn every_byte_sequence_round_trips() {
+        let all: Vec<u8> = (0..=255).collect();
+        round_trip(&all);
+        // A deterministic pseudo-random walk over short sequences heavy in
+        // backslashes, x, hex digits and invalid bytes.
+        let alphabet = [
+            b'\\', b'x', b'4', b'f', b'a', 0xff, 0xc3, 0xa9, 0x80, b'\n', 0,
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut line = Vec::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 9) as usize;
+            let mut s = seed;
+            for _ in 0..len {
+                line.push(alphabet[(s % alphabet.len() as u64) as usize]);
+                s /= alphabet.len() as u64;
+            }
+            round_trip(&line);
+        }
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                round_trip(&[a, b]);
+                round_trip(&[b'\\', a, b]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_json_line_is_one_object_with_every_field() {
+        let mut out = Vec::new();
+        let format = Format {
+            format: OutputFormat::Json,
+            timestamps: false,
+        };
+        let ts = "2026-12-04T14:00:00.123Z";
+        write_line(
+            &mut out,
+            format,
+            ts,
+            "web",
+            b"web | ",
+            Stream::Stderr,
+            Some(12),
+            b"a\x00\"\xff",
+        );
+        assert_eq!(out.last(), Some(&b'\n'));
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["ts"], ts);
+        assert_eq!(v["service"], "web");
+        assert_eq!(v["stream"], "stderr");
+        assert_eq!(v["pid"], 12);
+        assert_eq!(v["line"], "a\u{0}\"\\xff");
+        let mut text = Vec::new();
+        let format = Format {
+            format: OutputFormat::Text,
+            timestamps: true,
+        };
+        write_line(
+            &mut text,
+            format,
+            ts,
+            "web",
+            b"web | ",
+            Stream::Stdout,
+            None,
+            b"hi",
+        );
+        assert_eq!(text, b"2026-12-04T14:00:00.123Z web | hi\n");
+    }
+
+    #[test]
+    fn times_are_rfc3339_utc_with_milliseconds() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_392_800_123);
+        assert_eq!(rfc3339(t), "2026-12-04T14:00:00.123Z");
+    }
+}
