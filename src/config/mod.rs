@@ -24,7 +24,8 @@
 //!
 //! The flow: `load` walks the dirs; `file.rs` parses one file (TOML →
 //! `raw.rs`, which type-checks each key, with `hooks.rs` for the tables
-//! `ready`, `health` and `reload` → defaults and checks between keys of the
+//! `ready`, `health` and `reload` and `log_file.rs` for `log-file` (whose
+//! path it checks corral could write, creating nothing) → defaults and checks between keys of the
 //! file, `credentials.rs`); then the tree of `LoadOptions::s6_rc_dir`, if
 //! any (`s6rc::load`, given the services dirs' definitions for its
 //! `legacy-services`); `validate.rs` checks between all of them.
@@ -33,6 +34,7 @@ mod credentials;
 mod duration;
 mod file;
 mod hooks;
+mod log_file;
 mod raw;
 mod s6dir;
 mod s6rc;
