@@ -34,6 +34,7 @@
 //! output of each service and its followers; `pump.rs`, the output thread
 //! (`Output`); `writer.rs`, the two writer threads.
 
+pub mod file;
 mod pump;
 mod ring;
 mod split;
