@@ -356,6 +356,13 @@ fn a_full_log_directory_drops_and_counts_lines_while_restarts_go_on() {
         }
     });
     restarts_go_on(&mut c);
+    // What is in the file is whole lines.
+    for (_, _, body) in log_lines(&inside) {
+        assert!(
+            body.starts_with("run-") && body.ends_with(&"y".repeat(80)),
+            "torn line {body:?}"
+        );
+    }
     let dropped = c.wait_for("dropped lines in /metrics", |_| {
         let (_, page) = http_get(port, "/metrics")?;
         page.lines()
@@ -369,13 +376,6 @@ fn a_full_log_directory_drops_and_counts_lines_while_restarts_go_on() {
             .ok_or(page)
     });
     assert!(dropped > 0.0);
-    // What is in the file is whole lines.
-    for (_, _, body) in log_lines(&inside) {
-        assert!(
-            body.starts_with("run-") && body.ends_with(&"y".repeat(80)),
-            "torn line {body:?}"
-        );
-    }
     assert_eq!(c.stop(), 0);
 }
 
@@ -417,16 +417,14 @@ fn a_read_only_log_directory_drops_lines_at_rotation_while_restarts_go_on() {
             )),
         }
     });
-    let status = run_within(
-        &mut ctl_command(Some(Path::new(&socket)), &["status", "--json"]),
-        DEADLINE,
-    );
-    assert_eq!(status.code, 0, "{status:?}");
+    // corral runs as uid 65534: so must its client.
+    let socket = PathBuf::from(socket);
     let restarts = |c: &Corral| -> u64 {
         let ran = run_within(
-            &mut ctl_command(Some(Path::new(&socket)), &["status", "--json"]),
+            &mut ctl_command_as_nobody(&socket, &["status", "--json"]),
             DEADLINE,
         );
+        assert_eq!(ran.code, 0, "{ran:?}\n{}", c.output_excerpt());
         let services: Vec<serde_json::Value> = serde_json::from_str(&ran.stdout)
             .unwrap_or_else(|e| panic!("{e}: {ran:?}\n{}", c.output_excerpt()));
         services
