@@ -27,6 +27,9 @@ pub(super) struct Parsed {
     pub spec: Option<ServiceSpec>,
     pub after_key: Option<Pos>,
     pub after: Vec<(String, Pos)>,
+    /// Where `log-file.path` is written, for the check that no two
+    /// services share a log file.
+    pub log_file_at: Option<Pos>,
     pub errors: Vec<ConfigError>,
 }
 
@@ -66,6 +69,7 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         spec: None,
         after_key: None,
         after: Vec::new(),
+        log_file_at: None,
         errors: Vec::new(),
     };
     if !is_service_name(name) {
@@ -136,6 +140,7 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
     check_restart_delays(&raw, &defaults, &mut problems);
     let base = path.parent().unwrap_or(Path::new(""));
     let log_file = raw.log_file.as_ref().map(|l| l.resolve(base));
+    parsed.log_file_at = raw.log_file.as_ref().map(|l| line_col(text, l.path.at));
     if let (Some(raw_log), Some(log_file)) = (&raw.log_file, &log_file) {
         if raw.output.unwrap_or(defaults.output) == Output::Inherit {
             problems.push(Problem::at(

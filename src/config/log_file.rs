@@ -482,4 +482,38 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn two_services_may_not_share_a_log_file() {
+        let dir = tmp("shared");
+        let services = dir.join("services");
+        std::fs::create_dir(&services).unwrap();
+        let log = dir.join("logs/app.log");
+        for name in ["api", "web", "db"] {
+            let path = if name == "db" {
+                dir.join("logs/db.log")
+            } else {
+                log.clone()
+            };
+            std::fs::write(
+                services.join(format!("{name}.toml")),
+                format!(
+                    "command = \"true\"\nlog-file = {{ path = \"{}\" }}\n",
+                    path.display()
+                ),
+            )
+            .unwrap();
+        }
+        let errors = crate::config::load(std::slice::from_ref(&services)).unwrap_err();
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [format!(
+                "{}:2:21: `log-file.path`: {} is already the log file of service \"api\"",
+                services.join("web.toml").display(),
+                log.display()
+            )]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -165,6 +165,7 @@ pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<Co
     }
     let all: Vec<&Parsed> = services.values().collect();
     errors.extend(validate::check_after(&all));
+    errors.extend(validate::check_log_files(&all));
     if !errors.is_empty() {
         file::sort(&mut errors);
         return Err(errors);
@@ -260,6 +261,7 @@ fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>)
         spec: None,
         after_key: None,
         after: Vec::new(),
+        log_file_at: None,
         errors: vec![ConfigError::whole_file(path, message)],
     };
     // Never blocks on a FIFO or a device, nor reads a 25 MB file into PID 1.
