@@ -35,6 +35,10 @@
 //! rename or replace the files (losing the logs, or making corral drop
 //! lines while its planted entries stand in the way), create `path` before
 //! corral does and so read what corral writes there, and fill the disk.
+//! The directories on the way to the file's own directory are trusted
+//! configuration and followed through links (`/var/log` may be one): a
+//! user owning one of *those* could send the files (named `path`'s file
+//! name and its `.N`) to another directory.
 //!
 //! What it must never do: block its callers (only `try`-style sends and
 //! short locks of the counter table), follow a link at a log path, write a
@@ -72,6 +76,9 @@ const BATCH: usize = 1024;
 /// A service's gathered bytes that are written without waiting for the
 /// end of the batch.
 const PENDING_MAX: usize = 256 * 1024;
+/// Capacity a service's gathering buffer keeps between writes (100 quiet
+/// services must not hold 100 flood-sized buffers).
+const PENDING_KEEP: usize = 16 * 1024;
 /// At most one warning per service this often about dropped lines.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// After a failed open or rotation, lines are dropped without another
@@ -567,8 +574,7 @@ impl Sink {
         let Some(mut error) = error else {
             self.size = self.size.saturating_add(done as u64);
             self.counters.written.fetch_add(lines, Ordering::Relaxed);
-            self.pending.clear();
-            self.ends.clear();
+            self.clear_pending();
             if self.failing {
                 self.failing = false;
                 self.resumed(now);
@@ -609,9 +615,15 @@ impl Sink {
     }
 
     fn drop_pending(&mut self, lines: u64) {
-        self.pending.clear();
-        self.ends.clear();
+        self.clear_pending();
         self.drop_lines(lines);
+    }
+
+    fn clear_pending(&mut self) {
+        self.pending.clear();
+        self.pending.shrink_to(PENDING_KEEP);
+        self.ends.clear();
+        self.ends.shrink_to(PENDING_KEEP / 64);
     }
 
     fn drop_lines(&mut self, lines: u64) {
@@ -646,14 +658,20 @@ impl Sink {
         self.why = None;
     }
 
-    /// Writing works again after failures.
+    /// Writing works again after failures: says so, with the lines
+    /// dropped since the last warning.
     fn resumed(&mut self, now: Instant) {
-        self.report(now);
-        tracing::info!(
+        let queue = self.counters.queue_unreported.swap(0, Ordering::Relaxed);
+        let dropped = self.unreported.saturating_add(queue);
+        tracing::warn!(
             service = %self.service,
             path = %self.spec.path.display(),
+            dropped,
             "log file: writing again"
         );
+        self.warned_at = Some(now);
+        self.unreported = 0;
+        self.why = None;
     }
 }
 
