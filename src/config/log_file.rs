@@ -10,7 +10,8 @@
 //!
 //! The writability check writes nothing, so `corral check` can run it on a
 //! live system: an existing `path` must be a regular file (not a symbolic
-//! link: corral never follows one there) that corral may write; a missing
+//! link: corral never follows one there) that corral may write, in a
+//! directory it may write (to rotate); a missing
 //! one needs its nearest existing parent to be a directory corral may write
 //! and search (corral creates the missing directories at startup, `mkdir
 //! -p`). Access is checked for the effective ids of the process reading the
@@ -254,8 +255,17 @@ pub(super) fn check_writable(path: &Path) -> Result<(), String> {
             return Err(format!("{shown} exists and is not a regular file"));
         }
         Ok(_) => {
-            return access(path, AccessFlags::W_OK)
-                .map_err(|e| format!("{shown} is not writable: {}", e.desc()));
+            access(path, AccessFlags::W_OK)
+                .map_err(|e| format!("{shown} is not writable: {}", e.desc()))?;
+            // Rotation renames in the directory.
+            let dir = parent_dir(path);
+            return access(&dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+                format!(
+                    "{shown} could not be rotated: directory {} is not writable: {}",
+                    dir.display(),
+                    e.desc()
+                )
+            });
         }
         Err(e) if missing(&e) => {}
         Err(e) => return Err(format!("cannot inspect {shown}: {e}")),
