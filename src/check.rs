@@ -119,6 +119,14 @@ fn describe(svc: &ServiceSpec) -> String {
     if svc.restart != default_restart {
         parts.push(format!("restart {}", svc.restart));
     }
+    if let Some(log) = &svc.log_file {
+        parts.push(format!(
+            "logs to {} (rotated at {} bytes, {} kept)",
+            log.path.display(),
+            log.max_size,
+            log.keep
+        ));
+    }
     parts.push(format!("from {}", svc.source.display()));
     parts.join("; ")
 }

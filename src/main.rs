@@ -248,8 +248,26 @@ fn supervise(args: &[OsString]) -> u8 {
         }
     };
 
-    // 5. The adapter threads: output, readiness (sd_notify, notification
-    //    fds), file watches, and the optional HTTP endpoint.
+    // 5. The adapter threads: log files, output, readiness (sd_notify,
+    //    notification fds), file watches, and the optional HTTP endpoint.
+    //    Each service's log file is made now (its directory too), so one
+    //    that cannot be is an error before anything starts.
+    for svc in &spec.services {
+        if let Some(log_file) = &svc.log_file
+            && let Err(err) = output::file::LogFiles::prepare(log_file)
+        {
+            eprintln!("{}: log-file: {err}", svc.source.display());
+            return EXIT_USAGE;
+        }
+    }
+    let log_files = match output::file::LogFiles::start() {
+        Ok(files) => files,
+        Err(err) => {
+            error!(%err, "cannot start the log-file thread");
+            return EXIT_SYSTEM;
+        }
+    };
+    logs.attach_files(log_files.clone());
     let output = match output::Output::start(logs.clone(), cli.output) {
         Ok(output) => output,
         Err(err) => {
@@ -307,6 +325,7 @@ fn supervise(args: &[OsString]) -> u8 {
             load_options,
             pid1,
             pipelines,
+            log_files,
         },
     );
     // `tx` lived until here: the loop's input channel never disconnects.

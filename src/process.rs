@@ -96,7 +96,11 @@ impl<'a> Launch<'a> {
     pub fn service(spec: &'a ServiceSpec) -> Launch<'a> {
         Launch {
             argv: &spec.command,
-            output: spec.output,
+            // `null` with a log file: read, for the file only.
+            output: match spec.output {
+                Output::Null if spec.log_file.is_some() => Output::Prefix,
+                output => output,
+            },
             env: Vec::new(),
             fd: None,
             stdin: None,

@@ -9,8 +9,9 @@ use toml::de::DeTable;
 
 use super::ConfigError;
 use super::credentials;
+use super::log_file;
 use super::raw::{self, RawService};
-use super::spec::{Restart, ServiceSpec};
+use super::spec::{Output, Restart, ServiceSpec};
 use super::value::Problem;
 
 /// A 1-based line and column (in characters).
@@ -26,6 +27,9 @@ pub(super) struct Parsed {
     pub spec: Option<ServiceSpec>,
     pub after_key: Option<Pos>,
     pub after: Vec<(String, Pos)>,
+    /// Where `log-file.path` is written, for the check that no two
+    /// services share a log file.
+    pub log_file_at: Option<Pos>,
     pub errors: Vec<ConfigError>,
 }
 
@@ -65,6 +69,7 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         spec: None,
         after_key: None,
         after: Vec::new(),
+        log_file_at: None,
         errors: Vec::new(),
     };
     if !is_service_name(name) {
@@ -133,6 +138,23 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
     }
 
     check_restart_delays(&raw, &defaults, &mut problems);
+    let base = path.parent().unwrap_or(Path::new(""));
+    let log_file = raw.log_file.as_ref().map(|l| l.resolve(base));
+    parsed.log_file_at = raw.log_file.as_ref().map(|l| line_col(text, l.path.at));
+    if let (Some(raw_log), Some(log_file)) = (&raw.log_file, &log_file) {
+        if raw.output.unwrap_or(defaults.output) == Output::Inherit {
+            problems.push(Problem::at(
+                raw_log.key_at,
+                "`log-file` needs corral to read the service's output: not with `output = \"inherit\"`"
+                    .to_string(),
+            ));
+        } else if let Err(message) = log_file::check_writable(&log_file.path) {
+            problems.push(Problem::at(
+                raw_log.path.at,
+                format!("`log-file.path`: {message}"),
+            ));
+        }
+    }
     if raw.oneshot == Some(true) {
         // A oneshot is ready when it exits 0, and is not kept alive.
         for (key, at) in [("ready", raw.ready_key), ("health", raw.health_key)] {
@@ -172,7 +194,6 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         return parsed;
     };
 
-    let base = path.parent().unwrap_or(Path::new(""));
     // Duplicates are dropped once resolved (`a` and `./a` are one file;
     // `Path` equality ignores `.` components and repeated slashes).
     let mut watch: Vec<PathBuf> = Vec::new();
@@ -215,6 +236,7 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         stop_timeout: raw.stop_timeout.unwrap_or(defaults.stop_timeout),
         kill_group: raw.kill_group.unwrap_or(defaults.kill_group),
         output: raw.output.unwrap_or(defaults.output),
+        log_file: log_file.or(defaults.log_file),
         ready: raw.ready.or(defaults.ready),
         ready_timeout: raw.ready_timeout.unwrap_or(defaults.ready_timeout),
         health: raw.health,

@@ -24,7 +24,8 @@
 //!
 //! The flow: `load` walks the dirs; `file.rs` parses one file (TOML →
 //! `raw.rs`, which type-checks each key, with `hooks.rs` for the tables
-//! `ready`, `health` and `reload` → defaults and checks between keys of the
+//! `ready`, `health` and `reload` and `log_file.rs` for `log-file` (whose
+//! path it checks corral could write, creating nothing) → defaults and checks between keys of the
 //! file, `credentials.rs`); then the tree of `LoadOptions::s6_rc_dir`, if
 //! any (`s6rc::load`, given the services dirs' definitions for its
 //! `legacy-services`); `validate.rs` checks between all of them.
@@ -33,6 +34,7 @@ mod credentials;
 mod duration;
 mod file;
 mod hooks;
+mod log_file;
 mod raw;
 mod s6dir;
 mod s6rc;
@@ -163,6 +165,7 @@ pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<Co
     }
     let all: Vec<&Parsed> = services.values().collect();
     errors.extend(validate::check_after(&all));
+    errors.extend(validate::check_log_files(&all));
     if !errors.is_empty() {
         file::sort(&mut errors);
         return Err(errors);
@@ -258,6 +261,7 @@ fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>)
         spec: None,
         after_key: None,
         after: Vec::new(),
+        log_file_at: None,
         errors: vec![ConfigError::whole_file(path, message)],
     };
     // Never blocks on a FIFO or a device, nor reads a 25 MB file into PID 1.

@@ -4,7 +4,8 @@
 //! problem carries the byte offset of what it is about (the key for unknown
 //! keys, the value for wrong values, the element for a bad array or table
 //! element). Defaults and checks between keys belong to `file.rs`; the
-//! tables `ready`, `health` and `reload` to `hooks.rs`; the readers of one
+//! tables `ready`, `health` and `reload` to `hooks.rs`, `log-file` to
+//! `log_file.rs`; the readers of one
 //! value, which both use, to `value.rs`.
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::hooks;
+use super::log_file::{self, RawLogFile};
 use super::signal;
 use super::spec::{Health, Output, Ready, Reload, Restart};
 use super::value::{
@@ -43,6 +45,7 @@ const KEYS: &[&str] = &[
     "stop-timeout",
     "kill-group",
     "output",
+    "log-file",
     "ready",
     "ready-timeout",
     "health",
@@ -82,6 +85,7 @@ pub(super) struct RawService {
     pub stop_timeout: Option<Duration>,
     pub kill_group: Option<bool>,
     pub output: Option<Output>,
+    pub log_file: Option<RawLogFile>,
     pub ready: Option<Ready>,
     pub command_key: Option<usize>,
     /// Where the `ready` and `health` keys are (a oneshot may have neither).
@@ -161,6 +165,7 @@ fn read_key(
         ),
         "kill-group" => keep(&mut raw.kill_group, boolean(name, value), problems),
         "output" => keep(&mut raw.output, choice(name, value, OUTPUT), problems),
+        "log-file" => raw.log_file = log_file::log_file(key.span().start, value, problems),
         "ready" => {
             raw.ready_key = Some(key.span().start);
             raw.ready = hooks::ready(value, problems);

@@ -60,6 +60,28 @@ pub enum Output {
     Null,
 }
 
+/// `log-file` (SPEC section 10): the service's lines also go to `path`,
+/// each with its timestamp, rotated at `max_size` bytes into `path.1` …
+/// `path.{keep}` (the oldest dropped). Written by `output::file`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    /// Absolute, or relative to corral's working directory: a relative
+    /// path in a service file is resolved against the file's directory.
+    pub path: PathBuf,
+    /// A file is rotated before a line would take it past this size; a
+    /// line longer than this gets a file of its own.
+    pub max_size: u64,
+    /// Rotated files kept besides `path`: at least 1.
+    pub keep: u32,
+}
+
+impl LogFile {
+    /// `max-size` when not written: "10MB".
+    pub const DEFAULT_MAX_SIZE: u64 = 10_000_000;
+    /// `keep` when not written.
+    pub const DEFAULT_KEEP: u32 = 5;
+}
+
 /// A check of a service: passes or not. Used for readiness and liveness.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
@@ -129,6 +151,10 @@ pub struct ServiceSpec {
     pub stop_timeout: Duration,
     pub kill_group: bool,
     pub output: Output,
+    /// Where the service's lines are also written. `output` still decides
+    /// corral's stdout: with `"null"` corral reads the pipes for the file
+    /// alone; `"inherit"` (corral never sees the lines) is refused with it.
+    pub log_file: Option<LogFile>,
     pub ready: Option<Ready>,
     /// Not ready this long after the start: the start failed.
     pub ready_timeout: Duration,
@@ -201,6 +227,7 @@ impl ServiceSpec {
             stop_timeout: Duration::from_secs(5),
             kill_group: true,
             output: Output::Prefix,
+            log_file: None,
             ready: None,
             ready_timeout: Duration::from_secs(60),
             health: None,

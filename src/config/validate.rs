@@ -1,5 +1,6 @@
 //! Checks between services: every `after` target exists, is not the service
-//! itself, and the `after` relation has no cycle (a cycle could never start).
+//! itself, and the `after` relation has no cycle (a cycle could never start);
+//! no two services write the same `log-file`.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -71,6 +72,35 @@ pub(super) fn check_after(services: &[&Parsed]) -> Vec<ConfigError> {
             pos,
             format!("dependency cycle: {}", names.join(" -> ")),
         ));
+    }
+    errors
+}
+
+/// Two services may not share a log file: each would rotate the other's
+/// lines away. Paths are compared as resolved (`Path` equality: `a//b` and
+/// `a/./b` are one), not through links.
+pub(super) fn check_log_files(services: &[&Parsed]) -> Vec<ConfigError> {
+    let mut sorted: Vec<&Parsed> = services.to_vec();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut owners: BTreeMap<&std::path::Path, &str> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for service in sorted {
+        let Some(log) = service.spec.as_ref().and_then(|s| s.log_file.as_ref()) else {
+            continue;
+        };
+        match owners.get(log.path.as_path()) {
+            Some(owner) => errors.push(error(
+                service,
+                service.log_file_at.unwrap_or((0, 0)),
+                format!(
+                    "`log-file.path`: {} is already the log file of service \"{owner}\"",
+                    log.path.display()
+                ),
+            )),
+            None => {
+                owners.insert(log.path.as_path(), service.name.as_str());
+            }
+        }
     }
     errors
 }

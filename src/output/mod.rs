@@ -44,6 +44,7 @@
 //! (`Output`); `writer.rs`, the two writer threads; `format.rs`, text and
 //! JSON lines (and how JSON carries bytes that are not UTF-8).
 
+pub mod file;
 pub mod format;
 mod pump;
 mod ring;

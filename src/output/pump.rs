@@ -32,6 +32,7 @@ enum Msg {
         stream: Stream,
         fd: OwnedFd,
         pid: Option<u32>,
+        echo: bool,
     },
     /// Stop once every stream has reached EOF and been written.
     Finish,
@@ -51,6 +52,9 @@ struct Source {
     stream: Stream,
     /// The pid of the run whose pipe this is, when known.
     pid: Option<u32>,
+    /// Its lines go to corral's stdout / stderr (false: `output = "null"`
+    /// with a log file, which alone gets them).
+    echo: bool,
     id: u64,
     fd: OwnedFd,
     splitter: Splitter,
@@ -180,7 +184,7 @@ impl Output {
     }
 
     /// Read `fd`, `name`'s `stream`, written by the run `pid` (when known).
-    pub fn add(&self, name: Arc<str>, stream: Stream, fd: OwnedFd, pid: Option<u32>) {
+    pub fn add(&self, name: Arc<str>, stream: Stream, fd: OwnedFd, pid: Option<u32>, echo: bool) {
         if self
             .tx
             .send(Msg::Add {
@@ -188,6 +192,7 @@ impl Output {
                 stream,
                 fd,
                 pid,
+                echo,
             })
             .is_ok()
         {
@@ -233,6 +238,7 @@ impl Pump {
                         stream,
                         fd,
                         pid,
+                        echo,
                     } => {
                         let mut prefix = name.as_bytes().to_vec();
                         prefix.extend_from_slice(b" | ");
@@ -241,6 +247,7 @@ impl Pump {
                             prefix,
                             stream,
                             pid,
+                            echo,
                             id: new_source(),
                             fd,
                             splitter: Splitter::default(),
@@ -353,6 +360,12 @@ impl Pump {
         } else {
             String::new()
         };
+        // A log file takes this service's lines too (one look per read).
+        let files = self
+            .logs
+            .files()
+            .filter(|files| files.is_open(&source.name))
+            .cloned();
         let mut store = self.logs.lock();
         let LogStore {
             services,
@@ -364,6 +377,7 @@ impl Pump {
             .or_insert_with(|| Ring::new(&source.name));
         let stream = source.stream;
         let pid = source.pid;
+        let echo = source.echo;
         let name = &source.name;
         let prefix = &source.prefix;
         let batch = &mut sink.batch;
@@ -377,7 +391,12 @@ impl Pump {
         let mut lines = 0u64;
         // Run for every line: kept lean (millions of lines a second).
         let emit = |line: &[u8]| {
-            if !dropping || probe {
+            if let Some(files) = &files {
+                files.line(name, now, stream, line);
+            }
+            if !echo {
+                // For the log file and `ctl logs` only.
+            } else if !dropping || probe {
                 format::write_line(batch, format, &ts, name, prefix, stream, pid, line);
                 probe = false;
             } else {

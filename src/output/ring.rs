@@ -35,6 +35,9 @@ pub struct Logs {
     /// Lines lost in failed writes, by `Stream::index` (the writers count
     /// them; which service's they were is not known there).
     lost: [Arc<AtomicU64>; 2],
+    /// The `log-file` sink, once started: the output thread hands it the
+    /// lines of services that have one; `/metrics` adds its drops.
+    files: Arc<std::sync::OnceLock<super::file::LogFiles>>,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +129,16 @@ impl Block {
 impl Logs {
     pub fn new() -> Logs {
         Logs::default()
+    }
+
+    /// Lines of services with a `log-file` go to `files` from now on.
+    pub fn attach_files(&self, files: super::file::LogFiles) {
+        let _ = self.files.set(files);
+    }
+
+    /// The `log-file` sink, if started.
+    pub(super) fn files(&self) -> Option<&super::file::LogFiles> {
+        self.files.get()
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, LogStore> {
@@ -231,6 +244,20 @@ impl Logs {
                 dropped: ring.dropped,
             })
             .collect();
+        drop(store);
+        // Lines a log file could not take count as dropped too.
+        if let Some(files) = self.files.get() {
+            for (service, file) in files.all_counts() {
+                match counts.iter_mut().find(|c| *c.service == *service) {
+                    Some(c) => c.dropped += file.dropped,
+                    None => counts.push(ServiceCounts {
+                        service: service.to_string(),
+                        lines: [0, 0],
+                        dropped: file.dropped,
+                    }),
+                }
+            }
+        }
         counts.sort_by(|a, b| a.service.cmp(&b.service));
         counts
     }

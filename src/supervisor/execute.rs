@@ -53,6 +53,8 @@ pub struct Setup {
     /// The pipes of s6-rc pipelines, held across restarts of either end
     /// (`Pipelines::new(&spec)` with the definitions corral starts with).
     pub pipelines: Pipelines,
+    /// The `log-file` sink: a service that has one is opened at each spawn.
+    pub log_files: crate::output::file::LogFiles,
 }
 
 /// Carry out one action; return the events it produced. (`Reply` and
@@ -186,7 +188,7 @@ fn spawn_service(spec: &ServiceSpec, run: u32, setup: &Setup) -> Result<Pid, Spa
         _ => setup.notify.forget(&spec.name),
     }
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes, pid);
+    register_output(setup, spec, pipes, pid);
     // Its socket is read from now on, each datagram judged by whether its
     // sender belongs to this pid (the thread reads /proc, the loop never).
     if spec.ready == Some(Ready::Notify)
@@ -207,14 +209,25 @@ fn socket_env(setup: &Setup, spec: &ServiceSpec) -> Option<(String, String)> {
     Some(("CORRAL_SOCKET".into(), socket.display().to_string()))
 }
 
-fn register_output(setup: &Setup, name: &str, pipes: Option<process::Pipes>, pid: Pid) {
+fn register_output(setup: &Setup, spec: &ServiceSpec, pipes: Option<process::Pipes>, pid: Pid) {
     let pid = u32::try_from(pid.as_raw()).ok();
     if let Some(pipes) = pipes {
-        let name: Arc<str> = Arc::from(name);
-        if let Some(stdout) = pipes.stdout {
-            setup.output.add(name.clone(), Stream::Stdout, stdout, pid);
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        let echo = spec.output != crate::config::Output::Null;
+        // Again at each spawn: a config reload may have changed it (the
+        // same spec again is nothing).
+        match &spec.log_file {
+            Some(log_file) => setup.log_files.open(name.clone(), log_file),
+            None => setup.log_files.close(&name),
         }
-        setup.output.add(name, Stream::Stderr, pipes.stderr, pid);
+        if let Some(stdout) = pipes.stdout {
+            setup
+                .output
+                .add(name.clone(), Stream::Stdout, stdout, pid, echo);
+        }
+        setup
+            .output
+            .add(name, Stream::Stderr, pipes.stderr, pid, echo);
     }
 }
 
@@ -250,7 +263,7 @@ fn spawn_finish(
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes, pid);
+    register_output(setup, spec, pipes, pid);
     Ok(pid)
 }
 
@@ -263,7 +276,7 @@ fn spawn_down(spec: &ServiceSpec, command: &[String], setup: &Setup) -> Result<P
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes, pid);
+    register_output(setup, spec, pipes, pid);
     Ok(pid)
 }
 
@@ -284,6 +297,6 @@ fn spawn_hook(
         .env
         .push(("MAINPID".into(), main_pid.as_raw().to_string()));
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, &spec.name, pipes, pid);
+    register_output(setup, spec, pipes, pid);
     Ok(pid)
 }

@@ -37,6 +37,10 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                     if !setup.output.finish(deadline) {
                         warn!("some service output could not be flushed");
                     }
+                    // What the output thread handed the log files, on disk.
+                    if !setup.log_files.flush(Duration::from_secs(1)) {
+                        warn!("some log-file lines could not be written before exit");
+                    }
                     return code;
                 }
                 Action::Reply { id, response } => edge.reply(id, response),

@@ -33,6 +33,7 @@ mod fuzz_regressions;
 mod haproxy;
 mod http_endpoint;
 mod lifecycle;
+mod log_file;
 mod notify_child;
 mod ordering;
 mod output;

@@ -293,6 +293,7 @@ pub(super) fn load(
             spec,
             after_key: None,
             after: deps.into_iter().map(|d| (d, (0, 0))).collect(),
+            log_file_at: None,
             errors: Vec::new(),
         });
     }
