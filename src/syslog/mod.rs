@@ -54,7 +54,6 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
 use crate::polling::{self, Wake};
-use crate::text::{Form, escape};
 
 pub use parse::{Parsed, parse};
 
@@ -124,7 +123,6 @@ impl Record {
     /// The record of one datagram received at `ts` from `peer`.
     pub fn new(datagram: &[u8], ts: SystemTime, peer: Option<Peer>) -> Record {
         let parsed = parse(datagram);
-        let text = |bytes: &[u8]| escape(&String::from_utf8_lossy(bytes), Form::Log).into_owned();
         Record {
             ts,
             facility: parsed.facility,
@@ -155,6 +153,45 @@ impl Record {
     pub fn severity_name(&self) -> &'static str {
         severity_name(self.severity)
     }
+}
+
+/// `bytes` as text for a record: what is not UTF-8 replaced (U+FFFD, as
+/// `String::from_utf8_lossy`), control characters but tab escaped as
+/// `\x0a`, exactly as `text::escape` does in its `Log` form, but a byte at
+/// a time without the formatting machinery: a flood of control characters
+/// costs a few nanoseconds a byte, not fifty.
+pub fn text(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hex = |n: u8| HEX.get(usize::from(n & 15)).copied().unwrap_or(b'0');
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        let mut valid = chunk.valid().as_bytes();
+        // Control characters are C0 and DEL (one byte) and C1 (U+0080 to
+        // U+009F: 0xC2 then 0x80 to 0x9F); every other byte is copied.
+        while let Some((&b, rest)) = valid.split_first() {
+            let escaped = match (b, rest.first()) {
+                (b'\t', _) => None,
+                (0..0x20 | 0x7f, _) => Some((b, rest)),
+                (0xc2, Some(&c1 @ 0x80..0xa0)) => Some((c1, rest.get(1..).unwrap_or_default())),
+                _ => None,
+            };
+            match escaped {
+                Some((n, after)) => {
+                    out.extend_from_slice(&[b'\\', b'x', hex(n >> 4), hex(n)]);
+                    valid = after;
+                }
+                None => {
+                    out.push(b);
+                    valid = rest;
+                }
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice("\u{fffd}".as_bytes());
+        }
+    }
+    // Valid UTF-8: valid pieces copied whole, ASCII escapes, U+FFFD.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// A facility's name, as syslog.conf(5) and RFC 5424 call it (`local0`).
