@@ -351,8 +351,9 @@ fn rfc3164_time(head: &[u8]) -> bool {
         && [d2, h1, h2, n1, n2, s1, s2].iter().all(u8::is_ascii_digit)
 }
 
-/// An RFC 3339 time at the start of `data` (`YYYY-MM-DDT` then the rest of
-/// a word, at most 40 bytes in all): its length.
+/// An RFC 3339 time at the start of `data` (`YYYY-MM-DDT` then more of
+/// its characters: digits, `:`, `.`, `+`, `-`, `Z`; at most 40 bytes in
+/// all): its length.
 fn rfc3339_time(data: &[u8]) -> Option<usize> {
     let head = data.get(..11)?;
     let shape = head.iter().enumerate().all(|(i, &b)| match i {
@@ -363,7 +364,9 @@ fn rfc3339_time(data: &[u8]) -> Option<usize> {
     let len = data
         .iter()
         .take(41)
-        .take_while(|b| b.is_ascii_graphic())
+        .take_while(|&&b| {
+            b.is_ascii_digit() || matches!(b, b'-' | b':' | b'.' | b'+' | b'T' | b'Z')
+        })
         .count();
     (shape && len <= 40).then_some(len)
 }
