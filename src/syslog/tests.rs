@@ -243,6 +243,8 @@ fn a_sink_without_room_pauses_reading_and_nothing_is_lost() {
         let path = path.clone();
         std::thread::spawn(move || {
             let socket = UnixDatagram::unbound().unwrap();
+            // A listener that never reads again fails the test, not hangs it.
+            socket.set_write_timeout(Some(WAIT)).unwrap();
             for i in 0..COUNT {
                 socket
                     .send_to(format!("<13>app: {i}").as_bytes(), &path)
