@@ -1032,11 +1032,13 @@ pub fn syslog_datagram(data: &[u8]) {
         datagram.extend_from_slice(message);
         let again = syslog::parse(&datagram);
         let (facility, severity) = if i == 2 { (1, 5) } else { (pri >> 3, pri & 7) };
-        let expected_message = if i == 1 {
-            kept.strip_prefix(b"\xEF\xBB\xBF".as_slice())
-                .unwrap_or(kept)
+        // RFC 5424: a BOM starts the message; `-` is no APP-NAME.
+        let (expected_tag, expected_message) = if i == 1 {
+            let tag = if tag == b"-" { &[][..] } else { &tag[..] };
+            let message = kept.strip_prefix(b"\xEF\xBB\xBF".as_slice());
+            (tag, message.unwrap_or(kept))
         } else {
-            kept
+            (&tag[..], kept)
         };
         assert_eq!(
             (
@@ -1046,7 +1048,13 @@ pub fn syslog_datagram(data: &[u8]) {
                 again.pid,
                 again.message
             ),
-            (facility, severity, &tag[..], Some(pid), expected_message),
+            (
+                facility,
+                severity,
+                expected_tag,
+                Some(pid),
+                expected_message
+            ),
             "written as {:?}",
             String::from_utf8_lossy(&datagram)
         );
