@@ -82,6 +82,10 @@ impl Default for Limits {
     /// 1,500 messages and 320 KiB a window: 150,000 messages and about
     /// 31 MiB a second, above what busy daemons send (and the 100k
     /// messages/s of the benchmark), below what would keep a CPU busy.
+    /// Measured (release, a shared 2-core machine): four blocking senders
+    /// got 134,000 messages/s through, none lost; a flood of 8 KiB of
+    /// control characters, the costliest text to escape, costs about 9 ns
+    /// a byte, so the byte budget holds it under a third of a CPU.
     fn default() -> Limits {
         Limits {
             messages: 1_500,
