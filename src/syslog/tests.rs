@@ -356,6 +356,42 @@ fn logger_from_util_linux_in_each_of_its_formats() {
     syslog.close();
 }
 
+/// A datagram that passes an fd along: refused by the kernel (Linux
+/// 6.16's SO_PASSRIGHTS: the sender gets EPERM), or, on older kernels,
+/// received and the fd closed at once; either way the listener goes on.
+#[test]
+fn fds_passed_along_are_refused_or_closed() {
+    let dir = TempDir::new("fds");
+    let path = dir.socket();
+    let (syslog, rx) = listening(&path);
+    let script = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(sys.argv[1])
+r, w = os.pipe()
+try:
+    socket.send_fds(s, [b'<13>fd: passed'], [r])
+    print('sent')
+except PermissionError:
+    print('refused')
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "refused" => {}
+        "sent" => assert_eq!(next(&rx).message, "passed"),
+        other => panic!("{other}"),
+    }
+    send(&path, b"<13>app: still listening");
+    assert_eq!(next(&rx).message, "still listening");
+    syslog.close();
+}
+
 #[test]
 fn a_python_sender_in_rfc5424() {
     let dir = TempDir::new("python");
