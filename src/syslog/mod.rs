@@ -9,9 +9,10 @@
 //! is an attacker's (SPEC 12), and so:
 //! - a datagram is read into a buffer of `MAX_MESSAGE` bytes; a longer one
 //!   is cut there (and counted);
-//! - control characters in what reaches a record are escaped (`text::escape`,
-//!   the `Log` form: `\x0a`), so a message cannot forge a line or steer a
-//!   terminal; bytes that are not UTF-8 are replaced (U+FFFD);
+//! - control characters in what reaches a record are escaped as
+//!   `text::escape`'s `Log` form does (`\x0a`; `text`, faster), so a
+//!   message cannot forge a line or steer a terminal; bytes that are not
+//!   UTF-8 are replaced (U+FFFD);
 //! - reading has a budget (`Limits`: messages and bytes per 10 ms window).
 //!   Past it, the socket is not read until the window ends: a flood costs
 //!   this thread a bounded share of a CPU, and memory never grows (what
