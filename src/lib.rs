@@ -26,5 +26,6 @@ pub mod s6;
 pub mod service;
 pub mod signals;
 pub mod supervisor;
+pub mod syslog;
 pub mod text;
 pub mod watch;

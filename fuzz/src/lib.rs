@@ -957,3 +957,111 @@ pub fn execline(data: &[u8]) {
         }
     }
 }
+
+/// Target `syslog_datagram`: one datagram on the `--syslog` socket, any
+/// bytes a service sends. The parse never panics and keeps its promises
+/// (priority in range, a tag of tag characters, every part a piece of the
+/// datagram); the record holds no control character but tab and is one
+/// line; and the datagram's own tag, pid and message, written back as
+/// glibc, RFC 5424 and a sender without `<PRI>` write them, read back the
+/// same.
+pub fn syslog_datagram(data: &[u8]) {
+    use corral::syslog::{self, Record, parse::MAX_TAG};
+
+    let parsed = syslog::parse(data);
+    assert_eq!(parsed, syslog::parse(data), "two answers for one datagram");
+    assert!(parsed.facility <= 23 && parsed.severity <= 7, "{parsed:?}");
+    assert!(parsed.tag.len() <= MAX_TAG, "{parsed:?}");
+    assert!(parsed.tag.iter().all(|&b| syslog_tag_byte(b)), "{parsed:?}");
+    let range = data.as_ptr_range();
+    for part in [parsed.tag, parsed.message, parsed.structured_data] {
+        let inside = part.is_empty()
+            || (range.start <= part.as_ptr() && part.as_ptr_range().end <= range.end);
+        assert!(
+            inside,
+            "a part that is not a piece of the datagram: {parsed:?}"
+        );
+    }
+    assert!(
+        !matches!(parsed.message.last(), Some(b'\0' | b'\n' | b'\r')),
+        "{parsed:?}"
+    );
+
+    let record = Record::new(data, UNIX_EPOCH, None);
+    for text in [&record.tag, &record.message, &record.structured_data] {
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\t'),
+            "{text:?}"
+        );
+    }
+    assert_eq!(
+        record.message,
+        corral::text::escape(
+            &String::from_utf8_lossy(parsed.message),
+            corral::text::Form::Log
+        ),
+    );
+    assert!(!record.text_line().contains('\n'));
+    assert!(record.text_line().ends_with(&record.message));
+
+    // The datagram as parts: the tag characters among its first bytes, a
+    // pid from its length, the rest as the message.
+    let split = data.len().min(24);
+    let tag: Vec<u8> = data[..split]
+        .iter()
+        .copied()
+        .filter(|&b| syslog_tag_byte(b))
+        .take(MAX_TAG)
+        .collect();
+    if tag.is_empty() {
+        return;
+    }
+    let message = &data[split..];
+    let pri = data[0] % 192;
+    let pid = (data.len() as u32).wrapping_mul(7919);
+    let tag_text = String::from_utf8_lossy(&tag);
+    let mut written = Vec::new();
+    written.push(format!("<{pri}>Dec  4 19:00:00 {tag_text}[{pid}]: ").into_bytes());
+    written.push(format!("<{pri}>1 2026-12-04T19:00:00Z host {tag_text} {pid} - - ").into_bytes());
+    written.push(format!("{tag_text}[{pid}]: ").into_bytes());
+    let mut kept = message;
+    while let [rest @ .., b'\0' | b'\n' | b'\r'] = kept {
+        kept = rest;
+    }
+    for (i, mut datagram) in written.into_iter().enumerate() {
+        datagram.extend_from_slice(message);
+        let again = syslog::parse(&datagram);
+        let (facility, severity) = if i == 2 { (1, 5) } else { (pri >> 3, pri & 7) };
+        // RFC 5424: a BOM starts the message; `-` is no APP-NAME.
+        let (expected_tag, expected_message) = if i == 1 {
+            let tag = if tag == b"-" { &[][..] } else { &tag[..] };
+            let message = kept.strip_prefix(b"\xEF\xBB\xBF".as_slice());
+            (tag, message.unwrap_or(kept))
+        } else {
+            (&tag[..], kept)
+        };
+        assert_eq!(
+            (
+                again.facility,
+                again.severity,
+                again.tag,
+                again.pid,
+                again.message
+            ),
+            (
+                facility,
+                severity,
+                expected_tag,
+                Some(pid),
+                expected_message
+            ),
+            "written as {:?}",
+            String::from_utf8_lossy(&datagram)
+        );
+    }
+}
+
+/// What `syslog::parse` lets into a tag.
+fn syslog_tag_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_./@+~#".contains(&b)
+}

@@ -48,7 +48,7 @@
 mod drops;
 mod message;
 mod pump;
-mod receive;
+pub(crate) mod receive;
 mod sender;
 
 use std::collections::hash_map::RandomState;

@@ -1,4 +1,5 @@
-//! One datagram off a notify socket: recvmsg(2) with the sender's
+//! One datagram off a notify socket (or the syslog socket, `syslog`):
+//! recvmsg(2) with the sender's
 //! `SCM_CREDENTIALS` and whatever fds it passed along (`SCM_RIGHTS`), and
 //! the closing of those fds once the datagram is judged.
 //!
@@ -18,7 +19,7 @@ use std::os::unix::net::UnixDatagram;
 /// service's readiness with it. Linger is turned off first (the setting
 /// belongs to the socket, which our fd shares), so the close returns at
 /// once and the kernel sends what it can in the background.
-pub(super) fn close_passed(fds: Vec<OwnedFd>) {
+pub(crate) fn close_passed(fds: Vec<OwnedFd>) {
     for fd in fds {
         let is_socket =
             nix::sys::stat::fstat(&fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFSOCK);
@@ -45,19 +46,19 @@ pub(super) fn close_passed(fds: Vec<OwnedFd>) {
 
 /// One datagram received: its length in the caller's buffer, whether it
 /// was longer, who sent it, and the fds it passed along.
-pub(super) struct Datagram {
-    pub(super) len: usize,
-    pub(super) truncated: bool,
-    pub(super) sender: Option<libc::ucred>,
+pub(crate) struct Datagram {
+    pub(crate) len: usize,
+    pub(crate) truncated: bool,
+    pub(crate) sender: Option<libc::ucred>,
     /// Passed along with it; closed once the datagram is judged.
-    pub(super) fds: Vec<OwnedFd>,
+    pub(crate) fds: Vec<OwnedFd>,
 }
 
 /// recvmsg(2) one datagram with its `SCM_CREDENTIALS`. Any fds passed along
 /// (`SCM_RIGHTS`, e.g. sd_notify's `FDSTORE=1` or `BARRIER=1`) arrive
 /// close-on-exec; the caller closes them once it has judged the datagram
 /// (corral keeps no fd it did not ask for).
-pub(super) fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> io::Result<Datagram> {
+pub(crate) fn receive(socket: &UnixDatagram, buf: &mut [u8]) -> io::Result<Datagram> {
     // u64s: cmsg headers need their alignment. Room for the credentials
     // and a good number of fds; fds beyond it are discarded by the kernel.
     let mut control = [0u64; 64];

@@ -81,6 +81,11 @@ fn execline_corpus() {
     replay("execline", fuzz::execline);
 }
 
+#[test]
+fn syslog_datagram_corpus() {
+    replay("syslog_datagram", fuzz::syslog_datagram);
+}
+
 /// The multi-file format of the `config_load` target reads as documented,
 /// so its seeds really hold the files they show.
 #[test]

@@ -52,4 +52,5 @@ mod s6rc_runtime;
 mod s6rc_tree;
 mod security;
 mod signals;
+mod syslog;
 mod tini;
