@@ -275,6 +275,39 @@ fn supervise(args: &[OsString]) -> u8 {
             return EXIT_SYSTEM;
         }
     };
+    // Syslog messages become lines of the pseudo-service `syslog`: a
+    // service of that name would be mixed with them.
+    let syslog = match &cli.syslog {
+        Some(_) if spec.get(output::format::SYSLOG).is_some() => {
+            eprintln!(
+                "corral: --syslog: a service is named \"{}\", the name syslog messages are written under; rename it or drop --syslog",
+                output::format::SYSLOG
+            );
+            return EXIT_USAGE;
+        }
+        Some(path) => {
+            let lines = output.syslog_lines();
+            let started = corral::syslog::start(path, move |record| {
+                let line = output::SyslogLine {
+                    time: record.ts,
+                    pid: record.pid,
+                    facility: record.facility_name(),
+                    severity: record.severity_name(),
+                    text: record.text_line(),
+                };
+                // Full: the record goes back, and the syslog thread waits.
+                lines.send(line).map_err(|_| record)
+            });
+            match started {
+                Ok(syslog) => Some(syslog),
+                Err(err) => {
+                    eprintln!("corral: --syslog {}: {err}", path.display());
+                    return EXIT_SYSTEM;
+                }
+            }
+        }
+        None => None,
+    };
     let notify = match notify::Notify::start(tx.clone()) {
         Ok(notify) => notify,
         Err(err) => {
@@ -312,6 +345,7 @@ fn supervise(args: &[OsString]) -> u8 {
     sup.cmd_wait_maxtime = s6.cmd_wait_maxtime;
     sup.finish_script_timeout = s6.kill_finish_maxtime;
     sup.main_receives_signals = s6.cmd_receive_signals;
+    sup.syslog = syslog.is_some();
     let code = supervisor::run(
         sup,
         Setup {
@@ -330,6 +364,9 @@ fn supervise(args: &[OsString]) -> u8 {
     );
     // `tx` lived until here: the loop's input channel never disconnects.
     drop(tx);
+    if let Some(syslog) = syslog {
+        syslog.close();
+    }
     if let Some(server) = server {
         server.close(Instant::now() + CONTROL_LINGER);
     }

@@ -23,6 +23,9 @@ pub struct Cli {
     pub log: LogArgs,
     /// How services' lines are written (`--output-format`, `--output-timestamps`).
     pub output: Format,
+    /// `--syslog PATH`: a datagram socket for syslog(3) messages, which become
+    /// lines of the pseudo-service `syslog`.
+    pub syslog: Option<PathBuf>,
     /// The main program and its arguments: its exit ends the container.
     pub command: Vec<String>,
 }
@@ -48,6 +51,7 @@ const HTTP: usize = 7;
 const SHUTDOWN_TIMEOUT: usize = 8;
 const OUTPUT_FORMAT: usize = 9;
 const OUTPUT_TIMESTAMPS: usize = 10;
+const SYSLOG: usize = 11;
 
 const SUPERVISOR_OPTS: &[Opt] = &[
     Opt::value("services", "DIR"),
@@ -61,6 +65,7 @@ const SUPERVISOR_OPTS: &[Opt] = &[
     Opt::value("shutdown-timeout", "DUR"),
     Opt::value("output-format", "FORMAT"),
     Opt::flag("output-timestamps"),
+    Opt::value("syslog", "PATH"),
 ];
 
 /// `check` takes the first six.
@@ -112,6 +117,9 @@ Options:
   --output-timestamps     text lines start with the time they were read
                           (2026-12-04T14:00:00.123Z web | ...)
                           [env CORRAL_OUTPUT_TIMESTAMPS=1]
+  --syslog PATH           listen for syslog messages on the Unix datagram socket
+                          PATH (e.g. /dev/log) and write each as a line of
+                          `syslog` (syslog | TAG[PID]: message) [env CORRAL_SYSLOG]
   -h, --help              print this help
   -V, --version           print the version
 
@@ -181,6 +189,9 @@ impl Cli {
             shutdown_timeout,
             log: log_args(&s).map_err(|e| Stop::usage(P, e))?,
             output: output_args(&s).map_err(|e| Stop::usage(P, e))?,
+            syslog: given(&s, SYSLOG, "CORRAL_SYSLOG")
+                .map(|(v, _)| PathBuf::from(v))
+                .filter(|p| !p.as_os_str().is_empty()),
             command: s.positional,
         })
     }

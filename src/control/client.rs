@@ -190,6 +190,9 @@ fn print_lines(response: &Response, out: &mut Output, all: bool, json: bool) {
                 stream: &line.stream,
                 pid: line.pid,
                 line: &line.line,
+                // The log keeps lines, not a syslog message's fields.
+                facility: None,
+                severity: None,
             };
             let mut text = Vec::new();
             write_record(&mut text, &record);

@@ -134,6 +134,11 @@ pub struct Record<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
     pub line: &'a str,
+    /// `syslog` lines: the message's facility and severity (`local0`, `notice`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facility: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<&'a str>,
 }
 
 /// Append `record` and a newline to `out`.
@@ -175,9 +180,54 @@ pub(super) fn write_line(
                 stream: stream.as_str(),
                 pid,
                 line: &escape_line(line),
+                facility: None,
+                severity: None,
             },
         ),
     }
+}
+
+/// Append one line of the pseudo-service `syslog` (SPEC section 10) to
+/// `out`: text as a service line, JSON with its facility and severity.
+pub(super) fn write_syslog(out: &mut Vec<u8>, format: Format, ts: &str, line: &SyslogLine) {
+    match format.format {
+        OutputFormat::Text => {
+            if format.timestamps {
+                out.extend_from_slice(ts.as_bytes());
+                out.push(b' ');
+            }
+            out.extend_from_slice(SYSLOG.as_bytes());
+            out.extend_from_slice(b" | ");
+            out.extend_from_slice(line.text.as_bytes());
+            out.push(b'\n');
+        }
+        OutputFormat::Json => write_record(
+            out,
+            &Record {
+                ts,
+                service: SYSLOG,
+                stream: Stream::Stdout.as_str(),
+                pid: line.pid,
+                line: &line.text,
+                facility: Some(line.facility),
+                severity: Some(line.severity),
+            },
+        ),
+    }
+}
+
+/// The pseudo-service whose lines `--syslog` messages become.
+pub const SYSLOG: &str = "syslog";
+
+/// One syslog message as a line: `TAG[PID]: message`, already escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogLine {
+    pub time: SystemTime,
+    /// The pid the message gives.
+    pub pid: Option<u32>,
+    pub facility: &'static str,
+    pub severity: &'static str,
+    pub text: String,
 }
 
 #[cfg(test)]

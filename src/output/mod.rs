@@ -56,8 +56,9 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use format::SyslogLine;
 pub use format::{Format, OutputFormat};
-pub use pump::Output;
+pub use pump::{Output, SyslogLines};
 pub use ring::{Logs, ServiceCounts};
 
 pub const MAX_LINE: usize = 64 * 1024;

@@ -18,7 +18,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::debug;
 
-use super::format::{self, Format, OutputFormat};
+use super::format::{self, Format, OutputFormat, SyslogLine};
 use super::ring::{Block, LogStore, Logs, Ring, new_source};
 use super::split::Splitter;
 use super::writer::Writer;
@@ -42,7 +42,42 @@ pub struct Output {
     tx: Sender<Msg>,
     wake: Arc<Wake>,
     done: Receiver<()>,
+    /// `--syslog` messages, bounded: when full, the syslog thread stops
+    /// reading its socket (its senders wait) instead of corral piling up.
+    syslog: Sender<SyslogLine>,
 }
+
+/// The `--syslog` thread's way into the output thread.
+pub struct SyslogLines {
+    tx: Sender<SyslogLine>,
+    wake: Arc<Wake>,
+}
+
+impl SyslogLines {
+    /// Hand a message over as a line of the pseudo-service `syslog`; never
+    /// blocks: `Err` gives it back when the queue is full (the caller waits
+    /// and offers it again).
+    pub fn send(&self, line: SyslogLine) -> Result<(), SyslogLine> {
+        match self.tx.try_send(line) {
+            Ok(()) => {
+                // One wake-up for a burst: the first message of it.
+                if self.tx.len() == 1 {
+                    self.wake.wake();
+                }
+                Ok(())
+            }
+            Err(crossbeam_channel::TrySendError::Full(line)) => Err(line),
+            // The output thread is gone: corral is exiting.
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => Ok(()),
+        }
+    }
+}
+
+/// Syslog lines waiting for the output thread at most (its senders wait
+/// beyond: in the syslog thread, then in the socket).
+const SYSLOG_QUEUE: usize = 4096;
+/// Syslog lines taken in one round, so pipes are still read in between.
+const SYSLOG_BATCH: usize = 1024;
 
 /// One pipe being read.
 struct Source {
@@ -161,9 +196,11 @@ impl Output {
             }
         }
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (syslog, syslog_rx) = crossbeam_channel::bounded(SYSLOG_QUEUE);
         let (done_tx, done) = crossbeam_channel::bounded(1);
         let pump = Pump {
             rx,
+            syslog: syslog_rx,
             wake: wake_r,
             logs,
             format,
@@ -180,7 +217,12 @@ impl Output {
             log::detach();
             return Err(err);
         }
-        Ok(Output { tx, wake, done })
+        Ok(Output {
+            tx,
+            wake,
+            done,
+            syslog,
+        })
     }
 
     /// Read `fd`, `name`'s `stream`, written by the run `pid` (when known).
@@ -200,6 +242,14 @@ impl Output {
         }
     }
 
+    /// Where the `--syslog` thread hands its messages over.
+    pub fn syslog_lines(&self) -> SyslogLines {
+        SyslogLines {
+            tx: self.syslog.clone(),
+            wake: Arc::clone(&self.wake),
+        }
+    }
+
     /// Wait until every stream has been read to EOF and written, or
     /// `deadline`. Returns by `deadline` even when a stream is stalled
     /// (its writer is then left blocked; corral exits around it).
@@ -215,6 +265,7 @@ impl Output {
 /// The output thread.
 struct Pump {
     rx: Receiver<Msg>,
+    syslog: Receiver<SyslogLine>,
     wake: OwnedFd,
     logs: Logs,
     format: Format,
@@ -257,10 +308,15 @@ impl Pump {
                     Msg::Finish => finishing = true,
                 }
             }
-            if finishing && self.sources.is_empty() {
+            let more = self.take_syslog();
+            // To the writers now: the next poll may wait a long time.
+            for sink in &mut self.sinks {
+                sink.send();
+            }
+            if finishing && self.sources.is_empty() && !more {
                 break;
             }
-            self.round();
+            self.round(more);
         }
         // Disconnect the writers: they write what they hold, then end.
         self.sinks.clear();
@@ -269,8 +325,31 @@ impl Pump {
         }
     }
 
-    /// One poll and what it found.
-    fn round(&mut self) {
+    /// Syslog lines, while stdout takes more: true if some are left for
+    /// the next round (which then does not wait in poll).
+    fn take_syslog(&mut self) -> bool {
+        let format = self.format;
+        let Some(sink) = self.sinks.get_mut(Stream::Stdout.index()) else {
+            return false;
+        };
+        for _ in 0..SYSLOG_BATCH {
+            // Behind: the writer's wake-up brings us back when it drains.
+            if sink.level() >= HIGH_WATER {
+                return false;
+            }
+            let Ok(line) = self.syslog.try_recv() else {
+                return false;
+            };
+            let ts = format::rfc3339(line.time);
+            format::write_syslog(&mut sink.batch, format, &ts, &line);
+            self.logs
+                .append(format::SYSLOG, Stream::Stdout, &[line.text.as_bytes()]);
+        }
+        !self.syslog.is_empty()
+    }
+
+    /// One poll and what it found; `now`: do not wait for anything.
+    fn round(&mut self, now: bool) {
         // Which pipes to wait for, and for what: a stream whose writer is
         // behind is not read (backpressure), but a hang-up is still seen.
         let mut polled: Vec<usize> = Vec::with_capacity(self.sources.len());
@@ -292,7 +371,12 @@ impl Pump {
                 polled.push(i);
                 fds.push(PollFd::new(source.fd.as_fd(), events));
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            let timeout = if now {
+                PollTimeout::ZERO
+            } else {
+                PollTimeout::NONE
+            };
+            match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => return,
                 Err(err) => {

@@ -71,6 +71,8 @@ pub struct Supervisor {
     /// `S6_CMD_RECEIVE_SIGNALS`: SIGTERM / SIGINT / SIGQUIT go to the
     /// running main COMMAND's group instead of starting the shutdown.
     pub main_receives_signals: bool,
+    /// `--syslog` is on: `ctl logs syslog` names its lines.
+    pub syslog: bool,
     /// s6-rc bundles (name -> services): a request may name one
     /// (`s6-rc -u change user`, `ctl start user`).
     bundles: std::collections::BTreeMap<String, Vec<String>>,
@@ -106,6 +108,7 @@ impl Supervisor {
             cmd_wait_maxtime: None,
             finish_script_timeout: None,
             main_receives_signals: false,
+            syslog: false,
             up_since: None,
             boot_wait_over: false,
             boot_failures: Vec::new(),

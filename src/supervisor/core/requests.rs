@@ -257,6 +257,10 @@ impl Supervisor {
 
     /// Whether corral keeps the output of `name` (the control thread reads it).
     fn request_logs(&self, name: &str) -> Response {
+        // `--syslog`'s messages, kept like a service's lines.
+        if self.syslog && name == crate::output::format::SYSLOG {
+            return Response::ok();
+        }
         let spec = match self.resolve(&[name.to_string()], false) {
             Ok(ids) => match ids.first().and_then(|&i| self.services.get(i)) {
                 Some(svc) => svc.spec(),
@@ -266,6 +270,8 @@ impl Supervisor {
         };
         match spec.output {
             Output::Prefix => Response::ok(),
+            // Read for its log file, and kept.
+            Output::Null if spec.log_file.is_some() => Response::ok(),
             Output::Inherit => Response::error(format!(
                 "{name} writes straight to the container's output (output = \"inherit\"): corral keeps no copy; see docker logs"
             )),
