@@ -5,7 +5,10 @@
 //! One thread (`log-files`) owns every file. Callers hand it lines through
 //! `LogFiles::line`, which never blocks: the queue to the thread is bounded
 //! (`QUEUE_LINES` lines, `QUEUE_BYTES` bytes), and a line that does not fit
-//! is dropped and counted for its service. The thread writes batches of
+//! is dropped and counted for its service. The output thread keeps it from
+//! filling: while it is half full (`has_room`), the pipes of services with
+//! a log file are not read, so a slow disk makes those services wait in
+//! `write(2)`, as a slow stdout does; only failed writes cost lines. The thread writes batches of
 //! whole lines with `write(2)`; a write that fails (`ENOSPC`, `EIO`,
 //! `EROFS`, ...) drops the lines of its batch that did not go in whole (a
 //! torn last line is cut off again with `ftruncate`), counts them, warns at
@@ -264,6 +267,16 @@ impl LogFiles {
 
     /// Every service that ever had a log file, by name, with its counts:
     /// for `/metrics`.
+    /// Whether the queue to the file thread is less than half full: the
+    /// output thread reads the pipes of services with a log file only then,
+    /// so a slow disk makes those services wait (as a slow stdout does),
+    /// and only a write that fails (ENOSPC...) costs lines.
+    pub fn has_room(&self) -> bool {
+        let shared = &self.shared;
+        shared.queued_lines.load(Ordering::Acquire) < shared.queue_lines / 2
+            && shared.queued_bytes.load(Ordering::Acquire) < shared.queue_bytes / 2
+    }
+
     /// Whether `service`'s lines go to a log file now (looked up once per
     /// read by the output thread, not per line).
     pub fn is_open(&self, service: &str) -> bool {

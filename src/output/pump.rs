@@ -73,6 +73,9 @@ impl SyslogLines {
     }
 }
 
+/// How often pipes held back for their log files are looked at again.
+const FILES_BEHIND_RETRY_MS: u8 = 10;
+
 /// Syslog lines waiting for the output thread at most (its senders wait
 /// beyond: in the syslog thread, then in the socket).
 const SYSLOG_QUEUE: usize = 4096;
@@ -353,6 +356,9 @@ impl Pump {
         // Which pipes to wait for, and for what: a stream whose writer is
         // behind is not read (backpressure), but a hang-up is still seen.
         let mut polled: Vec<usize> = Vec::with_capacity(self.sources.len());
+        // The log files are behind: their services' pipes wait (checked
+        // again every `FILES_BEHIND_RETRY_MS`; the file thread wakes nobody).
+        let files = self.logs.files().filter(|files| !files.has_room());
         let revents: Vec<PollFlags> = {
             let mut fds: Vec<PollFd> = Vec::with_capacity(self.sources.len() + 1);
             fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
@@ -360,7 +366,8 @@ impl Pump {
                 let takes = self
                     .sinks
                     .get(source.stream.index())
-                    .is_some_and(|sink| sink.takes(source));
+                    .is_some_and(|sink| sink.takes(source))
+                    && files.is_none_or(|files| !files.is_open(&source.name));
                 let events = if takes {
                     PollFlags::POLLIN
                 } else if !source.hung_up {
@@ -373,6 +380,8 @@ impl Pump {
             }
             let timeout = if now {
                 PollTimeout::ZERO
+            } else if files.is_some() {
+                PollTimeout::from(FILES_BEHIND_RETRY_MS)
             } else {
                 PollTimeout::NONE
             };
