@@ -52,8 +52,17 @@ pub struct Format {
 }
 
 /// `2026-12-04T14:00:00.123Z`.
+/// A clock set before 1970 or past 9999 (a broken RTC) gives the nearest
+/// end of that range: humantime cannot write those years, and must not
+/// panic in the output thread.
 pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
+    /// 9999-12-31T23:59:59Z.
+    const LAST_SECOND: u64 = 253_402_300_799;
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .min(std::time::Duration::from_secs(LAST_SECOND));
+    humantime::format_rfc3339_millis(SystemTime::UNIX_EPOCH + since).to_string()
 }
 
 /// `line` as a string per the scheme in the module doc.
@@ -241,6 +250,19 @@ mod tests {
         let json = serde_json::to_string(&*text).expect("json");
         let back: String = serde_json::from_str(&json).expect("parse");
         assert_eq!(unescape_line(&back), bytes);
+    }
+
+    #[test]
+    fn times_outside_what_rfc3339_can_write_are_pinned_not_a_panic() {
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            rfc3339(epoch - std::time::Duration::from_secs(10)),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            rfc3339(epoch + std::time::Duration::from_secs(400_000_000_000)),
+            "9999-12-31T23:59:59.000Z"
+        );
     }
 
     #[test]
