@@ -165,99 +165,109 @@ pub fn write_record(out: &mut Vec<u8>, record: &Record<'_>) {
     }
 }
 
-/// Append one service line to `out` in `format`; `ts` is the read's time
-/// already formatted (`rfc3339`), `prefix` is `NAME | `.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn write_line(
-    out: &mut Vec<u8>,
+/// What every line of one read starts with, built once per read (the
+/// output thread's hot path: millions of lines a second): text, `NAME | `
+/// (after the timestamp with `--output-timestamps`); JSON, the object up to
+/// the `line` key, `{"ts":"…","service":"…","stream":"…","pid":N,"line":`.
+/// `ts` is the read's time already formatted (`rfc3339`), `prefix` is
+/// `NAME | `.
+pub(super) fn line_head(
+    head: &mut Vec<u8>,
     format: Format,
     ts: &str,
     service: &str,
     prefix: &[u8],
     stream: Stream,
     pid: Option<u32>,
-    line: &[u8],
 ) {
+    head.clear();
     match format.format {
         OutputFormat::Text => {
             if format.timestamps {
-                out.extend_from_slice(ts.as_bytes());
-                out.push(b' ');
+                head.extend_from_slice(ts.as_bytes());
+                head.push(b' ');
             }
-            out.extend_from_slice(prefix);
+            head.extend_from_slice(prefix);
+        }
+        OutputFormat::Json => {
+            // The keys as the literals serde_json would write; every value
+            // through serde_json (tested against `write_record`). Writing
+            // into a Vec cannot fail.
+            head.extend_from_slice(b"{\"ts\":");
+            let mut whole = serde_json::to_writer(&mut *head, ts).is_ok();
+            head.extend_from_slice(b",\"service\":");
+            whole &= serde_json::to_writer(&mut *head, service).is_ok();
+            head.extend_from_slice(b",\"stream\":\"");
+            head.extend_from_slice(stream.as_str().as_bytes());
+            head.push(b'"');
+            if let Some(pid) = pid {
+                head.extend_from_slice(b",\"pid\":");
+                whole &= serde_json::to_writer(&mut *head, &pid).is_ok();
+            }
+            head.extend_from_slice(b",\"line\":");
+            debug_assert!(whole);
+        }
+    }
+}
+
+/// Append one service line to `out` in `format`, after `head`
+/// (`line_head` of its read). JSON: the same bytes as `write_record`
+/// (tested).
+pub(super) fn write_line(out: &mut Vec<u8>, format: Format, head: &[u8], line: &[u8]) {
+    out.extend_from_slice(head);
+    match format.format {
+        OutputFormat::Text => {
             out.extend_from_slice(line);
             out.push(b'\n');
         }
-        OutputFormat::Json => write_json_line(out, ts, service, stream, pid, line),
+        OutputFormat::Json => {
+            if is_plain_json(line) {
+                // Nearly every line: ASCII that neither `escape_line` nor
+                // JSON changes, copied between quotes after one scan.
+                out.push(b'"');
+                out.extend_from_slice(line);
+                out.extend_from_slice(b"\"}\n");
+                return;
+            }
+            let text = escape_line(line);
+            if !needs_json_escape(text.as_bytes()) {
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+            } else {
+                // Writing into a Vec cannot fail.
+                let whole = serde_json::to_writer(&mut *out, &*text).is_ok();
+                debug_assert!(whole);
+            }
+            out.extend_from_slice(b"}\n");
+        }
     }
 }
 
-/// `write_record` of a service line, without a `Serialize` of a struct per
-/// line (the output thread's hot path: millions of lines a second): the
-/// keys are written as the literals serde_json would write, every string
-/// value still goes through serde_json's escaping. The same bytes as
-/// `write_record` (tested).
-fn write_json_line(
-    out: &mut Vec<u8>,
-    ts: &str,
-    service: &str,
-    stream: Stream,
-    pid: Option<u32>,
-    line: &[u8],
-) {
-    // Writing into a Vec cannot fail; a failure would only cut the line.
-    let string = |out: &mut Vec<u8>, text: &str| {
-        // What serde_json would write unchanged (nearly every line) is
-        // copied between quotes: one scan instead of its escaping loop,
-        // which took a third of the output thread. Anything it would
-        // escape goes through it (`json_string_is_what_serde_json_writes`).
-        if !needs_json_escape(text.as_bytes()) {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-            return true;
-        }
-        serde_json::to_writer(&mut *out, text).is_ok()
-    };
-    out.extend_from_slice(b"{\"ts\":");
-    let mut whole = string(out, ts);
-    out.extend_from_slice(b",\"service\":");
-    whole &= string(out, service);
-    out.extend_from_slice(b",\"stream\":\"");
-    out.extend_from_slice(stream.as_str().as_bytes());
-    out.push(b'"');
-    if let Some(pid) = pid {
-        out.extend_from_slice(b",\"pid\":");
-        // serde_json's integer writing: no allocation, no fmt machinery.
-        whole &= serde_json::to_writer(&mut *out, &pid).is_ok();
-    }
-    out.extend_from_slice(b",\"line\":");
-    whole &= string(out, &escape_line(line));
-    out.extend_from_slice(b"}\n");
-    debug_assert!(whole);
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that is below 0x20, `"` or `\` (and
+/// perhaps of others when one is: only "none" is exact). For a byte with
+/// its high bit clear, subtracting 0x20 borrows into its high bit exactly
+/// when it is below 0x20; a byte equal to `c` is a zero byte of `x ^ c`.
+fn json_specials(x: u64) -> u64 {
+    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x;
+    (x.wrapping_sub(0x20 * ONES)
+        | zero_byte(x ^ (u64::from(b'"') * ONES))
+        | zero_byte(x ^ (u64::from(b'\\') * ONES)))
+        & !x
+        & HIGHS
 }
 
 /// Whether `bytes` hold a byte JSON strings must escape: a control
-/// character below 0x20, `"` or `\`. Eight bytes at a time (the output
-/// thread runs this over every line; a byte loop was a fifth of its time).
+/// character below 0x20, `"` or `\`. Eight bytes at a time.
 fn needs_json_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // A byte of `x` is zero: its high bit in the result (no false positive
-    // for the "any" question this answers).
-    let zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_ne_bytes(word);
-        // A byte below 0x20: subtracting 0x20 borrows into its high bit,
-        // for bytes whose high bit is clear.
-        let below = x.wrapping_sub(0x20 * ONES) & !x & HIGHS != 0;
-        if below
-            || zero_byte(x ^ (u64::from(b'"') * ONES))
-            || zero_byte(x ^ (u64::from(b'\\') * ONES))
-        {
+        if json_specials(u64::from_ne_bytes(word)) != 0 {
             return true;
         }
     }
@@ -265,6 +275,25 @@ fn needs_json_escape(bytes: &[u8]) -> bool {
         .remainder()
         .iter()
         .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Whether `line` is ASCII without control characters, `"` or `\`: then
+/// `escape_line` and JSON leave it as it is. One pass, eight bytes at a
+/// time, instead of a backslash search, a UTF-8 check and a JSON scan.
+fn is_plain_json(line: &[u8]) -> bool {
+    let mut chunks = line.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        if (x & HIGHS) | json_specials(x) != 0 {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// Append one line of the pseudo-service `syslog` (SPEC section 10) to
@@ -326,6 +355,7 @@ mod tests {
     #[test]
     fn the_eight_byte_scan_finds_what_a_byte_loop_finds() {
         let naive = |b: &[u8]| b.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        let plain = |b: &[u8]| !naive(b) && b.is_ascii();
         // Each byte value at each position of two words and a tail.
         for len in [1usize, 7, 8, 9, 16, 19] {
             for at in 0..len {
@@ -335,6 +365,7 @@ mod tests {
                         *b = value;
                     }
                     assert_eq!(needs_json_escape(&bytes), naive(&bytes), "{bytes:?}");
+                    assert_eq!(is_plain_json(&bytes), plain(&bytes), "{bytes:?}");
                 }
             }
         }
@@ -350,7 +381,27 @@ mod tests {
                 })
                 .collect();
             assert_eq!(needs_json_escape(&bytes), naive(&bytes), "{bytes:?}");
+            assert_eq!(is_plain_json(&bytes), plain(&bytes), "{bytes:?}");
         }
+    }
+
+    /// `line_head` and `write_line`, as the output thread calls them.
+    fn json_line(
+        ts: &str,
+        service: &str,
+        stream: Stream,
+        pid: Option<u32>,
+        line: &[u8],
+    ) -> Vec<u8> {
+        let format = Format {
+            format: OutputFormat::Json,
+            timestamps: false,
+        };
+        let mut head = Vec::new();
+        line_head(&mut head, format, ts, service, b"", stream, pid);
+        let mut out = Vec::new();
+        write_line(&mut out, format, &head, line);
+        out
     }
 
     #[test]
@@ -370,8 +421,7 @@ mod tests {
             .map(String::from),
         );
         for text in texts {
-            let mut fast = Vec::new();
-            write_json_line(&mut fast, "t", &text, Stream::Stdout, None, text.as_bytes());
+            let fast = json_line("t", &text, Stream::Stdout, None, text.as_bytes());
             let mut slow = Vec::new();
             write_record(
                 &mut slow,
@@ -402,15 +452,7 @@ mod tests {
         for line in lines {
             for pid in [None, Some(4_194_304)] {
                 for (service, stream) in [("web", Stream::Stdout), ("a\"b", Stream::Stderr)] {
-                    let mut fast = Vec::new();
-                    write_json_line(
-                        &mut fast,
-                        "2026-12-04T14:00:00.123Z",
-                        service,
-                        stream,
-                        pid,
-                        line,
-                    );
+                    let fast = json_line("2026-12-04T14:00:00.123Z", service, stream, pid, line);
                     let mut slow = Vec::new();
                     write_record(
                         &mut slow,
@@ -502,22 +544,8 @@ mod tests {
 
     #[test]
     fn a_json_line_is_one_object_with_every_field() {
-        let mut out = Vec::new();
-        let format = Format {
-            format: OutputFormat::Json,
-            timestamps: false,
-        };
         let ts = "2026-12-04T14:00:00.123Z";
-        write_line(
-            &mut out,
-            format,
-            ts,
-            "web",
-            b"web | ",
-            Stream::Stderr,
-            Some(12),
-            b"a\x00\"\xff",
-        );
+        let out = json_line(ts, "web", Stream::Stderr, Some(12), b"a\x00\"\xff");
         assert_eq!(out.last(), Some(&b'\n'));
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
@@ -526,21 +554,22 @@ mod tests {
         assert_eq!(v["stream"], "stderr");
         assert_eq!(v["pid"], 12);
         assert_eq!(v["line"], "a\u{0}\"\\xff");
-        let mut text = Vec::new();
         let format = Format {
             format: OutputFormat::Text,
             timestamps: true,
         };
-        write_line(
-            &mut text,
+        let mut head = Vec::new();
+        line_head(
+            &mut head,
             format,
             ts,
             "web",
             b"web | ",
             Stream::Stdout,
             None,
-            b"hi",
         );
+        let mut text = Vec::new();
+        write_line(&mut text, format, &head, b"hi");
         assert_eq!(text, b"2026-12-04T14:00:00.123Z web | hi\n");
     }
 

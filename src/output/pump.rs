@@ -210,6 +210,7 @@ impl Output {
             sinks,
             sources: Vec::new(),
             spare: Vec::new(),
+            head: Vec::new(),
             turn: 0,
         };
         let spawned = thread::Builder::new().name("output".into()).spawn(move || {
@@ -277,6 +278,8 @@ struct Pump {
     sources: Vec<Source>,
     /// Read buffers (`READ_SIZE` long) for reuse.
     spare: Vec<Vec<u8>>,
+    /// `format::line_head` of the read being served (kept for its buffer).
+    head: Vec<u8>,
     /// Where the next round starts serving sources, so none is starved.
     turn: usize,
 }
@@ -472,7 +475,9 @@ impl Pump {
         let pid = source.pid;
         let echo = source.echo;
         let name = &source.name;
-        let prefix = &source.prefix;
+        let head = &mut self.head;
+        format::line_head(head, format, &ts, name, &source.prefix, stream, pid);
+        let head = &*head;
         let batch = &mut sink.batch;
         // Its writer cannot write: drop (and count) rather than pile up,
         // but for a line now and then, which tries the stream again.
@@ -490,7 +495,7 @@ impl Pump {
             if !echo {
                 // For the log file and `ctl logs` only.
             } else if !dropping || probe {
-                format::write_line(batch, format, &ts, name, prefix, stream, pid, line);
+                format::write_line(batch, format, head, line);
                 probe = false;
             } else {
                 dropped += 1;
