@@ -291,8 +291,10 @@ fn supervise(args: &[OsString]) -> u8 {
                 let line = output::SyslogLine {
                     time: record.ts,
                     pid: record.pid,
-                    facility: record.facility_name(),
-                    severity: record.severity_name(),
+                    priority: output::Priority {
+                        facility: record.facility_name(),
+                        severity: record.severity_name(),
+                    },
                     text: record.text_line(),
                 };
                 // Full: the record goes back, and the syslog thread waits.

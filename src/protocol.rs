@@ -313,6 +313,12 @@ pub struct LogLine {
     /// The pid of the run that wrote it, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// A line of the pseudo-service `syslog`: its message's facility and
+    /// severity (`local0`, `notice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facility: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
 }
 
 /// Parse one request line: JSON without a key twice in any object, the

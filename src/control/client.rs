@@ -190,9 +190,8 @@ fn print_lines(response: &Response, out: &mut Output, all: bool, json: bool) {
                 stream: &line.stream,
                 pid: line.pid,
                 line: &line.line,
-                // The log keeps lines, not a syslog message's fields.
-                facility: None,
-                severity: None,
+                facility: line.facility.as_deref(),
+                severity: line.severity.as_deref(),
             };
             let mut text = Vec::new();
             write_record(&mut text, &record);

@@ -318,8 +318,8 @@ pub(super) fn write_syslog(out: &mut Vec<u8>, format: Format, ts: &str, line: &S
                 stream: Stream::Stdout.as_str(),
                 pid: line.pid,
                 line: &line.text,
-                facility: Some(line.facility),
-                severity: Some(line.severity),
+                facility: Some(line.priority.facility),
+                severity: Some(line.priority.severity),
             },
         ),
     }
@@ -334,8 +334,7 @@ pub struct SyslogLine {
     pub time: SystemTime,
     /// The pid the message gives.
     pub pid: Option<u32>,
-    pub facility: &'static str,
-    pub severity: &'static str,
+    pub priority: super::Priority,
     pub text: String,
 }
 

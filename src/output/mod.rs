@@ -135,9 +135,19 @@ pub struct LogEntry {
     pub service: Arc<str>,
     pub stream: Stream,
     pub pid: Option<u32>,
+    /// A line of the pseudo-service `syslog`: its message's facility and
+    /// severity.
+    pub priority: Option<Priority>,
     pub time: SystemTime,
     /// The line's bytes, as the service wrote them.
     pub line: Vec<u8>,
+}
+
+/// A syslog message's facility and severity, by name (`local0`, `notice`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priority {
+    pub facility: &'static str,
+    pub severity: &'static str,
 }
 
 impl LogEntry {

@@ -348,8 +348,7 @@ impl Pump {
             };
             let ts = format::rfc3339(line.time);
             format::write_syslog(&mut sink.batch, format, &ts, &line);
-            self.logs
-                .append(format::SYSLOG, Stream::Stdout, &[line.text.as_bytes()]);
+            self.logs.append_syslog(&line);
         }
         !self.syslog.is_empty()
     }
@@ -506,6 +505,7 @@ impl Pump {
                     service: Arc::clone(name),
                     stream,
                     pid,
+                    priority: None,
                     time: now,
                     line: line.to_vec(),
                 };

@@ -13,10 +13,11 @@ use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::format::{SYSLOG, SyslogLine};
 use super::split::Splitter;
 use super::{
-    FOLLOW_BACKLOG, LOG_BYTES, LOG_LINES, LogEntry, READ_SIZE, RING_BLOCKS, RING_KEEP, SPARES,
-    Stream, from_micros, micros,
+    FOLLOW_BACKLOG, LOG_BYTES, LOG_LINES, LogEntry, Priority, READ_SIZE, RING_BLOCKS, RING_KEEP,
+    SPARES, Stream, from_micros, micros,
 };
 
 /// The recent output of every `output = "prefix"` service, and who follows
@@ -88,6 +89,8 @@ pub(super) struct Block {
     pub(super) stream: Stream,
     /// The run's pid, when known.
     pub(super) pid: Option<u32>,
+    /// `syslog`'s lines: their message's.
+    pub(super) priority: Option<Priority>,
     /// When `data` was read (`micros`), or its first part.
     pub(super) time: u64,
     /// Later reads merged into `data`: where each starts and when it was
@@ -117,6 +120,7 @@ impl Block {
             source,
             stream,
             pid,
+            priority: None,
             time: micros(time),
             marks: Vec::new(),
             data: Vec::new(),
@@ -150,6 +154,29 @@ impl Logs {
     /// their own would give them, read now, and pass each to the followers.
     /// Never blocks: a follower whose channel is full or closed is dropped.
     pub fn append(&self, service: &str, stream: Stream, lines: &[&[u8]]) {
+        self.append_from(service, stream, None, None, lines);
+    }
+
+    /// `append` of one message of `--syslog` to the pseudo-service
+    /// `syslog`, with the pid and priority it gave.
+    pub(super) fn append_syslog(&self, line: &SyslogLine) {
+        self.append_from(
+            SYSLOG,
+            Stream::Stdout,
+            line.pid,
+            Some(line.priority),
+            &[line.text.as_bytes()],
+        );
+    }
+
+    fn append_from(
+        &self,
+        service: &str,
+        stream: Stream,
+        pid: Option<u32>,
+        priority: Option<Priority>,
+        lines: &[&[u8]],
+    ) {
         let mut data = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
         for line in lines {
             data.extend_from_slice(line);
@@ -168,7 +195,7 @@ impl Logs {
         for line in lines {
             ring.count(stream);
             if !ring.followers.is_empty() || !all_followers.is_empty() {
-                let entry = ring.entry(stream, None, now, line);
+                let entry = ring.entry(stream, pid, priority, now, line);
                 Ring::tell(&mut ring.followers, &entry);
                 Ring::tell(all_followers, &entry);
             }
@@ -176,7 +203,8 @@ impl Logs {
         let block = Block {
             source: new_source(),
             stream,
-            pid: None,
+            pid,
+            priority,
             time: micros(now),
             marks: Vec::new(),
             data,
@@ -343,6 +371,7 @@ impl Ring {
         &self,
         stream: Stream,
         pid: Option<u32>,
+        priority: Option<Priority>,
         time: SystemTime,
         line: &[u8],
     ) -> LogEntry {
@@ -350,6 +379,7 @@ impl Ring {
             service: Arc::clone(&self.name),
             stream,
             pid,
+            priority,
             time,
             line: line.to_vec(),
         }
@@ -442,6 +472,7 @@ impl Ring {
                 source,
                 stream,
                 pid,
+                priority: None,
                 time,
                 marks: Vec::new(),
                 data,
@@ -469,7 +500,7 @@ impl Ring {
                 block.fresh
             };
             let splitter = pipes.entry(block.source).or_default();
-            let (stream, pid) = (block.stream, block.pid);
+            let (stream, pid, priority) = (block.stream, block.pid, block.priority);
             let starts = std::iter::once((0usize, block.time))
                 .chain(block.marks.iter().map(|&(at, t)| (at as usize, t)));
             let ends = block
@@ -485,12 +516,14 @@ impl Ring {
                 let time = from_micros(time);
                 let data = block.data.get(start..end).unwrap_or_default();
                 splitter.split(data, |line| {
-                    entries.push(self.entry(stream, pid, time, line));
+                    entries.push(self.entry(stream, pid, priority, time, line));
                 });
             }
             if block.eof {
                 let time = from_micros(block.time);
-                splitter.finish(|line| entries.push(self.entry(stream, pid, time, line)));
+                splitter.finish(|line| {
+                    entries.push(self.entry(stream, pid, priority, time, line));
+                });
             }
         }
         // What a ring of lines would have kept: the longest run of newest
@@ -531,7 +564,7 @@ mod tests {
             let mut entries = Vec::new();
             let fresh = splitter.split(read, |l| {
                 told.push(String::from_utf8_lossy(l).into_owned());
-                entries.push(ring.entry(stream, Some(7), now, l));
+                entries.push(ring.entry(stream, Some(7), None, now, l));
             });
             for entry in &entries {
                 Ring::tell(&mut ring.followers, entry);

@@ -148,6 +148,7 @@ fn syslog_lines_in_json_carry_facility_and_severity() {
         .corral()
         .env("CORRAL_SYSLOG", &socket.display().to_string())
         .args(["--output-format", "json"])
+        .ctl_socket()
         .main(["sleep", "1000"])
         .start();
     c.wait_for("the syslog socket", |_| {
@@ -186,6 +187,23 @@ fn syslog_lines_in_json_carry_facility_and_severity() {
         object["ts"].as_str().is_some_and(|t| t.ends_with('Z')),
         "{object}"
     );
+    assert_eq!(object["pid"], 12, "{object}");
+
+    // `ctl logs --json` of the ring: the same fields.
+    c.wait_socket();
+    let logs = c.ctl(&["logs", "--json", "syslog"]);
+    assert_eq!(logs.code, 0, "{logs:?}");
+    let kept: Vec<serde_json::Value> = logs
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let [kept] = kept.as_slice() else {
+        panic!("one line kept: {logs:?}");
+    };
+    for key in ["service", "line", "facility", "severity", "pid", "stream"] {
+        assert_eq!(kept[key], object[key], "{key}: {kept} vs {object}");
+    }
     c.stop();
 }
 

@@ -574,6 +574,8 @@ fn lines_response(entries: Vec<LogEntry>, json: bool) -> Response {
                 service: Some(e.service.to_string()),
                 ts: Some(rfc3339(e.time)),
                 pid: e.pid,
+                facility: e.priority.map(|p| p.facility.to_string()),
+                severity: e.priority.map(|p| p.severity.to_string()),
             })
             .collect(),
         ..Response::ok()

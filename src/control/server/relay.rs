@@ -88,6 +88,7 @@ mod tests {
             service: "web".into(),
             stream: Stream::Stdout,
             pid: None,
+            priority: None,
             time: std::time::SystemTime::now(),
             line: line.into(),
         }
