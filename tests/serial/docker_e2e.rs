@@ -13,8 +13,10 @@
 //! - `docker stop` of a web: it leaves the rotation, with zero failed
 //!   requests, and Docker reports exit code 0 (shutdown by a signal, no main
 //!   COMMAND);
-//! - `docker kill` of a web: Docker reports 137, and the node is taken out
-//!   once serf declares it failed;
+//! - `docker kill` of a web: Docker reports 137; haproxy's health checks
+//!   mark it DOWN first, and haproxy's syslog message saying so (`log
+//!   /dev/log`, corral's `--syslog`) is in `docker logs` as a `syslog` line;
+//!   the node is taken out once serf declares it failed;
 //! - `docker kill -s HUP ha`: haproxy is reloaded (same master pid, no
 //!   restart) and keeps serving;
 //! - the HEALTHCHECK (`corral ctl health`) turns healthy; no zombie in `ha`.
@@ -36,7 +38,9 @@
 //! network namespace on a bridge in a lab namespace, 10.213.0.0/24. The
 //! client joins the lab namespace (setns) and talks to 10.213.0.2. `docker
 //! stop` is SIGTERM to corral and SIGKILL after 10 s, `docker kill` SIGKILL,
-//! `docker exec` nsenter, HEALTHCHECK its command, `corral ctl health`.
+//! `docker exec` nsenter, HEALTHCHECK its command, `corral ctl health`. Each
+//! node has a private /dev as Docker gives (corral's `/dev/log` stays in
+//! it), and corral gets the image's `ENV` (`HA_IMAGE_ENV`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -73,6 +77,10 @@ const AFTER_GONE: usize = 20;
 /// Label of every container and network the test makes; its value is the
 /// test process's pid.
 const LABEL: &str = "org.corral.e2e";
+/// The `ENV` of Dockerfile.example's `ha` target, which the namespace lab
+/// gives corral as Docker would: haproxy logs to `/dev/log`
+/// (haproxy.cfg), where corral listens (`--syslog`).
+const HA_IMAGE_ENV: &[(&str, &str)] = &[("CORRAL_SYSLOG", "/dev/log")];
 
 #[test]
 fn toml_variant_balances_joins_drains_and_reloads() {
@@ -152,6 +160,14 @@ impl Role {
         match self {
             Role::Ha => "ha",
             Role::Web => "web",
+        }
+    }
+
+    /// What the image's `ENV` adds to corral's environment.
+    fn image_env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Role::Ha => HA_IMAGE_ENV,
+            Role::Web => &[],
         }
     }
 }
@@ -291,9 +307,39 @@ fn scenario(variant: Variant) {
 
     // `docker kill web3`: SIGKILL to corral; serf on `ha` declares the node
     // failed, and the handler takes it out.
+    let downs_before = haproxy_syslog(&lab.logs("ha"), WEB3_DOWN).len();
     let kill_at = Instant::now();
     let web3_exit = lab.kill("web3");
     assert_eq!(web3_exit, 137, "kill: 128 + SIGKILL");
+    // Long before serf does, haproxy's health checks (inter 1s fall 2) mark
+    // it DOWN, and haproxy says so to syslog: `log /dev/log` in haproxy.cfg,
+    // where corral listens (the image's CORRAL_SYSLOG). The message must
+    // reach the container's log (`docker logs`) as a line of `syslog`; the
+    // copy haproxy also writes on stderr (`haproxy | [WARNING] ...`) does
+    // not count.
+    let (down_after, down_line) = wait_until(
+        "haproxy's syslog message that web3 is DOWN in ha's log",
+        FAILED_TIMEOUT,
+        || {
+            let logs = lab.logs("ha");
+            let downs = haproxy_syslog(&logs, WEB3_DOWN);
+            match downs.get(downs_before) {
+                Some(line) => Ok((kill_at.elapsed(), line.to_string())),
+                None => {
+                    let all = haproxy_syslog(&logs, "");
+                    Err(format!(
+                        "{} such lines (before the kill: {downs_before}); haproxy's last syslog lines: {:?}",
+                        downs.len(),
+                        &all[all.len().saturating_sub(10)..]
+                    ))
+                }
+            }
+        },
+    );
+    figures.line(format!(
+        "web3: haproxy's health checks marked it DOWN; in ha's log {:.2}s after the kill: {down_line}",
+        down_after.as_secs_f64()
+    ));
     let failed_after = wait_until(
         "web3 to leave haproxy's running config (serf: member-failed)",
         FAILED_TIMEOUT,
@@ -809,6 +855,17 @@ impl NetnsLab {
             "no haproxy in {}",
             lower.display()
         );
+        // The image's ENV that this lab passes by hand must be the one
+        // Dockerfile.example declares.
+        let dockerfile =
+            fs::read_to_string(repo().join("Dockerfile.example")).expect("Dockerfile.example");
+        for (var, value) in HA_IMAGE_ENV {
+            let env = format!("ENV {var}={value}");
+            assert!(
+                dockerfile.lines().any(|l| l.trim() == env),
+                "Dockerfile.example has no `{env}`: HA_IMAGE_ENV is out of date"
+            );
+        }
         let binary = corral_release();
         let pid = std::process::id();
         let id = format!("{pid}-{}", variant.name());
@@ -973,6 +1030,7 @@ impl Lab for NetnsLab {
             .arg(repo().join("docker/ns-node.sh"))
             .arg(name)
             .args([&self.lower, &upper, &work, &root])
+            .args(role.image_env().iter().map(|(k, v)| format!("{k}={v}")))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -1147,6 +1205,33 @@ fn sweep_netns_leftovers() {
 
 // ---------------------------------------------------------------------------
 // haproxy, seen from outside
+
+/// What haproxy logs when its health checks take web3 out: `Server
+/// web/web3 is DOWN, reason: Layer4 connection problem, ...`.
+const WEB3_DOWN: &str = "web/web3 is DOWN";
+
+/// The lines of a container's log that are haproxy's syslog messages, as
+/// corral writes them (`syslog | haproxy[PID]: ...`, after the time when
+/// corral runs with `--output-timestamps`), and contain `text`.
+fn haproxy_syslog<'a>(logs: &'a str, text: &str) -> Vec<&'a str> {
+    logs.lines()
+        .filter(|line| {
+            let line = match line.split_once(' ') {
+                Some((time, rest)) if is_rfc3339(time) => rest,
+                _ => line,
+            };
+            line.starts_with("syslog | haproxy[") && line.contains(text)
+        })
+        .collect()
+}
+
+/// `2026-12-04T14:00:00.123Z`, corral's `--output-timestamps`.
+fn is_rfc3339(word: &str) -> bool {
+    word.len() == 24
+        && word.ends_with('Z')
+        && word.as_bytes().get(10) == Some(&b'T')
+        && word.bytes().take(4).all(|b| b.is_ascii_digit())
+}
 
 #[derive(Debug)]
 struct ServiceStatus {
