@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::config::{Origin, Restart, ServiceSpec, Spec};
+use crate::config::{Origin, PreStop, Restart, ServiceSpec, Spec, show_limit};
+use crate::text::human;
 
 /// Start levels: level 0 needs nothing, level n waits for something at n-1.
 /// Services in one level start together. Definitions are validated (no
@@ -126,6 +127,23 @@ fn describe(svc: &ServiceSpec) -> String {
             log.max_size,
             log.keep
         ));
+    }
+    if svc.success_exit_codes != [0] {
+        let codes: Vec<String> = svc.success_exit_codes.iter().map(u8::to_string).collect();
+        parts.push(format!("success exit codes {}", codes.join(", ")));
+    }
+    match &svc.pre_stop {
+        Some(PreStop::Exec { command, timeout }) => parts.push(format!(
+            "pre-stop {:?}{}",
+            command.join(" "),
+            timeout.map_or_else(String::new, |t| format!(" (timeout {})", human(t)))
+        )),
+        Some(PreStop::Delay(delay)) => parts.push(format!("pre-stop delay {}", human(*delay))),
+        None => {}
+    }
+    if !svc.limits.is_empty() {
+        let limits: Vec<String> = svc.limits.iter().map(|&(r, v)| show_limit(r, v)).collect();
+        parts.push(format!("limits {}", limits.join(", ")));
     }
     parts.push(format!("from {}", svc.source.display()));
     parts.join("; ")

@@ -194,10 +194,12 @@ pub enum Target {
     FinishScript(ServiceId),
     /// The `down` command of an s6-rc oneshot, when it is stopped.
     Down(ServiceId),
+    /// The `pre-stop = { exec = [...] }` hook of a service, before its stop signal.
+    PreStop(ServiceId),
 }
 
 /// The processes a service has: its own, its s6 `finish` script, its reload
-/// hook, its exec probe, an s6-rc oneshot's `down` command.
+/// hook, its exec probe, an s6-rc oneshot's `down` command, its `pre-stop`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Child {
     Service,
@@ -206,6 +208,8 @@ pub enum Child {
     Probe,
     /// An s6-rc oneshot's `down` command.
     Down,
+    /// Its `pre-stop` hook.
+    PreStop,
 }
 
 impl Target {
@@ -217,6 +221,7 @@ impl Target {
             Target::Probe(id) => Some((id, Child::Probe)),
             Target::FinishScript(id) => Some((id, Child::FinishScript)),
             Target::Down(id) => Some((id, Child::Down)),
+            Target::PreStop(id) => Some((id, Child::PreStop)),
             Target::Main | Target::Init(_) | Target::Finish(_) => None,
         }
     }
@@ -397,8 +402,8 @@ pub enum Job {
     /// readiness channel the spec asks for (sd_notify socket, notification
     /// fd) is made for that run, so a message from an older run is ignored.
     Service { spec: Arc<ServiceSpec>, run: u32 },
-    /// A `reload = { exec = [...] }` hook, in the service's context, with
-    /// `MAINPID` set to `main_pid`.
+    /// A `reload = { exec = [...] }` or `pre-stop = { exec = [...] }` hook,
+    /// in the service's context, with `MAINPID` set to `main_pid`.
     Hook {
         spec: Arc<ServiceSpec>,
         command: Vec<String>,
@@ -507,6 +512,7 @@ mod tests {
             Some((web, Child::FinishScript))
         );
         assert_eq!(Target::Down(web).service(), Some((web, Child::Down)));
+        assert_eq!(Target::PreStop(web).service(), Some((web, Child::PreStop)));
         for target in [Target::Main, Target::Init(0), Target::Finish(1)] {
             assert_eq!(target.service(), None);
         }

@@ -22,6 +22,12 @@
 //! producer's stdout is then its pipe, not a prefixed output pipe: only its
 //! stderr is read by the output thread.
 //!
+//! `limits` are set (soft = hard) first thing in the child, before the
+//! switch of user drops the capability that raising one needs; they hold
+//! for every process in the service's context (its hooks, probes, `finish`
+//! and `down` too). A limit the child cannot set fails the spawn, and the
+//! error names it (`config::check_limit` says why).
+//!
 //! An `env-file` is read at each start, with the permissions of the
 //! service's user (`files::read_as`, which cannot block the loop); what is in
 //! it never appears in an error, so never in a log line or in `ctl status`.
@@ -35,10 +41,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
+use nix::sys::resource::setrlimit;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-use crate::config::{Credentials, Output, ServiceSpec};
+use crate::config::{self, Credentials, Output, ServiceSpec};
 use crate::files;
 
 /// Why a spawn failed, and the exit status a shell would give for it.
@@ -166,13 +173,18 @@ pub fn spawn_service(
     // done, so its number is valid in the child.
     let notify_fd = launch.fd;
     let fd_map = notify_fd.as_ref().map(|(fd, n)| (fd.as_raw_fd(), *n));
+    let limits = spec.limits.clone();
     // SAFETY: the closure runs in the child between fork and exec and only
     // makes async-signal-safe syscalls on data prepared in the parent.
-    // Groups first, then gid, then uid: after setuid we could not. The
+    // Limits first: raising one needs CAP_SYS_RESOURCE, which setuid drops.
+    // Groups next, then gid, then uid: after setuid we could not. The
     // session comes after the uid switch (it needs no privilege), the
     // signals last, so nothing can install a handler after them.
     unsafe {
         cmd.pre_exec(move || {
+            for &(resource, value) in &limits {
+                setrlimit(resource, value, value)?;
+            }
             if let Some((from, to)) = fd_map {
                 if from == to {
                     // dup2 onto itself keeps O_CLOEXEC: clear it instead.
@@ -203,7 +215,17 @@ pub fn spawn_service(
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| SpawnError::from_io(program, e))?;
+    let child = cmd.spawn().map_err(|e| {
+        // Which limit the child could not set, if one was the cause.
+        let refused = spec.limits.iter().find_map(|&(resource, value)| {
+            let why = config::check_limit(resource, value).err()?;
+            Some(format!(
+                "`limits.{}` {why}",
+                config::show_limit(resource, value)
+            ))
+        });
+        refused.map_or_else(|| SpawnError::from_io(program, e), SpawnError::new)
+    })?;
     drop(notify_fd);
     // Dropping the Child neither waits nor kills: the reaper owns the exit.
     Ok((pid_of(&child), pipes))
@@ -525,6 +547,48 @@ mod tests {
         let stdout = pipes.stdout.as_ref().expect("stdout read by corral");
         assert_eq!(read_to_eof(stdout), "got hello\n");
         reap(pid);
+    }
+
+    #[test]
+    fn limits_are_set_soft_and_hard_in_the_child() {
+        use nix::sys::resource::Resource;
+        let mut spec = ServiceSpec::new(
+            "web",
+            sh("grep -E 'open files|core file' /proc/self/limits"),
+        );
+        spec.limits = vec![(Resource::RLIMIT_NOFILE, 100), (Resource::RLIMIT_CORE, 0)];
+        let (pid, pipes) = spawn_service(&spec, Launch::service(&spec)).expect("spawn");
+        let pipes = pipes.expect("output = prefix");
+        let out = read_to_eof(pipes.stdout.as_ref().expect("stdout"));
+        reap(pid);
+        let fields: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().rev().skip(1).take(2).collect())
+            .collect();
+        // "Max core file size  0  0  bytes", "Max open files  100  100  files".
+        assert_eq!(fields, vec![vec!["0", "0"], vec!["100", "100"]], "{out}");
+    }
+
+    #[test]
+    fn a_limit_the_child_cannot_set_fails_the_spawn_and_names_it() {
+        use nix::sys::resource::Resource;
+        let nr_open: u64 = fs::read_to_string("/proc/sys/fs/nr_open")
+            .expect("nr_open")
+            .trim()
+            .parse()
+            .expect("a number");
+        let mut spec = ServiceSpec::new("web", sh("true"));
+        spec.limits = vec![(Resource::RLIMIT_NOFILE, nr_open + 1)];
+        let Err(err) = spawn_service(&spec, Launch::service(&spec)) else {
+            panic!("a nofile above fs.nr_open was set");
+        };
+        assert_eq!(
+            err.message,
+            format!(
+                "`limits.nofile = {}` is above fs.nr_open ({nr_open}), the most open files the kernel allows",
+                nr_open + 1
+            )
+        );
     }
 
     #[test]

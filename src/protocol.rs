@@ -278,6 +278,10 @@ pub struct ServiceStatus {
     /// The last `STATUS=` the service sent over sd_notify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_status: Option<String>,
+    /// Whether the last exit counts as a success: one of the service's
+    /// `success-exit-codes` (a death by signal never does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit_ok: Option<bool>,
 }
 
 impl ServiceStatus {

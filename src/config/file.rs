@@ -11,8 +11,9 @@ use super::ConfigError;
 use super::credentials;
 use super::log_file;
 use super::raw::{self, RawService};
-use super::spec::{Output, Restart, ServiceSpec};
+use super::spec::{Output, PreStop, Restart, ServiceSpec};
 use super::value::Problem;
+use crate::text::human;
 
 /// A 1-based line and column (in characters).
 pub(super) type Pos = (usize, usize);
@@ -138,6 +139,7 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
     }
 
     check_restart_delays(&raw, &defaults, &mut problems);
+    check_pre_stop(&raw, &defaults, &mut problems);
     let base = path.parent().unwrap_or(Path::new(""));
     let log_file = raw.log_file.as_ref().map(|l| l.resolve(base));
     parsed.log_file_at = raw.log_file.as_ref().map(|l| line_col(text, l.path.at));
@@ -243,6 +245,11 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         reload: raw.reload,
         watch,
         finish: defaults.finish,
+        success_exit_codes: raw
+            .success_exit_codes
+            .unwrap_or(defaults.success_exit_codes),
+        pre_stop: raw.pre_stop.or(defaults.pre_stop),
+        limits: raw.limits.unwrap_or(defaults.limits),
         ..defaults
     });
     parsed
@@ -289,6 +296,31 @@ fn check_restart_delays(raw: &RawService, defaults: &ServiceSpec, problems: &mut
         // Only the defaults: they are consistent.
         (None, None) => {}
     }
+}
+
+/// `pre-stop` counts in `stop-timeout`: a `delay` as long as it would leave
+/// the service no time between its stop signal and SIGKILL, a `timeout`
+/// longer than it could never be reached.
+fn check_pre_stop(raw: &RawService, defaults: &ServiceSpec, problems: &mut Vec<Problem>) {
+    let stop_timeout = raw.stop_timeout.unwrap_or(defaults.stop_timeout);
+    let (key, wait, rule) = match &raw.pre_stop {
+        Some(PreStop::Delay(delay)) if *delay >= stop_timeout => {
+            ("delay", *delay, "be shorter than")
+        }
+        Some(PreStop::Exec {
+            timeout: Some(timeout),
+            ..
+        }) if *timeout > stop_timeout => ("timeout", *timeout, "not be longer than"),
+        _ => return,
+    };
+    problems.push(Problem {
+            at: raw.pre_stop_key,
+            message: format!(
+                "`pre-stop.{key}` ({}) must {rule} `stop-timeout` ({}), which it counts in: raise `stop-timeout`",
+                human(wait),
+                human(stop_timeout)
+            ),
+        });
 }
 
 /// A default duration as a user would write it: `"30s"`, `"100ms"`.

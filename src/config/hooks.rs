@@ -1,7 +1,8 @@
 //! The table keys that hook into a running service: `ready`, `health` and
-//! `reload` (SPEC section 3). Each is a table holding exactly one *method*
-//! (`tcp`, `http`, `exec`, `fd`, `notify`, `signal`: how to check or
-//! reload) and, for `health`, a few settings.
+//! `reload` (SPEC section 3), `pre-stop` (section 11). Each is a table
+//! holding exactly one *method* (`tcp`, `http`, `exec`, `fd`, `notify`,
+//! `signal`, `delay`: how to check, reload or get ready to stop) and, for
+//! `health` and `pre-stop`, a few settings.
 //!
 //! Like the rest of the raw step, every problem is reported, at the key or
 //! the value it is about: unknown keys inside a table (with a "did you
@@ -15,7 +16,7 @@ use nix::sys::signal::Signal;
 use toml::de::DeValue;
 
 use super::signal;
-use super::spec::{Health, Probe, Ready, Reload};
+use super::spec::{Health, PreStop, Probe, Ready, Reload};
 use super::value::{Problem, Value, argv, expected, integer, positive_duration, text};
 use crate::text::closest;
 
@@ -240,6 +241,48 @@ pub(super) fn reload(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<R
         reload.extend(found);
     }
     exactly_one(&table, reload)
+}
+
+/// `pre-stop`: `{ exec = .., timeout = .. }` or `{ delay = .. }`. A
+/// `timeout` belongs to `exec` alone: a `delay` is its own time.
+pub(super) fn pre_stop(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<PreStop> {
+    let shape = Shape {
+        key: "pre-stop",
+        methods: &["exec", "delay"],
+        settings: &["timeout"],
+        refused: &[],
+    };
+    let table = shape.read(value, problems)?;
+    let mut timeout = None;
+    let mut good = true;
+    for setting in &table.settings {
+        if table.methods.iter().any(|m| m.name == "delay") {
+            problems.push(Problem::at(
+                setting.key_at,
+                "`pre-stop.timeout` applies to `exec`: a `delay` is its own time limit".into(),
+            ));
+            good = false;
+        } else {
+            timeout = reported(
+                positive_duration("pre-stop.timeout", setting.value),
+                problems,
+            );
+            good &= timeout.is_some();
+        }
+    }
+    let mut found = Vec::new();
+    for method in &table.methods {
+        let key = format!("pre-stop.{}", method.name);
+        found.extend(match method.name {
+            "delay" => {
+                reported(positive_duration(&key, method.value), problems).map(PreStop::Delay)
+            }
+            _ => {
+                argv(&key, method.value, problems).map(|command| PreStop::Exec { command, timeout })
+            }
+        });
+    }
+    exactly_one(&table, found).filter(|_| good)
 }
 
 /// The one method's value, when the table held exactly one and it is good.

@@ -24,8 +24,9 @@
 //!
 //! The flow: `load` walks the dirs; `file.rs` parses one file (TOML →
 //! `raw.rs`, which type-checks each key, with `hooks.rs` for the tables
-//! `ready`, `health` and `reload` and `log_file.rs` for `log-file` (whose
-//! path it checks corral could write, creating nothing) → defaults and checks between keys of the
+//! `ready`, `health`, `reload` and `pre-stop`, `log_file.rs` for `log-file` (whose
+//! path it checks corral could write, creating nothing) and `limits.rs` for
+//! `limits` (which it checks corral could set) → defaults and checks between keys of the
 //! file, `credentials.rs`); then the tree of `LoadOptions::s6_rc_dir`, if
 //! any (`s6rc::load`, given the services dirs' definitions for its
 //! `legacy-services`); `validate.rs` checks between all of them.
@@ -34,6 +35,7 @@ mod credentials;
 mod duration;
 mod file;
 mod hooks;
+mod limits;
 mod log_file;
 mod raw;
 mod s6dir;
@@ -49,6 +51,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use duration::{MAX_DURATION, parse_duration};
+pub use limits::{UNLIMITED, check_limit, limit_name, show_limit};
 pub use s6dir::parse_notification_fd;
 pub use signal::{parse_signal, signal_name};
 pub use spec::*;

@@ -11,14 +11,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::sys::resource::Resource;
 use nix::sys::signal::Signal;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::hooks;
+use super::limits;
 use super::log_file::{self, RawLogFile};
 use super::signal;
-use super::spec::{Health, Output, Ready, Reload, Restart};
+use super::spec::{Health, Output, PreStop, Ready, Reload, Restart};
 use super::value::{
     At, Problem, Value, WrittenDuration, argv, expected, integer, positive_duration, text,
     written_duration,
@@ -51,6 +53,9 @@ const KEYS: &[&str] = &[
     "health",
     "reload",
     "watch",
+    "pre-stop",
+    "success-exit-codes",
+    "limits",
 ];
 
 /// A `user` or `group` as written.
@@ -97,6 +102,11 @@ pub(super) struct RawService {
     /// As written: relative paths are resolved, and duplicates dropped, by
     /// `file.rs`.
     pub watch: Vec<PathBuf>,
+    /// Where the `pre-stop` key is, for the check against `stop-timeout`.
+    pub pre_stop_key: Option<usize>,
+    pub pre_stop: Option<PreStop>,
+    pub success_exit_codes: Option<Vec<u8>>,
+    pub limits: Option<Vec<(Resource, u64)>>,
 }
 
 /// Type-checks every key of `table`, collecting a problem for each bad key
@@ -181,6 +191,12 @@ fn read_key(
         }
         "reload" => raw.reload = hooks::reload(value, problems),
         "watch" => raw.watch = watch(value, problems),
+        "pre-stop" => {
+            raw.pre_stop_key = Some(key.span().start);
+            raw.pre_stop = hooks::pre_stop(value, problems);
+        }
+        "success-exit-codes" => raw.success_exit_codes = exit_codes(value, problems),
+        "limits" => raw.limits = limits::limits(value, problems),
         _ => {
             let shown = name.escape_debug();
             let message = match closest(name, KEYS.iter().copied()) {
@@ -392,4 +408,42 @@ fn watch(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<PathBuf> {
         }
     }
     paths
+}
+
+/// `success-exit-codes`: a non-empty array of exit codes (0 to 255). Every
+/// bad element is reported; duplicates are dropped.
+fn exit_codes(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Vec<u8>> {
+    let DeValue::Array(items) = value.get_ref() else {
+        problems.push(expected(
+            "success-exit-codes",
+            "an array of exit codes such as [0, 3]",
+            value,
+        ));
+        return None;
+    };
+    if items.is_empty() {
+        problems.push(Problem::at(
+            value.span().start,
+            "`success-exit-codes`: must not be empty (without the key, only 0 is a success)".into(),
+        ));
+    }
+    let before = problems.len();
+    let mut codes = Vec::new();
+    for item in items.iter() {
+        let code = match item.get_ref() {
+            DeValue::Integer(i) => {
+                integer(i.as_str(), i.radix()).and_then(|n| u8::try_from(n).ok())
+            }
+            _ => None,
+        };
+        match code {
+            Some(code) if codes.contains(&code) => {}
+            Some(code) => codes.push(code),
+            None => problems.push(Problem::at(
+                item.span().start,
+                "`success-exit-codes`: an exit code is a whole number from 0 to 255".into(),
+            )),
+        }
+    }
+    (problems.len() == before && !items.is_empty()).then_some(codes)
 }

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::sys::resource::Resource;
 use nix::sys::signal::Signal;
+
+use crate::exit::Exit;
 
 /// Every service definition found, in a stable order (by name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,6 +124,20 @@ pub enum Reload {
     Exec(Vec<String>),
 }
 
+/// `pre-stop` (SPEC section 11): what runs before the stop signal, on every
+/// stop of a running service. Its time counts in `stop-timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreStop {
+    /// A command in the service's context (env, cwd, user, plus `MAINPID`),
+    /// killed at `timeout` (`None`: what is left of `stop-timeout`).
+    Exec {
+        command: Vec<String>,
+        timeout: Option<Duration>,
+    },
+    /// Just wait this long (a load balancer noticing the drain).
+    Delay(Duration),
+}
+
 /// Defined below `config`, so that `files` can read as a service's user
 /// without depending on `config`.
 pub use crate::credentials::Credentials;
@@ -185,6 +202,14 @@ pub struct ServiceSpec {
     pub boot_step: bool,
     /// Where the definition came from, for `corral check` and messages.
     pub origin: Origin,
+    /// `success-exit-codes`: the exit codes that count as a success
+    /// (`is_success`); never empty.
+    pub success_exit_codes: Vec<u8>,
+    /// Runs before the stop signal, inside `stop-timeout`.
+    pub pre_stop: Option<PreStop>,
+    /// `limits`: set (soft = hard) in every process of the service before
+    /// exec; `RLIM_INFINITY` is `"unlimited"`.
+    pub limits: Vec<(Resource, u64)>,
 }
 
 /// The format a definition was read from.
@@ -240,7 +265,18 @@ impl ServiceSpec {
             pipe_to: None,
             boot_step: false,
             origin: Origin::Toml,
+            success_exit_codes: vec![0],
+            pre_stop: None,
+            limits: Vec::new(),
         }
+    }
+
+    /// Whether `exit` counts as a success: one of `success-exit-codes`; a
+    /// death by signal never. The one answer for the restart policy, an
+    /// essential service's end, a oneshot's run and `ctl status`.
+    pub fn is_success(&self, exit: Exit) -> bool {
+        matches!(exit, Exit::Code(code)
+            if u8::try_from(code).is_ok_and(|code| self.success_exit_codes.contains(&code)))
     }
 }
 

@@ -269,7 +269,9 @@ pub fn status_table(services: &[ServiceStatus]) -> String {
                     .map_or_else(dash, |ms| human(std::time::Duration::from_millis(ms))),
                 s.restarts.to_string(),
                 if s.ready { "yes" } else { "no" }.to_string(),
-                s.last_exit.as_deref().map_or_else(dash, cell),
+                s.last_exit
+                    .as_deref()
+                    .map_or_else(dash, |exit| cell(&last_exit(exit, s))),
                 s.detail.as_deref().map(cell).unwrap_or_default(),
             ]
         })
@@ -291,6 +293,16 @@ pub fn status_table(services: &[ServiceStatus]) -> String {
         table.push('\n');
     }
     table
+}
+
+/// The last exit, marked where `success-exit-codes` make it count other
+/// than a shell would: `exit 3 (ok)`, `exit 0 (failed)`.
+fn last_exit(exit: &str, s: &ServiceStatus) -> String {
+    match (s.last_exit_ok, s.last_exit_code == Some(0)) {
+        (Some(true), false) => format!("{exit} (ok)"),
+        (Some(false), true) => format!("{exit} (failed)"),
+        _ => exit.to_string(),
+    }
 }
 
 /// Connect to `given`, or to the first default candidate that accepts, and
@@ -470,16 +482,27 @@ db    running         -    -       0         no     -
                 state: "backoff".into(),
                 restarts: 12,
                 last_exit: Some("exit 1".into()),
+                last_exit_code: Some(1),
+                last_exit_ok: Some(false),
                 detail: Some("next start in 1.2s".into()),
+                ..ServiceStatus::default()
+            },
+            ServiceStatus {
+                name: "job".into(),
+                state: "stopped".into(),
+                last_exit: Some("exit 3".into()),
+                last_exit_code: Some(3),
+                last_exit_ok: Some(true),
                 ..ServiceStatus::default()
             },
         ];
         assert_eq!(
             status_table(&services),
             "\
-NAME     STATE    PID   UPTIME  RESTARTS  READY  LAST-EXIT  DETAIL
+NAME     STATE    PID   UPTIME  RESTARTS  READY  LAST-EXIT    DETAIL
 web      running  1234  3m12s   0         yes    -
-flapper  backoff  -     -       12        no     exit 1     next start in 1.2s
+flapper  backoff  -     -       12        no     exit 1       next start in 1.2s
+job      stopped  -     -       0         no     exit 3 (ok)
 "
         );
     }

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tracing::{info, warn};
 
-use super::{FINISH_NO_RESTART, Hook, Next, Service, State, Then, Want};
+use super::{FINISH_NO_RESTART, Hook, Next, PreStopping, Service, State, Then, Want};
 use crate::config::Restart;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
@@ -21,7 +21,24 @@ impl Service {
         self.down_at = Some(now);
         let mut actions = self.cancel_probe();
         let next = match std::mem::replace(&mut self.state, State::Idle) {
-            State::Stopping { killed, then, .. } => {
+            State::Stopping {
+                killed,
+                then,
+                pre_stop,
+                ..
+            } => {
+                if let Some(PreStopping {
+                    hook: Hook::Running(hook),
+                    ..
+                }) = pre_stop
+                {
+                    // The service went first: its pre-stop has nothing left to prepare.
+                    actions.push(Action::Signal {
+                        pid: hook,
+                        signal: Signal::SIGKILL,
+                        group: true,
+                    });
+                }
                 info!(service = %self.spec.name, %exit, killed, "service stopped");
                 self.stop_escalated = killed;
                 Next::Then(then)
@@ -176,11 +193,12 @@ impl Service {
 
     /// An exit nobody asked for (a oneshot's run killed at its
     /// `run_timeout` counts as a failed one): done, restart, or give up.
+    /// Success is one of the service's `success-exit-codes`.
     fn after_exit(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
         let timed_out = std::mem::take(&mut self.timed_out);
-        let failed = timed_out || !exit.success();
+        let failed = timed_out || !self.spec.is_success(exit);
         if self.spec.oneshot && !failed {
-            info!(service = %self.spec.name, "oneshot done");
+            info!(service = %self.spec.name, %exit, "oneshot done");
             self.ran_ok = true;
             self.state = State::Exited;
             return Vec::new();
@@ -199,7 +217,7 @@ impl Service {
         };
         if self.want == Want::Down || !restart {
             if !failed {
-                info!(service = %self.spec.name, %exit, "service exited");
+                info!(service = %self.spec.name, %exit, "service exited successfully");
                 self.state = State::Stopped;
             } else {
                 warn!(service = %self.spec.name, last = %why, "service exited, not restarted (restart policy)");
@@ -266,6 +284,46 @@ mod tests {
         assert!(matches!(failing.state, State::Failed { .. }));
         assert!(!failing.is_started());
         assert!(failing.ended_for_good());
+    }
+
+    #[test]
+    fn success_exit_codes_decide_what_a_success_is() {
+        let t = Instant::now();
+        let cases = [
+            (Restart::OnFailure, Exit::Code(3), "stopped"),
+            (Restart::OnFailure, Exit::Code(0), "stopped"),
+            (Restart::OnFailure, Exit::Code(4), "backoff"),
+            (Restart::OnFailure, Exit::Signal(Signal::SIGTERM), "backoff"),
+            (Restart::Never, Exit::Code(3), "stopped"),
+            (Restart::Never, Exit::Code(4), "failed"),
+        ];
+        for (restart, exit, state) in cases {
+            let mut s = spec("web");
+            s.restart = restart;
+            s.success_exit_codes = vec![0, 3];
+            let mut svc = running(s, t);
+            svc.exited(exit, t + ms(5));
+            assert_eq!(svc.state.name(), state, "{restart:?} {exit}");
+        }
+        // Without 0 in the list, exit 0 is a failure.
+        let mut s = spec("web");
+        s.restart = Restart::OnFailure;
+        s.success_exit_codes = vec![3];
+        assert!(!s.is_success(Exit::Code(0)) && s.is_success(Exit::Code(3)));
+        let mut svc = running(s, t);
+        svc.exited(Exit::Code(0), t);
+        assert_eq!(svc.state.name(), "backoff");
+
+        // A oneshot that exits 3 did its job: its dependants may start.
+        let mut s = spec("migrate");
+        s.oneshot = true;
+        s.restart = Restart::Never;
+        s.success_exit_codes = vec![0, 3];
+        let mut svc = running(s, t);
+        svc.exited(Exit::Code(3), t);
+        assert_eq!(svc.state, State::Exited);
+        assert!(svc.is_started());
+        assert_eq!(svc.up_failure(), None);
     }
 
     #[test]

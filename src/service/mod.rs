@@ -12,7 +12,7 @@
 //!
 //! "What happens to a running service on event X" is answered here, one
 //! file per concern: `start` (spawn, ready, backoff, a oneshot's
-//! `run_timeout`), `stop` (stop, restart, SIGKILL), `exit` (an exit, its s6
+//! `run_timeout`), `stop` (`pre-stop`, stop, restart, SIGKILL), `exit` (an exit, its s6
 //! `finish` script, the restart policy), `down` (an s6-rc oneshot's `down`
 //! command, run when it is stopped),
 //! `probe` (readiness and liveness probes), `reload` (reload signal or hook,
@@ -42,6 +42,7 @@ mod stop;
 
 use probe::Prober;
 pub use services::Services;
+use stop::PreStopEnd;
 
 /// Changes to watched files are debounced: the reload runs this long after
 /// the last change of a burst.
@@ -100,13 +101,15 @@ pub enum State {
         ready_by: Instant,
         hook: Hook,
     },
-    /// The stop signal was sent; SIGKILL follows at `kill_at` unless
-    /// `killed` already; then `then`.
+    /// Being stopped: SIGKILL follows at `kill_at` unless `killed`
+    /// already; then `then`. The stop signal was sent, or waits for the
+    /// `pre_stop` under way.
     Stopping {
         pid: Pid,
         kill_at: Instant,
         killed: bool,
         then: Then,
+        pre_stop: Option<PreStopping>,
     },
     /// The process ended with `exit`; its s6 `finish` script runs (killed
     /// at `kill_at`), then `next`.
@@ -148,6 +151,17 @@ pub enum Hook {
     Running(Pid),
     /// Succeeded; now waiting for readiness.
     Done,
+}
+
+/// A `pre-stop` under way: the stop signal goes out when it ends, and at
+/// `until` at the latest (its `timeout` or `delay`, never past the stop's
+/// `kill_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreStopping {
+    /// Its `exec` hook; `Hook::None` for a `delay`.
+    pub hook: Hook,
+    pub since: Instant,
+    pub until: Instant,
 }
 
 impl State {
@@ -429,6 +443,10 @@ impl Service {
         let state = match self.state {
             State::Backoff { retry_at, .. } => Some(retry_at),
             State::Stopping {
+                pre_stop: Some(pre_stop),
+                ..
+            } => Some(pre_stop.until),
+            State::Stopping {
                 kill_at,
                 killed: false,
                 ..
@@ -481,6 +499,7 @@ impl Service {
                 self.down_spawned(pid);
                 Vec::new()
             }
+            Child::PreStop => self.pre_stop_spawned(pid),
         }
     }
 
@@ -498,6 +517,7 @@ impl Service {
             Child::Hook => self.hook_exited(Err(format!("could not be started: {error}")), now),
             Child::Probe => self.probe_failed_to_start(error, now),
             Child::Down => self.down_exited(Err(error.to_string())),
+            Child::PreStop => self.pre_stop_failed_to_start(error),
         }
     }
 
@@ -526,6 +546,9 @@ impl Service {
             }
             Child::Probe if self.probe_pid() == Some(pid) => Some(self.probe_exited(exit, now)),
             Child::Down if self.down_pid() == Some(pid) => Some(self.down_exited(Ok(exit))),
+            Child::PreStop if self.pre_stop_pid() == Some(pid) => {
+                Some(self.end_pre_stop(PreStopEnd::Exited(exit)))
+            }
             _ => None,
         }
     }
@@ -542,6 +565,17 @@ impl Service {
         match self.state {
             State::Backoff { retry_at, .. } if now >= retry_at && self.want == Want::Up => {
                 return self.spawn();
+            }
+            State::Stopping {
+                pre_stop: Some(pre_stop),
+                kill_at,
+                ..
+            } if now >= pre_stop.until => {
+                let mut actions = self.end_pre_stop(PreStopEnd::TimeUp);
+                if now >= kill_at {
+                    actions.extend(self.stop_overdue());
+                }
+                return actions;
             }
             State::Stopping {
                 kill_at,

@@ -340,6 +340,35 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_for_failed_health_checks_runs_the_pre_stop_first() {
+        let t = Instant::now();
+        let mut s = with_health(tcp());
+        if let Some(health) = s.health.as_mut() {
+            health.retries = 1;
+        }
+        s.pre_stop = Some(crate::config::PreStop::Delay(ms(500)));
+        let mut svc = Service::new(id(0), s);
+        svc.start(t);
+        svc.spawned(pid(100), t);
+        let now = t + Duration::from_secs(5);
+        let token = probe_token(&svc.tick(now));
+        assert!(
+            svc.probe_result(token, Err("refused".into()), now)
+                .is_empty(),
+            "the delay comes first"
+        );
+        assert_eq!(svc.state.name(), "stopping");
+        assert_eq!(
+            svc.tick(now + ms(500)),
+            vec![Action::Signal {
+                pid: pid(100),
+                signal: Signal::SIGTERM,
+                group: true
+            }]
+        );
+    }
+
+    #[test]
     fn an_exec_probe_is_a_child_judged_by_its_exit_and_killed_when_late() {
         let t = Instant::now();
         let exec = Probe::Exec {

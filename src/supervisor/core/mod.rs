@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use crate::config::Spec;
 use crate::event::{Action, Event, ServiceId, Target};
@@ -260,8 +260,14 @@ impl Supervisor {
             return actions;
         };
         if svc.spec().essential && svc.ended_for_good() && self.phase == Phase::Up {
+            // The container's status is the service's own code, even when
+            // that code counts as a success (`success-exit-codes`).
             let code = svc.last_exit().map_or(1, Exit::code);
-            error!(service = %svc.name(), code, "essential service ended, shutting down");
+            if svc.last_exit().is_some_and(|e| svc.spec().is_success(e)) {
+                info!(service = %svc.name(), code, "essential service exited successfully, shutting down");
+            } else {
+                error!(service = %svc.name(), code, "essential service ended, shutting down");
+            }
             self.set_exit_code(code);
             actions.extend(self.begin_shutdown(now));
         }
@@ -473,6 +479,20 @@ mod tests {
             h.sup.next_deadline(),
             h.sup.services.get(id(0)).and_then(Service::deadline)
         );
+    }
+
+    #[test]
+    fn an_essential_service_ending_with_a_success_code_still_gives_its_code() {
+        let mut job = svc("job", &[]);
+        job.essential = true;
+        job.restart = crate::config::Restart::OnFailure;
+        job.success_exit_codes = vec![0, 3];
+        let mut h = Harness::new(sup(vec![job], false));
+        h.exit(pid(100), Exit::Code(3));
+        assert_eq!(*h.state_of("job"), crate::service::State::Stopped);
+        assert_eq!(h.sup.phase.name(), "drain");
+        h.event(Event::NoChildren);
+        assert_eq!(h.log.last(), Some(&Action::Exit(3)));
     }
 
     #[test]

@@ -480,6 +480,53 @@ mod tests {
     }
 
     #[test]
+    fn at_shutdown_pre_stops_run_dependants_first_within_the_budget() {
+        use crate::config::PreStop;
+        let hook = |name: &str, after: &[&str]| {
+            let mut s = svc(name, after);
+            s.pre_stop = Some(PreStop::Exec {
+                command: vec!["leave".into()],
+                timeout: None,
+            });
+            s.stop_timeout = Duration::from_secs(20);
+            s
+        };
+        let mut h = Harness::new(sup(vec![hook("api", &["db"]), hook("db", &[])], false));
+        let (api, db) = (h.pid_of("api"), h.pid_of("db"));
+        let t0 = h.now;
+        h.take_log();
+        h.event(Event::Signal(Signal::SIGTERM));
+        assert_eq!(h.spawned(), vec![Target::PreStop(id(0))], "api's first");
+        assert!(
+            h.signalled().is_empty(),
+            "no stop signal before the hook ends"
+        );
+        let api_hook = h.service("api").pre_stop_pid().expect("runs");
+        // The hook's time is the shutdown budget's rest, not stop-timeout's 20 s.
+        assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(9)));
+        h.take_log();
+        h.now = t0 + Duration::from_secs(1);
+        h.exit(api_hook, Exit::Code(0));
+        assert_eq!(h.signalled(), vec![(api, Signal::SIGTERM)]);
+        assert!(h.spawned().is_empty(), "db waits for api to be down");
+        h.take_log();
+        h.exit(api, Exit::Signal(Signal::SIGTERM));
+        assert_eq!(h.spawned(), vec![Target::PreStop(id(1))]);
+        // db's hook hangs: killed when the budget ends, with db's SIGKILL.
+        let db_hook = h.service("db").pre_stop_pid().expect("runs");
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(9));
+        assert_eq!(
+            h.signalled(),
+            vec![
+                (db_hook, Signal::SIGKILL),
+                (db, Signal::SIGTERM),
+                (db, Signal::SIGKILL)
+            ]
+        );
+    }
+
+    #[test]
     fn the_shutdown_budget_caps_every_wait_and_ends_in_sigkill_for_all() {
         let mut slow = svc("slow", &[]);
         slow.stop_timeout = Duration::from_secs(60);

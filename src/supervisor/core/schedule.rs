@@ -211,6 +211,18 @@ mod tests {
     }
 
     #[test]
+    fn a_oneshot_exiting_with_one_of_its_success_codes_lets_its_dependants_start() {
+        let mut migrate = svc("migrate", &[]);
+        migrate.oneshot = true;
+        migrate.restart = crate::config::Restart::Never;
+        migrate.success_exit_codes = vec![0, 3];
+        let mut h = Harness::new(sup(vec![svc("app", &["migrate"]), migrate], true));
+        h.take_log();
+        h.exit(pid(100), Exit::Code(3));
+        assert_eq!(h.spawned(), vec![Target::Service(id(0)), Target::Main]);
+    }
+
+    #[test]
     fn a_oneshot_with_nothing_to_run_is_done_at_once_and_its_dependants_start() {
         // `app` comes first in the order, its dependency `end` (an s6-rc
         // `up` holding only a comment) after it: one event must start both.

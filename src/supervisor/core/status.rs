@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{Phase, Supervisor};
 use crate::exit::Exit;
 use crate::protocol::{Response, ServiceStatus};
-use crate::service::{Service, State, Want};
+use crate::service::{Hook, Service, State, Want};
 use crate::text::human;
 
 impl Supervisor {
@@ -67,6 +67,17 @@ impl Supervisor {
                 let detail = format!("not ready yet ({left} left of ready-timeout)");
                 ("starting", Some(detail), None)
             }
+            State::Stopping {
+                pre_stop: Some(pre_stop),
+                ..
+            } => {
+                let what = match pre_stop.hook {
+                    Hook::None => "pre-stop delay",
+                    _ => "running pre-stop",
+                };
+                let left = human(pre_stop.until.saturating_duration_since(now));
+                ("stopping", Some(format!("{what} ({left} left)")), None)
+            }
             State::Running { .. } if svc.spec().ready.is_some() => ("ready", None, None),
             State::Reloading { .. } => ("running", Some("reloading".to_string()), None),
             other => (other.name(), None, None),
@@ -114,6 +125,7 @@ impl Supervisor {
             enabled: svc.spec().enabled,
             essential: svc.spec().essential,
             notify_status: svc.notify_status().map(str::to_string),
+            last_exit_ok: svc.last_exit().map(|e| svc.spec().is_success(e)),
         }
     }
 
@@ -288,6 +300,34 @@ mod tests {
                 ("ready".to_string(), true, Some(2000)),
                 ("running".to_string(), true, Some(2000))
             ]
+        );
+    }
+
+    #[test]
+    fn status_shows_a_pre_stop_under_way_and_whether_the_last_exit_was_a_success() {
+        let mut web = svc("web", &[]);
+        web.pre_stop = Some(crate::config::PreStop::Delay(Duration::from_secs(2)));
+        web.success_exit_codes = vec![0, 3];
+        let mut h = Harness::new(sup(vec![web], false));
+        h.order(
+            1,
+            Order::Stop(crate::event::Names::These(vec!["web".into()])),
+        );
+        h.now += Duration::from_millis(500);
+        h.order(2, Order::Status { services: vec![] });
+        let web = h.reply(2).expect("answered").services.remove(0);
+        assert_eq!(
+            (web.state.as_str(), web.detail.as_deref(), web.pid),
+            ("stopping", Some("pre-stop delay (1.5s left)"), Some(100))
+        );
+        h.exit(pid(100), Exit::Code(3));
+        h.order(3, Order::Status { services: vec![] });
+        let web = h.reply(3).expect("answered").services.remove(0);
+        assert_eq!(web.last_exit_ok, Some(true));
+        assert_eq!(
+            web.last_exit.as_deref(),
+            Some("exit 3"),
+            "as s6-svstat reads it"
         );
     }
 
