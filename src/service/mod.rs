@@ -142,7 +142,7 @@ pub enum State {
 
 /// The `reload = { exec = [...] }` hook of a reload in flight (and the s6
 /// `finish` script of a `Finishing` service, the `down` command of a
-/// `RunningDown` one).
+/// `RunningDown` one, the `pre-stop` hook of a `Stopping` one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// No hook (a signal reload, or one the service announced with RELOADING=1).
