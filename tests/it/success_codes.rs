@@ -148,21 +148,23 @@ success-exit-codes = [0, 3]
 #[test]
 fn an_essential_service_exiting_3_ends_the_container_with_3_as_pid1() {
     let dir = TestDir::new("success-codes-essential");
+    // It waits for the test, so that corral is seen as PID 1 before it ends.
     dir.service(
         "job",
-        r#"command = "exit 3"
+        r#"command = '''while [ ! -e "$T/go" ]; do sleep 0.01; done; exit 3'''
 essential = true
 restart = "on-failure"
 success-exit-codes = [0, 3]
 "#,
     );
-    let done = dir.corral().pid1().run();
-    assert_eq!(done.code(), 3, "{}", done.stderr());
-    assert!(
-        done.stderr()
-            .lines()
-            .any(|l| l.contains("essential service exited successfully") && l.contains("job")),
+    let mut c = dir.corral().pid1().start();
+    c.dir().write("go", "");
+    assert_eq!(c.wait_exit(DEADLINE), 3, "{}", c.output_excerpt());
+    assert_eq!(
+        c.stderr_lines(&["essential service exited successfully", "job"])
+            .len(),
+        1,
         "{}",
-        done.stderr()
+        c.stderr()
     );
 }
