@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Origin, Restart, ServiceSpec, Spec};
+use crate::config::{Condition, Origin, Restart, ServiceSpec, Spec};
 
 /// Start levels: level 0 needs nothing, level n waits for something at n-1.
 /// Services in one level start together. Definitions are validated (no
@@ -19,7 +19,7 @@ pub fn levels(spec: &Spec) -> Vec<Vec<&ServiceSpec>> {
                 .map(|d| {
                     spec.services
                         .iter()
-                        .position(|s| &s.name == d)
+                        .position(|s| s.name == d.name)
                         .and_then(|j| level.get(j).copied().flatten())
                 })
                 .collect();
@@ -109,7 +109,15 @@ fn describe(svc: &ServiceSpec) -> String {
         parts.push("essential".to_string());
     }
     if !svc.after.is_empty() {
-        parts.push(format!("after {}", svc.after.join(", ")));
+        let after: Vec<String> = svc
+            .after
+            .iter()
+            .map(|a| match a.condition {
+                Condition::Ready => a.name.clone(),
+                other => format!("{} ({})", a.name, other.name()),
+            })
+            .collect();
+        parts.push(format!("after {}", after.join(", ")));
     }
     let default_restart = if svc.oneshot {
         Restart::Never

@@ -121,6 +121,70 @@ pub enum Reload {
     Exec(Vec<String>),
 }
 
+/// One entry of `after`: a service, and what it must reach before the
+/// dependant starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub name: String,
+    pub condition: Condition,
+}
+
+impl From<&str> for After {
+    /// `name`, with the condition of the array form: `ready`.
+    fn from(name: &str) -> After {
+        After {
+            name: name.to_string(),
+            condition: Condition::Ready,
+        }
+    }
+}
+
+/// `after` compared with names (in tests): each with the default condition.
+impl PartialEq<&str> for After {
+    fn eq(&self, name: &&str) -> bool {
+        self.name == *name && self.condition == Condition::Ready
+    }
+}
+
+/// What a dependency must reach (SPEC section 11, `after` table form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Condition {
+    /// Spawned (a oneshot: also once its run is over).
+    Started,
+    /// Ready (without readiness, spawned); for a oneshot, `Succeeded`: the
+    /// array form's meaning.
+    #[default]
+    Ready,
+    /// Ready, and its first health probe since it was spawned passed.
+    Healthy,
+    /// A oneshot whose run is over, whatever its exit.
+    Completed,
+    /// A oneshot that exited with a success code.
+    Succeeded,
+}
+
+impl Condition {
+    /// Each condition as written in a service file.
+    pub const NAMES: [(&'static str, Condition); 5] = [
+        ("started", Condition::Started),
+        ("ready", Condition::Ready),
+        ("healthy", Condition::Healthy),
+        ("completed", Condition::Completed),
+        ("succeeded", Condition::Succeeded),
+    ];
+
+    /// As written in a service file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+            Condition::Succeeded => "succeeded",
+        }
+    }
+}
+
 /// Defined below `config`, so that `files` can read as a service's user
 /// without depending on `config`.
 pub use crate::credentials::Credentials;
@@ -138,7 +202,9 @@ pub struct ServiceSpec {
     pub env: Vec<(String, String)>,
     /// `KEY=value` lines, read at each start.
     pub env_file: Option<PathBuf>,
-    pub after: Vec<String>,
+    /// What it starts after, and what each must reach first (SPEC section
+    /// 11); stopped before them.
+    pub after: Vec<After>,
     pub oneshot: bool,
     pub enabled: bool,
     pub restart: Restart,

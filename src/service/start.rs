@@ -35,6 +35,7 @@ impl Service {
         self.prober = None;
         self.main_pid = None;
         self.notify_status = None;
+        self.health_passed = false;
         if self.spec.oneshot && self.spec.command.is_empty() {
             // An s6-rc `up` holding only comments (linuxserver's `init-*-end`
             // steps): nothing to run, a success at once, as under s6-rc.

@@ -92,6 +92,14 @@ fn load_ok(dirs: &[&TempDir]) -> Spec {
     }
 }
 
+/// An `after` entry.
+fn after(name: &str, condition: Condition) -> After {
+    After {
+        name: name.to_string(),
+        condition,
+    }
+}
+
 fn names(spec: &Spec) -> Vec<&str> {
     spec.services.iter().map(|s| s.name.as_str()).collect()
 }
@@ -483,7 +491,49 @@ A_1 = "first"
     fn after_list() {
         assert_eq!(
             error("command = \"x\"\nafter = \"db\""),
-            "web.toml:2:9: `after`: expected an array of service names, found string"
+            "web.toml:2:9: `after`: expected an array of service names or a table of name = condition, found string"
+        );
+    }
+
+    #[test]
+    fn after_table_gives_each_dependency_its_condition_in_file_order() {
+        let spec = ok(r#"command = "x"
+after = { db = "healthy", migrate = "succeeded", cache = "started", seed = "completed", api = "ready" }"#);
+        assert_eq!(
+            spec.after,
+            [
+                after("db", Condition::Healthy),
+                after("migrate", Condition::Succeeded),
+                after("cache", Condition::Started),
+                after("seed", Condition::Completed),
+                after("api", Condition::Ready),
+            ]
+        );
+        // The array form: `ready` for each; a `[after]` table works too.
+        assert_eq!(
+            ok("command = \"x\"\nafter = [\"db\"]").after,
+            [after("db", Condition::Ready)]
+        );
+        assert_eq!(
+            ok("command = \"x\"\n[after]\ndb = \"started\"").after,
+            [after("db", Condition::Started)]
+        );
+        assert!(ok("command = \"x\"\nafter = {}").after.is_empty());
+    }
+
+    #[test]
+    fn after_table_conditions_must_be_known_strings() {
+        assert_eq!(
+            errors(
+                r#"command = "x"
+after = { db = "helthy", migrate = "done", cache = 1, "a\tb" = "redy" }"#
+            ),
+            [
+                "web.toml:2:16: `after.db`: unknown condition \"helthy\" (did you mean \"healthy\"?)",
+                "web.toml:2:36: `after.migrate`: unknown condition \"done\" (expected \"started\", \"ready\", \"healthy\", \"completed\" or \"succeeded\")",
+                "web.toml:2:52: `after.cache`: expected a condition such as \"ready\", found integer",
+                "web.toml:2:64: `after.a\\tb`: unknown condition \"redy\" (did you mean \"ready\"?)",
+            ]
         );
     }
 
@@ -1398,6 +1448,79 @@ mod load_dirs {
                 "A/web.toml:2:10: `after`: unknown service \"dbb\" (did you mean \"db\"?)",
                 "A/web.toml:2:17: `after`: service \"web\" cannot come after itself",
                 "A/web.toml:2:24: `after`: unknown service \"zzz\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn after_table_targets_are_checked_like_the_array_and_cycles_through_both_forms() {
+        let dir = TempDir::new();
+        dir.write(
+            "web.toml",
+            "command = \"web\"\nafter = { dbb = \"ready\", web = \"started\" }",
+        )
+        .write("db.toml", "command = \"db\"")
+        .write("a.toml", "command = \"a\"\nafter = { b = \"started\" }")
+        .write("b.toml", "command = \"b\"\nafter = [\"a\"]");
+        assert_eq!(
+            load_errors(&[&dir]),
+            [
+                "A/a.toml:2:1: dependency cycle: a -> b -> a",
+                "A/web.toml:2:11: `after`: unknown service \"dbb\" (did you mean \"db\"?)",
+                "A/web.toml:2:26: `after`: service \"web\" cannot come after itself",
+            ]
+        );
+    }
+
+    #[test]
+    fn conditions_a_dependency_cannot_reach_are_errors_at_the_condition() {
+        let dir = TempDir::new();
+        dir.write(
+            "web.toml",
+            r#"command = "web"
+after = { db = "completed", cache = "healthy", api = "succeeded", migrate = "healthy" }"#,
+        )
+        .write("db.toml", "command = \"db\"")
+        .write("cache.toml", "command = \"cache\"")
+        .write(
+            "api.toml",
+            "command = \"api\"\nhealth = { tcp = \"127.0.0.1:1\" }",
+        )
+        .write("migrate.toml", "command = \"m\"\noneshot = true");
+        assert_eq!(
+            load_errors(&[&dir]),
+            [
+                "A/web.toml:2:16: `after.db`: \"completed\" needs a oneshot: it is a long-running service (use \"started\", \"ready\" or \"healthy\")",
+                "A/web.toml:2:37: `after.cache`: \"healthy\" needs a `health` check, and it has none (use \"ready\")",
+                "A/web.toml:2:54: `after.api`: \"succeeded\" needs a oneshot: it is a long-running service (use \"started\", \"ready\" or \"healthy\")",
+                "A/web.toml:2:77: `after.migrate`: \"healthy\" needs a `health` check, and it has none (use \"ready\")",
+            ]
+        );
+        // What each can reach loads.
+        let fine = TempDir::new();
+        fine.write(
+            "web.toml",
+            r#"command = "web"
+after = { api = "healthy", migrate = "completed", seed = "succeeded", db = "started" }"#,
+        )
+        .write("db.toml", "command = \"db\"")
+        .write(
+            "api.toml",
+            "command = \"api\"\nhealth = { tcp = \"127.0.0.1:1\" }",
+        )
+        .write("migrate.toml", "command = \"m\"\noneshot = true")
+        .write(
+            "seed.toml",
+            "command = \"s\"\noneshot = true\nafter = { migrate = \"started\" }",
+        );
+        let spec = load_ok(&[&fine]);
+        assert_eq!(
+            spec.get("web").expect("web").after,
+            [
+                after("api", Condition::Healthy),
+                after("migrate", Condition::Completed),
+                after("seed", Condition::Succeeded),
+                after("db", Condition::Started),
             ]
         );
     }

@@ -24,6 +24,7 @@
 mod common;
 
 mod audit;
+mod conditions;
 mod config;
 mod config_cli;
 mod ctl;

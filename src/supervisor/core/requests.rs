@@ -154,10 +154,14 @@ impl Supervisor {
         if depth == 0 {
             return;
         }
-        for dep in self.services.deps(id).to_vec() {
-            if !self.services.is_started(dep) {
-                self.want_up(dep, false, depth - 1);
-            }
+        let unmet: Vec<ServiceId> = self
+            .services
+            .conditions(id)
+            .filter(|&(dep, condition)| !self.met(dep, condition))
+            .map(|(dep, _)| dep)
+            .collect();
+        for dep in unmet {
+            self.want_up(dep, false, depth - 1);
         }
     }
 
