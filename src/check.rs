@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Condition, Origin, Restart, ServiceSpec, Spec};
+use crate::config::{Condition, Origin, Ready, Restart, ServiceSpec, Spec};
 
 /// Start levels: level 0 needs nothing, level n waits for something at n-1.
 /// Services in one level start together. Definitions are validated (no
@@ -118,6 +118,12 @@ fn describe(svc: &ServiceSpec) -> String {
             })
             .collect();
         parts.push(format!("after {}", after.join(", ")));
+    }
+    if let Some(Ready::LogLine(pattern)) = &svc.ready {
+        parts.push(format!(
+            "ready when a line matches \"{}\"",
+            pattern.as_str().escape_debug()
+        ));
     }
     let default_restart = if svc.oneshot {
         Restart::Never

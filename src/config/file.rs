@@ -11,7 +11,7 @@ use super::ConfigError;
 use super::credentials;
 use super::log_file;
 use super::raw::{self, RawService};
-use super::spec::{After, Condition, Output, Restart, ServiceSpec};
+use super::spec::{After, Condition, Output, Ready, Restart, ServiceSpec};
 use super::value::Problem;
 
 /// A 1-based line and column (in characters).
@@ -182,6 +182,15 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
                 format!("`log-file.path`: {message}"),
             ));
         }
+    }
+    if matches!(raw.ready, Some(Ready::LogLine(_)))
+        && raw.output.unwrap_or(defaults.output) == Output::Inherit
+    {
+        problems.push(Problem {
+            at: raw.ready_key,
+            message: "`ready.log-line` needs corral to read the service's output: not with `output = \"inherit\"`"
+                .to_string(),
+        });
     }
     if raw.oneshot == Some(true) {
         // A oneshot is ready when it exits 0, and is not kept alive.

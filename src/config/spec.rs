@@ -101,7 +101,40 @@ pub enum Ready {
     Fd(i32),
     /// systemd's sd_notify: `READY=1` on `$NOTIFY_SOCKET`.
     Notify,
+    /// A line of its output (stdout or stderr) matches (SPEC section 11).
+    LogLine(LinePattern),
 }
+
+/// `ready = { log-line = "regex" }`: compiled once, when the file is read.
+/// regex-lite runs in time linear in the line (no backtracking), so no
+/// line a service prints can make the match slow.
+#[derive(Debug, Clone)]
+pub struct LinePattern(regex_lite::Regex);
+
+impl LinePattern {
+    /// `pattern` compiled, or why it is no regular expression.
+    pub fn new(pattern: &str) -> Result<LinePattern, regex_lite::Error> {
+        regex_lite::Regex::new(pattern).map(LinePattern)
+    }
+
+    pub fn regex(&self) -> &regex_lite::Regex {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// Two patterns are one when written alike (a config reload compares
+/// definitions).
+impl PartialEq for LinePattern {
+    fn eq(&self, other: &LinePattern) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for LinePattern {}
 
 /// Liveness: after `retries` consecutive failed probes, the service is restarted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +339,21 @@ impl ServiceSpec {
             pipe_to: None,
             boot_step: false,
             origin: Origin::Toml,
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// corral reads the service's stdout and stderr: to show its lines,
+    /// or, with `output = "null"`, for its log file or its `log-line`
+    /// readiness alone (the lines are then kept for `ctl logs` too).
+    pub fn reads_output(&self) -> bool {
+        match self.output {
+            Output::Prefix => true,
+            Output::Inherit => false,
+            Output::Null => {
+                self.log_file.is_some() || matches!(self.ready, Some(Ready::LogLine(_)))
+            }
         }
     }
 }

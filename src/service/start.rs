@@ -95,7 +95,7 @@ impl Service {
                 };
                 self.prober = match ready {
                     Ready::Probe(_) => Some(Prober::new(Purpose::Ready, now)),
-                    Ready::Fd(_) | Ready::Notify => None,
+                    Ready::Fd(_) | Ready::Notify | Ready::LogLine(_) => None,
                 };
                 self.probe_due(now)
             }

@@ -683,6 +683,10 @@ mod hooks {
             ("ready = { fd = 1023 }", Ready::Fd(1023)),
             ("ready = { fd = 0x10 }", Ready::Fd(16)),
             ("ready = { notify = true }", Ready::Notify),
+            (
+                r#"ready = { log-line = 'listening on \d+' }"#,
+                Ready::LogLine(LinePattern::new(r"listening on \d+").unwrap()),
+            ),
             // The same TOML written as a table or a dotted key.
             ("[ready]\nfd = 5", Ready::Fd(5)),
             ("ready.notify = true", Ready::Notify),
@@ -717,26 +721,26 @@ mod hooks {
     fn ready_must_be_a_table_with_exactly_one_way() {
         assert_eq!(
             error(&with("ready = \"localhost:80\"")),
-            "web.toml:2:9: `ready`: expected a table with one of `tcp`, `http`, `exec`, `fd` or `notify`, found string"
+            "web.toml:2:9: `ready`: expected a table with one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found string"
         );
         assert_eq!(
             error(&with("ready = {}")),
-            "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none"
+            "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found none"
         );
         assert_eq!(
             error(&with("[ready]")),
-            "web.toml:2:1: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none"
+            "web.toml:2:1: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found none"
         );
         // At the second one, in file order (not the order of the names).
         assert_eq!(
             error(&with("ready = { tcp = \"a:1\", fd = 3 }")),
-            "web.toml:2:24: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found `tcp` and `fd`"
+            "web.toml:2:24: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found `tcp` and `fd`"
         );
         assert_eq!(
             error(&with(
                 "ready = { notify = true, http = \"http://a/\", exec = \"x\" }"
             )),
-            "web.toml:2:26: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found `notify`, `http` and `exec`"
+            "web.toml:2:26: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found `notify`, `http` and `exec`"
         );
     }
 
@@ -754,7 +758,7 @@ mod hooks {
         assert_eq!(
             errors(&with("ready = { port = 80 }")),
             [
-                "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none",
+                "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found none",
                 "web.toml:2:11: unknown key `port` in `ready`",
             ]
         );
@@ -928,6 +932,47 @@ mod hooks {
             error(&with("ready = { notify = \"yes\" }")),
             "web.toml:2:20: `ready.notify`: expected true, found string"
         );
+    }
+
+    #[test]
+    fn log_line_is_a_regular_expression_compiled_when_read() {
+        let spec = ok(&with(r#"ready = { log-line = "^ready( on (\\d+))?$" }"#));
+        let Some(Ready::LogLine(pattern)) = &spec.ready else {
+            panic!("{:?}", spec.ready);
+        };
+        assert_eq!(pattern.as_str(), r"^ready( on (\d+))?$");
+        assert!(pattern.regex().is_match("ready on 80"));
+        assert_eq!(
+            error(&with(r#"ready = { log-line = "listening (on" }"#)),
+            "web.toml:2:22: `ready.log-line`: invalid regular expression: found open group without closing ')'"
+        );
+        assert_eq!(
+            error(&with(r#"ready = { log-line = "" }"#)),
+            "web.toml:2:22: `ready.log-line`: must not be empty (it would match any line: use \"^\" for that)"
+        );
+        assert_eq!(
+            error(&with("ready = { log-line = 1 }")),
+            "web.toml:2:22: `ready.log-line`: expected a regular expression (string), found integer"
+        );
+        assert_eq!(
+            error(&with("ready = { log-lin = \"x\" }")),
+            "web.toml:2:11: unknown key `log-lin` in `ready` (did you mean `log-line`?)"
+        );
+        assert_eq!(
+            error(&with("health = { log-line = \"x\" }")),
+            "web.toml:2:12: `health`: `log-line` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`"
+        );
+    }
+
+    #[test]
+    fn log_line_needs_corral_to_read_the_output() {
+        assert_eq!(
+            error(&with("output = \"inherit\"\nready = { log-line = \"up\" }")),
+            "web.toml:3:1: `ready.log-line` needs corral to read the service's output: not with `output = \"inherit\"`"
+        );
+        // `null`: read for the match, not shown.
+        let spec = ok(&with("output = \"null\"\nready = { log-line = \"up\" }"));
+        assert_eq!(spec.output, Output::Null);
     }
 
     #[test]

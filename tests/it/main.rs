@@ -35,6 +35,7 @@ mod haproxy;
 mod http_endpoint;
 mod lifecycle;
 mod log_file;
+mod log_line;
 mod notify_child;
 mod ordering;
 mod output;

@@ -274,8 +274,8 @@ impl Supervisor {
         };
         match spec.output {
             Output::Prefix => Response::ok(),
-            // Read for its log file, and kept.
-            Output::Null if spec.log_file.is_some() => Response::ok(),
+            // Read for its log file or its `log-line`, and kept.
+            Output::Null if spec.reads_output() => Response::ok(),
             Output::Inherit => Response::error(format!(
                 "{name} writes straight to the container's output (output = \"inherit\"): corral keeps no copy; see docker logs"
             )),
