@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{Origin, PreStop, Restart, ServiceSpec, Spec, show_limit};
+use crate::config::{Condition, Origin, PreStop, Ready, Restart, ServiceSpec, Spec, show_limit};
 use crate::text::human;
 
 /// Start levels: level 0 needs nothing, level n waits for something at n-1.
@@ -20,7 +20,7 @@ pub fn levels(spec: &Spec) -> Vec<Vec<&ServiceSpec>> {
                 .map(|d| {
                     spec.services
                         .iter()
-                        .position(|s| &s.name == d)
+                        .position(|s| s.name == d.name)
                         .and_then(|j| level.get(j).copied().flatten())
                 })
                 .collect();
@@ -110,7 +110,21 @@ fn describe(svc: &ServiceSpec) -> String {
         parts.push("essential".to_string());
     }
     if !svc.after.is_empty() {
-        parts.push(format!("after {}", svc.after.join(", ")));
+        let after: Vec<String> = svc
+            .after
+            .iter()
+            .map(|a| match a.condition {
+                Condition::Ready => a.name.clone(),
+                other => format!("{} ({})", a.name, other.name()),
+            })
+            .collect();
+        parts.push(format!("after {}", after.join(", ")));
+    }
+    if let Some(Ready::LogLine(pattern)) = &svc.ready {
+        parts.push(format!(
+            "ready when a line matches \"{}\"",
+            pattern.as_str().escape_debug()
+        ));
     }
     let default_restart = if svc.oneshot {
         Restart::Never

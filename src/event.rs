@@ -45,7 +45,8 @@ pub enum Input {
         run: u32,
         message: NotifyMessage,
     },
-    /// The service wrote a newline to its notification fd (s6 readiness).
+    /// The service wrote a newline to its notification fd (s6 readiness),
+    /// or a line of its output matched its `ready.log-line`.
     FdReady {
         service: String,
         run: u32,
@@ -266,7 +267,8 @@ pub enum Event {
         run: u32,
         message: NotifyMessage,
     },
-    /// A newline on the notification fd of run `run` of `service`.
+    /// Run `run` of `service` is ready: a newline on its notification fd,
+    /// or a line of its output that matched `ready.log-line`.
     FdReady {
         service: ServiceId,
         run: u32,

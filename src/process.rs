@@ -103,9 +103,10 @@ impl<'a> Launch<'a> {
     pub fn service(spec: &'a ServiceSpec) -> Launch<'a> {
         Launch {
             argv: &spec.command,
-            // `null` with a log file: read, for the file only.
+            // `null` with a log file or `log-line` readiness: read, for
+            // the file and the match only.
             output: match spec.output {
-                Output::Null if spec.log_file.is_some() => Output::Prefix,
+                Output::Null if spec.reads_output() => Output::Prefix,
                 output => output,
             },
             env: Vec::new(),

@@ -11,7 +11,7 @@ use super::ConfigError;
 use super::credentials;
 use super::log_file;
 use super::raw::{self, RawService};
-use super::spec::{Output, PreStop, Restart, ServiceSpec};
+use super::spec::{After, Condition, Output, PreStop, Ready, Restart, ServiceSpec};
 use super::value::Problem;
 use crate::text::human;
 
@@ -27,11 +27,34 @@ pub(super) struct Parsed {
     pub path: PathBuf,
     pub spec: Option<ServiceSpec>,
     pub after_key: Option<Pos>,
-    pub after: Vec<(String, Pos)>,
+    pub after: Vec<AfterAt>,
     /// Where `log-file.path` is written, for the check that no two
     /// services share a log file.
     pub log_file_at: Option<Pos>,
     pub errors: Vec<ConfigError>,
+}
+
+/// One `after` entry, for the checks between services: its target and
+/// condition, and where each is written ((0, 0): not written, e.g. added
+/// for an s6-rc tree).
+#[derive(Debug, Clone)]
+pub(super) struct AfterAt {
+    pub name: String,
+    pub at: Pos,
+    pub condition: Condition,
+    pub condition_at: Pos,
+}
+
+impl AfterAt {
+    /// A dependency that no file wrote: `ready`, at no position.
+    pub fn implied(name: &str) -> AfterAt {
+        AfterAt {
+            name: name.to_string(),
+            at: (0, 0),
+            condition: Condition::Ready,
+            condition_at: (0, 0),
+        }
+    }
 }
 
 /// `[a-z0-9][a-z0-9_.-]*`: safe in a file name, a log prefix and a shell word.
@@ -111,7 +134,12 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
     parsed.after = raw
         .after
         .iter()
-        .map(|a| (a.value.clone(), line_col(text, a.at)))
+        .map(|a| AfterAt {
+            name: a.name.value.clone(),
+            at: line_col(text, a.name.at),
+            condition: a.condition.value,
+            condition_at: line_col(text, a.condition.at),
+        })
         .collect();
 
     if s6 && raw.has_command {
@@ -156,6 +184,15 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
                 format!("`log-file.path`: {message}"),
             ));
         }
+    }
+    if matches!(raw.ready, Some(Ready::LogLine(_)))
+        && raw.output.unwrap_or(defaults.output) == Output::Inherit
+    {
+        problems.push(Problem {
+            at: raw.ready_key,
+            message: "`ready.log-line` needs corral to read the service's output: not with `output = \"inherit\"`"
+                .to_string(),
+        });
     }
     if raw.oneshot == Some(true) {
         // A oneshot is ready when it exits 0, and is not kept alive.
@@ -222,7 +259,14 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
             .map_or(defaults.working_dir, |dir| base.join(dir)),
         env: raw.env,
         env_file: raw.env_file.map(|file| base.join(file)),
-        after: raw.after.into_iter().map(|a| a.value).collect(),
+        after: raw
+            .after
+            .into_iter()
+            .map(|a| After {
+                name: a.name.value,
+                condition: a.condition.value,
+            })
+            .collect(),
         oneshot,
         enabled: raw.enabled.unwrap_or(defaults.enabled),
         restart: raw.restart.unwrap_or(default_restart),

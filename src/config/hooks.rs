@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use toml::de::DeValue;
 
 use super::signal;
-use super::spec::{Health, PreStop, Probe, Ready, Reload};
+use super::spec::{Health, LinePattern, PreStop, Probe, Ready, Reload};
 use super::value::{Problem, Value, argv, expected, integer, positive_duration, text};
 use crate::text::closest;
 
@@ -152,12 +152,12 @@ fn list(names: &[&str], last: &str) -> String {
     }
 }
 
-/// `ready`: `{ tcp = .. }`, `{ http = .. }`, `{ exec = .. }`, `{ fd = N }` or
-/// `{ notify = true }`.
+/// `ready`: `{ tcp = .. }`, `{ http = .. }`, `{ exec = .. }`, `{ fd = N }`,
+/// `{ notify = true }` or `{ log-line = "regex" }`.
 pub(super) fn ready(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Ready> {
     let shape = Shape {
         key: "ready",
-        methods: &["tcp", "http", "exec", "fd", "notify"],
+        methods: &["tcp", "http", "exec", "fd", "notify", "log-line"],
         settings: &[],
         refused: &[],
     };
@@ -168,6 +168,7 @@ pub(super) fn ready(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<Re
         let found = match method.name {
             "fd" => reported(fd(&key, method.value), problems).map(Ready::Fd),
             "notify" => reported(notify(&key, method.value), problems).map(|()| Ready::Notify),
+            "log-line" => reported(log_line(&key, method.value), problems).map(Ready::LogLine),
             _ => probe(&key, method, problems).map(Ready::Probe),
         };
         ready.extend(found);
@@ -190,6 +191,10 @@ pub(super) fn health(value: &Value<'_>, problems: &mut Vec<Problem>) -> Option<H
             (
                 "notify",
                 "`notify` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`",
+            ),
+            (
+                "log-line",
+                "`log-line` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`",
             ),
         ],
     };
@@ -460,6 +465,21 @@ fn notify(key: &str, value: &Value<'_>) -> Result<(), Problem> {
         )),
         _ => Err(expected(key, "true", value)),
     }
+}
+
+/// `ready.log-line`: a regular expression, compiled now, so that a bad
+/// one is an error of the file, with regex-lite's reason.
+fn log_line(key: &str, value: &Value<'_>) -> Result<LinePattern, Problem> {
+    let pattern = text(key, "a regular expression (string)", value)?;
+    let at = value.span().start;
+    if pattern.is_empty() {
+        return Err(Problem::at(
+            at,
+            format!("`{key}`: must not be empty (it would match any line: use \"^\" for that)"),
+        ));
+    }
+    LinePattern::new(&pattern)
+        .map_err(|e| Problem::at(at, format!("`{key}`: invalid regular expression: {e}")))
 }
 
 fn health_retries(value: &Value<'_>) -> Result<u32, Problem> {

@@ -188,13 +188,13 @@ pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<Co
 fn add_tree(services: &mut BTreeMap<String, Parsed>, tree: &mut s6rc::Tree) {
     for parsed in services.values_mut() {
         for member in &tree.user {
-            if !parsed.after.iter().any(|(a, _)| a == member) {
-                parsed.after.push((member.clone(), (0, 0)));
+            if !parsed.after.iter().any(|a| a.name == *member) {
+                parsed.after.push(file::AfterAt::implied(member));
             }
             if let Some(spec) = parsed.spec.as_mut()
-                && !spec.after.contains(member)
+                && !spec.after.iter().any(|a| a.name == *member)
             {
-                spec.after.push(member.clone());
+                spec.after.push(member.as_str().into());
             }
         }
     }

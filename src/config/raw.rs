@@ -20,7 +20,7 @@ use super::hooks;
 use super::limits;
 use super::log_file::{self, RawLogFile};
 use super::signal;
-use super::spec::{Health, Output, PreStop, Ready, Reload, Restart};
+use super::spec::{Condition, Health, Output, PreStop, Ready, Reload, Restart};
 use super::value::{
     At, Problem, Value, WrittenDuration, argv, expected, integer, positive_duration, text,
     written_duration,
@@ -78,7 +78,7 @@ pub(super) struct RawService {
     pub env_file: Option<PathBuf>,
     /// Where the `after` key is, for errors about the list as a whole (cycles).
     pub after_key: Option<usize>,
-    pub after: Vec<At<String>>,
+    pub after: Vec<RawAfter>,
     pub oneshot: Option<bool>,
     pub enabled: Option<bool>,
     pub restart: Option<Restart>,
@@ -366,28 +366,95 @@ fn is_env_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// `after`: an array of service names (checked against the other services
-/// by `validate.rs`). Every bad element is reported; duplicates are dropped.
-fn after(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<At<String>> {
-    let DeValue::Array(items) = value.get_ref() else {
-        problems.push(expected("after", "an array of service names", value));
-        return Vec::new();
-    };
-    let mut names: Vec<At<String>> = Vec::new();
-    for item in items.iter() {
-        match item.get_ref() {
-            DeValue::String(s) => {
-                if !names.iter().any(|n| n.value == s.as_ref()) {
-                    names.push(At {
-                        value: s.to_string(),
-                        at: item.span().start,
-                    });
+/// One entry of `after`, where its name and its condition are written
+/// (the same place in the array form).
+#[derive(Debug, Clone)]
+pub(super) struct RawAfter {
+    pub name: At<String>,
+    pub condition: At<Condition>,
+}
+
+/// `after`: an array of service names (each to be ready), or a table of
+/// service name = condition. The names are checked against the other
+/// services by `validate.rs`. Every bad element is reported; duplicates in
+/// the array are dropped.
+fn after(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<RawAfter> {
+    let mut names: Vec<RawAfter> = Vec::new();
+    match value.get_ref() {
+        DeValue::Array(items) => {
+            for item in items.iter() {
+                match item.get_ref() {
+                    DeValue::String(s) => {
+                        if !names.iter().any(|n| n.name.value == s.as_ref()) {
+                            let at = item.span().start;
+                            names.push(RawAfter {
+                                name: At {
+                                    value: s.to_string(),
+                                    at,
+                                },
+                                condition: At {
+                                    value: Condition::Ready,
+                                    at,
+                                },
+                            });
+                        }
+                    }
+                    _ => problems.push(expected("after", "a service name (string)", item)),
                 }
             }
-            _ => problems.push(expected("after", "a service name (string)", item)),
         }
+        DeValue::Table(table) => {
+            for (key, item) in table.iter() {
+                let name: &str = key.get_ref();
+                match condition(name, item) {
+                    Ok(condition) => {
+                        // The table may be sorted by name: kept in file order.
+                        let at = key.span().start;
+                        let slot = names.partition_point(|n| n.name.at < at);
+                        names.insert(
+                            slot,
+                            RawAfter {
+                                name: At {
+                                    value: name.to_string(),
+                                    at,
+                                },
+                                condition,
+                            },
+                        );
+                    }
+                    Err(problem) => problems.push(problem),
+                }
+            }
+        }
+        _ => problems.push(expected(
+            "after",
+            "an array of service names or a table of name = condition",
+            value,
+        )),
     }
     names
+}
+
+/// The condition of `after.NAME`: one of `Condition::NAMES`.
+fn condition(name: &str, value: &Value<'_>) -> Result<At<Condition>, Problem> {
+    let key = format!("after.{}", name.escape_debug());
+    let at = value.span().start;
+    let DeValue::String(s) = value.get_ref() else {
+        return Err(expected(&key, "a condition such as \"ready\"", value));
+    };
+    if let Some(&(_, value)) = Condition::NAMES.iter().find(|(n, _)| *n == s.as_ref()) {
+        return Ok(At { value, at });
+    }
+    let shown = s.escape_debug();
+    let message = match closest(s, Condition::NAMES.iter().map(|(n, _)| *n)) {
+        Some(guess) => {
+            format!("`{key}`: unknown condition \"{shown}\" (did you mean \"{guess}\"?)")
+        }
+        None => format!(
+            "`{key}`: unknown condition \"{shown}\" (expected \"started\", \"ready\", \"healthy\", \"completed\" or \"succeeded\")"
+        ),
+    };
+    Err(Problem::at(at, message))
 }
 
 /// `watch`: an array of paths. Every bad element is reported.

@@ -104,7 +104,40 @@ pub enum Ready {
     Fd(i32),
     /// systemd's sd_notify: `READY=1` on `$NOTIFY_SOCKET`.
     Notify,
+    /// A line of its output (stdout or stderr) matches (SPEC section 11).
+    LogLine(LinePattern),
 }
+
+/// `ready = { log-line = "regex" }`: compiled once, when the file is read.
+/// regex-lite runs in time linear in the line (no backtracking), so no
+/// line a service prints can make the match slow.
+#[derive(Debug, Clone)]
+pub struct LinePattern(regex_lite::Regex);
+
+impl LinePattern {
+    /// `pattern` compiled, or why it is no regular expression.
+    pub fn new(pattern: &str) -> Result<LinePattern, regex_lite::Error> {
+        regex_lite::Regex::new(pattern).map(LinePattern)
+    }
+
+    pub fn regex(&self) -> &regex_lite::Regex {
+        &self.0
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// Two patterns are one when written alike (a config reload compares
+/// definitions).
+impl PartialEq for LinePattern {
+    fn eq(&self, other: &LinePattern) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for LinePattern {}
 
 /// Liveness: after `retries` consecutive failed probes, the service is restarted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +171,70 @@ pub enum PreStop {
     Delay(Duration),
 }
 
+/// One entry of `after`: a service, and what it must reach before the
+/// dependant starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub name: String,
+    pub condition: Condition,
+}
+
+impl From<&str> for After {
+    /// `name`, with the condition of the array form: `ready`.
+    fn from(name: &str) -> After {
+        After {
+            name: name.to_string(),
+            condition: Condition::Ready,
+        }
+    }
+}
+
+/// `after` compared with names (in tests): each with the default condition.
+impl PartialEq<&str> for After {
+    fn eq(&self, name: &&str) -> bool {
+        self.name == *name && self.condition == Condition::Ready
+    }
+}
+
+/// What a dependency must reach (SPEC section 11, `after` table form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Condition {
+    /// Spawned (a oneshot: also once its run is over).
+    Started,
+    /// Ready (without readiness, spawned); for a oneshot, `Succeeded`: the
+    /// array form's meaning.
+    #[default]
+    Ready,
+    /// Ready, and its first health probe since it was spawned passed.
+    Healthy,
+    /// A oneshot whose run is over, whatever its exit.
+    Completed,
+    /// A oneshot that exited with a success code.
+    Succeeded,
+}
+
+impl Condition {
+    /// Each condition as written in a service file.
+    pub const NAMES: [(&'static str, Condition); 5] = [
+        ("started", Condition::Started),
+        ("ready", Condition::Ready),
+        ("healthy", Condition::Healthy),
+        ("completed", Condition::Completed),
+        ("succeeded", Condition::Succeeded),
+    ];
+
+    /// As written in a service file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+            Condition::Succeeded => "succeeded",
+        }
+    }
+}
+
 /// Defined below `config`, so that `files` can read as a service's user
 /// without depending on `config`.
 pub use crate::credentials::Credentials;
@@ -155,7 +252,9 @@ pub struct ServiceSpec {
     pub env: Vec<(String, String)>,
     /// `KEY=value` lines, read at each start.
     pub env_file: Option<PathBuf>,
-    pub after: Vec<String>,
+    /// What it starts after, and what each must reach first (SPEC section
+    /// 11); stopped before them.
+    pub after: Vec<After>,
     pub oneshot: bool,
     pub enabled: bool,
     pub restart: Restart,
@@ -277,6 +376,21 @@ impl ServiceSpec {
     pub fn is_success(&self, exit: Exit) -> bool {
         matches!(exit, Exit::Code(code)
             if u8::try_from(code).is_ok_and(|code| self.success_exit_codes.contains(&code)))
+    }
+}
+
+impl ServiceSpec {
+    /// corral reads the service's stdout and stderr: to show its lines,
+    /// or, with `output = "null"`, for its log file or its `log-line`
+    /// readiness alone (the lines are then kept for `ctl logs` too).
+    pub fn reads_output(&self) -> bool {
+        match self.output {
+            Output::Prefix => true,
+            Output::Inherit => false,
+            Output::Null => {
+                self.log_file.is_some() || matches!(self.ready, Some(Ready::LogLine(_)))
+            }
+        }
     }
 }
 

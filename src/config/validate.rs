@@ -1,11 +1,14 @@
 //! Checks between services: every `after` target exists, is not the service
-//! itself, and the `after` relation has no cycle (a cycle could never start);
-//! no two services write the same `log-file`.
+//! itself, can reach the condition asked of it (`completed` and `succeeded`
+//! need a oneshot, `healthy` a `health` check), and the `after` relation
+//! has no cycle (a cycle could never start); no two services write the
+//! same `log-file`.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::ConfigError;
 use super::file::{Parsed, Pos};
+use super::spec::Condition;
 use crate::text::closest;
 
 /// Checks the `after` lists of `services` (one entry per service name, files
@@ -25,7 +28,8 @@ pub(super) fn check_after(services: &[&Parsed]) -> Vec<ConfigError> {
     let mut edges: Vec<Vec<usize>> = Vec::with_capacity(sorted.len());
     for service in &sorted {
         let mut targets = Vec::new();
-        for (target, pos) in &service.after {
+        for after in &service.after {
+            let (target, pos) = (&after.name, &after.at);
             if *target == service.name {
                 errors.push(error(
                     service,
@@ -37,6 +41,24 @@ pub(super) fn check_after(services: &[&Parsed]) -> Vec<ConfigError> {
                 ));
             } else if let Some(&i) = index.get(target.as_str()) {
                 targets.push(i);
+                // A target whose own file has errors is not judged further.
+                let spec = sorted.get(i).and_then(|p| p.spec.as_ref());
+                let why = match (after.condition, spec) {
+                    (Condition::Completed | Condition::Succeeded, Some(spec)) if !spec.oneshot => {
+                        "needs a oneshot: it is a long-running service (use \"started\", \"ready\" or \"healthy\")"
+                    }
+                    (Condition::Healthy, Some(spec)) if spec.health.is_none() => {
+                        "needs a `health` check, and it has none (use \"ready\")"
+                    }
+                    _ => "",
+                };
+                if !why.is_empty() {
+                    errors.push(error(
+                        service,
+                        after.condition_at,
+                        format!("`after.{target}`: \"{}\" {why}", after.condition.name()),
+                    ));
+                }
             } else {
                 let message = match closest(target, index.keys().copied()) {
                     Some(guess) => format!(

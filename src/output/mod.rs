@@ -42,11 +42,13 @@
 //! The parts: `split.rs`, bytes into lines; `ring.rs`, `Logs`, the recent
 //! output of each service and its followers; `pump.rs`, the output thread
 //! (`Output`); `writer.rs`, the two writer threads; `format.rs`, text and
-//! JSON lines (and how JSON carries bytes that are not UTF-8).
+//! JSON lines (and how JSON carries bytes that are not UTF-8); `ready.rs`,
+//! `ready = { log-line }`: a run's lines looked at until one matches.
 
 pub mod file;
 pub mod format;
 mod pump;
+mod ready;
 mod ring;
 mod split;
 mod writer;
@@ -59,6 +61,7 @@ use std::time::{Duration, SystemTime};
 pub use format::SyslogLine;
 pub use format::{Format, OutputFormat};
 pub use pump::{Output, SyslogLines};
+pub use ready::LineReady;
 pub use ring::{Logs, ServiceCounts};
 
 pub const MAX_LINE: usize = 64 * 1024;

@@ -19,6 +19,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::debug;
 
 use super::format::{self, Format, OutputFormat, SyslogLine};
+use super::ready::LineReady;
 use super::ring::{Block, LogStore, Logs, Ring, new_source};
 use super::split::Splitter;
 use super::writer::Writer;
@@ -33,6 +34,7 @@ enum Msg {
         fd: OwnedFd,
         pid: Option<u32>,
         echo: bool,
+        ready: Option<Arc<LineReady>>,
     },
     /// Stop once every stream has reached EOF and been written.
     Finish,
@@ -99,6 +101,8 @@ struct Source {
     /// Every writer of the pipe has closed it (POLLHUP): what is left in it
     /// is all there will be.
     hung_up: bool,
+    /// The run's `log-line` readiness, until settled.
+    ready: Option<Arc<LineReady>>,
 }
 
 /// The output thread's side of a writer thread.
@@ -229,8 +233,17 @@ impl Output {
         })
     }
 
-    /// Read `fd`, `name`'s `stream`, written by the run `pid` (when known).
-    pub fn add(&self, name: Arc<str>, stream: Stream, fd: OwnedFd, pid: Option<u32>, echo: bool) {
+    /// Read `fd`, `name`'s `stream`, written by the run `pid` (when known);
+    /// its lines are shown to `ready` until it is settled.
+    pub fn add(
+        &self,
+        name: Arc<str>,
+        stream: Stream,
+        fd: OwnedFd,
+        pid: Option<u32>,
+        echo: bool,
+        ready: Option<Arc<LineReady>>,
+    ) {
         if self
             .tx
             .send(Msg::Add {
@@ -239,6 +252,7 @@ impl Output {
                 fd,
                 pid,
                 echo,
+                ready,
             })
             .is_ok()
         {
@@ -296,6 +310,7 @@ impl Pump {
                         fd,
                         pid,
                         echo,
+                        ready,
                     } => {
                         let mut prefix = name.as_bytes().to_vec();
                         prefix.extend_from_slice(b" | ");
@@ -309,6 +324,7 @@ impl Pump {
                             fd,
                             splitter: Splitter::default(),
                             hung_up: false,
+                            ready,
                         });
                     }
                     Msg::Finish => finishing = true,
@@ -486,8 +502,13 @@ impl Pump {
         let mut dropped = 0u64;
         let followers = &mut ring.followers;
         let mut lines = 0u64;
+        let ready = &mut source.ready;
         // Run for every line: kept lean (millions of lines a second).
         let emit = |line: &[u8]| {
+            // `log-line` readiness: until a line matches, then never again.
+            if ready.as_ref().is_some_and(|r| r.settled_by(line)) {
+                *ready = None;
+            }
             if let Some(files) = &files {
                 files.line(name, now, stream, line);
             }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
-use crate::config::ServiceSpec;
+use crate::config::{Condition, ServiceSpec};
 use crate::event::{Action, Child, ServiceId};
 use crate::exit::Exit;
 
@@ -229,6 +229,8 @@ pub struct Service {
     up_failure: Option<UpFailure>,
     /// How its last `down` command ended (`Err`: could not be started).
     last_down: Option<Result<Exit, String>>,
+    /// A health probe of its current run passed (`after` = "healthy").
+    health_passed: bool,
 }
 
 /// A service's first attempt to come up in this run failed, before it was
@@ -275,6 +277,7 @@ impl Service {
             ran_ok: false,
             up_failure: None,
             last_down: None,
+            health_passed: false,
         }
     }
 
@@ -421,6 +424,25 @@ impl Service {
             self.state == State::Exited
         } else {
             matches!(self.state, State::Running { .. } | State::Reloading { .. })
+        }
+    }
+
+    /// A oneshot whose run is over and that nothing runs again by itself:
+    /// exited with success, or ended for good (any exit).
+    pub fn has_completed(&self) -> bool {
+        self.spec.oneshot && (self.state == State::Exited || self.ended_for_good())
+    }
+
+    /// Whether it is as far as a dependant waiting for `condition` needs
+    /// (`after`, SPEC section 11). A oneshot's success is `Exited`, which
+    /// only `after_exit` (and an empty `up`) decides.
+    pub fn meets(&self, condition: Condition) -> bool {
+        match condition {
+            Condition::Started => self.is_live() || self.has_completed(),
+            Condition::Ready => self.is_started(),
+            Condition::Succeeded => self.spec.oneshot && self.is_started(),
+            Condition::Healthy => self.is_started() && self.health_passed,
+            Condition::Completed => self.has_completed(),
         }
     }
 
@@ -700,6 +722,94 @@ mod tests {
                 .is_some()
         );
         assert_eq!(svc.state.name(), "backoff");
+    }
+
+    /// Which `after` conditions the service meets, in `Condition::NAMES` order.
+    fn conditions(svc: &Service) -> Vec<&'static str> {
+        Condition::NAMES
+            .iter()
+            .filter(|&&(_, c)| svc.meets(c))
+            .map(|&(name, _)| name)
+            .collect()
+    }
+
+    #[test]
+    fn a_longrun_is_started_when_spawned_then_ready_then_healthy_once_a_probe_passed() {
+        let t = std::time::Instant::now();
+        let mut s = with_ready(crate::config::Ready::Notify);
+        s.health = Some(crate::config::Health {
+            probe: tcp(),
+            interval: ms(1000),
+            timeout: ms(500),
+            retries: 2,
+        });
+        let mut svc = Service::new(id(0), s);
+        assert!(conditions(&svc).is_empty());
+        svc.start(t);
+        assert!(conditions(&svc).is_empty(), "a spawn in flight is no start");
+        svc.spawned(pid(100), t);
+        assert_eq!(conditions(&svc), ["started"]);
+        svc.notify(1, &ready_msg(), t);
+        assert_eq!(conditions(&svc), ["started", "ready"]);
+        // A failed probe first: not healthy yet.
+        let token = probe_token(&svc.tick(t + ms(1000)));
+        svc.probe_result(token, Err("refused".into()), t + ms(1001));
+        assert_eq!(conditions(&svc), ["started", "ready"]);
+        let token = probe_token(&svc.tick(t + ms(2001)));
+        svc.probe_result(token, Ok(()), t + ms(2002));
+        assert_eq!(conditions(&svc), ["started", "ready", "healthy"]);
+        // A new run starts over: its own first probe must pass.
+        svc.exited(Exit::Code(1), t + ms(3000));
+        assert!(conditions(&svc).is_empty(), "in backoff: nothing");
+        svc.tick(retry_at(&svc));
+        svc.spawned(pid(101), t + ms(4000));
+        svc.notify(2, &ready_msg(), t + ms(4000));
+        assert_eq!(conditions(&svc), ["started", "ready"]);
+    }
+
+    #[test]
+    fn a_oneshot_completes_on_any_exit_and_succeeds_only_with_success() {
+        let t = std::time::Instant::now();
+        let mut s = spec("migrate");
+        s.oneshot = true;
+        s.restart = crate::config::Restart::Never;
+        let mut svc = running(s, t);
+        assert_eq!(conditions(&svc), ["started"]);
+        svc.exited(Exit::Code(1), t + ms(5));
+        assert_eq!(svc.state.name(), "failed");
+        assert_eq!(conditions(&svc), ["started", "completed"]);
+        // Run again by the operator: not complete until it ends again.
+        svc.want_up(true);
+        assert!(conditions(&svc).is_empty());
+        svc.start(t + ms(10));
+        svc.spawned(pid(101), t + ms(10));
+        assert_eq!(conditions(&svc), ["started"]);
+        svc.exited(Exit::Code(0), t + ms(20));
+        assert_eq!(
+            conditions(&svc),
+            ["started", "ready", "completed", "succeeded"]
+        );
+    }
+
+    #[test]
+    fn a_oneshot_that_will_run_again_has_not_completed() {
+        let t = std::time::Instant::now();
+        let mut s = spec("migrate");
+        s.oneshot = true;
+        s.restart = crate::config::Restart::OnFailure;
+        let mut svc = running(s, t);
+        svc.exited(Exit::Code(2), t + ms(5));
+        assert_eq!(svc.state.name(), "backoff");
+        assert!(conditions(&svc).is_empty());
+        // Stopped on request (wanted down): not a completion either.
+        let mut s = spec("setup");
+        s.oneshot = true;
+        let mut svc = running(s, t);
+        svc.want_down();
+        svc.stop(t, None);
+        svc.exited(Exit::Signal(nix::sys::signal::Signal::SIGTERM), t + ms(1));
+        assert_eq!(svc.state, State::Stopped);
+        assert!(conditions(&svc).is_empty());
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::config::Ready;
 use crate::event::{Action, NotifyMessage};
 
 impl Service {
-    /// An s6 notification-fd newline, or a probe-free readiness signal.
+    /// An s6 notification-fd newline, a line that matched `log-line`, or
+    /// another readiness signal that carries nothing but its run.
     pub fn fd_ready(&mut self, run: u32, now: Instant) -> Vec<Action> {
         if run != self.starts {
             return Vec::new();
@@ -101,6 +102,31 @@ mod tests {
         svc.notify(1, &ready_msg(), t);
         assert!(!svc.is_ready());
         svc.fd_ready(1, t);
+        assert!(svc.is_ready());
+    }
+
+    #[test]
+    fn a_matched_log_line_makes_only_its_own_run_ready_within_ready_timeout() {
+        let t = Instant::now();
+        let pattern = crate::config::LinePattern::new("^listening").unwrap();
+        let mut svc = Service::new(id(0), with_ready(Ready::LogLine(pattern)));
+        svc.start(t);
+        assert!(svc.spawned(pid(100), t).is_empty(), "no probe to run");
+        assert_eq!(svc.deadline(), Some(t + Duration::from_secs(10)));
+        // Not ready in time: the start failed.
+        svc.tick(t + Duration::from_secs(10));
+        assert_eq!(svc.state.name(), "stopping");
+        svc.exited(
+            Exit::Signal(nix::sys::signal::Signal::SIGTERM),
+            t + ms(10_010),
+        );
+        let retry = retry_at(&svc);
+        svc.tick(retry);
+        svc.spawned(pid(101), retry);
+        // The first run's pipe matched late: ignored; the second run's counts.
+        svc.fd_ready(1, retry + ms(1));
+        assert!(!svc.is_ready());
+        svc.fd_ready(2, retry + ms(2));
         assert!(svc.is_ready());
     }
 

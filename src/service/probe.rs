@@ -235,6 +235,7 @@ impl Service {
                 Vec::new()
             }
             (Purpose::Health, Ok(())) => {
+                self.health_passed = true;
                 if prober.failures > 0 {
                     info!(service = %self.spec.name, "health check passes again");
                 }

@@ -6,7 +6,7 @@
 //! valid for the whole run. Lookups still return `Option`: PID 1 does not
 //! index its way into a panic.
 
-use crate::config::ServiceSpec;
+use crate::config::{Condition, ServiceSpec};
 use crate::event::ServiceId;
 
 use super::Service;
@@ -17,6 +17,8 @@ pub struct Services {
     /// `after` of each service (of its newest definition), as ids; removed
     /// services are left out.
     deps: Vec<Vec<ServiceId>>,
+    /// The condition of each of `deps`, in the same order.
+    conditions: Vec<Vec<Condition>>,
 }
 
 impl Services {
@@ -85,6 +87,18 @@ impl Services {
         self.deps.get(id.index()).map_or(&[], Vec::as_slice)
     }
 
+    /// What `id` starts `after`, each with what it must reach first.
+    pub fn conditions(&self, id: ServiceId) -> impl Iterator<Item = (ServiceId, Condition)> + '_ {
+        let conditions = self
+            .conditions
+            .get(id.index())
+            .map_or(&[][..], Vec::as_slice);
+        self.deps(id)
+            .iter()
+            .copied()
+            .zip(conditions.iter().copied())
+    }
+
     /// The services that start `after` `id`.
     pub fn dependants(&self, id: ServiceId) -> impl Iterator<Item = ServiceId> + '_ {
         self.ids().filter(move |&j| self.deps(j).contains(&id))
@@ -115,17 +129,23 @@ impl Services {
             .filter(|s| !s.is_removed())
             .map(|s| (s.name(), s.id()))
             .collect();
-        self.deps = self
-            .list
-            .iter()
-            .map(|s| {
-                s.current_spec()
-                    .after
-                    .iter()
-                    .filter_map(|dep| live.iter().find(|(n, _)| n == dep).map(|&(_, id)| id))
-                    .collect()
-            })
-            .collect();
+        let mut deps = Vec::with_capacity(self.list.len());
+        let mut conditions = Vec::with_capacity(self.list.len());
+        for s in &self.list {
+            let (ids, whens): (Vec<ServiceId>, Vec<Condition>) = s
+                .current_spec()
+                .after
+                .iter()
+                .filter_map(|dep| {
+                    let &(_, id) = live.iter().find(|(n, _)| *n == dep.name)?;
+                    Some((id, dep.condition))
+                })
+                .unzip();
+            deps.push(ids);
+            conditions.push(whens);
+        }
+        self.deps = deps;
+        self.conditions = conditions;
     }
 }
 
@@ -135,7 +155,7 @@ mod tests {
 
     fn spec(name: &str, after: &[&str]) -> ServiceSpec {
         let mut s = ServiceSpec::new(name, vec!["true".into()]);
-        s.after = after.iter().map(|a| a.to_string()).collect();
+        s.after = after.iter().map(|&a| a.into()).collect();
         s
     }
 

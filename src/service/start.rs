@@ -35,6 +35,7 @@ impl Service {
         self.prober = None;
         self.main_pid = None;
         self.notify_status = None;
+        self.health_passed = false;
         if self.spec.oneshot && self.spec.command.is_empty() {
             // An s6-rc `up` holding only comments (linuxserver's `init-*-end`
             // steps): nothing to run, a success at once, as under s6-rc.
@@ -94,7 +95,7 @@ impl Service {
                 };
                 self.prober = match ready {
                     Ready::Probe(_) => Some(Prober::new(Purpose::Ready, now)),
-                    Ready::Fd(_) | Ready::Notify => None,
+                    Ready::Fd(_) | Ready::Notify | Ready::LogLine(_) => None,
                 };
                 self.probe_due(now)
             }

@@ -22,7 +22,7 @@ use crate::config::{self, Output as OutputMode, Ready, ServiceSpec};
 use crate::event::{Action, Event, Input, Job};
 use crate::exit::Exit;
 use crate::notify::Notify;
-use crate::output::{Output, Stream};
+use crate::output::{LineReady, Output, Stream};
 use crate::process::{self, Launch, SpawnError};
 use crate::watch::Watcher;
 use crate::{probe, reaper};
@@ -188,7 +188,18 @@ fn spawn_service(spec: &ServiceSpec, run: u32, setup: &Setup) -> Result<Pid, Spa
         _ => setup.notify.forget(&spec.name),
     }
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, spec, pipes, pid);
+    // `log-line`: this run's own pipes are looked at, so no line of an
+    // older run can make it ready.
+    let ready = match &spec.ready {
+        Some(Ready::LogLine(pattern)) => Some(Arc::new(LineReady::new(
+            pattern.regex().clone(),
+            &spec.name,
+            run,
+            setup.inputs_tx.clone(),
+        ))),
+        _ => None,
+    };
+    register_output(setup, spec, pipes, pid, ready);
     // Its socket is read from now on, each datagram judged by whether its
     // sender belongs to this pid (the thread reads /proc, the loop never).
     if spec.ready == Some(Ready::Notify)
@@ -209,7 +220,15 @@ fn socket_env(setup: &Setup, spec: &ServiceSpec) -> Option<(String, String)> {
     Some(("CORRAL_SOCKET".into(), socket.display().to_string()))
 }
 
-fn register_output(setup: &Setup, spec: &ServiceSpec, pipes: Option<process::Pipes>, pid: Pid) {
+/// Hand a process's pipes to the output thread (`ready`: its lines also
+/// decide the run's readiness).
+fn register_output(
+    setup: &Setup,
+    spec: &ServiceSpec,
+    pipes: Option<process::Pipes>,
+    pid: Pid,
+    ready: Option<Arc<LineReady>>,
+) {
     let pid = u32::try_from(pid.as_raw()).ok();
     if let Some(pipes) = pipes {
         let name: Arc<str> = Arc::from(spec.name.as_str());
@@ -221,13 +240,18 @@ fn register_output(setup: &Setup, spec: &ServiceSpec, pipes: Option<process::Pip
             None => setup.log_files.close(&name),
         }
         if let Some(stdout) = pipes.stdout {
-            setup
-                .output
-                .add(name.clone(), Stream::Stdout, stdout, pid, echo);
+            setup.output.add(
+                name.clone(),
+                Stream::Stdout,
+                stdout,
+                pid,
+                echo,
+                ready.clone(),
+            );
         }
         setup
             .output
-            .add(name, Stream::Stderr, pipes.stderr, pid, echo);
+            .add(name, Stream::Stderr, pipes.stderr, pid, echo, ready);
     }
 }
 
@@ -263,7 +287,7 @@ fn spawn_finish(
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, spec, pipes, pid);
+    register_output(setup, spec, pipes, pid, None);
     Ok(pid)
 }
 
@@ -276,7 +300,7 @@ fn spawn_down(spec: &ServiceSpec, command: &[String], setup: &Setup) -> Result<P
         ..Launch::service(spec)
     };
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, spec, pipes, pid);
+    register_output(setup, spec, pipes, pid, None);
     Ok(pid)
 }
 
@@ -297,6 +321,6 @@ fn spawn_hook(
         .env
         .push(("MAINPID".into(), main_pid.as_raw().to_string()));
     let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, spec, pipes, pid);
+    register_output(setup, spec, pipes, pid, None);
     Ok(pid)
 }

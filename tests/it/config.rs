@@ -92,6 +92,14 @@ fn load_ok(dirs: &[&TempDir]) -> Spec {
     }
 }
 
+/// An `after` entry.
+fn after(name: &str, condition: Condition) -> After {
+    After {
+        name: name.to_string(),
+        condition,
+    }
+}
+
 fn names(spec: &Spec) -> Vec<&str> {
     spec.services.iter().map(|s| s.name.as_str()).collect()
 }
@@ -483,7 +491,49 @@ A_1 = "first"
     fn after_list() {
         assert_eq!(
             error("command = \"x\"\nafter = \"db\""),
-            "web.toml:2:9: `after`: expected an array of service names, found string"
+            "web.toml:2:9: `after`: expected an array of service names or a table of name = condition, found string"
+        );
+    }
+
+    #[test]
+    fn after_table_gives_each_dependency_its_condition_in_file_order() {
+        let spec = ok(r#"command = "x"
+after = { db = "healthy", migrate = "succeeded", cache = "started", seed = "completed", api = "ready" }"#);
+        assert_eq!(
+            spec.after,
+            [
+                after("db", Condition::Healthy),
+                after("migrate", Condition::Succeeded),
+                after("cache", Condition::Started),
+                after("seed", Condition::Completed),
+                after("api", Condition::Ready),
+            ]
+        );
+        // The array form: `ready` for each; a `[after]` table works too.
+        assert_eq!(
+            ok("command = \"x\"\nafter = [\"db\"]").after,
+            [after("db", Condition::Ready)]
+        );
+        assert_eq!(
+            ok("command = \"x\"\n[after]\ndb = \"started\"").after,
+            [after("db", Condition::Started)]
+        );
+        assert!(ok("command = \"x\"\nafter = {}").after.is_empty());
+    }
+
+    #[test]
+    fn after_table_conditions_must_be_known_strings() {
+        assert_eq!(
+            errors(
+                r#"command = "x"
+after = { db = "helthy", migrate = "done", cache = 1, "a\tb" = "redy" }"#
+            ),
+            [
+                "web.toml:2:16: `after.db`: unknown condition \"helthy\" (did you mean \"healthy\"?)",
+                "web.toml:2:36: `after.migrate`: unknown condition \"done\" (expected \"started\", \"ready\", \"healthy\", \"completed\" or \"succeeded\")",
+                "web.toml:2:52: `after.cache`: expected a condition such as \"ready\", found integer",
+                "web.toml:2:64: `after.a\\tb`: unknown condition \"redy\" (did you mean \"ready\"?)",
+            ]
         );
     }
 
@@ -633,6 +683,10 @@ mod hooks {
             ("ready = { fd = 1023 }", Ready::Fd(1023)),
             ("ready = { fd = 0x10 }", Ready::Fd(16)),
             ("ready = { notify = true }", Ready::Notify),
+            (
+                r#"ready = { log-line = 'listening on \d+' }"#,
+                Ready::LogLine(LinePattern::new(r"listening on \d+").unwrap()),
+            ),
             // The same TOML written as a table or a dotted key.
             ("[ready]\nfd = 5", Ready::Fd(5)),
             ("ready.notify = true", Ready::Notify),
@@ -667,26 +721,26 @@ mod hooks {
     fn ready_must_be_a_table_with_exactly_one_way() {
         assert_eq!(
             error(&with("ready = \"localhost:80\"")),
-            "web.toml:2:9: `ready`: expected a table with one of `tcp`, `http`, `exec`, `fd` or `notify`, found string"
+            "web.toml:2:9: `ready`: expected a table with one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found string"
         );
         assert_eq!(
             error(&with("ready = {}")),
-            "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none"
+            "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found none"
         );
         assert_eq!(
             error(&with("[ready]")),
-            "web.toml:2:1: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none"
+            "web.toml:2:1: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found none"
         );
         // At the second one, in file order (not the order of the names).
         assert_eq!(
             error(&with("ready = { tcp = \"a:1\", fd = 3 }")),
-            "web.toml:2:24: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found `tcp` and `fd`"
+            "web.toml:2:24: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found `tcp` and `fd`"
         );
         assert_eq!(
             error(&with(
                 "ready = { notify = true, http = \"http://a/\", exec = \"x\" }"
             )),
-            "web.toml:2:26: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found `notify`, `http` and `exec`"
+            "web.toml:2:26: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found `notify`, `http` and `exec`"
         );
     }
 
@@ -704,7 +758,7 @@ mod hooks {
         assert_eq!(
             errors(&with("ready = { port = 80 }")),
             [
-                "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd` or `notify`, found none",
+                "web.toml:2:9: `ready`: expected exactly one of `tcp`, `http`, `exec`, `fd`, `notify` or `log-line`, found none",
                 "web.toml:2:11: unknown key `port` in `ready`",
             ]
         );
@@ -878,6 +932,47 @@ mod hooks {
             error(&with("ready = { notify = \"yes\" }")),
             "web.toml:2:20: `ready.notify`: expected true, found string"
         );
+    }
+
+    #[test]
+    fn log_line_is_a_regular_expression_compiled_when_read() {
+        let spec = ok(&with(r#"ready = { log-line = "^ready( on (\\d+))?$" }"#));
+        let Some(Ready::LogLine(pattern)) = &spec.ready else {
+            panic!("{:?}", spec.ready);
+        };
+        assert_eq!(pattern.as_str(), r"^ready( on (\d+))?$");
+        assert!(pattern.regex().is_match("ready on 80"));
+        assert_eq!(
+            error(&with(r#"ready = { log-line = "listening (on" }"#)),
+            "web.toml:2:22: `ready.log-line`: invalid regular expression: found open group without closing ')'"
+        );
+        assert_eq!(
+            error(&with(r#"ready = { log-line = "" }"#)),
+            "web.toml:2:22: `ready.log-line`: must not be empty (it would match any line: use \"^\" for that)"
+        );
+        assert_eq!(
+            error(&with("ready = { log-line = 1 }")),
+            "web.toml:2:22: `ready.log-line`: expected a regular expression (string), found integer"
+        );
+        assert_eq!(
+            error(&with("ready = { log-lin = \"x\" }")),
+            "web.toml:2:11: unknown key `log-lin` in `ready` (did you mean `log-line`?)"
+        );
+        assert_eq!(
+            error(&with("health = { log-line = \"x\" }")),
+            "web.toml:2:12: `health`: `log-line` is a readiness protocol, not a liveness probe: use `tcp`, `http` or `exec`"
+        );
+    }
+
+    #[test]
+    fn log_line_needs_corral_to_read_the_output() {
+        assert_eq!(
+            error(&with("output = \"inherit\"\nready = { log-line = \"up\" }")),
+            "web.toml:3:1: `ready.log-line` needs corral to read the service's output: not with `output = \"inherit\"`"
+        );
+        // `null`: read for the match, not shown.
+        let spec = ok(&with("output = \"null\"\nready = { log-line = \"up\" }"));
+        assert_eq!(spec.output, Output::Null);
     }
 
     #[test]
@@ -1398,6 +1493,79 @@ mod load_dirs {
                 "A/web.toml:2:10: `after`: unknown service \"dbb\" (did you mean \"db\"?)",
                 "A/web.toml:2:17: `after`: service \"web\" cannot come after itself",
                 "A/web.toml:2:24: `after`: unknown service \"zzz\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn after_table_targets_are_checked_like_the_array_and_cycles_through_both_forms() {
+        let dir = TempDir::new();
+        dir.write(
+            "web.toml",
+            "command = \"web\"\nafter = { dbb = \"ready\", web = \"started\" }",
+        )
+        .write("db.toml", "command = \"db\"")
+        .write("a.toml", "command = \"a\"\nafter = { b = \"started\" }")
+        .write("b.toml", "command = \"b\"\nafter = [\"a\"]");
+        assert_eq!(
+            load_errors(&[&dir]),
+            [
+                "A/a.toml:2:1: dependency cycle: a -> b -> a",
+                "A/web.toml:2:11: `after`: unknown service \"dbb\" (did you mean \"db\"?)",
+                "A/web.toml:2:26: `after`: service \"web\" cannot come after itself",
+            ]
+        );
+    }
+
+    #[test]
+    fn conditions_a_dependency_cannot_reach_are_errors_at_the_condition() {
+        let dir = TempDir::new();
+        dir.write(
+            "web.toml",
+            r#"command = "web"
+after = { db = "completed", cache = "healthy", api = "succeeded", migrate = "healthy" }"#,
+        )
+        .write("db.toml", "command = \"db\"")
+        .write("cache.toml", "command = \"cache\"")
+        .write(
+            "api.toml",
+            "command = \"api\"\nhealth = { tcp = \"127.0.0.1:1\" }",
+        )
+        .write("migrate.toml", "command = \"m\"\noneshot = true");
+        assert_eq!(
+            load_errors(&[&dir]),
+            [
+                "A/web.toml:2:16: `after.db`: \"completed\" needs a oneshot: it is a long-running service (use \"started\", \"ready\" or \"healthy\")",
+                "A/web.toml:2:37: `after.cache`: \"healthy\" needs a `health` check, and it has none (use \"ready\")",
+                "A/web.toml:2:54: `after.api`: \"succeeded\" needs a oneshot: it is a long-running service (use \"started\", \"ready\" or \"healthy\")",
+                "A/web.toml:2:77: `after.migrate`: \"healthy\" needs a `health` check, and it has none (use \"ready\")",
+            ]
+        );
+        // What each can reach loads.
+        let fine = TempDir::new();
+        fine.write(
+            "web.toml",
+            r#"command = "web"
+after = { api = "healthy", migrate = "completed", seed = "succeeded", db = "started" }"#,
+        )
+        .write("db.toml", "command = \"db\"")
+        .write(
+            "api.toml",
+            "command = \"api\"\nhealth = { tcp = \"127.0.0.1:1\" }",
+        )
+        .write("migrate.toml", "command = \"m\"\noneshot = true")
+        .write(
+            "seed.toml",
+            "command = \"s\"\noneshot = true\nafter = { migrate = \"started\" }",
+        );
+        let spec = load_ok(&[&fine]);
+        assert_eq!(
+            spec.get("web").expect("web").after,
+            [
+                after("api", Condition::Healthy),
+                after("migrate", Condition::Completed),
+                after("seed", Condition::Succeeded),
+                after("db", Condition::Started),
             ]
         );
     }

@@ -24,6 +24,7 @@
 mod common;
 
 mod audit;
+mod conditions;
 mod config;
 mod config_cli;
 mod ctl;
@@ -35,6 +36,7 @@ mod http_endpoint;
 mod lifecycle;
 mod limits;
 mod log_file;
+mod log_line;
 mod notify_child;
 mod ordering;
 mod output;

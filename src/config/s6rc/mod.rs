@@ -37,7 +37,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::file::Parsed;
+use super::file::{AfterAt, Parsed};
 use super::{ConfigError, LoadOptions};
 use crate::text::closest;
 use graph::{BEFORE_SERVICES, Graph, LEGACY_SERVICES, TOP};
@@ -282,7 +282,8 @@ pub(super) fn load(
             .into_iter()
             .collect();
         let spec = atomic.spec.map(|mut spec| {
-            spec.after = deps.clone();
+            // The default condition: ready, a oneshot exited with success.
+            spec.after = deps.iter().map(|d| d.as_str().into()).collect();
             spec.enabled = boot.contains(&name);
             spec.boot_step = spec.enabled;
             spec
@@ -292,7 +293,7 @@ pub(super) fn load(
             path: atomic.dir,
             spec,
             after_key: None,
-            after: deps.into_iter().map(|d| (d, (0, 0))).collect(),
+            after: deps.iter().map(|d| AfterAt::implied(d)).collect(),
             log_file_at: None,
             errors: Vec::new(),
         });

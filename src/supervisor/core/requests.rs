@@ -154,10 +154,14 @@ impl Supervisor {
         if depth == 0 {
             return;
         }
-        for dep in self.services.deps(id).to_vec() {
-            if !self.services.is_started(dep) {
-                self.want_up(dep, false, depth - 1);
-            }
+        let unmet: Vec<ServiceId> = self
+            .services
+            .conditions(id)
+            .filter(|&(dep, condition)| !self.met(dep, condition))
+            .map(|(dep, _)| dep)
+            .collect();
+        for dep in unmet {
+            self.want_up(dep, false, depth - 1);
         }
     }
 
@@ -270,8 +274,8 @@ impl Supervisor {
         };
         match spec.output {
             Output::Prefix => Response::ok(),
-            // Read for its log file, and kept.
-            Output::Null if spec.log_file.is_some() => Response::ok(),
+            // Read for its log file or its `log-line`, and kept.
+            Output::Null if spec.reads_output() => Response::ok(),
             Output::Inherit => Response::error(format!(
                 "{name} writes straight to the container's output (output = \"inherit\"): corral keeps no copy; see docker logs"
             )),

@@ -12,6 +12,7 @@ use std::time::Instant;
 use tracing::warn;
 
 use super::{Phase, Supervisor};
+use crate::config::Condition;
 use crate::event::{Action, ServiceId};
 use crate::service::{Service, State, Want};
 
@@ -62,9 +63,8 @@ impl Supervisor {
                 }
                 let ready = self
                     .services
-                    .deps(id)
-                    .iter()
-                    .all(|&j| self.services.is_started(j) && !self.boot_failed(j));
+                    .conditions(id)
+                    .all(|(j, condition)| self.met(j, condition));
                 if ready && let Some(svc) = self.services.get_mut(id) {
                     let started = svc.start(now);
                     done_at_once |= started.is_empty() && *svc.state() == State::Exited;
@@ -112,16 +112,54 @@ impl Supervisor {
         *svc.state() == State::Idle && self.blocked(id, self.services.len())
     }
 
-    /// Waiting on a dependency (transitively) that ended for good, or is a
-    /// boot step that failed. `depth` bounds the recursion even though
-    /// validation rejects cycles.
+    /// Whether `dep` is as far as a dependant waiting for `condition`
+    /// needs. A boot step that failed holds its dependants (`boot`), but
+    /// for `completed`: any end of its run was asked for.
+    pub(super) fn met(&self, dep: ServiceId, condition: Condition) -> bool {
+        self.services
+            .get(dep)
+            .is_some_and(|svc| svc.meets(condition))
+            && (condition == Condition::Completed || !self.boot_failed(dep))
+    }
+
+    /// Why `dep` will not reach `condition` unless an operator acts, if so:
+    /// it ended for good (a failed oneshot, for `succeeded`), is a boot
+    /// step that failed, or waits itself on one of these.
+    pub(super) fn never_met(
+        &self,
+        dep: ServiceId,
+        condition: Condition,
+        depth: usize,
+    ) -> Option<String> {
+        let svc = self.services.get(dep)?;
+        if self.met(dep, condition) {
+            return None;
+        }
+        if self.boot_failed(dep) {
+            return Some("failed".to_string());
+        }
+        match svc.state() {
+            State::Failed { reason } => Some(format!("failed: {reason}")),
+            State::Stopped if svc.want() == Want::Up => Some(match svc.last_exit() {
+                Some(exit) => format!("{exit}, not restarted"),
+                None => "stopped".to_string(),
+            }),
+            State::Idle if self.blocked(dep, depth.saturating_sub(1)) => {
+                Some("waits for a service that failed".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// Waiting on a dependency (transitively) that will not reach what is
+    /// asked of it: one that ended for good, or is a boot step that failed.
+    /// `depth` bounds the recursion even though validation rejects cycles.
     pub(super) fn blocked(&self, id: ServiceId, depth: usize) -> bool {
         depth > 0
-            && self.services.deps(id).iter().any(|&j| {
-                self.services.get(j).is_some_and(Service::ended_for_good)
-                    || self.boot_failed(j)
-                    || self.blocked(j, depth - 1)
-            })
+            && self
+                .services
+                .conditions(id)
+                .any(|(j, condition)| self.never_met(j, condition, depth).is_some())
     }
 
     /// Phase `Stopping`: the main COMMAND first, then each service once every
@@ -340,6 +378,170 @@ mod tests {
         );
         h.exit(b, Exit::Code(0));
         assert_eq!(h.signalled(), vec![(pid(100), Signal::SIGTERM)]);
+    }
+
+    /// `svc(name)` coming after `deps`, each with its condition.
+    fn svc_when(name: &str, deps: &[(&str, Condition)]) -> crate::config::ServiceSpec {
+        let mut s = svc(name, &[]);
+        s.after = deps
+            .iter()
+            .map(|&(name, condition)| crate::config::After {
+                name: name.to_string(),
+                condition,
+            })
+            .collect();
+        s
+    }
+
+    /// What `ctl status` says `name` waits for.
+    fn detail(h: &Harness, name: &str) -> Option<String> {
+        h.sup.service_status(h.service(name), h.now).detail
+    }
+
+    #[test]
+    fn started_does_not_wait_for_readiness_but_ready_does() {
+        let mut db = svc("db", &[]);
+        db.ready = Some(crate::config::Ready::Notify);
+        let mut h = Harness::new(sup(
+            vec![
+                svc("api", &["db"]),
+                db,
+                svc_when("web", &[("db", Condition::Started)]),
+            ],
+            false,
+        ));
+        assert_eq!(
+            h.spawned(),
+            vec![Target::Service(id(1)), Target::Service(id(2))],
+            "web starts with db spawned; api waits for db's readiness"
+        );
+        assert_eq!(detail(&h, "api").as_deref(), Some("waiting for db"));
+        h.take_log();
+        h.event(Event::Notify {
+            service: id(1),
+            run: 1,
+            message: NotifyMessage {
+                ready: true,
+                ..NotifyMessage::default()
+            },
+        });
+        assert_eq!(h.spawned(), vec![Target::Service(id(0))]);
+    }
+
+    #[test]
+    fn healthy_waits_for_the_first_health_probe_that_passes() {
+        let mut db = svc("db", &[]);
+        db.health = Some(crate::config::Health {
+            probe: crate::config::Probe::Tcp {
+                addr: "127.0.0.1:5432".into(),
+            },
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            retries: 3,
+        });
+        let mut h = Harness::new(sup(
+            vec![db, svc_when("web", &[("db", Condition::Healthy)])],
+            true,
+        ));
+        assert_eq!(h.spawned(), vec![Target::Service(id(0))]);
+        assert_eq!(
+            detail(&h, "web").as_deref(),
+            Some("waiting for db to be healthy")
+        );
+        let probe = |h: &Harness| {
+            h.log.iter().find_map(|a| match a {
+                Action::Probe { token, .. } => Some(*token),
+                _ => None,
+            })
+        };
+        let t0 = h.now;
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(2));
+        let token = probe(&h).expect("the first health probe");
+        h.event(Event::ProbeDone {
+            token,
+            result: Err("connection refused".into()),
+        });
+        assert!(h.spawned().is_empty(), "a failed probe is no health");
+        h.take_log();
+        h.advance_to(t0 + Duration::from_secs(4));
+        let token = probe(&h).expect("the second health probe");
+        h.event(Event::ProbeDone {
+            token,
+            result: Ok(()),
+        });
+        assert_eq!(h.spawned(), vec![Target::Service(id(1)), Target::Main]);
+    }
+
+    #[test]
+    fn after_a_failed_oneshot_completed_starts_succeeded_waits_until_a_run_succeeds() {
+        use crate::event::{Names, Order};
+        let mut h = Harness::new(sup(
+            vec![
+                svc_when("cleanup", &[("migrate", Condition::Completed)]),
+                oneshot("migrate", &[], false),
+                svc_when("web", &[("migrate", Condition::Succeeded)]),
+            ],
+            true,
+        ));
+        assert_eq!(h.spawned(), vec![Target::Service(id(1))]);
+        assert_eq!(
+            detail(&h, "web").as_deref(),
+            Some("waiting for migrate to succeed")
+        );
+        h.take_log();
+        let migrate = h.pid_of("migrate");
+        h.exit(migrate, Exit::Code(3));
+        // cleanup starts; web cannot, which does not hold the main COMMAND.
+        assert_eq!(h.spawned(), vec![Target::Service(id(0)), Target::Main]);
+        assert_eq!(*h.state_of("web"), State::Idle);
+        assert_eq!(
+            detail(&h, "web").as_deref(),
+            Some("waiting for migrate to succeed (failed: exit 3, restart = \"never\")")
+        );
+        // Run again by the operator, it succeeds: web starts.
+        h.take_log();
+        h.order(1, Order::Restart(Names::These(vec!["migrate".into()])));
+        assert_eq!(h.spawned(), vec![Target::Service(id(1))]);
+        assert_eq!(
+            detail(&h, "web").as_deref(),
+            Some("waiting for migrate to succeed")
+        );
+        h.take_log();
+        let migrate = h.pid_of("migrate");
+        h.exit(migrate, Exit::Code(0));
+        assert_eq!(h.spawned(), vec![Target::Service(id(2))]);
+        assert_eq!(h.state_of("cleanup").name(), "running", "left alone");
+    }
+
+    #[test]
+    fn a_dependency_that_ended_for_good_says_why_its_dependants_wait() {
+        let mut db = svc("db", &[]);
+        db.restart = crate::config::Restart::Never;
+        db.ready = Some(crate::config::Ready::Notify);
+        let mut h = Harness::new(sup(
+            vec![
+                svc("api", &["web"]),
+                db,
+                svc_when("web", &[("db", Condition::Started)]),
+                svc("worker", &["db"]),
+            ],
+            false,
+        ));
+        let db = h.pid_of("db");
+        h.exit(db, Exit::Code(0));
+        assert_eq!(h.state_of("db").name(), "stopped");
+        // web had started with db spawned; worker never will.
+        assert_eq!(h.state_of("web").name(), "running");
+        assert_eq!(
+            detail(&h, "worker").as_deref(),
+            Some("waiting for db (exit 0, not restarted)")
+        );
+        assert_eq!(detail(&h, "api"), None, "web is up: nothing to wait for");
+        assert!(
+            h.sup
+                .blocked(h.sup.services.find("worker").expect("known"), 9)
+        );
     }
 
     fn oneshot(name: &str, after: &[&str], down: bool) -> crate::config::ServiceSpec {

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Phase, Supervisor};
+use crate::config::Condition;
 use crate::exit::Exit;
 use crate::protocol::{Response, ServiceStatus};
 use crate::service::{Hook, Service, State, Want};
@@ -34,19 +35,26 @@ impl Supervisor {
     }
 
     pub(super) fn service_status(&self, svc: &Service, now: Instant) -> ServiceStatus {
-        // A boot step that failed holds its dependants even once up (`boot`).
+        // What it waits for, with the condition when not the default, and
+        // why that will not come, if it will not.
         let waiting_for: Vec<String> = self
             .services
-            .deps(svc.id())
-            .iter()
-            .filter_map(|&j| self.services.get(j))
-            .filter(|dep| !dep.is_started() || self.boot_failed(dep.id()))
-            .map(|dep| {
-                if dep.ended_for_good() || self.boot_failed(dep.id()) {
-                    format!("{} (failed)", dep.name())
-                } else {
-                    dep.name().to_string()
+            .conditions(svc.id())
+            .filter(|&(j, condition)| !self.met(j, condition))
+            .filter_map(|(j, condition)| {
+                let dep = self.services.get(j)?;
+                let what = match condition {
+                    Condition::Ready => "",
+                    Condition::Started => " to start",
+                    Condition::Healthy => " to be healthy",
+                    Condition::Completed => " to complete",
+                    Condition::Succeeded => " to succeed",
+                };
+                let mut text = format!("{}{what}", dep.name());
+                if let Some(why) = self.never_met(j, condition, self.services.len()) {
+                    text = format!("{text} ({why})");
                 }
+                Some(text)
             })
             .collect();
         let (state, detail, next_start_ms) = match svc.state() {

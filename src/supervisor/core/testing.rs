@@ -17,7 +17,7 @@ use crate::service::{Service, State};
 
 pub fn svc(name: &str, after: &[&str]) -> ServiceSpec {
     let mut s = ServiceSpec::new(name, vec!["true".into()]);
-    s.after = after.iter().map(|a| a.to_string()).collect();
+    s.after = after.iter().map(|&a| a.into()).collect();
     s
 }
 
