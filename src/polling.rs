@@ -15,10 +15,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::log::warn;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use tracing::warn;
 
 /// Failures less than this apart are one burst, logged once: near a limit,
 /// clients are served and refused in turn, and a warning for each would

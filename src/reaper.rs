@@ -6,10 +6,10 @@
 //! orphans re-parented to corral are all reaped here, on the supervisor
 //! thread, which is also the thread that spawns.
 
+use crate::log::error;
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use tracing::error;
 
 use crate::exit::Exit;
 

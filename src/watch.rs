@@ -26,10 +26,10 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
+use crate::log::{debug, error, warn};
 use crossbeam_channel::Sender;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
-use tracing::{debug, error, warn};
 
 use crate::event::Input;
 

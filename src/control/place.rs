@@ -26,10 +26,10 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
+use crate::log::warn;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{Mode, fchmod, fstat};
 use nix::unistd::{AccessFlags, access};
-use tracing::warn;
 
 /// Where corral listens when `/run` is writable (as root in a container).
 pub const DEFAULT_SOCKET: &str = "/run/corral/control.sock";

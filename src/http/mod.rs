@@ -79,8 +79,8 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use crate::log::{debug, info};
 use crossbeam_channel::Sender;
-use tracing::{debug, info};
 
 use crate::event::Input;
 use crate::output::Logs;

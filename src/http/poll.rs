@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::log::{debug, error, info, warn};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::poll::PollFlags;
-use tracing::{debug, error, info, warn};
 
 use super::pages::{OutputCounts, Page, Reply, page_reply};
 use super::request::{Asked, Incoming, response};

@@ -16,10 +16,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::time::Instant;
 
+use crate::log::{debug, warn};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use tracing::{debug, warn};
 
 use super::drops::{Dropped, Drops, warn_counted, warn_dropped};
 use super::message::MAX_DATAGRAM;

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Instant, SystemTime};
 
+use crate::log::debug;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use tracing::debug;
 
 use super::format::{self, Format, OutputFormat, SyslogLine};
 use super::ring::{Block, LogStore, Logs, Ring, new_source};

@@ -13,9 +13,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::log::{info, warn};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{info, warn};
 
 use super::{Hook, Service, State, Want};
 use crate::event::{Action, Job, Target};

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::log::{info, warn};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{info, warn};
 
 use super::{FINISH_NO_RESTART, Hook, Next, Service, State, Then, Want};
 use crate::config::Restart;

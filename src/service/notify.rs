@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
+use crate::log::info;
 use nix::unistd::Pid;
-use tracing::info;
 
 use super::{Hook, Service, State};
 use crate::config::Ready;

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::log::{error, info, warn};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{error, info, warn};
 
 use super::{Service, State, Then};
 use crate::config::{Probe, Ready};

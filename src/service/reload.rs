@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::log::{debug, error, info};
 use nix::unistd::Pid;
-use tracing::{debug, error, info};
 
 use super::{Hook, Service, State, Then, WATCH_DEBOUNCE};
 use crate::config::{Ready, Reload};

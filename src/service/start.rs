@@ -12,9 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::log::{error, info, warn};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{error, info, warn};
 
 use super::probe::{Prober, Purpose};
 use super::{Service, State, Then, UpFailure, Want, backoff_delay};

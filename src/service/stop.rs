@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
+use crate::log::{info, warn};
 use nix::sys::signal::Signal;
-use tracing::{info, warn};
 
 use super::{Hook, Next, Service, State, Then, Want};
 use crate::event::Action;

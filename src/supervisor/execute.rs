@@ -14,9 +14,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::log::{debug, warn};
 use crossbeam_channel::{Receiver, Sender};
 use nix::unistd::Pid;
-use tracing::{debug, warn};
 
 use crate::config::{self, Output as OutputMode, Ready, ServiceSpec};
 use crate::event::{Action, Event, Input, Job};

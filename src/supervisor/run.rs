@@ -14,9 +14,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::log::warn;
 use crossbeam_channel::RecvTimeoutError;
 use nix::sys::signal::Signal;
-use tracing::warn;
 
 use super::core::Supervisor;
 use super::edge::Edge;

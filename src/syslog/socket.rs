@@ -14,9 +14,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
+use crate::log::{info, warn};
 use nix::fcntl::AT_FDCWD;
 use nix::sys::stat::{FchmodatFlags, Mode, fchmodat};
-use tracing::{info, warn};
 
 /// SO_RCVBUF asked for: room for bursts. For Unix datagram sockets the
 /// kernel bounds the queue by its length (`net.unix.max_dgram_qlen`) and

@@ -15,9 +15,9 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::log::{debug, error};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::poll::PollFlags;
-use tracing::{debug, error};
 
 use super::Poller;
 use super::relay::{Watch, relay};

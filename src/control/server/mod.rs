@@ -68,8 +68,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::log::{debug, info, warn};
 use crossbeam_channel::{Receiver, Sender};
-use tracing::{debug, info, warn};
 
 use crate::event::Input;
 use crate::output::Logs;

@@ -11,8 +11,8 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
+use crate::log::info;
 use nix::sys::stat::{Mode, umask};
-use tracing::info;
 
 use crate::control::{DirError, check_socket_dir, create_socket_dir};
 

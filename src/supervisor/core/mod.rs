@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::log::{debug, error};
 use nix::unistd::Pid;
-use tracing::{debug, error};
 
 use crate::config::Spec;
 use crate::event::{Action, Event, ServiceId, Target};

@@ -14,9 +14,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::log::{debug, error, info, warn};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{debug, error, info, warn};
 
 use super::Supervisor;
 use crate::event::{Action, Job, Target};

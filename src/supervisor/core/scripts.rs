@@ -10,9 +10,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::log::{debug, error, info, warn};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{debug, error, info, warn};
 
 use super::{Phase, Supervisor};
 use crate::event::{Action, Job, Target};
