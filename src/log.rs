@@ -11,6 +11,13 @@
 //! output thread starts and after it has ended, lines go straight to stderr,
 //! as do the stderr writer's own (`write_directly`).
 //!
+//! Lines are written with `error!`, `warn!`, `info!`, `debug!` and
+//! `trace!`, in tracing's syntax (`warn!(service = %name, pid, ?exit,
+//! "service exited")`) but without tracing's statics per call site: each
+//! expands to a level check and one call of `emit` with the message's
+//! `format_args!` and a slice of fields. tracing's call sites cost about
+//! 785 bytes each, 140 KB of the binary for 179 of them.
+//!
 //! It owns its settings (`LogArgs`, which `cli` fills in from the command
 //! line). Every module logs, so it must never import one but `text` (the
 //! output thread finds it through `attach`, not the other way round).
@@ -22,10 +29,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use tracing::Level;
-use tracing::field::{Field, Visit};
-use tracing::level_filters::LevelFilter;
-use tracing::span;
 
 use crate::text::{self, Escaped, Form};
 
@@ -167,71 +170,225 @@ impl Drop for Flush {
     }
 }
 
-/// The subscriber: formats each event into one line and hands it to `send`.
-///
-/// corral has no spans and one output per process, so this is all of
-/// tracing-subscriber's `fmt` it needs: a level filter, the text format
-/// (`" INFO message key=value"`, no time: container runtimes stamp each
-/// line) and JSON lines (`{"timestamp":…,"level":…,"message":…,…}`).
-/// Written here instead of using tracing-subscriber, it is ~60 KB less code
-/// and no per-thread span registry.
+/// A line's level, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 1,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        }
+    }
+}
+
+/// One field's value, as the macros capture it: `%x` displayed, `?x`
+/// debugged, a bare `x` by its type (`AsField`).
+#[doc(hidden)]
+pub enum Value<'a> {
+    Display(&'a dyn fmt::Display),
+    Debug(&'a dyn fmt::Debug),
+    Str(&'a str),
+    I64(i64),
+    U64(u64),
+    Bool(bool),
+    /// A `None`: the field is left out, as tracing leaves it out.
+    Absent,
+}
+
+/// What a bare field (`pid`, `code`, `service`) may be: what tracing takes
+/// there, numbers, booleans and strings.
+#[doc(hidden)]
+pub trait AsField {
+    fn as_field(&self) -> Value<'_>;
+}
+
+macro_rules! as_field {
+    ($variant:ident as $into:ty: $($t:ty),*) => {
+        $(impl AsField for $t {
+            fn as_field(&self) -> Value<'_> {
+                Value::$variant(<$into>::from(*self))
+            }
+        })*
+    };
+}
+as_field!(I64 as i64: i8, i16, i32, i64);
+as_field!(U64 as u64: u8, u16, u32, u64);
+as_field!(Bool as bool: bool);
+
+impl AsField for usize {
+    fn as_field(&self) -> Value<'_> {
+        Value::U64(u64::try_from(*self).unwrap_or(u64::MAX))
+    }
+}
+
+impl AsField for str {
+    fn as_field(&self) -> Value<'_> {
+        Value::Str(self)
+    }
+}
+
+impl AsField for String {
+    fn as_field(&self) -> Value<'_> {
+        Value::Str(self)
+    }
+}
+
+impl<T: AsField> AsField for Option<T> {
+    fn as_field(&self) -> Value<'_> {
+        self.as_ref().map_or(Value::Absent, AsField::as_field)
+    }
+}
+
+impl<T: AsField + ?Sized> AsField for &T {
+    fn as_field(&self) -> Value<'_> {
+        (**self).as_field()
+    }
+}
+
+/// The settings `init` gave; `None` (before `init`, in unit tests): off.
+static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+/// The least severe level written, as `Level as u8` (0: none), read by
+/// every call site before it formats anything.
+static MAX: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Is a line at `level` written? (One load: what a call site costs when
+/// its level is off.)
+#[doc(hidden)]
+#[inline]
+pub fn enabled(level: Level) -> bool {
+    #[cfg(test)]
+    if let Some(max) = tests::capturing() {
+        return level as u8 <= max;
+    }
+    level as u8 <= MAX.load(Ordering::Relaxed)
+}
+
+/// Write one line: the macros' way in, once `enabled` said yes.
+#[doc(hidden)]
+#[inline(never)]
+pub fn emit(level: Level, message: fmt::Arguments<'_>, fields: &[(&str, Value<'_>)]) {
+    #[cfg(test)]
+    if tests::capture(level, message, fields) {
+        return;
+    }
+    if let Some(logger) = LOGGER.get() {
+        send(logger.format(SystemTime::now(), level, message, fields));
+    }
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __corral_log {
+    // The message, last.
+    (@ $level:expr, [$($f:tt)*], $message:literal $(, $($arg:tt)*)?) => {
+        if $crate::log::enabled($level) {
+            $crate::log::emit($level, format_args!($message $(, $($arg)*)?), &[$($f)*]);
+        }
+    };
+    // No message.
+    (@ $level:expr, [$($f:tt)*] $(,)?) => {
+        if $crate::log::enabled($level) {
+            $crate::log::emit($level, format_args!(""), &[$($f)*]);
+        }
+    };
+    (@ $level:expr, [$($f:tt)*], $k:ident = % $v:expr $(, $($rest:tt)*)?) => {
+        $crate::__corral_log!(@ $level, [$($f)* (stringify!($k), $crate::log::Value::Display(&$v)),] $(, $($rest)*)?)
+    };
+    (@ $level:expr, [$($f:tt)*], $k:ident = ? $v:expr $(, $($rest:tt)*)?) => {
+        $crate::__corral_log!(@ $level, [$($f)* (stringify!($k), $crate::log::Value::Debug(&$v)),] $(, $($rest)*)?)
+    };
+    (@ $level:expr, [$($f:tt)*], $k:ident = $v:expr $(, $($rest:tt)*)?) => {
+        $crate::__corral_log!(@ $level, [$($f)* (stringify!($k), $crate::log::AsField::as_field(&$v)),] $(, $($rest)*)?)
+    };
+    (@ $level:expr, [$($f:tt)*], % $k:ident $(, $($rest:tt)*)?) => {
+        $crate::__corral_log!(@ $level, [$($f)* (stringify!($k), $crate::log::Value::Display(&$k)),] $(, $($rest)*)?)
+    };
+    (@ $level:expr, [$($f:tt)*], ? $k:ident $(, $($rest:tt)*)?) => {
+        $crate::__corral_log!(@ $level, [$($f)* (stringify!($k), $crate::log::Value::Debug(&$k)),] $(, $($rest)*)?)
+    };
+    (@ $level:expr, [$($f:tt)*], $k:ident $(, $($rest:tt)*)?) => {
+        $crate::__corral_log!(@ $level, [$($f)* (stringify!($k), $crate::log::AsField::as_field(&$k)),] $(, $($rest)*)?)
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __corral_error {
+    ($($t:tt)*) => { $crate::__corral_log!(@ $crate::log::Level::Error, [], $($t)*) };
+}
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __corral_warn {
+    ($($t:tt)*) => { $crate::__corral_log!(@ $crate::log::Level::Warn, [], $($t)*) };
+}
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __corral_info {
+    ($($t:tt)*) => { $crate::__corral_log!(@ $crate::log::Level::Info, [], $($t)*) };
+}
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __corral_debug {
+    ($($t:tt)*) => { $crate::__corral_log!(@ $crate::log::Level::Debug, [], $($t)*) };
+}
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __corral_trace {
+    ($($t:tt)*) => { $crate::__corral_log!(@ $crate::log::Level::Trace, [], $($t)*) };
+}
+pub use crate::{
+    __corral_debug as debug, __corral_error as error, __corral_info as info,
+    __corral_trace as trace, __corral_warn as warn,
+};
+
+/// How lines are written: the text format (`" INFO message key=value"`,
+/// no time: container runtimes stamp each line) or JSON lines
+/// (`{"timestamp":…,"level":…,"message":…,…}`).
 struct Logger {
-    max: LevelFilter,
     format: LogFormat,
     /// Colour the level (text on a terminal).
     ansi: bool,
 }
 
-impl tracing::Subscriber for Logger {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        self.max >= *metadata.level()
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.max)
-    }
-
-    // No spans are used; they are accepted and ignored.
-    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-        span::Id::from_u64(1)
-    }
-
-    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-
-    fn event(&self, event: &tracing::Event<'_>) {
-        send(self.format(event));
-    }
-
-    fn enter(&self, _: &span::Id) {}
-
-    fn exit(&self, _: &span::Id) {}
-}
-
 impl Logger {
-    /// One event as one line, newline included.
-    fn format(&self, event: &tracing::Event<'_>) -> Vec<u8> {
-        let level = *event.metadata().level();
+    /// One line, newline included.
+    fn format(
+        &self,
+        now: SystemTime,
+        level: Level,
+        message: fmt::Arguments<'_>,
+        fields: &[(&str, Value<'_>)],
+    ) -> Vec<u8> {
         let mut line = String::with_capacity(128);
         match self.format {
             LogFormat::Text => {
                 let (colour, reset) = match (self.ansi, level) {
                     (false, _) => ("", ""),
-                    (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
-                    (true, Level::WARN) => ("\x1b[33m", "\x1b[0m"),
-                    (true, Level::INFO) => ("\x1b[32m", "\x1b[0m"),
-                    (true, Level::DEBUG) => ("\x1b[34m", "\x1b[0m"),
-                    (true, Level::TRACE) => ("\x1b[35m", "\x1b[0m"),
+                    (true, Level::Error) => ("\x1b[31m", "\x1b[0m"),
+                    (true, Level::Warn) => ("\x1b[33m", "\x1b[0m"),
+                    (true, Level::Info) => ("\x1b[32m", "\x1b[0m"),
+                    (true, Level::Debug) => ("\x1b[34m", "\x1b[0m"),
+                    (true, Level::Trace) => ("\x1b[35m", "\x1b[0m"),
                 };
                 let _ = write!(line, "{colour}{:>5}{reset}", level.as_str());
-                event.record(&mut TextFields(&mut line));
+                text_fields(&mut line, message, fields);
             }
             LogFormat::Json => {
                 line.push_str("{\"timestamp\":\"");
-                text::rfc3339(SystemTime::now(), &mut line);
+                text::rfc3339(now, &mut line);
                 let _ = write!(line, "\",\"level\":\"{}\"", level.as_str());
-                event.record(&mut JsonFields(&mut line));
+                json_fields(&mut line, message, fields);
                 line.push('}');
             }
         }
@@ -245,63 +402,62 @@ impl Logger {
 /// tab are escaped (`\x1b`), whatever the field: a message may carry what a service
 /// sent (a health check's answer), and a raw newline or escape sequence
 /// would forge a log line or steer the terminal of whoever reads the log.
-struct TextFields<'a>(&'a mut String);
-
-impl Visit for TextFields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let mut out = Escaped::new(self.0, Form::Log);
-        let _ = match field.name() {
-            "message" => write!(out, " {value:?}"),
-            name => write!(out, " {}={value:?}", name.trim_start_matches("r#")),
+fn text_fields(line: &mut String, message: fmt::Arguments<'_>, fields: &[(&str, Value<'_>)]) {
+    let mut out = Escaped::new(line, Form::Log);
+    if !is_empty(&message) {
+        let _ = write!(out, " {message}");
+    }
+    for (name, value) in fields {
+        if let Value::Absent = value {
+            continue;
+        }
+        let _ = write!(out, " {}=", name.trim_start_matches("r#"));
+        let _ = match value {
+            Value::Display(v) => write!(out, "{v}"),
+            Value::Debug(v) => write!(out, "{v:?}"),
+            Value::Str(v) => write!(out, "{v:?}"),
+            Value::I64(v) => write!(out, "{v}"),
+            Value::U64(v) => write!(out, "{v}"),
+            Value::Bool(v) => write!(out, "{v}"),
+            Value::Absent => Ok(()),
         };
     }
 }
 
-/// `,"name":value…`: numbers and booleans as JSON values, strings as
-/// strings, anything else as its `{:?}` text in a string.
-struct JsonFields<'a>(&'a mut String);
-
-impl JsonFields<'_> {
-    fn key(&mut self, field: &Field) {
-        self.0.push(',');
-        json_string(self.0, field.name().trim_start_matches("r#"));
-        self.0.push(':');
-    }
+/// Whether a message has nothing to write (`format_args!("")`).
+fn is_empty(message: &fmt::Arguments<'_>) -> bool {
+    message.as_str() == Some("")
 }
 
-impl Visit for JsonFields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.key(field);
-        json_string(self.0, &format!("{value:?}"));
+/// `,"message":…,"name":value…`: numbers and booleans as JSON values,
+/// strings as strings, anything else as its text in a string.
+fn json_fields(line: &mut String, message: fmt::Arguments<'_>, fields: &[(&str, Value<'_>)]) {
+    if !is_empty(&message) {
+        line.push_str(",\"message\":");
+        json_string(line, &message.to_string());
     }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.key(field);
-        json_string(self.0, value);
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.key(field);
-        let _ = write!(self.0, "{value}");
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.key(field);
-        let _ = write!(self.0, "{value}");
-    }
-
-    fn record_f64(&mut self, field: &Field, value: f64) {
-        self.key(field);
-        if value.is_finite() {
-            let _ = write!(self.0, "{value}");
-        } else {
-            json_string(self.0, &format!("{value}"));
+    for (name, value) in fields {
+        if let Value::Absent = value {
+            continue;
         }
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.key(field);
-        let _ = write!(self.0, "{value}");
+        line.push(',');
+        json_string(line, name.trim_start_matches("r#"));
+        line.push(':');
+        match value {
+            Value::Display(v) => json_string(line, &v.to_string()),
+            Value::Debug(v) => json_string(line, &format!("{v:?}")),
+            Value::Str(v) => json_string(line, v),
+            Value::I64(v) => {
+                let _ = write!(line, "{v}");
+            }
+            Value::U64(v) => {
+                let _ = write!(line, "{v}");
+            }
+            Value::Bool(v) => {
+                let _ = write!(line, "{v}");
+            }
+            Value::Absent => {}
+        }
     }
 }
 
@@ -324,80 +480,84 @@ fn json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// Install the subscriber. Keep the returned `Flush` until corral exits.
+/// Set the level and format. Keep the returned `Flush` until corral exits.
 pub fn init(args: &LogArgs) -> Flush {
     let max = match args.log_level {
-        LogLevel::Error => LevelFilter::ERROR,
-        LogLevel::Warn => LevelFilter::WARN,
-        LogLevel::Info => LevelFilter::INFO,
-        LogLevel::Debug => LevelFilter::DEBUG,
-        LogLevel::Trace => LevelFilter::TRACE,
-        LogLevel::Off => LevelFilter::OFF,
+        LogLevel::Error => Level::Error as u8,
+        LogLevel::Warn => Level::Warn as u8,
+        LogLevel::Info => Level::Info as u8,
+        LogLevel::Debug => Level::Debug as u8,
+        LogLevel::Trace => Level::Trace as u8,
+        LogLevel::Off => 0,
     };
     let logger = Logger {
-        max,
         format: args.log_format,
         ansi: args.log_format == LogFormat::Text && std::io::stderr().is_terminal(),
     };
-    // A second initialisation (tests) is not an error worth dying for.
-    let _ = tracing::subscriber::set_global_default(logger);
+    // A second initialisation (tests) keeps the first settings.
+    if LOGGER.set(logger).is_ok() {
+        MAX.store(max, Ordering::Relaxed);
+    }
     Flush
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
 
-    /// The lines `Logger` formats for `events`, as text.
+    /// What this thread logs goes here while `formatted` runs: the
+    /// logger, its most verbose level, and the lines it formats.
+    type Capture = (Logger, u8, Vec<String>);
+
+    thread_local! {
+        static CAPTURE: std::cell::RefCell<Option<Capture>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// The level this thread captures at, while it does.
+    pub(super) fn capturing() -> Option<u8> {
+        CAPTURE.with(|c| c.borrow().as_ref().map(|(_, max, _)| *max))
+    }
+
+    /// Keep the line if this thread captures; false if it does not.
+    pub(super) fn capture(
+        level: Level,
+        message: fmt::Arguments<'_>,
+        fields: &[(&str, Value<'_>)],
+    ) -> bool {
+        CAPTURE.with(|c| {
+            let mut c = c.borrow_mut();
+            let Some((logger, _, lines)) = c.as_mut() else {
+                return false;
+            };
+            let line = logger.format(SystemTime::now(), level, message, fields);
+            lines.push(String::from_utf8_lossy(&line).into_owned());
+            true
+        })
+    }
+
+    /// The lines `Logger` formats for `events` (up to debug), as text.
     fn formatted(format: LogFormat, events: impl FnOnce()) -> Vec<String> {
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let subscriber = Capture {
-            logger: Logger {
-                max: LevelFilter::DEBUG,
-                format,
-                ansi: false,
-            },
-            lines: Arc::clone(&lines),
+        let logger = Logger {
+            format,
+            ansi: false,
         };
-        tracing::subscriber::with_default(subscriber, events);
-        lines.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// `Logger`, keeping its lines instead of sending them to stderr.
-    struct Capture {
-        logger: Logger,
-        lines: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl tracing::Subscriber for Capture {
-        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-            self.logger.enabled(metadata)
-        }
-        fn new_span(&self, attributes: &span::Attributes<'_>) -> span::Id {
-            self.logger.new_span(attributes)
-        }
-        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            let line = String::from_utf8_lossy(&self.logger.format(event)).into_owned();
-            if let Ok(mut lines) = self.lines.lock() {
-                lines.push(line);
-            }
-        }
-        fn enter(&self, _: &span::Id) {}
-        fn exit(&self, _: &span::Id) {}
+        CAPTURE.with(|c| *c.borrow_mut() = Some((logger, Level::Debug as u8, Vec::new())));
+        events();
+        CAPTURE
+            .with(|c| c.borrow_mut().take())
+            .map(|(_, _, lines)| lines)
+            .unwrap_or_default()
     }
 
     #[test]
     fn text_lines_are_level_message_and_fields() {
         let name = String::from("web");
         let lines = formatted(LogFormat::Text, || {
-            tracing::info!(service = %name, pid = 42, "service started");
-            tracing::warn!(signal = "SIGTERM", ok = true, "stopping");
-            tracing::error!(r#type = ?Some(1), "bad\tthing");
-            tracing::trace!("filtered out");
+            info!(service = %name, pid = 42, "service started");
+            warn!(signal = "SIGTERM", ok = true, "stopping");
+            error!(r#type = ?Some(1), "bad\tthing");
+            trace!("filtered out");
         });
         assert_eq!(
             lines,
@@ -413,7 +573,7 @@ mod tests {
     fn text_lines_escape_control_characters_in_every_field() {
         let lines = formatted(LogFormat::Text, || {
             let reason = "bad\x1b[2J\nWARN forged";
-            tracing::warn!(service = "web", %reason, "health check failed: {reason}");
+            warn!(service = "web", %reason, "health check failed: {reason}");
         });
         assert_eq!(
             lines,
@@ -426,11 +586,10 @@ mod tests {
     #[test]
     fn json_lines_are_objects_with_typed_fields() {
         let lines = formatted(LogFormat::Json, || {
-            tracing::debug!(
+            debug!(
                 path = "a \"b\"\n\u{1}",
                 n = 3u64,
                 d = -2i64,
-                f = 1.5,
                 yes = false,
                 dbg = ?"q",
                 "inotify event"
@@ -452,22 +611,28 @@ mod tests {
         assert_eq!(
             rest,
             ",\"level\":\"DEBUG\",\"message\":\"inotify event\",\"path\":\"a \\\"b\\\"\\n\\u0001\",\
-             \"n\":3,\"d\":-2,\"f\":1.5,\"yes\":false,\"dbg\":\"\\\"q\\\"\"}\n"
+             \"n\":3,\"d\":-2,\"yes\":false,\"dbg\":\"\\\"q\\\"\"}\n"
         );
     }
 
     /// The only test that touches the global queue (tests run in parallel).
     #[test]
     fn lines_are_queued_whole_dropped_when_full_and_flushed() {
-        let subscriber = Logger {
-            max: LevelFilter::INFO,
+        // What `emit` does once `init` ran, without the global settings.
+        let logger = Logger {
             format: LogFormat::Text,
             ansi: false,
         };
-        tracing::subscriber::with_default(subscriber, || {
+        let line = |message: fmt::Arguments<'_>, fields: &[(&str, Value<'_>)]| {
+            send(logger.format(SystemTime::now(), Level::Info, message, fields));
+        };
+        {
             let rx = attach();
             take_dropped();
-            tracing::info!(service = "web", "service started");
+            line(
+                format_args!("service started"),
+                &[("service", Value::Str("web"))],
+            );
             match rx.try_recv() {
                 Ok(Queued::Line(line)) => {
                     assert_eq!(
@@ -479,7 +644,7 @@ mod tests {
             }
             // Nobody reads: the queue fills, the rest is counted, nothing blocks.
             for i in 0..BACKLOG + 10 {
-                tracing::warn!(i, "busy");
+                line(format_args!("busy"), &[("i", Value::U64(i as u64))]);
             }
             assert_eq!(rx.len(), BACKLOG);
             assert_eq!(take_dropped(), 10);
@@ -510,6 +675,6 @@ mod tests {
             flush(Instant::now() + Duration::from_secs(30));
             assert_eq!(reader.join().ok(), Some(BACKLOG));
             detach();
-        });
+        }
     }
 }

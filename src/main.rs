@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use corral::cli::{CheckCli, Cli};
 use corral::control::server::Server;
+use corral::log::{error, info, warn};
 use corral::s6::S6Env;
 use corral::supervisor::{Setup, Supervisor};
 use corral::{
     check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,
 };
-use tracing::{error, info, warn};
 
 /// Invalid definitions or usage.
 const EXIT_USAGE: u8 = 2;

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use tracing::warn;
+
+use crate::log::warn;
 
 /// Failures less than this apart are one burst, logged once: near a limit,
 /// clients are served and refused in turn, and a warning for each would

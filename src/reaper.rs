@@ -9,9 +9,9 @@
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use tracing::error;
 
 use crate::exit::Exit;
+use crate::log::error;
 
 #[derive(Debug, Default)]
 pub struct Reaped {

@@ -29,9 +29,9 @@ use std::thread;
 use crossbeam_channel::Sender;
 use nix::errno::Errno;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
-use tracing::{debug, error, warn};
 
 use crate::event::Input;
+use crate::log::{debug, error, warn};
 
 /// The watch thread's handle. Dropping it removes every watch and ends the
 /// thread.

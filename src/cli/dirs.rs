@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tracing::warn;
+use crate::log::warn;
 
 /// The directories: as given (each option repeatable, or one `:`-separated
 /// `CORRAL_*` variable); empty means the defaults (`Dirs::services` etc.).

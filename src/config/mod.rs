@@ -247,7 +247,7 @@ fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>)
             return None;
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable entry in services directory");
+            crate::log::warn!(path = %path.display(), error = %e, "ignoring unreadable entry in services directory");
             return None;
         }
     };
@@ -255,7 +255,7 @@ fn read_entry(path: &Path, options: &LoadOptions, errors: &mut Vec<ConfigError>)
         return Some(s6dir::read(path, &file_name, options));
     }
     let Some(name) = name else {
-        tracing::warn!(path = %path.display(), "ignoring file in services directory: not a NAME.toml service definition");
+        crate::log::warn!(path = %path.display(), "ignoring file in services directory: not a NAME.toml service definition");
         return None;
     };
     let unreadable = |message: String| Parsed {

@@ -65,7 +65,7 @@ pub(super) fn read(dir: &Path, name: &str, options: &LoadOptions) -> Parsed {
         _ => {}
     }
     if dir.join("log").is_dir() {
-        tracing::warn!(
+        crate::log::warn!(
             service = name,
             "ignoring {}/log: corral prefixes each output line with the service name instead of running a logger",
             dir.display()

@@ -29,7 +29,8 @@ use std::path::{Component, Path, PathBuf};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::{Mode, fchmod, fstat};
 use nix::unistd::{AccessFlags, access};
-use tracing::warn;
+
+use crate::log::warn;
 
 /// Where corral listens when `/run` is writable (as root in a container).
 pub const DEFAULT_SOCKET: &str = "/run/corral/control.sock";

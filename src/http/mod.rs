@@ -80,9 +80,9 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use tracing::{debug, info};
 
 use crate::event::Input;
+use crate::log::{debug, info};
 use crate::output::Logs;
 use crate::polling::{open_files_limit, share_of_fds};
 

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::poll::PollFlags;
-use tracing::{debug, error, info, warn};
 
 use super::pages::{OutputCounts, Page, Reply, page_reply};
 use super::request::{Asked, Incoming, response};
 use super::{ACCEPT_BATCH, ACCEPT_PAUSE, IO_TIMEOUT, LINGER, LINGER_BYTES, READ_CHUNK, STACK_SIZE};
 use crate::event::Input;
+use crate::log::{debug, error, info, warn};
 use crate::output::Logs;
 use crate::polling::{self, Wake, new_burst, spare_fd};
 use crate::protocol::{Request, Response};

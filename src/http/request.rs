@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use tracing::debug;
+use crate::log::debug;
 
 use super::pages::{OutputCounts, Page, Reply, page_reply};
 use super::{IO_TIMEOUT, MAX_HEAD, MAX_HEADERS};

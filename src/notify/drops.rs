@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use crate::log::warn;
 
 use super::message::Refusal;
 

@@ -19,13 +19,13 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use tracing::{debug, warn};
 
 use super::drops::{Dropped, Drops, warn_counted, warn_dropped};
 use super::message::MAX_DATAGRAM;
 use super::receive::{close_passed, receive};
 use super::sender::{Run, admit, read_stat};
 use crate::event::{Input, NotifyMessage};
+use crate::log::{debug, warn};
 
 /// Datagrams read from one socket per wake-up, so that a chatty service
 /// cannot starve the others (poll is level-triggered: the rest comes next).

@@ -672,7 +672,7 @@ impl Sink {
         if self.unreported == 0 || quiet {
             return;
         }
-        tracing::warn!(
+        crate::log::warn!(
             service = %self.service,
             path = %self.spec.path.display(),
             dropped = self.unreported,
@@ -689,7 +689,7 @@ impl Sink {
     fn resumed(&mut self, now: Instant) {
         let queue = self.counters.queue_unreported.swap(0, Ordering::Relaxed);
         let dropped = self.unreported.saturating_add(queue);
-        tracing::warn!(
+        crate::log::warn!(
             service = %self.service,
             path = %self.spec.path.display(),
             dropped,

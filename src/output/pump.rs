@@ -16,7 +16,6 @@ use std::time::{Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use tracing::debug;
 
 use super::format::{self, Format, OutputFormat, SyslogLine};
 use super::ready::LineReady;
@@ -25,6 +24,7 @@ use super::split::Splitter;
 use super::writer::Writer;
 use super::{HARD_LIMIT, HIGH_WATER, LogEntry, PROBE_EVERY, READ_SIZE, SPARES, Stream};
 use crate::log;
+use crate::log::debug;
 use crate::polling::{self, Wake};
 
 enum Msg {

@@ -18,9 +18,9 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::log::warn;
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
-use tracing::warn;
 
 use super::{HIGH_WATER, SPARE_BATCH, Stream, WRITE_BATCHES};
 use crate::log::{self, Queued};

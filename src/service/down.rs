@@ -15,11 +15,11 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{info, warn};
 
 use super::{Hook, Service, State, Want};
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::log::{info, warn};
 use crate::text::human;
 
 impl Service {

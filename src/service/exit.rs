@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{info, warn};
 
 use super::{FINISH_NO_RESTART, Hook, Next, PreStopping, Service, State, Then, Want};
 use crate::config::Restart;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::log::{info, warn};
 use crate::text::human;
 
 impl Service {

@@ -5,11 +5,11 @@
 use std::time::Instant;
 
 use nix::unistd::Pid;
-use tracing::info;
 
 use super::{Hook, Service, State};
 use crate::config::Ready;
 use crate::event::{Action, NotifyMessage};
+use crate::log::info;
 
 impl Service {
     /// An s6 notification-fd newline, a line that matched `log-line`, or

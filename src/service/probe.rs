@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{error, info, warn};
 
 use super::{Service, State, Then};
 use crate::config::{Probe, Ready};
 use crate::event::{Action, Job, ProbeToken, Target};
 use crate::exit::Exit;
+use crate::log::{error, info, warn};
 
 /// Readiness probes are retried quickly at first: 50 ms, doubling, up to 1 s.
 const READY_PROBE_FIRST: Duration = Duration::from_millis(50);

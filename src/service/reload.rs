@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nix::unistd::Pid;
-use tracing::{debug, error, info};
 
 use super::{Hook, Service, State, Then, WATCH_DEBOUNCE};
 use crate::config::{Ready, Reload};
 use crate::event::{Action, Job, Target};
+use crate::log::{debug, error, info};
 use crate::text::human;
 
 impl Service {

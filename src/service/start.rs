@@ -14,13 +14,13 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{error, info, warn};
 
 use super::probe::{Prober, Purpose};
 use super::{Service, State, Then, UpFailure, Want, backoff_delay};
 use crate::config::Ready;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::log::{error, info, warn};
 use crate::text::human;
 
 impl Service {

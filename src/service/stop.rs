@@ -17,12 +17,12 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{info, warn};
 
 use super::{Hook, Next, PreStopping, Service, State, Then, Want};
 use crate::config::PreStop;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::log::{info, warn};
 use crate::text::human;
 
 /// How a `pre-stop` ended.

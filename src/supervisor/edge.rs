@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tracing::debug;
+use crate::log::debug;
 
 use super::core::Supervisor;
 use crate::config::parse_signal;

@@ -16,11 +16,11 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::unistd::Pid;
-use tracing::{debug, warn};
 
 use crate::config::{self, Output as OutputMode, Ready, ServiceSpec};
 use crate::event::{Action, Event, Input, Job};
 use crate::exit::Exit;
+use crate::log::{debug, warn};
 use crate::notify::Notify;
 use crate::output::{LineReady, Output, Stream};
 use crate::process::{self, Launch, SpawnError};

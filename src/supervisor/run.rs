@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use nix::sys::signal::Signal;
-use tracing::warn;
 
 use super::core::Supervisor;
 use super::edge::Edge;
 use super::execute::{Setup, execute, reap_events};
 use crate::event::{Action, Event, Input};
+use crate::log::warn;
 use crate::protocol::Response;
 
 /// Run until the supervisor is done; returns corral's exit status.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::warn;
+use crate::log::warn;
 
 use super::{Counters, Limits, MAX_MESSAGE, Peer, Record};
 use crate::notify::receive::{close_passed, receive};

@@ -16,7 +16,8 @@ use std::path::Path;
 
 use nix::fcntl::AT_FDCWD;
 use nix::sys::stat::{FchmodatFlags, Mode, fchmodat};
-use tracing::{info, warn};
+
+use crate::log::{info, warn};
 
 /// SO_RCVBUF asked for: room for bursts. For Unix datagram sockets the
 /// kernel bounds the queue by its length (`net.unix.max_dgram_qlen`) and

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use nix::poll::PollFlags;
-use tracing::{debug, error};
 
 use super::Poller;
 use super::relay::{Watch, relay};
 use super::{DEFAULT_LOG_LINES, FOLLOW_CHUNK, KEEP_CAPACITY, REQUEST_TIMEOUT, WRITE_TIMEOUT};
 use crate::event::{Input, Reply};
+use crate::log::{debug, error};
 use crate::output::format::{escape_line, rfc3339};
 use crate::output::{FOLLOW_BACKLOG, LogEntry};
 use crate::protocol::{

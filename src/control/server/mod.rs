@@ -69,9 +69,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use tracing::{debug, info, warn};
 
 use crate::event::Input;
+use crate::log::{debug, info, warn};
 use crate::output::Logs;
 use crate::polling::{self, Wake, open_files_limit, share_of_fds, spare_fd};
 

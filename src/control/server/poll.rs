@@ -14,7 +14,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use tracing::{debug, error, warn};
+use crate::log::{debug, error, warn};
 
 use super::Poller;
 use super::connection::{Conn, Phase, exiting, timed_out};

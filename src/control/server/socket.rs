@@ -12,9 +12,9 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use nix::sys::stat::{Mode, umask};
-use tracing::info;
 
 use crate::control::{DirError, check_socket_dir, create_socket_dir};
+use crate::log::info;
 
 /// Make sure the directory of the socket at `path` is safe (see
 /// `control::check_socket_dir`), creating what is missing, mode 0700. What

@@ -24,7 +24,7 @@
 
 use std::time::Instant;
 
-use tracing::{error, warn};
+use crate::log::{error, warn};
 
 use super::{InitFailure, Phase, Supervisor};
 use crate::event::{Action, ServiceId};

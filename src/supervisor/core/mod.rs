@@ -22,11 +22,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
-use tracing::{debug, error, info};
 
 use crate::config::Spec;
 use crate::event::{Action, Event, ServiceId, Target};
 use crate::exit::Exit;
+use crate::log::{debug, error, info};
 use crate::service::{Service, Services};
 
 mod boot;

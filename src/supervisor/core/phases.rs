@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{debug, error, info, warn};
 
 use super::Supervisor;
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::log::{debug, error, info, warn};
 
 /// The main COMMAND gets this long after its stop signal before SIGKILL, like
 /// a service with the default `stop-timeout` (capped by the shutdown budget).

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use tracing::{error, info};
+use crate::log::{error, info};
 
 use super::Supervisor;
 use crate::config::Spec;

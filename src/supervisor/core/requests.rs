@@ -359,7 +359,7 @@ impl Supervisor {
                 if let Some(code) = exit_code {
                     self.set_exit_code(code);
                 }
-                tracing::info!(exit_code, "shutdown requested over the control socket");
+                crate::log::info!(exit_code, "shutdown requested over the control socket");
                 actions.extend(self.begin_shutdown(now));
                 "shutting down"
             }

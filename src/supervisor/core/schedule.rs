@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use tracing::warn;
+use crate::log::warn;
 
 use super::{Phase, Supervisor};
 use crate::config::Condition;

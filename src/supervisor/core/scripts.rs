@@ -12,11 +12,11 @@ use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use tracing::{debug, error, info, warn};
 
 use super::{Phase, Supervisor};
 use crate::event::{Action, Job, Target};
 use crate::exit::Exit;
+use crate::log::{debug, error, info, warn};
 
 pub use crate::config::InitFailure;
 
