@@ -138,7 +138,10 @@ success-exit-codes = [0, 3]
     assert_eq!(migrate["last_exit_ok"], true);
     c.wait_state("migrate4", "failed");
     let app4 = c.wait_state("app4", "starting");
-    assert_eq!(app4["detail"], "waiting for migrate4 (failed)");
+    assert_eq!(
+        app4["detail"],
+        "waiting for migrate4 (failed: exit 4, restart = \"never\")"
+    );
     assert!(!c.dir().exists("app4.pids"));
     assert_eq!(c.stop(), 0);
 }
