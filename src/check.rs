@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::calendar::{self, Schedule, Wall};
 use crate::config::{Origin, Restart, ServiceSpec, Spec};
 
 /// Start levels: level 0 needs nothing, level n waits for something at n-1.
@@ -108,6 +109,13 @@ fn describe(svc: &ServiceSpec) -> String {
     if svc.essential {
         parts.push("essential".to_string());
     }
+    if let Some(schedule) = &svc.schedule {
+        parts.push(schedule_line(
+            schedule,
+            &chrono::Local,
+            calendar::wall_now(),
+        ));
+    }
     if !svc.after.is_empty() {
         parts.push(format!("after {}", svc.after.join(", ")));
     }
@@ -129,6 +137,21 @@ fn describe(svc: &ServiceSpec) -> String {
     }
     parts.push(format!("from {}", svc.source.display()));
     parts.join("; ")
+}
+
+/// `schedule "*/5 * * * *", next 2026-12-04T21:05:00+01:00, 21:10, ...`:
+/// the next 3 ticks after `now` in `zone`.
+fn schedule_line<Z: chrono::TimeZone>(schedule: &Schedule, zone: &Z, now: Wall) -> String {
+    let ticks: Vec<String> = schedule
+        .upcoming(zone, now, 3)
+        .into_iter()
+        .map(|tick| calendar::rfc3339(zone, tick))
+        .collect();
+    if ticks.is_empty() {
+        format!("schedule \"{}\" (no tick to come)", schedule.text)
+    } else {
+        format!("schedule \"{}\", next {}", schedule.text, ticks.join(", "))
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@
 //! | `reload` | `services` (empty: re-read the definitions, as SIGHUP) | when each is reloaded and ready again |
 //! | `health` | | `ok: true`, or `ok: false` with `problems` |
 //! | `shutdown` | `exit_code` | at once; the shutdown follows |
+//! | `run` | `service` (a scheduled service or a oneshot) | when the run ends: `ok` as it succeeded, `messages` or `error` with its outcome |
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,11 @@ pub enum Request {
     Shutdown {
         #[serde(default)]
         exit_code: Option<i32>,
+    },
+    /// Run a scheduled or oneshot service now; answered when the run ends
+    /// (`ok` as it succeeded, with its outcome).
+    Run {
+        service: String,
     },
 }
 
@@ -278,6 +284,39 @@ pub struct ServiceStatus {
     /// The last `STATUS=` the service sent over sd_notify.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_status: Option<String>,
+    /// A scheduled service: its `schedule` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Its next tick, RFC 3339 in the container's zone
+    /// (`2026-12-04T21:00:00+01:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// Time to its next tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_ms: Option<u64>,
+    /// How its last run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunStatus>,
+    /// Ticks skipped: the previous run was still going, or a service it
+    /// runs after was not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_ticks: Option<u32>,
+}
+
+/// The last run of a scheduled service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStatus {
+    /// `exit 0`, `killed by SIGTERM`, `could not be started: ...`.
+    pub result: String,
+    /// The shell-style status (128+N for signal N); none if it could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// It exited 0.
+    pub ok: bool,
+    /// Time since it ended.
+    pub ended_ms_ago: u64,
+    /// How long it ran.
+    pub took_ms: u64,
 }
 
 impl ServiceStatus {

@@ -9,6 +9,7 @@
 //! value, which both use, to `value.rs`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -18,7 +19,7 @@ use toml::de::{DeString, DeTable, DeValue};
 use super::hooks;
 use super::log_file::{self, RawLogFile};
 use super::signal;
-use super::spec::{Health, Output, Ready, Reload, Restart};
+use super::spec::{Health, Output, Ready, Reload, Restart, Schedule};
 use super::value::{
     At, Problem, Value, WrittenDuration, argv, expected, integer, positive_duration, text,
     written_duration,
@@ -51,6 +52,8 @@ const KEYS: &[&str] = &[
     "health",
     "reload",
     "watch",
+    // SPEC section 11
+    "schedule",
 ];
 
 /// A `user` or `group` as written.
@@ -97,6 +100,12 @@ pub(super) struct RawService {
     /// As written: relative paths are resolved, and duplicates dropped, by
     /// `file.rs`.
     pub watch: Vec<PathBuf>,
+    /// `schedule`, and where its key is (for the keys it excludes).
+    pub schedule: Option<Arc<Schedule>>,
+    pub schedule_key: Option<usize>,
+    /// Every key written, with where: what a key excludes is checked
+    /// between keys (`file.rs`).
+    pub keys: Vec<(String, usize)>,
 }
 
 /// Type-checks every key of `table`, collecting a problem for each bad key
@@ -105,6 +114,7 @@ pub(super) fn read(table: &DeTable<'_>) -> (RawService, Vec<Problem>) {
     let mut raw = RawService::default();
     let mut problems = Vec::new();
     for (key, value) in table.iter() {
+        raw.keys.push((key.get_ref().to_string(), key.span().start));
         read_key(&mut raw, key, value, &mut problems);
     }
     (raw, problems)
@@ -181,6 +191,10 @@ fn read_key(
         }
         "reload" => raw.reload = hooks::reload(value, problems),
         "watch" => raw.watch = watch(value, problems),
+        "schedule" => {
+            raw.schedule_key = Some(key.span().start);
+            keep(&mut raw.schedule, schedule(value), problems);
+        }
         _ => {
             let shown = name.escape_debug();
             let message = match closest(name, KEYS.iter().copied()) {
@@ -372,6 +386,18 @@ fn after(value: &Value<'_>, problems: &mut Vec<Problem>) -> Vec<At<String>> {
         }
     }
     names
+}
+
+/// `schedule`: a cron expression, an alias or `@every DUR` (`schedule.rs`).
+fn schedule(value: &Value<'_>) -> Result<Arc<Schedule>, Problem> {
+    let text = text(
+        "schedule",
+        "a cron expression string such as \"*/5 * * * *\"",
+        value,
+    )?;
+    super::schedule::parse(&text)
+        .map(Arc::new)
+        .map_err(|message| Problem::at(value.span().start, format!("`schedule`: {message}")))
 }
 
 /// `watch`: an array of paths. Every bad element is reported.

@@ -7,9 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+
+pub use crate::calendar::Schedule;
 
 /// Every service definition found, in a stable order (by name).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -185,6 +188,9 @@ pub struct ServiceSpec {
     pub boot_step: bool,
     /// Where the definition came from, for `corral check` and messages.
     pub origin: Origin,
+    /// `schedule` (SPEC section 11): a cron job, run at each tick, never
+    /// twice at once. `None`: a longrun or a oneshot.
+    pub schedule: Option<Arc<Schedule>>,
 }
 
 /// The format a definition was read from.
@@ -240,6 +246,7 @@ impl ServiceSpec {
             pipe_to: None,
             boot_step: false,
             origin: Origin::Toml,
+            schedule: None,
         }
     }
 }

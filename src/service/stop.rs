@@ -83,7 +83,7 @@ impl Service {
                 };
                 Vec::new()
             }
-            State::Backoff { .. } => {
+            State::Backoff { .. } | State::Scheduled => {
                 self.state = State::Stopped;
                 Vec::new()
             }

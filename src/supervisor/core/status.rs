@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::{Phase, Supervisor};
 use crate::exit::Exit;
-use crate::protocol::{Response, ServiceStatus};
-use crate::service::{Service, State, Want};
+use crate::protocol::{Response, RunStatus, ServiceStatus};
+use crate::service::{Service, State, Timer, Want};
 use crate::text::human;
 
 impl Supervisor {
@@ -71,6 +71,8 @@ impl Supervisor {
             State::Reloading { .. } => ("running", Some("reloading".to_string()), None),
             other => (other.name(), None, None),
         };
+        let scheduled = svc.is_scheduled().then(|| scheduled(svc, now));
+        let detail = detail.or_else(|| scheduled.as_ref().and_then(|s| s.detail.clone()));
         let uptime_ms = match *svc.state() {
             State::Starting { since, .. }
             | State::Running { since, .. }
@@ -114,6 +116,17 @@ impl Supervisor {
             enabled: svc.spec().enabled,
             essential: svc.spec().essential,
             notify_status: svc.notify_status().map(str::to_string),
+            schedule: svc.current_spec().schedule.as_ref().map(|s| s.text.clone()),
+            next_run: scheduled.as_ref().and_then(|s| s.next_run.clone()),
+            next_run_ms: scheduled.as_ref().and_then(|s| s.next_run_ms),
+            last_run: svc.last_run().map(|run| RunStatus {
+                result: run.outcome(),
+                code: run.result.as_ref().ok().map(|e| e.code()),
+                ok: run.succeeded(),
+                ended_ms_ago: millis(now.saturating_duration_since(run.ended)),
+                took_ms: millis(run.took),
+            }),
+            skipped_ticks: svc.is_scheduled().then(|| svc.skipped_ticks()),
         }
     }
 
@@ -157,6 +170,39 @@ impl Supervisor {
                 ..Response::error(format!("{} not running", problems.len()))
             }
         }
+    }
+}
+
+/// What status tells of a scheduled service besides its state.
+struct Scheduled {
+    next_run: Option<String>,
+    next_run_ms: Option<u64>,
+    /// "next run 2026-12-04T21:00:00+01:00 (in 42.0s); last run: exit 0 5.0m ago, took 1.2s"
+    detail: Option<String>,
+}
+
+fn scheduled(svc: &Service, now: Instant) -> Scheduled {
+    let mut parts = Vec::new();
+    let (next_run, next_run_ms) = match svc.timer() {
+        Timer::Armed(next) => {
+            let left = next.at.saturating_duration_since(now);
+            parts.push(format!("next run {} (in {})", next.local, human(left)));
+            (Some(next.local.clone()), Some(millis(left)))
+        }
+        _ => (None, None),
+    };
+    if let Some(run) = svc.last_run() {
+        parts.push(format!(
+            "last run: {} {} ago, took {}",
+            run.outcome(),
+            human(now.saturating_duration_since(run.ended)),
+            human(run.took)
+        ));
+    }
+    Scheduled {
+        next_run,
+        next_run_ms,
+        detail: (!parts.is_empty()).then(|| parts.join("; ")),
     }
 }
 
