@@ -112,7 +112,7 @@ fn describe(svc: &ServiceSpec) -> String {
     if let Some(schedule) = &svc.schedule {
         parts.push(schedule_line(
             schedule,
-            &chrono::Local,
+            &calendar::Local,
             calendar::wall_now(),
         ));
     }
@@ -141,7 +141,7 @@ fn describe(svc: &ServiceSpec) -> String {
 
 /// `schedule "*/5 * * * *", next 2026-12-04T21:05:00+01:00, 21:10, ...`:
 /// the next 3 ticks after `now` in `zone`.
-fn schedule_line<Z: chrono::TimeZone>(schedule: &Schedule, zone: &Z, now: Wall) -> String {
+fn schedule_line<Z: calendar::Zone>(schedule: &Schedule, zone: &Z, now: Wall) -> String {
     let ticks: Vec<String> = schedule
         .upcoming(zone, now, 3)
         .into_iter()

@@ -294,29 +294,23 @@ pub struct ServiceStatus {
     /// Time to its next tick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_ms: Option<u64>,
-    /// How its last run ended.
+    /// Its last run: `exit 0`, `killed by SIGTERM`, `could not be
+    /// started: ...`; with its shell-style status (none if it could not
+    /// start), whether it succeeded, how long ago it ended, how long it took.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_run: Option<RunStatus>,
+    pub last_run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_ago_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_took_ms: Option<u64>,
     /// Ticks skipped: the previous run was still going, or a service it
     /// runs after was not started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped_ticks: Option<u32>,
-}
-
-/// The last run of a scheduled service.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunStatus {
-    /// `exit 0`, `killed by SIGTERM`, `could not be started: ...`.
-    pub result: String,
-    /// The shell-style status (128+N for signal N); none if it could not start.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<i32>,
-    /// It exited 0.
-    pub ok: bool,
-    /// Time since it ended.
-    pub ended_ms_ago: u64,
-    /// How long it ran.
-    pub took_ms: u64,
 }
 
 impl ServiceStatus {

@@ -73,7 +73,7 @@ pub fn parse(text: &str) -> Result<Schedule, String> {
     // A day that never comes (`0 0 30 2 *`) is refused here, not found
     // out by a timer that never fires: there is no year field, so a
     // pattern that matches nothing after 1970 matches nothing ever.
-    if let Err(e) = schedule.next_after(&chrono::Local, 0) {
+    if let Err(e) = schedule.next_after(&crate::calendar::Local, 0) {
         return Err(format!(
             "\"{}\" never matches a date ({e})",
             written.escape_debug()

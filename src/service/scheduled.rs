@@ -184,27 +184,20 @@ impl Service {
     }
 
     fn take_tick(&mut self, deps_met: bool, now: Instant) -> Vec<Action> {
-        if self.state == State::Scheduled {
-            if !deps_met {
-                info!(service = %self.spec.name, "tick skipped: a service it runs after is not started");
-                self.skipped_ticks += 1;
-                return Vec::new();
+        let why = match (self.state == State::Scheduled, self.pid()) {
+            (true, _) if deps_met => {
+                self.run_started = Some(now);
+                return self.spawn();
             }
-            info!(service = %self.spec.name, "scheduled run");
-            self.run_started = Some(now);
-            return self.spawn();
-        }
-        let running_for = self
-            .run_started
-            .map(|at| human(now.saturating_duration_since(at)));
-        match self.pid() {
-            Some(pid) => {
-                warn!(service = %self.spec.name, pid = pid.as_raw(), running_for = %running_for.unwrap_or_default(), "tick skipped: the previous run is still running");
-            }
-            None => {
-                warn!(service = %self.spec.name, state = self.state.name(), "tick skipped: the previous run has not ended");
-            }
-        }
+            (true, _) => "a service it runs after is not started".to_string(),
+            (false, Some(pid)) => format!(
+                "the previous run is still running (pid {}, for {})",
+                pid.as_raw(),
+                human(now.saturating_duration_since(self.run_started.unwrap_or(now)))
+            ),
+            (false, None) => format!("the previous run has not ended ({})", self.state.name()),
+        };
+        warn!(service = %self.spec.name, %why, "tick skipped");
         self.skipped_ticks += 1;
         Vec::new()
     }
@@ -285,7 +278,6 @@ impl Service {
             }
         }
         if self.is_scheduled() {
-            info!(service = %self.spec.name, "run asked for (ctl run)");
             self.run_started = Some(now);
             if let Some(spec) = self.next_spec.take() {
                 self.spec = Arc::new(spec);
@@ -333,7 +325,7 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use crate::calendar::Utc;
     use nix::sys::signal::Signal;
 
     use super::super::testing::*;

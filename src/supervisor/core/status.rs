@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Phase, Supervisor};
 use crate::exit::Exit;
-use crate::protocol::{Response, RunStatus, ServiceStatus};
+use crate::protocol::{Response, ServiceStatus};
 use crate::service::{Service, State, Timer, Want};
 use crate::text::human;
 
@@ -72,6 +72,7 @@ impl Supervisor {
             other => (other.name(), None, None),
         };
         let scheduled = svc.is_scheduled().then(|| scheduled(svc, now));
+        let last_run = svc.last_run();
         let detail = detail.or_else(|| scheduled.as_ref().and_then(|s| s.detail.clone()));
         let uptime_ms = match *svc.state() {
             State::Starting { since, .. }
@@ -119,13 +120,11 @@ impl Supervisor {
             schedule: svc.current_spec().schedule.as_ref().map(|s| s.text.clone()),
             next_run: scheduled.as_ref().and_then(|s| s.next_run.clone()),
             next_run_ms: scheduled.as_ref().and_then(|s| s.next_run_ms),
-            last_run: svc.last_run().map(|run| RunStatus {
-                result: run.outcome(),
-                code: run.result.as_ref().ok().map(|e| e.code()),
-                ok: run.succeeded(),
-                ended_ms_ago: millis(now.saturating_duration_since(run.ended)),
-                took_ms: millis(run.took),
-            }),
+            last_run: last_run.map(|run| run.outcome()),
+            last_run_code: last_run.and_then(|run| run.result.as_ref().ok().map(|e| e.code())),
+            last_run_ok: last_run.map(|run| run.succeeded()),
+            last_run_ago_ms: last_run.map(|run| millis(now.saturating_duration_since(run.ended))),
+            last_run_took_ms: last_run.map(|run| millis(run.took)),
             skipped_ticks: svc.is_scheduled().then(|| svc.skipped_ticks()),
         }
     }

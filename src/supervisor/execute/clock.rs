@@ -1,14 +1,13 @@
 //! The wall clock for scheduled services: `Action::Clock` answered with
 //! what `calendar::consult` says at the real wall time, in the
-//! container's zone (`chrono::Local`: TZ, else /etc/localtime), and the
+//! container's zone (`calendar::Local`: TZ, else /etc/localtime), and the
 //! next tick placed on the loop's monotonic clock as the timer's deadline.
 
 use std::time::{Duration, Instant};
 
-use chrono::Local;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::calendar::{self, Schedule, Wall};
+use crate::calendar::{self, Local, Schedule, Wall};
 use crate::config::MAX_DURATION;
 use crate::event::{Event, NextTick, ServiceId};
 use crate::text::human;
@@ -26,14 +25,13 @@ pub(super) fn read(
     let mono = Instant::now();
     let wall = calendar::wall_now();
     let reading = calendar::consult(schedule, &Local, wall, pending, last);
-    match (pending, reading.due) {
-        (Some(tick), Some(_)) if wall - tick > LATE => {
-            warn!(%service, late = %human(millis(wall - tick)), "tick taken late (the wall clock jumped or the machine was suspended); ticks missed meanwhile are not made up");
-        }
-        (Some(tick), None) => {
-            info!(%service, early = %human(millis(tick - wall)), "the wall clock is behind the tick its timer waited for (it was set back): waiting for it");
-        }
-        _ => {}
+    // Late: the wall clock jumped forward, or the machine was suspended
+    // (the monotonic deadline does not count that time). Early (no `due`):
+    // the wall clock was set back; the timer waits for the same tick.
+    if let (Some(tick), Some(_)) = (pending, reading.due)
+        && wall - tick > LATE
+    {
+        warn!(%service, late = %human(millis(wall - tick)), "tick taken late; ticks missed meanwhile are not made up");
     }
     Event::Clock {
         service,
