@@ -287,6 +287,8 @@ pub enum Event {
     /// and the tick to arm it for next (`Err`: there is none).
     Clock {
         service: ServiceId,
+        /// The wall clock when it was read.
+        wall: Wall,
         due: Option<Wall>,
         next: Result<NextTick, String>,
     },

@@ -26,6 +26,9 @@ use crate::event::{Action, NextTick};
 use crate::exit::Exit;
 use crate::text::human;
 
+/// A tick taken later than this after its wall time is logged as late.
+const LATE: Wall = 1000;
+
 /// A scheduled service's timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Timer {
@@ -146,12 +149,13 @@ impl Service {
         }
     }
 
-    /// The wall clock's answer (`Event::Clock`): take the tick if it is
-    /// due (a run, or a skip: a run still going, a dependency not started
-    /// (`deps_met`)), then arm the timer for the next one.
+    /// The wall clock's answer (`Event::Clock`, read at `wall`): take the
+    /// tick if it is due (a run, or a skip: a run still going, a dependency
+    /// not started (`deps_met`)), then arm the timer for the next one.
     pub fn clocked(
         &mut self,
         due: Option<Wall>,
+        wall: Wall,
         next: Result<NextTick, String>,
         deps_met: bool,
         now: Instant,
@@ -165,6 +169,14 @@ impl Service {
         }
         let mut actions = Vec::new();
         if let Some(tick) = due {
+            if wall - tick > LATE {
+                // The wall clock jumped forward, or the machine was
+                // suspended (the monotonic deadline does not count that).
+                let late = human(Duration::from_millis(
+                    u64::try_from(wall - tick).unwrap_or(0),
+                ));
+                warn!(service = %self.spec.name, %late, "tick taken late; the ticks missed meanwhile are not made up");
+            }
             self.last_tick = Some(tick);
             actions = self.take_tick(deps_met, now);
         }
@@ -382,7 +394,7 @@ mod tests {
                             at: now + Duration::from_millis((tick - wall).max(0) as u64),
                             local: calendar::rfc3339(&Utc, tick),
                         });
-                        let more = svc.clocked(reading.due, next, true, now);
+                        let more = svc.clocked(reading.due, wall, next, true, now);
                         out.extend(self.answer(svc, more, now));
                     }
                     other => out.push(other),
@@ -700,7 +712,7 @@ mod tests {
         let mut svc = Service::new(id(0), every_second());
         svc.start(c.t0);
         assert!(
-            svc.clocked(None, Err("out of range".into()), true, c.t0)
+            svc.clocked(None, 0, Err("out of range".into()), true, c.t0)
                 .is_empty()
         );
         assert_eq!(
@@ -711,6 +723,9 @@ mod tests {
         );
         assert_eq!(svc.deadline(), None);
         // A late answer when not asking changes nothing.
-        assert!(svc.clocked(Some(1), Err("x".into()), true, c.t0).is_empty());
+        assert!(
+            svc.clocked(Some(1), 0, Err("x".into()), true, c.t0)
+                .is_empty()
+        );
     }
 }

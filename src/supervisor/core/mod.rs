@@ -165,7 +165,12 @@ impl Supervisor {
                 })
             }
             Event::Loaded { id, result } => self.on_loaded(id, result, now),
-            Event::Clock { service, due, next } => {
+            Event::Clock {
+                service,
+                wall,
+                due,
+                next,
+            } => {
                 // A tick runs only once what it runs after is started.
                 let deps_met = self
                     .services
@@ -173,7 +178,7 @@ impl Supervisor {
                     .iter()
                     .all(|&j| self.services.is_started(j));
                 self.with_service(service, now, |svc, now| {
-                    svc.clocked(due, next, deps_met, now)
+                    svc.clocked(due, wall, next, deps_met, now)
                 })
             }
         };

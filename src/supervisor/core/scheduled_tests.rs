@@ -66,6 +66,7 @@ impl Clock {
                 let now = h.now;
                 h.event(Event::Clock {
                     service,
+                    wall,
                     due: reading.due,
                     next: reading.next.map(|tick| NextTick {
                         tick,

@@ -5,16 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::warn;
-
 use crate::calendar::{self, Local, Schedule, Wall};
 use crate::config::MAX_DURATION;
 use crate::event::{Event, NextTick, ServiceId};
-use crate::text::human;
-
-/// A tick taken later than this after its wall time is logged as late:
-/// the machine was suspended, or the wall clock jumped forward.
-const LATE: Wall = 1000;
 
 pub(super) fn read(
     service: ServiceId,
@@ -25,16 +18,9 @@ pub(super) fn read(
     let mono = Instant::now();
     let wall = calendar::wall_now();
     let reading = calendar::consult(schedule, &Local, wall, pending, last);
-    // Late: the wall clock jumped forward, or the machine was suspended
-    // (the monotonic deadline does not count that time). Early (no `due`):
-    // the wall clock was set back; the timer waits for the same tick.
-    if let (Some(tick), Some(_)) = (pending, reading.due)
-        && wall - tick > LATE
-    {
-        warn!(%service, late = %human(millis(wall - tick)), "tick taken late; ticks missed meanwhile are not made up");
-    }
     Event::Clock {
         service,
+        wall,
         due: reading.due,
         next: reading.next.map(|tick| NextTick {
             tick,
