@@ -214,14 +214,23 @@ impl Service {
         Vec::new()
     }
 
-    /// The process of a run was reaped: its record.
+    /// The process of a run was reaped: its record. A run stopped on
+    /// purpose (a stop, the shutdown) is no failure to warn about: "service
+    /// stopped" says what happened.
     pub(super) fn note_run(&mut self, exit: Exit, now: Instant) {
         if let Some(started) = self.run_started.take() {
-            self.record_run(Ok(exit), started, now);
+            let stopped = matches!(self.state, State::Stopping { .. });
+            self.record_run(Ok(exit), started, now, !stopped);
         }
     }
 
-    fn record_run(&mut self, result: Result<Exit, String>, started: Instant, now: Instant) {
+    fn record_run(
+        &mut self,
+        result: Result<Exit, String>,
+        started: Instant,
+        now: Instant,
+        log: bool,
+    ) {
         let run = LastRun {
             result,
             ended: now,
@@ -231,7 +240,7 @@ impl Service {
         let outcome = run.outcome();
         if run.succeeded() {
             info!(service = %self.spec.name, %outcome, %took, "run done");
-        } else {
+        } else if log {
             warn!(service = %self.spec.name, %outcome, %took, "run failed");
         }
         self.last_run = Some(run);
@@ -243,7 +252,7 @@ impl Service {
     /// (a run of a stopped service, from `ctl run`).
     pub(super) fn run_ended(&mut self, result: Result<Exit, String>, now: Instant) -> Vec<Action> {
         if let (Err(error), Some(started)) = (&result, self.run_started.take()) {
-            self.record_run(Err(error.clone()), started, now);
+            self.record_run(Err(error.clone()), started, now, true);
         }
         if self.want != Want::Up {
             self.state = State::Stopped;

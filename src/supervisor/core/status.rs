@@ -106,7 +106,13 @@ impl Supervisor {
             uptime_ms,
             updown_ms,
             ready_ms,
-            restarts: svc.restarts(),
+            // A scheduled service starts a process at each tick: its runs
+            // are `run`, not restarts.
+            restarts: if svc.is_scheduled() {
+                0
+            } else {
+                svc.restarts()
+            },
             run: svc.starts(),
             ready: svc.is_ready(),
             last_exit: svc.last_exit().map(|e| e.to_string()),
