@@ -34,8 +34,9 @@ const LATE: Wall = 1000;
 pub enum Timer {
     /// Not running: not scheduled, not wanted up, or no tick will ever come.
     Off,
-    /// The wall clock was asked; its answer comes back at once.
-    Asking,
+    /// The wall clock was asked; its answer comes back at once. With the
+    /// deadline that fired, if any.
+    Asking(Option<Instant>),
     /// The next tick, and when it is due on the loop's clock.
     Armed(NextTick),
 }
@@ -115,17 +116,17 @@ impl Service {
     }
 
     /// Ask the wall clock about the timer (`pending`: the tick it was armed
-    /// for, now at its deadline; none: arm it afresh).
-    fn ask(&mut self, pending: Option<Wall>) -> Vec<Action> {
+    /// for and its deadline, which has come; none: arm it afresh).
+    fn ask(&mut self, pending: Option<(Wall, Instant)>) -> Vec<Action> {
         let Some(schedule) = self.current_spec().schedule.clone() else {
             self.timer = Timer::Off;
             return Vec::new();
         };
-        self.timer = Timer::Asking;
+        self.timer = Timer::Asking(pending.map(|(_, at)| at));
         vec![Action::Clock {
             service: self.id,
             schedule,
-            pending,
+            pending: pending.map(|(tick, _)| tick),
             last: self.last_tick,
         }]
     }
@@ -142,8 +143,8 @@ impl Service {
     pub(super) fn timer_due(&mut self, now: Instant) -> Vec<Action> {
         match &self.timer {
             Timer::Armed(next) if self.want == Want::Up && now + SLACK >= next.at => {
-                let tick = next.tick;
-                self.ask(Some(tick))
+                let pending = (next.tick, next.at);
+                self.ask(Some(pending))
             }
             _ => Vec::new(),
         }
@@ -160,22 +161,25 @@ impl Service {
         deps_met: bool,
         now: Instant,
     ) -> Vec<Action> {
-        if self.timer != Timer::Asking {
+        let Timer::Asking(deadline) = self.timer else {
             return Vec::new();
-        }
+        };
         if self.want != Want::Up {
             self.timer = Timer::Off;
             return Vec::new();
         }
         let mut actions = Vec::new();
         if let Some(tick) = due {
-            if wall - tick > LATE {
-                // The wall clock jumped forward, or the machine was
-                // suspended (the monotonic deadline does not count that).
-                let late = human(Duration::from_millis(
-                    u64::try_from(wall - tick).unwrap_or(0),
-                ));
-                warn!(service = %self.spec.name, %late, "tick taken late; the ticks missed meanwhile are not made up");
+            // Late on the wall clock beyond the loop's own delay: the wall
+            // clock jumped forward, or the machine was suspended (the
+            // monotonic deadline does not count that time).
+            let busy = deadline.map_or(0, |at| {
+                Wall::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(0)
+            });
+            let jumped = wall - tick - busy;
+            if jumped > LATE {
+                let late = human(Duration::from_millis(u64::try_from(jumped).unwrap_or(0)));
+                warn!(service = %self.spec.name, %late, "tick taken late (the wall clock jumped, or the machine slept); the ticks missed meanwhile are not made up");
             }
             self.last_tick = Some(tick);
             actions = self.take_tick(deps_met, now);

@@ -266,7 +266,11 @@ fn status_shows_the_schedule_the_next_run_and_the_last_result() {
         )
     );
     assert_eq!(status.skipped_ticks, Some(0));
-    assert_eq!((status.run, status.restarts), (1, 0), "runs are no restarts");
+    assert_eq!(
+        (status.run, status.restarts),
+        (1, 0),
+        "runs are no restarts"
+    );
     assert_eq!(
         status.detail.as_deref(),
         Some(
