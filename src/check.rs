@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::calendar::{self, Schedule, Wall};
 use crate::config::{Condition, Origin, PreStop, Ready, Restart, ServiceSpec, Spec, show_limit};
 use crate::text::human;
 
@@ -109,6 +110,13 @@ fn describe(svc: &ServiceSpec) -> String {
     if svc.essential {
         parts.push("essential".to_string());
     }
+    if let Some(schedule) = &svc.schedule {
+        parts.push(schedule_line(
+            schedule,
+            &calendar::Local,
+            calendar::wall_now(),
+        ));
+    }
     if !svc.after.is_empty() {
         let after: Vec<String> = svc
             .after
@@ -161,6 +169,21 @@ fn describe(svc: &ServiceSpec) -> String {
     }
     parts.push(format!("from {}", svc.source.display()));
     parts.join("; ")
+}
+
+/// `schedule "*/5 * * * *", next 2026-12-04T21:05:00+01:00, 21:10, ...`:
+/// the next 3 ticks after `now` in `zone`.
+fn schedule_line<Z: calendar::Zone>(schedule: &Schedule, zone: &Z, now: Wall) -> String {
+    let ticks: Vec<String> = schedule
+        .upcoming(zone, now, 3)
+        .into_iter()
+        .map(|tick| calendar::rfc3339(zone, tick))
+        .collect();
+    if ticks.is_empty() {
+        format!("schedule \"{}\" (no tick to come)", schedule.text)
+    } else {
+        format!("schedule \"{}\", next {}", schedule.text, ticks.join(", "))
+    }
 }
 
 #[cfg(test)]

@@ -13,12 +13,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::calendar::{Schedule, Wall};
 use crate::config::{Probe, ServiceSpec, Spec};
 use crate::exit::Exit;
 use crate::protocol::{Request, Response};
@@ -288,6 +289,27 @@ pub enum Event {
         id: Option<RequestId>,
         result: Result<Spec, Vec<String>>,
     },
+    /// The wall clock's answer to `Action::Clock` for a scheduled service:
+    /// the tick its timer was armed for, if the wall clock has reached it,
+    /// and the tick to arm it for next (`Err`: there is none).
+    Clock {
+        service: ServiceId,
+        /// The wall clock when it was read.
+        wall: Wall,
+        due: Option<Wall>,
+        next: Result<NextTick, String>,
+    },
+}
+
+/// A scheduled service's next tick: its wall time, when it falls on the
+/// loop's monotonic clock (the timer's deadline), and as a person reads it
+/// in the container's zone. The executor reads the clocks; the core keeps
+/// what it is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextTick {
+    pub tick: Wall,
+    pub at: Instant,
+    pub local: String,
 }
 
 /// A control request as the core takes it: service names still to resolve
@@ -331,6 +353,10 @@ pub enum Order {
     Health,
     Shutdown {
         exit_code: Option<i32>,
+    },
+    /// Run a scheduled or oneshot service now; answered when the run ends.
+    Run {
+        service: String,
     },
 }
 
@@ -395,6 +421,16 @@ pub enum Action {
     LoadConfig { id: Option<RequestId> },
     /// Everything is stopped and reaped: exit with this status.
     Exit(i32),
+    /// Read the wall clock for the timer of scheduled service `service`:
+    /// is `pending` (the tick it was armed for) due, and which tick comes
+    /// next (after `last`, the last tick taken, too)? Answered at once by
+    /// `Event::Clock`.
+    Clock {
+        service: ServiceId,
+        schedule: Arc<Schedule>,
+        pending: Option<Wall>,
+        last: Option<Wall>,
+    },
 }
 
 /// What to start, with everything needed to start it.

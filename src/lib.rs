@@ -3,6 +3,7 @@
 //! See ARCHITECTURE.md for the code map and the invariants.
 
 pub mod args;
+pub mod calendar;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -31,6 +31,7 @@
 //! | `reload` | `services` (empty: re-read the definitions, as SIGHUP) | when each is reloaded and ready again |
 //! | `health` | | `ok: true`, or `ok: false` with `problems` |
 //! | `shutdown` | `exit_code` | at once; the shutdown follows |
+//! | `run` | `service` (a scheduled service or a oneshot) | when the run ends: `ok` as it succeeded, `messages` or `error` with its outcome |
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,11 @@ pub enum Request {
     Shutdown {
         #[serde(default)]
         exit_code: Option<i32>,
+    },
+    /// Run a scheduled or oneshot service now; answered when the run ends
+    /// (`ok` as it succeeded, with its outcome).
+    Run {
+        service: String,
     },
 }
 
@@ -282,6 +288,33 @@ pub struct ServiceStatus {
     /// `success-exit-codes` (a death by signal never does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit_ok: Option<bool>,
+    /// A scheduled service: its `schedule` as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Its next tick, RFC 3339 in the container's zone
+    /// (`2026-12-04T21:00:00+01:00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// Time to its next tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_ms: Option<u64>,
+    /// Its last run: `exit 0`, `killed by SIGTERM`, `could not be
+    /// started: ...`; with its shell-style status (none if it could not
+    /// start), whether it succeeded, how long ago it ended, how long it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_ok: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_ago_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_took_ms: Option<u64>,
+    /// Ticks skipped: the previous run was still going, or a service it
+    /// runs after was not started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_ticks: Option<u32>,
 }
 
 impl ServiceStatus {

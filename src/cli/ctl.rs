@@ -60,6 +60,10 @@ pub enum CtlCommand {
     Shutdown {
         exit_code: Option<i32>,
     },
+    /// Run a scheduled or oneshot service now.
+    Run {
+        name: String,
+    },
 }
 
 /// The subcommands: name, arguments, what it does (for the help).
@@ -113,6 +117,11 @@ const CTL_COMMANDS: &[(&str, &str, &str)] = &[
         "shutdown",
         "[--exit-code N]",
         "stop every service and exit, gracefully",
+    ),
+    (
+        "run",
+        "NAME",
+        "run a scheduled or oneshot service now (not while a run is under way); returns when the run ends, exit 1 if it failed",
     ),
 ];
 
@@ -317,6 +326,13 @@ impl CtlCli {
             "health" => {
                 no_more(0)?;
                 CtlCommand::Health
+            }
+            "run" => {
+                no_more(1)?;
+                match names.first() {
+                    Some(name) => CtlCommand::Run { name: name.clone() },
+                    None => return Err(usage("name the service to run".into())),
+                }
             }
             _ => {
                 no_more(0)?;

@@ -208,6 +208,10 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         }
     }
 
+    if raw.schedule.is_some() {
+        check_schedule(&raw, &defaults, &mut problems);
+    }
+
     let credentials = match credentials::resolve(raw.user.as_ref(), raw.group.as_ref()) {
         Ok(credentials) => Some(credentials),
         Err(mut more) => {
@@ -294,9 +298,43 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
             .unwrap_or(defaults.success_exit_codes),
         pre_stop: raw.pre_stop.or(defaults.pre_stop),
         limits: raw.limits.unwrap_or(defaults.limits),
+        schedule: raw.schedule,
         ..defaults
     });
     parsed
+}
+
+/// The keys a scheduled service cannot have: it runs to completion at each
+/// tick, so restart policies, readiness, liveness, reloads and `essential`
+/// (which ends the container when the service ends) make no sense.
+fn check_schedule(raw: &RawService, defaults: &ServiceSpec, problems: &mut Vec<Problem>) {
+    const RESTART: &str = "a failed run is reported, and the next tick runs it again";
+    const READY: &str = "it runs to completion at each tick";
+    const RELOAD: &str = "a changed definition applies from its next run";
+    for (key, at) in &raw.keys {
+        let why = match key.as_str() {
+            "restart" | "restart-delay" | "restart-delay-max" | "max-restarts" => RESTART,
+            "ready" | "ready-timeout" | "health" => READY,
+            "reload" | "watch" => RELOAD,
+            "oneshot" if raw.oneshot == Some(true) => {
+                "a scheduled service already runs to completion, at each tick"
+            }
+            "essential" if raw.essential == Some(true) => {
+                "it ends after each run by design; a failed run is reported in `ctl status` and the log"
+            }
+            _ => continue,
+        };
+        problems.push(Problem::at(
+            *at,
+            format!("`{key}` does not apply to a scheduled service (`schedule`): {why}"),
+        ));
+    }
+    if defaults.ready.is_some() {
+        problems.push(Problem {
+            at: raw.schedule_key,
+            message: "`schedule` conflicts with the directory's `notification-fd` file: a scheduled service has no readiness".to_string(),
+        });
+    }
 }
 
 /// `restart-delay-max` is the cap of a delay that starts at `restart-delay`,

@@ -40,6 +40,7 @@ mod log_file;
 mod raw;
 mod s6dir;
 mod s6rc;
+mod schedule;
 mod signal;
 pub mod spec;
 mod validate;

@@ -9,6 +9,7 @@
 //! value, which both use, to `value.rs`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::resource::Resource;
@@ -20,7 +21,7 @@ use super::hooks;
 use super::limits;
 use super::log_file::{self, RawLogFile};
 use super::signal;
-use super::spec::{Condition, Health, Output, PreStop, Ready, Reload, Restart};
+use super::spec::{Condition, Health, Output, PreStop, Ready, Reload, Restart, Schedule};
 use super::value::{
     At, Problem, Value, WrittenDuration, argv, expected, integer, positive_duration, text,
     written_duration,
@@ -56,6 +57,8 @@ const KEYS: &[&str] = &[
     "pre-stop",
     "success-exit-codes",
     "limits",
+    // SPEC section 11
+    "schedule",
 ];
 
 /// A `user` or `group` as written.
@@ -107,6 +110,12 @@ pub(super) struct RawService {
     pub pre_stop: Option<PreStop>,
     pub success_exit_codes: Option<Vec<u8>>,
     pub limits: Option<Vec<(Resource, u64)>>,
+    /// `schedule`, and where its key is (for the keys it excludes).
+    pub schedule: Option<Arc<Schedule>>,
+    pub schedule_key: Option<usize>,
+    /// Every key written, with where: what a key excludes is checked
+    /// between keys (`file.rs`).
+    pub keys: Vec<(String, usize)>,
 }
 
 /// Type-checks every key of `table`, collecting a problem for each bad key
@@ -115,6 +124,7 @@ pub(super) fn read(table: &DeTable<'_>) -> (RawService, Vec<Problem>) {
     let mut raw = RawService::default();
     let mut problems = Vec::new();
     for (key, value) in table.iter() {
+        raw.keys.push((key.get_ref().to_string(), key.span().start));
         read_key(&mut raw, key, value, &mut problems);
     }
     (raw, problems)
@@ -197,6 +207,10 @@ fn read_key(
         }
         "success-exit-codes" => raw.success_exit_codes = exit_codes(value, problems),
         "limits" => raw.limits = limits::limits(value, problems),
+        "schedule" => {
+            raw.schedule_key = Some(key.span().start);
+            keep(&mut raw.schedule, schedule(value), problems);
+        }
         _ => {
             let shown = name.escape_debug();
             let message = match closest(name, KEYS.iter().copied()) {
@@ -455,6 +469,18 @@ fn condition(name: &str, value: &Value<'_>) -> Result<At<Condition>, Problem> {
         ),
     };
     Err(Problem::at(at, message))
+}
+
+/// `schedule`: a cron expression, an alias or `@every DUR` (`schedule.rs`).
+fn schedule(value: &Value<'_>) -> Result<Arc<Schedule>, Problem> {
+    let text = text(
+        "schedule",
+        "a cron expression string such as \"*/5 * * * *\"",
+        value,
+    )?;
+    super::schedule::parse(&text)
+        .map(Arc::new)
+        .map_err(|message| Problem::at(value.span().start, format!("`schedule`: {message}")))
 }
 
 /// `watch`: an array of paths. Every bad element is reported.

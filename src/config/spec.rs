@@ -7,11 +7,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::resource::Resource;
 use nix::sys::signal::Signal;
 
+pub use crate::calendar::Schedule;
 use crate::exit::Exit;
 
 /// Every service definition found, in a stable order (by name).
@@ -309,6 +311,9 @@ pub struct ServiceSpec {
     /// `limits`: set (soft = hard) in every process of the service before
     /// exec; `RLIM_INFINITY` is `"unlimited"`.
     pub limits: Vec<(Resource, u64)>,
+    /// `schedule` (SPEC section 11): a cron job, run at each tick, never
+    /// twice at once. `None`: a longrun or a oneshot.
+    pub schedule: Option<Arc<Schedule>>,
 }
 
 /// The format a definition was read from.
@@ -364,6 +369,7 @@ impl ServiceSpec {
             pipe_to: None,
             boot_step: false,
             origin: Origin::Toml,
+            schedule: None,
             success_exit_codes: vec![0],
             pre_stop: None,
             limits: Vec::new(),

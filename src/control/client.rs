@@ -157,6 +157,9 @@ fn request_for(command: &CtlCommand) -> Request {
         CtlCommand::Shutdown { exit_code } => Request::Shutdown {
             exit_code: *exit_code,
         },
+        CtlCommand::Run { name } => Request::Run {
+            service: name.clone(),
+        },
     }
 }
 

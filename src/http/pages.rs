@@ -151,6 +151,23 @@ fn metrics(status: &Response, output: &OutputCounts) -> String {
             .iter()
             .map(|s| (s, s.last_exit_code.map(i64::from))),
     );
+    // Scheduled services only (`schedule`): runs started, ticks skipped.
+    family(
+        &mut out,
+        "corral_schedule_runs_total",
+        "counter",
+        "Runs of a scheduled service since corral started (by its ticks or `ctl run`).",
+        services
+            .iter()
+            .map(|s| (s, s.skipped_ticks.map(|_| i64::from(s.run)))),
+    );
+    family(
+        &mut out,
+        "corral_schedule_skipped_ticks_total",
+        "counter",
+        "Ticks of a scheduled service skipped: its previous run was still going, or a service it runs after was down.",
+        services.iter().map(|s| (s, s.skipped_ticks.map(i64::from))),
+    );
     let orphans = status.orphans_reaped.unwrap_or(0);
     let _ = write!(
         out,

@@ -238,6 +238,10 @@ corral_service_restarts_total{service=\"off\"} 0
 # TYPE corral_service_last_exit_code gauge
 corral_service_last_exit_code{service=\"db\"} 1
 corral_service_last_exit_code{service=\"migrate\"} 0
+# HELP corral_schedule_runs_total Runs of a scheduled service since corral started (by its ticks or `ctl run`).
+# TYPE corral_schedule_runs_total counter
+# HELP corral_schedule_skipped_ticks_total Ticks of a scheduled service skipped: its previous run was still going, or a service it runs after was down.
+# TYPE corral_schedule_skipped_ticks_total counter
 # HELP corral_orphans_reaped_total Processes not started by corral that it reaped.
 # TYPE corral_orphans_reaped_total counter
 corral_orphans_reaped_total 3
@@ -250,6 +254,28 @@ corral_orphans_reaped_total 3
 corral_output_write_failed_lines_total{stream=\"stdout\"} 0
 corral_output_write_failed_lines_total{stream=\"stderr\"} 0
 "
+    );
+}
+
+#[test]
+fn metrics_count_the_runs_and_skipped_ticks_of_scheduled_services_only() {
+    let f = Fixture::new();
+    f.edit(|r| {
+        r.services[0].skipped_ticks = Some(2);
+        r.services[0].run = 7;
+    });
+    let body = f.get("GET", "/metrics").2;
+    assert!(
+        body.contains("corral_schedule_runs_total{service=\"db\"} 7\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("corral_schedule_skipped_ticks_total{service=\"db\"} 2\n"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("corral_schedule_runs_total{service=\"web\"}"),
+        "{body}"
     );
 }
 

@@ -17,9 +17,17 @@ impl Service {
     pub fn redefine(&mut self, new: ServiceSpec, now: Instant) -> (Vec<Action>, String) {
         let name = new.name.clone();
         let enabled = new.enabled;
+        if enabled && self.is_scheduled() && new.schedule.is_some() {
+            return self.reschedule(new, now);
+        }
         if self.is_down() {
             self.spec = Arc::new(new);
             self.next_spec = None;
+            if self.state == State::Scheduled {
+                // No longer scheduled (or disabled): started anew, if wanted.
+                self.state = State::Idle;
+                self.timer = super::Timer::Off;
+            }
             if !enabled {
                 self.want = Want::Down;
             }

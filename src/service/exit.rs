@@ -19,6 +19,7 @@ impl Service {
     pub(super) fn exited(&mut self, exit: Exit, now: Instant) -> Vec<Action> {
         self.last_exit = Some(exit);
         self.down_at = Some(now);
+        self.note_run(exit, now);
         let mut actions = self.cancel_probe();
         let next = match std::mem::replace(&mut self.state, State::Idle) {
             State::Stopping {
@@ -106,7 +107,7 @@ impl Service {
             }
             Next::Then(Then::Restart) if self.want == Want::Up => {
                 self.failures = 0;
-                self.spawn()
+                self.begin()
             }
             Next::Then(Then::Backoff(why)) if self.want == Want::Up => {
                 // Not ready in time: corral ended it, so no code of its own.
@@ -118,6 +119,7 @@ impl Service {
                 self.state = State::Stopped;
                 Vec::new()
             }
+            Next::AfterExit if self.is_scheduled() => self.run_ended(Ok(exit), now),
             Next::AfterExit => self.after_exit(exit, now),
         }
     }

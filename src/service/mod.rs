@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use crate::calendar::Wall;
 use crate::config::{Condition, ServiceSpec};
 use crate::event::{Action, Child, ServiceId};
 use crate::exit::Exit;
@@ -36,11 +37,13 @@ mod exit;
 mod notify;
 mod probe;
 mod reload;
+mod scheduled;
 mod services;
 mod start;
 mod stop;
 
 use probe::Prober;
+pub use scheduled::{LastRun, Timer};
 pub use services::Services;
 use stop::PreStopEnd;
 
@@ -138,6 +141,9 @@ pub enum State {
     },
     /// Gave up: `max-restarts` reached, or a failure its policy does not restart.
     Failed { reason: String },
+    /// A scheduled service between runs: its timer (`Service::timer`)
+    /// starts the next one.
+    Scheduled,
 }
 
 /// The `reload = { exec = [...] }` hook of a reload in flight (and the s6
@@ -176,6 +182,7 @@ impl State {
             State::Backoff { .. } => "backoff",
             State::Exited => "exited",
             State::Failed { .. } => "failed",
+            State::Scheduled => "scheduled",
         }
     }
 }
@@ -231,6 +238,14 @@ pub struct Service {
     last_down: Option<Result<Exit, String>>,
     /// A health probe of its current run passed (`after` = "healthy").
     health_passed: bool,
+    /// A scheduled service: its timer, the last tick taken, its runs
+    /// (`scheduled.rs`).
+    timer: Timer,
+    last_tick: Option<Wall>,
+    run_started: Option<Instant>,
+    last_run: Option<LastRun>,
+    runs_ended: u32,
+    skipped_ticks: u32,
 }
 
 /// A service's first attempt to come up in this run failed, before it was
@@ -278,6 +293,12 @@ impl Service {
             up_failure: None,
             last_down: None,
             health_passed: false,
+            timer: Timer::Off,
+            last_tick: None,
+            run_started: None,
+            last_run: None,
+            runs_ended: 0,
+            skipped_ticks: 0,
         }
     }
 
@@ -420,6 +441,9 @@ impl Service {
     /// Started, in the sense of `after` and of `ctl wait`: up and ready
     /// (a reload in flight does not take that back), or for a oneshot, exited 0.
     pub fn is_started(&self) -> bool {
+        if self.is_scheduled() {
+            return self.is_armed();
+        }
         if self.spec.oneshot {
             self.state == State::Exited
         } else {
@@ -448,6 +472,9 @@ impl Service {
 
     /// Ready right now (`/readyz`, `ctl status`): a reload in flight is not.
     pub fn is_ready(&self) -> bool {
+        if self.is_scheduled() {
+            return self.is_armed();
+        }
         if self.spec.oneshot {
             self.state == State::Exited
         } else {
@@ -496,7 +523,10 @@ impl Service {
             State::Running { .. } => self.reload_due,
             _ => None,
         };
-        [state, run, probe, reload].into_iter().flatten().min()
+        [state, run, probe, reload, self.timer_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ---- the transitions the core calls ----
@@ -579,6 +609,12 @@ impl Service {
     /// or reload not ready in time, a oneshot's run or `down` that took too
     /// long, a probe to run or that took too long, a debounced reload.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = self.timer_due(now);
+        actions.extend(self.tick_state(now));
+        actions
+    }
+
+    fn tick_state(&mut self, now: Instant) -> Vec<Action> {
         if self.run_by.is_some_and(|at| now >= at)
             && matches!(self.state, State::Starting { .. } | State::Running { .. })
         {

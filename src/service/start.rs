@@ -65,6 +65,7 @@ impl Service {
             | State::Stopping { .. }
             | State::Finishing { .. }
             | State::RunningDown { .. }
+            | State::Scheduled
             | State::Spawning => Vec::new(),
             State::Idle
             | State::Backoff { .. }
@@ -72,7 +73,7 @@ impl Service {
             | State::Exited
             | State::Failed { .. } => {
                 self.failures = 0;
-                self.spawn()
+                self.begin()
             }
         }
     }
@@ -139,6 +140,9 @@ impl Service {
         self.last_exit = Some(Exit::Code(code));
         self.down_at = Some(now);
         warn!(service = %self.spec.name, %error, "service could not be started");
+        if self.is_scheduled() {
+            return self.run_ended(Err(error.to_string()), now);
+        }
         self.note_up_failure(format!("could not be started: {error}"), code);
         if self.want == Want::Down {
             self.state = State::Stopped;

@@ -114,7 +114,7 @@ impl Service {
                 };
                 Vec::new()
             }
-            State::Backoff { .. } => {
+            State::Backoff { .. } | State::Scheduled => {
                 self.state = State::Stopped;
                 Vec::new()
             }

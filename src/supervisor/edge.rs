@@ -144,6 +144,7 @@ pub fn order(request: Request) -> Result<Order, String> {
         Request::Reload { services } => Order::Reload { services },
         Request::Health {} => Order::Health,
         Request::Shutdown { exit_code } => Order::Shutdown { exit_code },
+        Request::Run { service } => Order::Run { service },
     })
 }
 

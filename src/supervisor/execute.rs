@@ -27,6 +27,7 @@ use crate::process::{self, Launch, SpawnError};
 use crate::watch::Watcher;
 use crate::{probe, reaper};
 
+mod clock;
 mod pipes;
 
 pub use pipes::Pipelines;
@@ -117,6 +118,12 @@ pub(super) fn execute(action: Action, setup: &Setup) -> Vec<Event> {
             }
             vec![Event::Loaded { id, result }]
         }
+        Action::Clock {
+            service,
+            schedule,
+            pending,
+            last,
+        } => vec![clock::read(service, &schedule, pending, last)],
         Action::Exit(_) | Action::Reply { .. } => Vec::new(),
     }
 }

@@ -54,6 +54,7 @@ mod s6_wait;
 mod s6rc_pipeline;
 mod s6rc_runtime;
 mod s6rc_tree;
+mod schedule;
 mod security;
 mod signals;
 mod success_codes;

@@ -165,6 +165,22 @@ impl Supervisor {
                 })
             }
             Event::Loaded { id, result } => self.on_loaded(id, result, now),
+            Event::Clock {
+                service,
+                wall,
+                due,
+                next,
+            } => {
+                // A tick runs only once what it runs after is started.
+                let deps_met = self
+                    .services
+                    .deps(service)
+                    .iter()
+                    .all(|&j| self.services.is_started(j));
+                self.with_service(service, now, |svc, now| {
+                    svc.clocked(due, wall, next, deps_met, now)
+                })
+            }
         };
         self.advance(now, &mut actions);
         actions
@@ -358,6 +374,8 @@ impl Supervisor {
 }
 
 mod testing;
+
+mod scheduled_tests;
 
 #[cfg(test)]
 mod tests {

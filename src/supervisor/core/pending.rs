@@ -49,6 +49,8 @@ pub(super) enum PendingOp {
     /// reload that is a restart, or one asked while starting) ready again in
     /// a run after `starts`.
     Reload(Vec<ReloadWait>),
+    /// `ctl run` of a scheduled service: its run after `ended` runs ended.
+    Run { service: ServiceId, ended: u32 },
 }
 
 #[derive(Debug, Clone)]
@@ -140,6 +142,21 @@ impl Supervisor {
             }
             PendingOp::Wait { until, services } => {
                 self.wait_progress(*until, services, p.deadline, now)
+            }
+            PendingOp::Run { service, ended } => {
+                let svc = self.services.get(*service)?;
+                let run = svc.last_run().filter(|_| svc.runs_ended() > *ended)?;
+                let message = format!(
+                    "{}: {} after {}",
+                    svc.name(),
+                    run.outcome(),
+                    human(run.took)
+                );
+                Some(if run.succeeded() {
+                    Response::messages(vec![message])
+                } else {
+                    Response::error(message)
+                })
             }
         }
     }
@@ -270,6 +287,9 @@ impl Supervisor {
         if svc.want() == Want::Down {
             return Progress::Failed(format!("{name} was stopped"));
         }
+        if svc.is_scheduled() && svc.is_started() {
+            return Progress::Done(format!("{name}: scheduled"));
+        }
         if svc.starts() > since && svc.is_started() {
             return Progress::Done(match svc.pid() {
                 Some(pid) => format!("{name}: started (pid {})", pid.as_raw()),
@@ -323,7 +343,7 @@ fn holds(svc: &Service, until: Until, since: u32) -> bool {
     let newer_run = svc.starts() > since;
     let no_process = svc.pid().is_none();
     match until {
-        Until::Started if svc.spec().oneshot => svc.is_ready(),
+        Until::Started if svc.spec().oneshot || svc.is_scheduled() => svc.is_ready(),
         Until::Started => svc.is_live(),
         Until::Ready => svc.is_ready(),
         Until::Down => no_process || newer_run,

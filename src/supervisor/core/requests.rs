@@ -44,6 +44,7 @@ impl Supervisor {
             Order::Reload { services } => return self.request_reload(id, &services, now),
             Order::Health => Some(self.health(now)),
             Order::Shutdown { exit_code } => return self.request_shutdown(id, exit_code, now),
+            Order::Run { service } => return self.request_run(id, &service, now),
         };
         response.map_or_else(Vec::new, |response| vec![Action::Reply { id, response }])
     }
@@ -345,6 +346,57 @@ impl Supervisor {
         self.pending
             .push(Pending::new(id, PendingOp::Reload(waits), None));
         actions
+    }
+
+    /// `ctl run`: a scheduled service or a oneshot runs now, once what it
+    /// runs after is started; answered when the run ends, with its outcome.
+    fn request_run(&mut self, id: RequestId, name: &str, now: Instant) -> Vec<Action> {
+        let reply = |response| vec![Action::Reply { id, response }];
+        let target = match self.up_and_resolved(&Names::These(vec![name.to_string()])) {
+            Ok(ids) => ids.first().copied().filter(|_| ids.len() == 1),
+            Err(e) => return reply(Response::error(e)),
+        };
+        let Some((i, svc)) = target.and_then(|i| Some((i, self.services.get(i)?))) else {
+            return reply(Response::error(format!(
+                "{name} names several services: run one at a time"
+            )));
+        };
+        let name = svc.name().to_string();
+        if !svc.is_scheduled() && !svc.spec().oneshot {
+            return reply(Response::error(format!(
+                "{name} is a long-running service: `run` is for scheduled and oneshot services; use `corral ctl start` or `restart`"
+            )));
+        }
+        let waiting: Vec<&str> = self
+            .services
+            .deps(i)
+            .iter()
+            .filter(|&&j| !self.services.is_started(j))
+            .filter_map(|&j| self.services.get(j).map(Service::name))
+            .collect();
+        if !waiting.is_empty() {
+            return reply(Response::error(format!(
+                "{name} runs after {}, not started",
+                waiting.join(", ")
+            )));
+        }
+        let scheduled = svc.is_scheduled();
+        let (starts, ended) = (svc.starts(), svc.runs_ended());
+        let Some(svc) = self.services.get_mut(i) else {
+            return Vec::new();
+        };
+        match svc.run_now(now) {
+            Ok(actions) => {
+                let op = if scheduled {
+                    PendingOp::Run { service: i, ended }
+                } else {
+                    PendingOp::Restart(vec![(i, starts)])
+                };
+                self.pending.push(Pending::new(id, op, None));
+                actions
+            }
+            Err(e) => reply(Response::error(e)),
+        }
     }
 
     fn request_shutdown(

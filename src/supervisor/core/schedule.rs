@@ -32,6 +32,7 @@ impl Supervisor {
                             | State::Reloading { .. }
                             | State::Backoff { .. }
                             | State::Finishing { .. }
+                            | State::Scheduled
                     )
                     || svc.want() == Want::Down && svc.has_down_to_run()
             });

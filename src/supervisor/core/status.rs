@@ -8,7 +8,7 @@ use super::{Phase, Supervisor};
 use crate::config::Condition;
 use crate::exit::Exit;
 use crate::protocol::{Response, ServiceStatus};
-use crate::service::{Hook, Service, State, Want};
+use crate::service::{Hook, Service, State, Timer, Want};
 use crate::text::human;
 
 impl Supervisor {
@@ -90,6 +90,9 @@ impl Supervisor {
             State::Reloading { .. } => ("running", Some("reloading".to_string()), None),
             other => (other.name(), None, None),
         };
+        let scheduled = svc.is_scheduled().then(|| scheduled(svc, now));
+        let last_run = svc.last_run();
+        let detail = detail.or_else(|| scheduled.as_ref().and_then(|s| s.detail.clone()));
         let uptime_ms = match *svc.state() {
             State::Starting { since, .. }
             | State::Running { since, .. }
@@ -122,7 +125,13 @@ impl Supervisor {
             uptime_ms,
             updown_ms,
             ready_ms,
-            restarts: svc.restarts(),
+            // A scheduled service starts a process at each tick: its runs
+            // are `run`, not restarts.
+            restarts: if svc.is_scheduled() {
+                0
+            } else {
+                svc.restarts()
+            },
             run: svc.starts(),
             ready: svc.is_ready(),
             last_exit: svc.last_exit().map(|e| e.to_string()),
@@ -134,6 +143,15 @@ impl Supervisor {
             essential: svc.spec().essential,
             notify_status: svc.notify_status().map(str::to_string),
             last_exit_ok: svc.last_exit().map(|e| svc.spec().is_success(e)),
+            schedule: svc.current_spec().schedule.as_ref().map(|s| s.text.clone()),
+            next_run: scheduled.as_ref().and_then(|s| s.next_run.clone()),
+            next_run_ms: scheduled.as_ref().and_then(|s| s.next_run_ms),
+            last_run: last_run.map(|run| run.outcome()),
+            last_run_code: last_run.and_then(|run| run.result.as_ref().ok().map(|e| e.code())),
+            last_run_ok: last_run.map(|run| run.succeeded()),
+            last_run_ago_ms: last_run.map(|run| millis(now.saturating_duration_since(run.ended))),
+            last_run_took_ms: last_run.map(|run| millis(run.took)),
+            skipped_ticks: svc.is_scheduled().then(|| svc.skipped_ticks()),
         }
     }
 
@@ -177,6 +195,39 @@ impl Supervisor {
                 ..Response::error(format!("{} not running", problems.len()))
             }
         }
+    }
+}
+
+/// What status tells of a scheduled service besides its state.
+struct Scheduled {
+    next_run: Option<String>,
+    next_run_ms: Option<u64>,
+    /// "next run 2026-12-04T21:00:00+01:00 (in 42.0s); last run: exit 0 5.0m ago, took 1.2s"
+    detail: Option<String>,
+}
+
+fn scheduled(svc: &Service, now: Instant) -> Scheduled {
+    let mut parts = Vec::new();
+    let (next_run, next_run_ms) = match svc.timer() {
+        Timer::Armed(next) => {
+            let left = next.at.saturating_duration_since(now);
+            parts.push(format!("next run {} (in {})", next.local, human(left)));
+            (Some(next.local.clone()), Some(millis(left)))
+        }
+        _ => (None, None),
+    };
+    if let Some(run) = svc.last_run() {
+        parts.push(format!(
+            "last run: {} {} ago, took {}",
+            run.outcome(),
+            human(now.saturating_duration_since(run.ended)),
+            human(run.took)
+        ));
+    }
+    Scheduled {
+        next_run,
+        next_run_ms,
+        detail: (!parts.is_empty()).then(|| parts.join("; ")),
     }
 }
 
