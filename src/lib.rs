@@ -26,6 +26,7 @@ pub mod reaper;
 pub mod s6;
 pub mod service;
 pub mod signals;
+pub mod sort;
 pub mod supervisor;
 pub mod syslog;
 pub mod text;

@@ -134,7 +134,7 @@ impl Watcher {
     fn rebuild(&self, table: &mut Table, changed: &str) {
         let mut dirs: HashMap<WatchDescriptor, Dir> = HashMap::new();
         let mut services: Vec<(&String, &Vec<PathBuf>)> = table.services.iter().collect();
-        services.sort();
+        crate::sort::sort(&mut services);
         for (service, paths) in services {
             // Warn only about the service being set, not on every set.
             let loud = service == changed;
@@ -287,7 +287,7 @@ fn changes(table: &mut Table, events: &[InotifyEvent]) -> Vec<(String, PathBuf)>
             // Events were lost: count every watched path as changed.
             warn!("inotify queue overflowed; treating every watched path as changed");
             let mut all: Vec<(&String, &Vec<PathBuf>)> = table.services.iter().collect();
-            all.sort();
+            crate::sort::sort(&mut all);
             for (service, paths) in all {
                 for path in paths {
                     add(&(service.clone(), path.clone()));

@@ -76,7 +76,7 @@ pub fn collect_scripts(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     for dir in dirs {
         let entries = fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        paths.sort();
+        crate::sort::sort(&mut paths);
         for path in paths {
             if is_hidden(&path) {
                 continue;

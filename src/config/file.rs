@@ -417,7 +417,9 @@ fn show(duration: Duration) -> String {
 /// Errors in reading order; a stable sort keeps the order of errors found at
 /// the same place.
 pub(super) fn sort(errors: &mut [ConfigError]) {
-    errors.sort_by(|a, b| (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col)));
+    crate::sort::sort_by(errors, |a, b| {
+        (&a.path, a.line, a.col).cmp(&(&b.path, b.line, b.col))
+    });
 }
 
 /// The 1-based line and character column of byte `offset` in `text`

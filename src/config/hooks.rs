@@ -82,7 +82,7 @@ impl Shape<'_> {
             })
             .collect();
         // The map may be sorted by name: put it back in file order.
-        entries.sort_by_key(|e| e.key_at);
+        crate::sort::sort_by_key(&mut entries, |e| e.key_at);
 
         let mut split = Table {
             methods: Vec::new(),

@@ -97,7 +97,7 @@ pub(super) fn log_file(
     let mut good = true;
     let mut entries: Vec<_> = table.iter().collect();
     // The map may be sorted by name: report in file order.
-    entries.sort_by_key(|(k, _)| k.span().start);
+    crate::sort::sort_by_key(&mut entries, |(k, _)| k.span().start);
     for (key, item) in entries {
         let name: &str = key.get_ref();
         let result = match name {

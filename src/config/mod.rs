@@ -229,7 +229,7 @@ fn dir_entries(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
             )),
         }
     }
-    paths.sort();
+    crate::sort::sort(&mut paths);
     paths
 }
 

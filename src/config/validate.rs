@@ -18,7 +18,7 @@ pub(super) fn check_after(services: &[&Parsed]) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     // Sorted by name, so that everything below is deterministic.
     let mut sorted: Vec<&Parsed> = services.to_vec();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::sort::sort_by(&mut sorted, |a, b| a.name.cmp(&b.name));
     let index: BTreeMap<&str, usize> = sorted
         .iter()
         .enumerate()
@@ -70,7 +70,7 @@ pub(super) fn check_after(services: &[&Parsed]) -> Vec<ConfigError> {
                 errors.push(error(service, *pos, message));
             }
         }
-        targets.sort_unstable();
+        crate::sort::sort(&mut targets);
         edges.push(targets);
     }
 
@@ -103,7 +103,7 @@ pub(super) fn check_after(services: &[&Parsed]) -> Vec<ConfigError> {
 /// `a/./b` are one), not through links.
 pub(super) fn check_log_files(services: &[&Parsed]) -> Vec<ConfigError> {
     let mut sorted: Vec<&Parsed> = services.to_vec();
-    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::sort::sort_by(&mut sorted, |a, b| a.name.cmp(&b.name));
     let mut owners: BTreeMap<&std::path::Path, &str> = BTreeMap::new();
     let mut errors = Vec::new();
     for service in sorted {

@@ -289,7 +289,7 @@ impl LogFiles {
             .iter()
             .map(|(name, counters)| (name.clone(), snapshot(counters)))
             .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        crate::sort::sort_by(&mut all, |a, b| a.0.cmp(&b.0));
         all
     }
 

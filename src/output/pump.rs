@@ -441,7 +441,7 @@ impl Pump {
             }
         }
         self.turn = self.turn.wrapping_add(1);
-        closed.sort_unstable();
+        crate::sort::sort(&mut closed);
         for i in closed.into_iter().rev() {
             self.sources.swap_remove(i);
         }

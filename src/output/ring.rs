@@ -286,7 +286,7 @@ impl Logs {
                 }
             }
         }
-        counts.sort_by(|a, b| a.service.cmp(&b.service));
+        crate::sort::sort_by(&mut counts, |a, b| a.service.cmp(&b.service));
         counts
     }
 
@@ -318,7 +318,7 @@ impl Logs {
 /// one service keep their order; ties between services go by name).
 fn merged(store: &LogStore, since: Option<SystemTime>) -> Vec<LogEntry> {
     let mut names: Vec<&String> = store.services.keys().collect();
-    names.sort();
+    crate::sort::sort(&mut names);
     let mut all: Vec<LogEntry> = Vec::new();
     for name in names {
         if let Some(ring) = store.services.get(name) {
@@ -326,7 +326,7 @@ fn merged(store: &LogStore, since: Option<SystemTime>) -> Vec<LogEntry> {
         }
     }
     // Stable: a service's own order holds even where its times tie.
-    all.sort_by_key(|e| e.time);
+    crate::sort::sort_by_key(&mut all, |e| e.time);
     all
 }
 

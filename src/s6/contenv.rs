@@ -181,7 +181,7 @@ pub(super) fn read_envdir_as(
         let content = files::read(&path).map_err(|e| format!("unable to read {e}"))?;
         vars.push((name, rules.value(&content)));
     }
-    vars.sort();
+    crate::sort::sort(&mut vars);
     Ok(vars)
 }
 

@@ -290,7 +290,7 @@ impl S6Env {
                     .then_some((name, "not an s6-overlay variable corral knows"))
             })
             .collect();
-        out.sort();
+        crate::sort::sort(&mut out);
         out
     }
 

@@ -114,7 +114,7 @@ impl<'a> Graph<'a> {
         if let Some(at) = stack.iter().position(|b| b == name) {
             let mut cycle: Vec<String> = stack.get(at..).unwrap_or_default().to_vec();
             let mut key = cycle.clone();
-            key.sort();
+            crate::sort::sort(&mut key);
             if self.reported.insert(key) {
                 cycle.push(name.to_string());
                 ctx.errors.push(ConfigError::whole_file(

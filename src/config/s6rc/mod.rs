@@ -114,7 +114,7 @@ impl Ctx<'_> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| !n.starts_with('.'))
             .collect();
-        names.sort();
+        crate::sort::sort(&mut names);
         // A oneshot's `up` or `down` may name a script of its own directory
         // (`/etc/s6-overlay/s6-rc.d/init-x/run`, `.../stop`): read, then.
         let dir_name = dir.file_name().map(|n| n.to_string_lossy().into_owned());

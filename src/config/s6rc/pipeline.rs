@@ -64,7 +64,7 @@ pub(super) fn link(defs: &mut BTreeMap<String, Def>, ctx: &mut Ctx) {
         while let Some(next) = pipe_to.get(at) {
             if next == start {
                 let mut key = seen.clone();
-                key.sort();
+                crate::sort::sort(&mut key);
                 if reported.insert(key) {
                     seen.push(start.clone());
                     let dir = defs.get(start).map(|d| d.dir().join("producer-for"));

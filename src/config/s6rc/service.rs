@@ -221,7 +221,7 @@ fn envdir(ctx: &mut Ctx, dir: &Path) -> Vec<(String, String)> {
         Err(_) => return Vec::new(),
     };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
+    crate::sort::sort(&mut paths);
     let mut env = Vec::new();
     for path in paths {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {

@@ -76,7 +76,7 @@ pub(super) fn read(dir: &Path, ctx: &mut Ctx) -> BTreeMap<String, Def> {
         }
     };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    paths.sort();
+    crate::sort::sort(&mut paths);
     for path in paths {
         let Some(file_name) = path.file_name() else {
             continue;
@@ -219,7 +219,7 @@ fn name_list(ctx: &mut Ctx, dir: &Path, list: &str) -> Option<Vec<Ref>> {
     match fs::read_dir(&listd) {
         Ok(entries) => {
             let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            names.sort();
+            crate::sort::sort(&mut names);
             let mut refs = Vec::new();
             for path in names {
                 let Some(file_name) = path.file_name() else {

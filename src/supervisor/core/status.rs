@@ -20,7 +20,7 @@ impl Supervisor {
         };
         if names.is_empty() {
             // By name, also after a config reload appended new services.
-            ids.sort_by_key(|&id| self.services.get(id).map(Service::name));
+            crate::sort::sort_by_key(&mut ids, |&id| self.services.get(id).map(Service::name));
         }
         Response {
             services: ids
