@@ -11,19 +11,25 @@
 //!
 //! - both webs are in rotation; a third joins by itself;
 //! - `docker stop` of a web: it leaves the rotation, with zero failed
-//!   requests, and Docker reports exit code 0 (shutdown by a signal, no main
-//!   COMMAND);
+//!   requests although haproxy neither retries nor redispatches, and Docker
+//!   reports exit code 0 (shutdown by a signal, no main COMMAND). The node's
+//!   log shows why (corral's lines, in this order): serf is stopped first,
+//!   then web's `pre-stop` hook runs and ends with success (it waits until
+//!   haproxy no longer lists the node), then node gets SIGTERM;
 //! - `docker kill` of a web: Docker reports 137; haproxy's health checks
 //!   mark it DOWN first, and haproxy's syslog message saying so (`log
 //!   /dev/log`, corral's `--syslog`) is in `docker logs` as a `syslog` line;
-//!   the node is taken out once serf declares it failed;
+//!   the node is taken out once serf declares it failed. Requests sent to it
+//!   meanwhile may fail (nothing retries them): counted, not asserted;
 //! - `docker kill -s HUP ha`: haproxy is reloaded (same master pid, no
 //!   restart) and keeps serving;
+//! - no request fails outside the kill's window;
 //! - the HEALTHCHECK (`corral ctl health`) turns healthy; no zombie in `ha`.
 //!
 //! The figures (time to first served request, time from SIGTERM to removal
-//! from haproxy, failed requests, zombies) are printed on stderr (past the
-//! test harness's capture) and written to `target/docker-e2e-LAB-VARIANT.txt`.
+//! from haproxy, the timing of the pre-stop, failed requests, zombies) are
+//! printed on stderr (past the test harness's capture) and written to
+//! `target/docker-e2e-LAB-VARIANT.txt`.
 //!
 //! Every container and network the test makes carries the label
 //! `org.corral.e2e=PID` and is removed by a guard, also when the test fails;
@@ -45,7 +51,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
@@ -54,7 +60,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{Background, Ran, http_get_at, run_within, serial, wait_child, wait_until};
 use crate::docker_common::{
@@ -94,7 +100,7 @@ fn s6_variant_balances_joins_drains_and_reloads() {
 
 /// Without any container: every services dir of the example passes
 /// `corral check`, with the plan the README describes (serf after haproxy on
-/// `ha`; serf after web on a web node).
+/// `ha`; serf after web on a web node, and web's pre-stop hook).
 #[test]
 fn example_service_definitions_pass_corral_check() {
     let example = repo().join("examples/haproxy-serf");
@@ -130,6 +136,12 @@ fn example_service_definitions_pass_corral_check() {
                 plan.contains(&format!("after {first}")),
                 "{variant}/{role}: {second} is not after {first}:\n{plan}"
             );
+            if role == "web" {
+                assert!(
+                    plan.contains("pre-stop \"/usr/local/bin/leave-haproxy"),
+                    "{variant}/web: web has no pre-stop leave-haproxy:\n{plan}"
+                );
+            }
         }
     }
 }
@@ -244,9 +256,12 @@ fn scenario(variant: Variant) {
         first3.as_secs_f64()
     ));
 
-    // `docker stop web2`: serf leaves first, haproxy drops it, then node
-    // drains; no request may fail.
+    // `docker stop web2`: corral stops serf first (it comes after web; its
+    // SIGINT is a leave), then runs web's pre-stop hook, which waits until
+    // haproxy has dropped the node, and only then sends node SIGTERM. With
+    // neither retries nor redispatch in haproxy.cfg, no request may fail.
     let stop_at = Instant::now();
+    let stop_wall = SystemTime::now();
     lab.stop_begin("web2");
     let removed_after = wait_until(
         "web2 to leave haproxy's running config",
@@ -268,18 +283,17 @@ fn scenario(variant: Variant) {
     client.wait_answered_since(stop_done, AFTER_GONE, JOIN_TIMEOUT);
     let stop_window = client.between(stop_at, Instant::now());
     let stop_failed = failures(&stop_window);
-    let drain = lab
-        .logs("web2")
-        .lines()
-        .find(|l| l.contains("stopping after"))
-        .map(|l| l.trim().to_string())
-        .unwrap_or_else(|| "(node said nothing about its drain)".to_string());
     figures.line(format!(
         "web2: removed from haproxy's running config {:.2}s after the stop (SIGTERM); \
-         ended {:.2}s after it, exit code {web2_exit}; node: {drain}",
+         ended {:.2}s after it, exit code {web2_exit}",
         removed_after.as_secs_f64(),
         stop_took.as_secs_f64()
     ));
+    // The pre-stop ran before node's SIGTERM, and after serf's stop, as
+    // web2's log tells (corral's lines, the hook's and node's).
+    let trace = StopTrace::read(&lab.timed_logs("web2"), stop_wall)
+        .unwrap_or_else(|why| panic!("web2's stop: {why}\n{}", lab.logs_tail(&["web2"])));
+    figures.line(format!("web2's stop, from its log: {trace}"));
     figures.line(format!(
         "graceful stop: {} failed requests of {} sent meanwhile",
         stop_failed.len(),
@@ -340,7 +354,7 @@ fn scenario(variant: Variant) {
         "web3: haproxy's health checks marked it DOWN; in ha's log {:.2}s after the kill: {down_line}",
         down_after.as_secs_f64()
     ));
-    let failed_after = wait_until(
+    let (failed_after, removed_at) = wait_until(
         "web3 to leave haproxy's running config (serf: member-failed)",
         FAILED_TIMEOUT,
         || {
@@ -348,18 +362,25 @@ fn scenario(variant: Variant) {
             if servers.iter().any(|s| s == "web3") {
                 Err(format!("haproxy still lists {servers:?}"))
             } else {
-                Ok(kill_at.elapsed())
+                Ok((kill_at.elapsed(), Instant::now()))
             }
         },
     );
-    let kill_window = client.between(kill_at, Instant::now());
+    // A node that dies gets no pre-stop, and haproxy neither retries nor
+    // redispatches: the requests sent to web3 until the health checks took
+    // it out fail. Expected; counted, not asserted. They were all sent
+    // before its removal, which ends the window.
+    let kill_window = client.between(kill_at, removed_at);
+    let kill_failed = failures(&kill_window);
+    let down_at = kill_at + down_after;
     figures.line(format!(
         "web3: killed (exit code {web3_exit}); removed from haproxy's running config \
-         {:.2}s after the kill; {} failed requests of {} meanwhile (haproxy's health \
-         checks and redispatch cover the gap)",
+         {:.2}s after the kill; {} failed requests of {} meanwhile ({} sent before \
+         haproxy's DOWN message; no retry, no redispatch: expected)",
         failed_after.as_secs_f64(),
-        failures(&kill_window).len(),
-        kill_window.len()
+        kill_failed.len(),
+        kill_window.len(),
+        kill_failed.iter().filter(|s| s.sent_at < down_at).count()
     ));
 
     // `docker kill -s HUP ha`: corral reloads every service that defines a
@@ -429,17 +450,31 @@ fn scenario(variant: Variant) {
         lab.exec_ok("ha", &["ps", "-eo", "pid,ppid,stat,cmd"])
     );
 
+    // Every phase but the kill must have lost nothing: joins, the graceful
+    // stop, haproxy's reloads.
     let samples = client.stop();
     let joined_at = first_served_at(&samples).unwrap_or(began);
-    let total_failed = failures(&samples)
+    let failed: Vec<Sample> = failures(&samples)
         .into_iter()
         .filter(|s| s.sent_at >= joined_at)
-        .count();
+        .collect();
+    let (in_kill, elsewhere): (Vec<Sample>, Vec<Sample>) = failed
+        .iter()
+        .cloned()
+        .partition(|s| s.sent_at >= kill_at && s.sent_at < removed_at);
     figures.line(format!(
-        "client: {} requests, {} failed after the first node joined (all phases)",
+        "client: {} requests, {} failed after the first node joined (all phases): \
+         {} while killed web3 was listed, {} elsewhere",
         samples.len(),
-        total_failed
+        failed.len(),
+        in_kill.len(),
+        elsewhere.len()
     ));
+    assert!(
+        elsewhere.is_empty(),
+        "requests failed outside the kill of web3: {elsewhere:#?}\n{}",
+        lab.logs_tail(&["ha"])
+    );
 
     // The last ones are stopped too: exit 0 each.
     for name in ["web1", "ha"] {
@@ -506,6 +541,10 @@ trait Lab {
     fn exec(&self, name: &str, cmd: &[&str]) -> Ran;
     /// Everything the container printed (corral's stdout and stderr).
     fn logs(&self, name: &str) -> String;
+    /// The same lines, each with the time it was written (Docker's `docker
+    /// logs --timestamps`; in the namespace lab, when the test read it), in
+    /// time order; each stream (stdout, stderr) keeps its own order.
+    fn timed_logs(&self, name: &str) -> Vec<(SystemTime, String)>;
     /// One look at the HEALTHCHECK.
     fn healthy(&self, name: &str) -> Result<(), String>;
 
@@ -756,6 +795,24 @@ impl Lab for DockerLab {
         format!("{}{}", ran.stdout, ran.stderr)
     }
 
+    /// `docker logs --timestamps`: `2026-12-04T14:00:00.123456789Z line`.
+    /// The CLI writes the container's stdout and stderr apart; merged by
+    /// time, a stable sort keeps each stream's order.
+    fn timed_logs(&self, name: &str) -> Vec<(SystemTime, String)> {
+        let ran = docker(&["logs", "--timestamps", &self.container(name)]);
+        let mut lines: Vec<(SystemTime, String)> = [ran.stdout, ran.stderr]
+            .iter()
+            .flat_map(|text| {
+                text.lines().filter_map(|l| {
+                    let (time, line) = l.split_once(' ').unwrap_or((l, ""));
+                    Some((parse_rfc3339(time)?, line.to_string()))
+                })
+            })
+            .collect();
+        lines.sort_by_key(|(at, _)| *at);
+        lines
+    }
+
     fn healthy(&self, name: &str) -> Result<(), String> {
         match self.inspect(name, "{{.State.Health.Status}}").as_str() {
             "healthy" => Ok(()),
@@ -819,7 +876,10 @@ struct NsNode {
     script: Child,
     corral: i32,
     ip: String,
+    /// What the node printed (stdout and stderr, one pipe), as written, ...
     log: PathBuf,
+    /// ... and each line with the time it was read.
+    lines: Arc<Mutex<Vec<(SystemTime, String)>>>,
     stop_at: Option<Instant>,
     exit: Option<ExitStatus>,
 }
@@ -1013,9 +1073,32 @@ impl Lab for NetnsLab {
         ip(&["-n", &netns, "link", "set", "eth0", "up"]);
         ip(&["-n", &netns, "link", "set", "lo", "up"]);
 
+        // The node's stdout and stderr: one pipe, so that their lines keep
+        // their order, read by a thread that writes them to the log file
+        // and notes when each came (the timestamps `docker logs -t` has).
+        // It ends when the last process of the node closes the pipe.
         let log = dir.join("log");
-        let out = fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (out, err) = {
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            let mut file = fs::File::create(&log).expect("log file");
+            let lines = Arc::clone(&lines);
+            thread::spawn(move || {
+                let mut reader = BufReader::new(reader);
+                let mut line = Vec::new();
+                while let Ok(1..) = reader.read_until(b'\n', &mut line) {
+                    let at = SystemTime::now();
+                    let _ = file.write_all(&line);
+                    let text = String::from_utf8_lossy(&line);
+                    if let Ok(mut lines) = lines.lock() {
+                        lines.push((at, text.trim_end_matches('\n').to_string()));
+                    }
+                    line.clear();
+                }
+            });
+            let err = writer.try_clone().expect("pipe");
+            (writer, err)
+        };
         let script = Command::new("ip")
             .args(["netns", "exec", &netns])
             .args(["setpriv", "--pdeathsig", "KILL"])
@@ -1042,6 +1125,7 @@ impl Lab for NetnsLab {
             corral: 0,
             ip: node_ip,
             log: log.clone(),
+            lines,
             stop_at: None,
             exit: None,
         };
@@ -1133,6 +1217,14 @@ impl Lab for NetnsLab {
 
     fn logs(&self, name: &str) -> String {
         fs::read_to_string(&self.node(name).log).unwrap_or_default()
+    }
+
+    fn timed_logs(&self, name: &str) -> Vec<(SystemTime, String)> {
+        self.node(name)
+            .lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
     }
 
     /// The image's HEALTHCHECK command.
@@ -1322,6 +1414,186 @@ fn http_get(endpoint: &Endpoint, path: &str) -> Result<(u16, String), String> {
             .unwrap_or_else(|_| Err("request thread panicked".to_string()))
         }),
     }
+}
+
+// ---------------------------------------------------------------------------
+// A graceful stop, from the node's log
+
+/// What a web node's log says about its stop: corral's lines (serf's stop,
+/// web's pre-stop as it begins and ends, web's stop signal), the hook's
+/// verdict and node's own lines, each with its time since the stop began.
+struct StopTrace {
+    serf_stopped: Moment,
+    pre_stop_began: Moment,
+    pre_stop_ended: Moment,
+    term: Moment,
+    /// `leave-haproxy: haproxy no longer lists web2, 0.31s after ...`.
+    hook: Option<Moment>,
+    /// node's `SIGTERM: closing; ...` and `closed after ...`.
+    node: Vec<Moment>,
+}
+
+/// A line of the log, where it is in it, and when it came (seconds since
+/// the stop began).
+struct Moment {
+    index: usize,
+    after: f64,
+    line: String,
+}
+
+impl StopTrace {
+    /// From `lines` (`Lab::timed_logs`) and the time the stop began: each
+    /// line found, in the order the design needs, or why not. The order is
+    /// judged on corral's own lines only, which share one stream (stderr):
+    /// Docker stamps stdout and stderr apart, a few milliseconds may swap
+    /// lines across the two.
+    fn read(lines: &[(SystemTime, String)], since: SystemTime) -> Result<StopTrace, String> {
+        let find = |from: usize, needles: &[&str]| {
+            lines
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, (_, line))| needles.iter().all(|n| line.contains(n)))
+                .map(|(index, (at, line))| Moment {
+                    index,
+                    after: seconds_between(since, *at),
+                    line: strip_level(line).to_string(),
+                })
+        };
+        let need = |from: usize, needles: &[&str], what: &str| {
+            find(from, needles).ok_or_else(|| format!("no line {needles:?} ({what}) in its log"))
+        };
+        let serf_stopped = need(0, &["stopping service", "service=serf"], "serf's stop")?;
+        let pre_stop_began = need(
+            0,
+            &["pre-stop running its hook", "service=web"],
+            "web's pre-stop begins",
+        )?;
+        let pre_stop_ended = need(
+            pre_stop_began.index + 1,
+            &["pre-stop", "service=web"],
+            "web's pre-stop ends",
+        )?;
+        let term = need(
+            0,
+            &["stopping service", "service=web", "signal=\"SIGTERM\""],
+            "node's SIGTERM",
+        )?;
+        if !pre_stop_ended.line.contains("pre-stop done") {
+            return Err(format!(
+                "the pre-stop did not succeed: {}",
+                pre_stop_ended.line
+            ));
+        }
+        if !(serf_stopped.index < pre_stop_began.index
+            && pre_stop_began.index < pre_stop_ended.index
+            && pre_stop_ended.index < term.index)
+        {
+            return Err(format!(
+                "out of order (must be serf's stop, pre-stop begins, pre-stop done, \
+                 SIGTERM to node): lines {}, {}, {}, {}",
+                serf_stopped.index, pre_stop_began.index, pre_stop_ended.index, term.index
+            ));
+        }
+        let hook = find(0, &["leave-haproxy: haproxy no longer lists"]);
+        let node = ["SIGTERM: closing", "closed after"]
+            .iter()
+            .filter_map(|n| find(0, &[n]))
+            .collect();
+        Ok(StopTrace {
+            serf_stopped,
+            pre_stop_began,
+            pre_stop_ended,
+            term,
+            hook,
+            node,
+        })
+    }
+}
+
+impl std::fmt::Display for StopTrace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = |m: &Moment| format!("{:+.2}s `{}`", m.after, m.line);
+        write!(
+            f,
+            "{}; {}; {} (pre-stop {:.2}s); {}",
+            at(&self.serf_stopped),
+            at(&self.pre_stop_began),
+            at(&self.pre_stop_ended),
+            self.pre_stop_ended.after - self.pre_stop_began.after,
+            at(&self.term)
+        )?;
+        if let Some(hook) = &self.hook {
+            write!(f, "; hook: {}", at(hook))?;
+        }
+        for line in &self.node {
+            write!(f, "; node: {}", at(line))?;
+        }
+        Ok(())
+    }
+}
+
+/// A line as written, but for the level that starts corral's own lines
+/// (` INFO pre-stop done service=web` -> `pre-stop done service=web`).
+fn strip_level(line: &str) -> &str {
+    let trimmed = line.trim();
+    ["TRACE ", "DEBUG ", "INFO ", "WARN ", "ERROR "]
+        .iter()
+        .find_map(|level| trimmed.strip_prefix(level))
+        .unwrap_or(trimmed)
+}
+
+/// `to - from` in seconds, negative when `to` is earlier.
+fn seconds_between(from: SystemTime, to: SystemTime) -> f64 {
+    match to.duration_since(from) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// `2026-12-04T14:00:00.123456789Z` (UTC; any number of fraction digits,
+/// up to 9, or none: Go's RFC3339Nano, as `docker logs -t` writes it).
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let number = |s: &str| s.parse::<i64>().ok().filter(|_| !s.is_empty());
+    let mut ymd = date.splitn(3, '-').map(number);
+    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut hms = hms.splitn(3, ':').map(number);
+    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
+    if fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse().ok()?
+    };
+    // Days since 1970-01-01 of a date in the proleptic Gregorian calendar
+    // (Howard Hinnant's days_from_civil: years from March, in 400-year eras).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    Some(UNIX_EPOCH + Duration::new(u64::try_from(seconds).ok()?, nanos))
+}
+
+#[test]
+fn docker_timestamps_parse() {
+    assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+    assert_eq!(
+        parse_rfc3339("2000-03-01T00:00:00.5Z"),
+        Some(UNIX_EPOCH + Duration::from_millis(951_868_800_500))
+    );
+    assert_eq!(
+        parse_rfc3339("2026-12-04T14:00:00.123456789Z"),
+        Some(UNIX_EPOCH + Duration::new(1_796_392_800, 123_456_789))
+    );
+    assert_eq!(parse_rfc3339("2026-12-04 14:00:00Z"), None);
+    assert_eq!(parse_rfc3339("2026-12-04T14:00:00.1234567890Z"), None);
 }
 
 // ---------------------------------------------------------------------------

@@ -4,14 +4,15 @@
 //
 //   node server.js [--notify-fd N]
 //
-// PORT (8080) is where it listens. GET /healthz is its health (200, or 503
-// while draining). --notify-fd N: write a newline to fd N once listening,
-// s6's readiness protocol (notification-fd).
+// PORT (8080) is where it listens. GET /healthz is its health (200).
+// --notify-fd N: write a newline to fd N once listening, s6's readiness
+// protocol (notification-fd).
 //
-// On SIGTERM it drains rather than stopping at once: it keeps serving, and
-// stops listening once no request has come for DRAIN_IDLE_MS (the load
-// balancer has taken it out of rotation), or after DRAIN_MAX_MS at most; it
-// exits when the requests in flight are answered.
+// On SIGTERM it stops at once, cleanly: it closes its listener, answers the
+// requests in flight, and exits. It need not guess when the load balancer
+// has stopped sending it requests: by then it has. The web service's
+// `pre-stop` hook (leave-haproxy) runs before corral sends SIGTERM, and ends
+// once haproxy no longer lists this node.
 
 const http = require('http');
 const fs = require('fs');
@@ -19,25 +20,30 @@ const os = require('os');
 
 const port = Number(process.env.PORT || 8080);
 const name = process.env.NODE_NAME || os.hostname();
-const drainIdleMs = Number(process.env.DRAIN_IDLE_MS || 500);
-const drainMaxMs = Number(process.env.DRAIN_MAX_MS || 4000);
 
 const fdArg = process.argv.indexOf('--notify-fd');
 const notifyFd = fdArg > 0 ? Number(process.argv[fdArg + 1]) : null;
 
-let draining = false;
-let lastRequestAt = Date.now();
 let served = 0;
+let lastRequestAt = null;
+let termAt = null;
+let servedSinceTerm = 0;
 
 const server = http.createServer((req, res) => {
   if (req.url === '/healthz') {
-    res.writeHead(draining ? 503 : 200, { 'content-type': 'text/plain' });
-    res.end(draining ? 'draining\n' : 'ok\n');
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('ok\n');
     return;
   }
-  lastRequestAt = Date.now();
   served += 1;
-  res.writeHead(200, { 'content-type': 'text/plain', 'x-served-by': name });
+  lastRequestAt = Date.now();
+  const headers = { 'content-type': 'text/plain', 'x-served-by': name };
+  if (termAt !== null) {
+    servedSinceTerm += 1;
+    // Closing: this connection is not kept for another request.
+    headers.connection = 'close';
+  }
+  res.writeHead(200, headers);
   res.end(`${name}\n`);
 });
 
@@ -50,17 +56,15 @@ server.listen(port, () => {
 });
 
 process.on('SIGTERM', () => {
-  if (draining) return;
-  draining = true;
-  const since = Date.now();
-  console.log(`draining: served ${served} so far`);
-  const tick = setInterval(() => {
-    const now = Date.now();
-    const idle = now - lastRequestAt >= drainIdleMs;
-    if (!idle && now - since < drainMaxMs) return;
-    clearInterval(tick);
-    console.log(`stopping after ${now - since} ms of draining (${idle ? 'no more requests' : 'drain limit'}); served ${served}`);
-    server.close(() => process.exit(0));
-    server.closeIdleConnections();
-  }, 50);
+  if (termAt !== null) return;
+  termAt = Date.now();
+  const last = lastRequestAt === null ? '' : ` (the last one ${termAt - lastRequestAt} ms before)`;
+  console.log(`SIGTERM: closing; served ${served} requests${last}`);
+  // No new connection; idle keep-alive ones closed now, busy ones once
+  // their response is sent; then 'close'.
+  server.close(() => {
+    console.log(`closed after ${Date.now() - termAt} ms; ${servedSinceTerm} requests served after SIGTERM`);
+    process.exit(0);
+  });
+  server.closeIdleConnections();
 });
