@@ -60,7 +60,9 @@ pub fn plan(spec: &Spec, main: &[String]) -> String {
     let mut step = 0;
     for level in levels(spec) {
         step += 1;
-        let named = level.iter().filter_map(|svc| Some((shown(spec, svc)?, svc)));
+        let named = level
+            .iter()
+            .filter_map(|svc| Some((shown(spec, svc)?, svc)));
         for (k, (name, svc)) in named.enumerate() {
             let num = if k == 0 {
                 format!("{step}.")

@@ -343,7 +343,9 @@ impl CtlCli {
                     return Err(usage("give the service and the number of replicas".into()));
                 };
                 let replicas = n.parse().map_err(|_| {
-                    usage(format!("invalid number of replicas {n:?} (expected 1 or more)"))
+                    usage(format!(
+                        "invalid number of replicas {n:?} (expected 1 or more)"
+                    ))
                 })?;
                 CtlCommand::Scale {
                     name: name.clone(),

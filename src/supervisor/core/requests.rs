@@ -275,6 +275,14 @@ impl Supervisor {
             return Response::ok();
         }
         let spec = match self.resolve(&[name.to_string()], false) {
+            // Each instance of a replicated service (each member of a
+            // bundle) keeps its own lines.
+            Ok(ids) if ids.len() > 1 => {
+                return Response::error(format!(
+                    "{name} names {} services: name one (`ctl status {name}` lists them), or use --all",
+                    ids.len()
+                ));
+            }
             Ok(ids) => match ids.first().and_then(|&i| self.services.get(i)) {
                 Some(svc) => svc.spec(),
                 None => return Response::ok(),
