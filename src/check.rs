@@ -15,14 +15,16 @@ pub fn levels(spec: &Spec) -> Vec<Vec<&ServiceSpec>> {
     let mut level: Vec<Option<usize>> = vec![None; n];
     for _ in 0..=n {
         for (i, svc) in spec.services.iter().enumerate() {
+            // `after` a replicated service: after each of its instances.
             let deps: Option<Vec<usize>> = svc
                 .after
                 .iter()
-                .map(|d| {
-                    spec.services
-                        .iter()
-                        .position(|s| s.name == d.name)
-                        .and_then(|j| level.get(j).copied().flatten())
+                .flat_map(|d| {
+                    spec.services.iter().enumerate().filter_map(|(j, s)| {
+                        let group = s.replica.as_ref().map(|r| &r.group);
+                        (s.name == d.name || group == Some(&d.name))
+                            .then(|| level.get(j).copied().flatten())
+                    })
                 })
                 .collect();
             if let (Some(deps), Some(slot)) = (deps, level.get_mut(i)) {
@@ -51,19 +53,23 @@ pub fn plan(spec: &Spec, main: &[String]) -> String {
     let width = spec
         .services
         .iter()
-        .map(|s| s.name.len())
+        .filter_map(|s| shown(spec, s))
+        .map(|s| s.len())
         .max()
         .unwrap_or(0);
     let mut step = 0;
     for level in levels(spec) {
         step += 1;
-        for (k, svc) in level.iter().enumerate() {
+        let named = level
+            .iter()
+            .filter_map(|svc| Some((shown(spec, svc)?, svc)));
+        for (k, (name, svc)) in named.enumerate() {
             let num = if k == 0 {
                 format!("{step}.")
             } else {
                 String::new()
             };
-            let _ = writeln!(out, "  {num:<4}{:<width$}  {}", svc.name, describe(svc));
+            let _ = writeln!(out, "  {num:<4}{name:<width$}  {}", describe(svc));
         }
     }
     if !main.is_empty() {
@@ -92,6 +98,25 @@ pub fn plan(spec: &Spec, main: &[String]) -> String {
         }
     }
     out
+}
+
+/// A service's name in the plan; a replicated service's instances as one
+/// row, `web.1..web.3`, on its first (`None` for the others).
+fn shown(spec: &Spec, svc: &ServiceSpec) -> Option<String> {
+    let Some(r) = &svc.replica else {
+        return Some(svc.name.clone());
+    };
+    let count = spec
+        .replicated
+        .iter()
+        .find(|t| t.name == r.group)
+        .and_then(|t| t.replicas)
+        .unwrap_or(1);
+    match r.index {
+        1 if count > 1 => Some(format!("{0}.1..{0}.{count}", r.group)),
+        1 => Some(svc.name.clone()),
+        _ => None,
+    }
 }
 
 fn describe(svc: &ServiceSpec) -> String {

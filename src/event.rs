@@ -358,6 +358,11 @@ pub enum Order {
     Run {
         service: String,
     },
+    /// Run `replicas` instances of a replicated service (answered at once).
+    Scale {
+        service: String,
+        replicas: u32,
+    },
 }
 
 /// What a wait waits for, of each service it names (s6's `-u -U -d -D -r

@@ -118,6 +118,12 @@ pub enum Request {
     Run {
         service: String,
     },
+    /// Run `replicas` instances of a service with `replicas` (new ones
+    /// started, the highest stopped); answered at once.
+    Scale {
+        service: String,
+        replicas: u32,
+    },
 }
 
 /// What a `wait` waits for, of every service it names: s6-svc's and

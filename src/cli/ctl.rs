@@ -64,6 +64,11 @@ pub enum CtlCommand {
     Run {
         name: String,
     },
+    /// Run N instances of a service with `replicas`.
+    Scale {
+        name: String,
+        replicas: u32,
+    },
 }
 
 /// The subcommands: name, arguments, what it does (for the help).
@@ -122,6 +127,11 @@ const CTL_COMMANDS: &[(&str, &str, &str)] = &[
         "run",
         "NAME",
         "run a scheduled or oneshot service now (not while a run is under way); returns when the run ends, exit 1 if it failed",
+    ),
+    (
+        "scale",
+        "NAME N",
+        "run N instances of a service with `replicas` (NAME.1 ... NAME.N): new ones start, the highest stop; returns at once (wait NAME --ready waits for them)",
     ),
 ];
 
@@ -326,6 +336,21 @@ impl CtlCli {
             "health" => {
                 no_more(0)?;
                 CtlCommand::Health
+            }
+            "scale" => {
+                no_more(2)?;
+                let (Some(name), Some(n)) = (names.first(), names.get(1)) else {
+                    return Err(usage("give the service and the number of replicas".into()));
+                };
+                let replicas = n.parse().map_err(|_| {
+                    usage(format!(
+                        "invalid number of replicas {n:?} (expected 1 or more)"
+                    ))
+                })?;
+                CtlCommand::Scale {
+                    name: name.clone(),
+                    replicas,
+                }
             }
             "run" => {
                 no_more(1)?;

@@ -211,6 +211,9 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
     if raw.schedule.is_some() {
         check_schedule(&raw, &defaults, &mut problems);
     }
+    if raw.replicas.is_some() {
+        check_replicas(&raw, &mut problems);
+    }
 
     let credentials = match credentials::resolve(raw.user.as_ref(), raw.group.as_ref()) {
         Ok(credentials) => Some(credentials),
@@ -299,6 +302,7 @@ pub(super) fn parse_over(name: &str, path: &Path, text: &str, defaults: ServiceS
         pre_stop: raw.pre_stop.or(defaults.pre_stop),
         limits: raw.limits.unwrap_or(defaults.limits),
         schedule: raw.schedule,
+        replicas: raw.replicas,
         ..defaults
     });
     parsed
@@ -334,6 +338,25 @@ fn check_schedule(raw: &RawService, defaults: &ServiceSpec, problems: &mut Vec<P
             at: raw.schedule_key,
             message: "`schedule` conflicts with the directory's `notification-fd` file: a scheduled service has no readiness".to_string(),
         });
+    }
+}
+
+/// A replicated service: each instance needs a log file of its own, and
+/// runs of a schedule never overlap (so N copies of one would be one).
+fn check_replicas(raw: &RawService, problems: &mut Vec<Problem>) {
+    if raw.schedule.is_some() {
+        problems.push(Problem {
+            at: raw.replicas_key,
+            message: "`replicas` does not apply to a scheduled service (`schedule`): its runs never overlap; define one service per job".to_string(),
+        });
+    }
+    if let Some(log) = &raw.log_file
+        && !log.path.value.to_string_lossy().contains("{replica}")
+    {
+        problems.push(Problem::at(
+            log.path.at,
+            "`log-file.path` needs `{replica}` with `replicas`: each instance writes a file of its own".to_string(),
+        ));
     }
 }
 

@@ -170,16 +170,30 @@ pub fn load_with(dirs: &[PathBuf], options: &LoadOptions) -> Result<Spec, Vec<Co
     let all: Vec<&Parsed> = services.values().collect();
     errors.extend(validate::check_after(&all));
     errors.extend(validate::check_log_files(&all));
+    errors.extend(validate::check_replica_names(&all));
     if !errors.is_empty() {
         file::sort(&mut errors);
         return Err(errors);
     }
     let tree = tree.unwrap_or_default();
+    // BTreeMap order: sorted by name, each replicated service's instances
+    // in its place.
+    let mut list = Vec::new();
+    let mut replicated = Vec::new();
+    for spec in services.into_values().filter_map(|p| p.spec) {
+        match spec.replicas {
+            Some(n) => {
+                list.extend((1..=n).map(|i| spec.instance(i, n)));
+                replicated.push(spec);
+            }
+            None => list.push(spec),
+        }
+    }
     Ok(Spec {
-        // BTreeMap order: sorted by name.
-        services: services.into_values().filter_map(|p| p.spec).collect(),
+        services: list,
         bundles: tree.bundles,
         notes: tree.notes,
+        replicated,
     })
 }
 

@@ -21,7 +21,9 @@ use super::hooks;
 use super::limits;
 use super::log_file::{self, RawLogFile};
 use super::signal;
-use super::spec::{Condition, Health, Output, PreStop, Ready, Reload, Restart, Schedule};
+use super::spec::{
+    Condition, Health, MAX_REPLICAS, Output, PreStop, Ready, Reload, Restart, Schedule,
+};
 use super::value::{
     At, Problem, Value, WrittenDuration, argv, expected, integer, positive_duration, text,
     written_duration,
@@ -59,6 +61,7 @@ const KEYS: &[&str] = &[
     "limits",
     // SPEC section 11
     "schedule",
+    "replicas",
 ];
 
 /// A `user` or `group` as written.
@@ -113,6 +116,9 @@ pub(super) struct RawService {
     /// `schedule`, and where its key is (for the keys it excludes).
     pub schedule: Option<Arc<Schedule>>,
     pub schedule_key: Option<usize>,
+    /// `replicas`, and where its key is.
+    pub replicas: Option<u32>,
+    pub replicas_key: Option<usize>,
     /// Every key written, with where: what a key excludes is checked
     /// between keys (`file.rs`).
     pub keys: Vec<(String, usize)>,
@@ -210,6 +216,10 @@ fn read_key(
         "schedule" => {
             raw.schedule_key = Some(key.span().start);
             keep(&mut raw.schedule, schedule(value), problems);
+        }
+        "replicas" => {
+            raw.replicas_key = Some(key.span().start);
+            keep(&mut raw.replicas, replicas(value), problems);
         }
         _ => {
             let shown = name.escape_debug();
@@ -318,6 +328,22 @@ fn max_restarts(value: &Value<'_>) -> Result<u32, Problem> {
                 )
             }),
         _ => Err(expected("max-restarts", &range, value)),
+    }
+}
+
+fn replicas(value: &Value<'_>) -> Result<u32, Problem> {
+    let range = format!("an integer from 1 to {MAX_REPLICAS}");
+    match value.get_ref() {
+        DeValue::Integer(i) => integer(i.as_str(), i.radix())
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (1..=MAX_REPLICAS).contains(n))
+            .ok_or_else(|| {
+                Problem::at(
+                    value.span().start,
+                    format!("`replicas`: expected {range}, found {}", i.as_str()),
+                )
+            }),
+        _ => Err(expected("replicas", &range, value)),
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Spec {
     /// What `corral check` reports besides the plan: files of a v3 tree
     /// that corral accepts but does not act on (`PATH: ignored: why`).
     pub notes: Vec<String>,
+    /// Definitions with `replicas` (SPEC section 11), as written: the
+    /// templates of their instances, which `services` holds
+    /// (`ServiceSpec::instance`), and of the instances `ctl scale` adds.
+    pub replicated: Vec<ServiceSpec>,
 }
 
 impl Spec {
@@ -314,7 +318,25 @@ pub struct ServiceSpec {
     /// `schedule` (SPEC section 11): a cron job, run at each tick, never
     /// twice at once. `None`: a longrun or a oneshot.
     pub schedule: Option<Arc<Schedule>>,
+    /// `replicas` (SPEC section 11) as written: this definition is a
+    /// template (`Spec::replicated`); `None` on a plain service and on
+    /// each instance.
+    pub replicas: Option<u32>,
+    /// An instance of a replicated service: which service, which number.
+    pub replica: Option<Replica>,
 }
+
+/// What an instance of a replicated service knows of its group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The replicated service's name: `web` of `web.2`.
+    pub group: String,
+    /// 1-based: `CORRAL_REPLICA`.
+    pub index: u32,
+}
+
+/// The most instances of one service (`replicas`, `ctl scale`).
+pub const MAX_REPLICAS: u32 = 1000;
 
 /// The format a definition was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -373,7 +395,68 @@ impl ServiceSpec {
             success_exit_codes: vec![0],
             pre_stop: None,
             limits: Vec::new(),
+            replicas: None,
+            replica: None,
         }
+    }
+
+    /// Instance `index` (1-based) of `count` of this template: named
+    /// `NAME.index`, `{replica}` replaced by `index` in the command, `env`
+    /// values, the log file's path, probe targets and exec hooks, and
+    /// `CORRAL_REPLICA` / `CORRAL_REPLICAS` added to its environment.
+    pub fn instance(&self, index: u32, count: u32) -> ServiceSpec {
+        let n = index.to_string();
+        let sub = |s: &String| s.replace("{replica}", &n);
+        let argv = |v: &mut Vec<String>| *v = v.iter().map(sub).collect();
+        let probe = |p: &mut Probe| match p {
+            Probe::Tcp { addr } => *addr = sub(addr),
+            Probe::Http { url } => *url = sub(url),
+            Probe::Exec { command } => argv(command),
+        };
+        let mut spec = self.clone();
+        spec.name = format!("{}.{n}", self.name);
+        spec.replicas = None;
+        spec.replica = Some(Replica {
+            group: self.name.clone(),
+            index,
+        });
+        argv(&mut spec.command);
+        spec.env
+            .retain(|(k, _)| k != "CORRAL_REPLICA" && k != "CORRAL_REPLICAS");
+        for (_, value) in &mut spec.env {
+            *value = sub(value);
+        }
+        spec.env.push(("CORRAL_REPLICA".into(), n.clone()));
+        spec.env.push(("CORRAL_REPLICAS".into(), count.to_string()));
+        if let Some(log) = &mut spec.log_file
+            && let Some(path) = log.path.to_str()
+        {
+            log.path = PathBuf::from(path.replace("{replica}", &n));
+        }
+        if let Some(Ready::Probe(p)) = &mut spec.ready {
+            probe(p);
+        }
+        if let Some(health) = &mut spec.health {
+            probe(&mut health.probe);
+        }
+        if let Some(Reload::Exec(command)) = &mut spec.reload {
+            argv(command);
+        }
+        if let Some(PreStop::Exec { command, .. }) = &mut spec.pre_stop {
+            argv(command);
+        }
+        spec
+    }
+
+    /// Whether the two are one instance's definitions for two counts of
+    /// replicas: nothing but `CORRAL_REPLICAS` differs.
+    pub fn differs_only_in_count(&self, other: &ServiceSpec) -> bool {
+        let without = |s: &ServiceSpec| {
+            let mut s = s.clone();
+            s.env.retain(|(k, _)| k != "CORRAL_REPLICAS");
+            s
+        };
+        without(self) == without(other)
     }
 
     /// Whether `exit` counts as a success: one of `success-exit-codes`; a

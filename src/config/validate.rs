@@ -127,6 +127,34 @@ pub(super) fn check_log_files(services: &[&Parsed]) -> Vec<ConfigError> {
     errors
 }
 
+/// The instances of a replicated service are named `NAME.N`, up to
+/// `MAX_REPLICAS` (`ctl scale`): no other service may have such a name.
+pub(super) fn check_replica_names(services: &[&Parsed]) -> Vec<ConfigError> {
+    let replicated = |name: &str| {
+        services
+            .iter()
+            .any(|p| p.name == name && p.spec.as_ref().is_some_and(|s| s.replicas.is_some()))
+    };
+    let mut errors = Vec::new();
+    for service in services {
+        if let Some((group, n)) = service.name.rsplit_once('.')
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && replicated(group)
+        {
+            errors.push(error(
+                service,
+                (0, 0),
+                format!(
+                    "service \"{}\" clashes with the instances of \"{group}\", which has `replicas`",
+                    service.name
+                ),
+            ));
+        }
+    }
+    errors
+}
+
 fn error(service: &Parsed, (line, col): Pos, message: String) -> ConfigError {
     ConfigError {
         path: service.path.clone(),

@@ -160,6 +160,10 @@ fn request_for(command: &CtlCommand) -> Request {
         CtlCommand::Run { name } => Request::Run {
             service: name.clone(),
         },
+        CtlCommand::Scale { name, replicas } => Request::Scale {
+            service: name.clone(),
+            replicas: *replicas,
+        },
     }
 }
 

@@ -44,6 +44,17 @@ impl Service {
         )
     }
 
+    /// The same definition for another count of replicas (only
+    /// `CORRAL_REPLICAS` differs): taken as it is, for the next start; a
+    /// running instance goes on with the count it started with.
+    pub fn respec(&mut self, new: ServiceSpec) {
+        if self.next_spec.is_some() {
+            self.next_spec = Some(new);
+        } else {
+            self.spec = Arc::new(new);
+        }
+    }
+
     /// Removed from the definitions: wanted down (`schedule` stops it,
     /// dependants first), then hidden from names and status.
     pub fn remove(&mut self) {

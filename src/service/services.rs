@@ -123,11 +123,16 @@ impl Services {
     /// `after` as ids again, from the newest definition of each service
     /// (after a config reload added, changed or removed some).
     pub fn rebuild_deps(&mut self) {
-        let live: Vec<(&str, ServiceId)> = self
+        // Each live service by its name, and an instance also by its
+        // group's: `after = ["web"]` waits for every replica of `web`.
+        let live: Vec<(&str, Option<&str>, ServiceId)> = self
             .list
             .iter()
             .filter(|s| !s.is_removed())
-            .map(|s| (s.name(), s.id()))
+            .map(|s| {
+                let group = s.current_spec().replica.as_ref();
+                (s.name(), group.map(|r| r.group.as_str()), s.id())
+            })
             .collect();
         let mut deps = Vec::with_capacity(self.list.len());
         let mut conditions = Vec::with_capacity(self.list.len());
@@ -136,9 +141,10 @@ impl Services {
                 .current_spec()
                 .after
                 .iter()
-                .filter_map(|dep| {
-                    let &(_, id) = live.iter().find(|(n, _)| *n == dep.name)?;
-                    Some((id, dep.condition))
+                .flat_map(|dep| {
+                    live.iter()
+                        .filter(|(n, g, _)| *n == dep.name || *g == Some(dep.name.as_str()))
+                        .map(|&(_, _, id)| (id, dep.condition))
                 })
                 .unzip();
             deps.push(ids);

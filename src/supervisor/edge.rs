@@ -145,6 +145,7 @@ pub fn order(request: Request) -> Result<Order, String> {
         Request::Health {} => Order::Health,
         Request::Shutdown { exit_code } => Order::Shutdown { exit_code },
         Request::Run { service } => Order::Run { service },
+        Request::Scale { service, replicas } => Order::Scale { service, replicas },
     })
 }
 

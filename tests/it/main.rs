@@ -46,6 +46,7 @@ mod pid1;
 mod pre_stop;
 mod readiness;
 mod reload;
+mod replicas;
 mod s6_commands;
 mod s6_dirs;
 mod s6_links;

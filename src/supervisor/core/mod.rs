@@ -33,6 +33,7 @@ mod boot;
 mod pending;
 mod phases;
 mod reconfigure;
+mod replicas;
 mod requests;
 mod schedule;
 mod scripts;
@@ -76,6 +77,8 @@ pub struct Supervisor {
     /// s6-rc bundles (name -> services): a request may name one
     /// (`s6-rc -u change user`, `ctl start user`).
     bundles: std::collections::BTreeMap<String, Vec<String>>,
+    /// Replicated services (`replicas`): templates and counts now.
+    groups: Vec<replicas::Group>,
     /// When phase `Up` began (`cmd_wait_maxtime` counts from it).
     up_since: Option<Instant>,
     /// Without a main COMMAND: `cmd_wait_maxtime` has been checked (once).
@@ -94,6 +97,7 @@ impl Supervisor {
         shutdown_timeout: Duration,
     ) -> Supervisor {
         Supervisor {
+            groups: replicas::Group::of(&spec),
             bundles: spec.bundles,
             services: Services::new(spec.services),
             owners: HashMap::new(),

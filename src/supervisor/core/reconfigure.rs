@@ -42,7 +42,8 @@ impl Supervisor {
     /// A valid new set: diff by name, then reload every service that
     /// defines a reload (except what was just (re)started with its new
     /// definition). Returns the actions and the answer, one message per change.
-    fn apply(&mut self, spec: Spec, now: Instant) -> (Vec<Action>, Response) {
+    fn apply(&mut self, mut spec: Spec, now: Instant) -> (Vec<Action>, Response) {
+        self.regroup(&mut spec);
         let mut actions = Vec::new();
         let mut messages = Vec::new();
         let names: Vec<String> = spec.services.iter().map(|s| s.name.clone()).collect();
@@ -60,6 +61,9 @@ impl Supervisor {
             if svc.is_removed() {
                 messages.push(format!("{}: added", new.name));
                 svc.revive(new);
+            } else if new.replica.is_some() && svc.current_spec().differs_only_in_count(&new) {
+                // Only `CORRAL_REPLICAS`: seen from the next start.
+                svc.respec(new);
             } else if svc.current_spec() != &new {
                 let (changed, message) = svc.redefine(new, now);
                 actions.extend(changed);

@@ -45,6 +45,9 @@ impl Supervisor {
             Order::Health => Some(self.health(now)),
             Order::Shutdown { exit_code } => return self.request_shutdown(id, exit_code, now),
             Order::Run { service } => return self.request_run(id, &service, now),
+            Order::Scale { service, replicas } => {
+                return self.request_scale(id, &service, replicas, now);
+            }
         };
         response.map_or_else(Vec::new, |response| vec![Action::Reply { id, response }])
     }
@@ -73,10 +76,14 @@ impl Supervisor {
                         .iter()
                         .filter_map(|m| self.services.find_live(m))
                         .collect(),
-                    None => {
-                        unknown.push(self.no_such_service(name));
-                        continue;
-                    }
+                    // A replicated service: every instance.
+                    None => match self.instances(name) {
+                        Some(ids) => ids,
+                        None => {
+                            unknown.push(self.no_such_service(name));
+                            continue;
+                        }
+                    },
                 },
             };
             for id in ids {
@@ -99,9 +106,10 @@ impl Supervisor {
         }
     }
 
-    fn no_such_service(&self, name: &str) -> String {
+    pub(super) fn no_such_service(&self, name: &str) -> String {
         let live = self.services.iter().filter(|s| !s.is_removed());
-        match closest(name, live.map(Service::name)) {
+        let groups = self.groups.iter().map(|g| g.name());
+        match closest(name, live.map(Service::name).chain(groups)) {
             Some(near) => format!("no service \"{name}\" (did you mean \"{near}\"?)"),
             None if self.services.is_empty() => {
                 format!("no service \"{name}\" (corral has no services)")
@@ -267,6 +275,14 @@ impl Supervisor {
             return Response::ok();
         }
         let spec = match self.resolve(&[name.to_string()], false) {
+            // Each instance of a replicated service (each member of a
+            // bundle) keeps its own lines.
+            Ok(ids) if ids.len() > 1 => {
+                return Response::error(format!(
+                    "{name} names {} services: name one (`ctl status {name}` lists them), or use --all",
+                    ids.len()
+                ));
+            }
             Ok(ids) => match ids.first().and_then(|&i| self.services.get(i)) {
                 Some(svc) => svc.spec(),
                 None => return Response::ok(),
