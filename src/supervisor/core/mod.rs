@@ -175,12 +175,11 @@ impl Supervisor {
                 due,
                 next,
             } => {
-                // A tick runs only once what it runs after is started.
+                // A tick runs only while every `after` condition holds.
                 let deps_met = self
                     .services
-                    .deps(service)
-                    .iter()
-                    .all(|&j| self.services.is_started(j));
+                    .conditions(service)
+                    .all(|(dep, condition)| self.met(dep, condition));
                 self.with_service(service, now, |svc, now| {
                     svc.clocked(due, wall, next, deps_met, now)
                 })

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::testing::*;
 use crate::calendar::{self, Schedule, Wall, When};
-use crate::config::{Ready, ServiceSpec};
+use crate::config::{After, Condition, Ready, ServiceSpec};
 use crate::event::{Action, Event, NextTick, Order, Target};
 use crate::exit::Exit;
 use crate::service::{State, Timer};
@@ -129,6 +129,27 @@ fn a_job_is_armed_once_what_it_runs_after_is_started_and_holds_no_main_command()
     let at = next_at(&h, "backup");
     let log = c.advance(&mut h, at);
     assert_eq!(spawned(&log), vec![Target::Service(id(1))]);
+}
+
+#[test]
+fn a_tick_runs_once_its_after_condition_holds_not_only_readiness() {
+    // `after = { db = "started" }`: db is spawned but never ready; the job
+    // is armed and its ticks run all the same.
+    let mut db = svc("db", &[]);
+    db.ready = Some(Ready::Fd(3));
+    let mut backup = job("backup", 1000, &[]);
+    backup.after = vec![After {
+        name: "db".into(),
+        condition: Condition::Started,
+    }];
+    let mut h = Harness::new(sup(vec![db, backup], false));
+    let c = Clock::of(&h);
+    c.settle(&mut h);
+    assert_eq!(*h.state_of("backup"), State::Scheduled);
+    let at = next_at(&h, "backup");
+    let log = c.advance(&mut h, at);
+    assert_eq!(spawned(&log), vec![Target::Service(id(1))]);
+    assert_eq!(h.service("backup").skipped_ticks(), 0);
 }
 
 #[test]
