@@ -383,16 +383,10 @@ impl Supervisor {
                 "{name} is a long-running service: `run` is for scheduled and oneshot services; use `corral ctl start` or `restart`"
             )));
         }
-        let waiting: Vec<&str> = self
-            .services
-            .deps(i)
-            .iter()
-            .filter(|&&j| !self.services.is_started(j))
-            .filter_map(|&j| self.services.get(j).map(Service::name))
-            .collect();
+        let waiting = self.waiting_for(i);
         if !waiting.is_empty() {
             return reply(Response::error(format!(
-                "{name} runs after {}, not started",
+                "{name} is waiting for {}",
                 waiting.join(", ")
             )));
         }

@@ -153,6 +153,30 @@ fn a_tick_runs_once_its_after_condition_holds_not_only_readiness() {
 }
 
 #[test]
+fn ctl_run_is_refused_while_an_after_condition_does_not_hold() {
+    let mut db = svc("db", &[]);
+    db.ready = Some(Ready::Fd(3));
+    let mut backup = job("backup", 60_000, &[]);
+    backup.after = vec![After {
+        name: "db".into(),
+        condition: Condition::Healthy,
+    }];
+    let mut h = Harness::new(sup(vec![db, backup], false));
+    let c = Clock::of(&h);
+    c.settle(&mut h);
+    h.order(
+        1,
+        Order::Run {
+            service: "backup".into(),
+        },
+    );
+    assert_eq!(
+        h.reply(1).map(|r| r.error),
+        Some(Some("backup is waiting for db to be healthy".to_string()))
+    );
+}
+
+#[test]
 fn a_tick_while_what_it_runs_after_is_down_is_skipped() {
     let mut db = svc("db", &[]);
     db.restart_delay = Duration::from_secs(10);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Phase, Supervisor};
 use crate::config::Condition;
+use crate::event::ServiceId;
 use crate::exit::Exit;
 use crate::protocol::{Response, ServiceStatus};
 use crate::service::{Hook, Service, State, Timer, Want};
@@ -34,12 +35,13 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn service_status(&self, svc: &Service, now: Instant) -> ServiceStatus {
-        // What it waits for, with the condition when not the default, and
-        // why that will not come, if it will not.
-        let waiting_for: Vec<String> = self
-            .services
-            .conditions(svc.id())
+    /// What `id` waits for before it may start: each dependency whose
+    /// condition does not hold, with the condition when not the default,
+    /// and why it will not come, if it will not (`migrate to succeed
+    /// (failed: exit 3, ...)`).
+    pub(super) fn waiting_for(&self, id: ServiceId) -> Vec<String> {
+        self.services
+            .conditions(id)
             .filter(|&(j, condition)| !self.met(j, condition))
             .filter_map(|(j, condition)| {
                 let dep = self.services.get(j)?;
@@ -56,7 +58,11 @@ impl Supervisor {
                 }
                 Some(text)
             })
-            .collect();
+            .collect()
+    }
+
+    pub(super) fn service_status(&self, svc: &Service, now: Instant) -> ServiceStatus {
+        let waiting_for = self.waiting_for(svc.id());
         let (state, detail, next_start_ms) = match svc.state() {
             State::Idle if svc.want() == Want::Up && self.phase == Phase::Up => {
                 let detail = (!waiting_for.is_empty())
