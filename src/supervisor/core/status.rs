@@ -20,8 +20,11 @@ impl Supervisor {
             Err(e) => return Response::error(e),
         };
         if names.is_empty() {
-            // By name, also after a config reload appended new services.
-            crate::sort::sort_by_key(&mut ids, |&id| self.services.get(id).map(Service::name));
+            // By name, also after a config reload appended new services;
+            // replicas by number (`web.2` before `web.10`).
+            crate::sort::sort_by_key(&mut ids, |&id| {
+                self.services.get(id).map(|svc| instance_order(svc.name()))
+            });
         }
         Response {
             services: ids
@@ -241,6 +244,17 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A name as `ctl status` orders it: `NAME.N` (a replica) by its base, then
+/// by N as a number; any other name by itself.
+fn instance_order(name: &str) -> (&str, u64) {
+    match name.rsplit_once('.') {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            (base, n.parse().unwrap_or(u64::MAX))
+        }
+        _ => (name, 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -248,6 +262,26 @@ mod tests {
     use super::super::testing::*;
     use crate::event::{Event, Order};
     use crate::exit::Exit;
+
+    #[test]
+    fn replicas_are_listed_by_number() {
+        let names = ["web.10", "db", "web.2", "web", "web.1", "web.x", "api.3"];
+        let mut h = Harness::new(sup(names.iter().map(|n| svc(n, &[])).collect(), false));
+        h.order(
+            1,
+            Order::Status {
+                services: Vec::new(),
+            },
+        );
+        let listed: Vec<String> = h
+            .reply(1)
+            .map(|r| r.services.into_iter().map(|s| s.name).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            listed,
+            ["api.3", "db", "web", "web.1", "web.2", "web.10", "web.x"]
+        );
+    }
 
     #[test]
     fn status_reports_states_pids_and_unknown_names_with_a_suggestion() {
