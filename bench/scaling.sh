@@ -484,7 +484,7 @@ report() {
   echo
   echo "Notes:"
   echo "- start: right before the exec of unshare → the latest of the N services' start stamps (the stamp helper as the services' #! interpreter, then \`sleep infinity\`); (×) is ÷ the floor's: one C program as PID 1 forking and exec'ing the same N run files. Median of $REPS run(s), as are CPU to start, memory, SIGTERM → exit and PID 1's CPU."
-  echo "- CPU to start: every thread of the supervisor's own processes (schedstat), exec → all started. PID 1 CPU, exec → exit: utime + stime of PID 1 at the start of its exit (10 ms resolution)."
+  echo "- CPU to start: every thread of the supervisor's own processes (schedstat), exec → all started. PID 1 CPU, exec → exit: utime + stime of PID 1 at the start of its exit (10 ms resolution); in the first run it includes answering the status queries (hyperfine's hundreds of calls)."
   echo "- anonymous memory: \`Anonymous:\` of smaps_rollup summed over the supervisor's own processes (s6: s6-svscan + every s6-supervise; runit: runsvdir + every runsv), $SETTLE_S s after all started."
   echo "- status: hyperfine -N ${HF_OPTS[*]}, median of one CLI call in the first run (corral \`ctl status\` / \`ctl status s0001\`; s6: a sh loop of s6-svstat over every dir, sh included / one s6-svstat; runit: \`sv status\` with every dir / one)."
   echo "- SIGTERM → exit: SIGTERM to PID 1 from the host → its exit (pidfd); PID 1 traced with PTRACE_O_TRACEEXIT, and the namespace's other processes counted when the kernel stops it at the start of its exit: still alive (left to the kernel, which kills them with the namespace) / zombies. runsvdir exits at once on SIGTERM, so its services are left alive."
