@@ -182,12 +182,13 @@ export STAMP BENCHTOOL
 . bench/peers/common.sh
 
 # --- kernel limits for the largest size
-# corral holds a few fds per service (the read ends of its stdout and stderr
-# pipes, ...): 4 per service and 256 besides is a margin. The namespace holds
+# corral holds 2 fds per service (the read ends of its stdout and stderr
+# pipes: 10,016 fds with 5000 services): 3 per service and 256 besides is the
+# margin. The namespace holds
 # up to 2 processes per service (s6, runit: a supervise process and the
 # service) and the host its own.
 LIMIT_NOTES=()
-need_fd=$((MAX_N * 4 + 256))
+need_fd=$((MAX_N * 3 + 256))
 soft=$(ulimit -Sn) hard=$(ulimit -Hn)
 if [ "$soft" != unlimited ] && [ "$soft" -lt "$need_fd" ]; then
   if [ "$hard" = unlimited ] || [ "$hard" -ge "$need_fd" ]; then
@@ -196,9 +197,9 @@ if [ "$soft" != unlimited ] && [ "$soft" -lt "$need_fd" ]; then
     ulimit -Sn "$need_fd"
   fi
   if [ "$(ulimit -Sn)" -ge "$need_fd" ]; then
-    LIMIT_NOTES+=("ulimit -n raised from $soft to $(ulimit -Sn) for this run ($MAX_N services × 4 fds + 256)")
+    LIMIT_NOTES+=("ulimit -n raised from $soft to $(ulimit -Sn) for this run ($MAX_N services × 3 fds + 256)")
   else
-    LIMIT_NOTES+=("**ulimit -n is $(ulimit -Sn) (hard $(ulimit -Hn)), below the $need_fd that $MAX_N services may need; it could not be raised (fs.nr_open $(cat /proc/sys/fs/nr_open)): sizes that fail may fail for this**")
+    LIMIT_NOTES+=("**ulimit -n is $(ulimit -Sn) (hard $(ulimit -Hn)), below the $need_fd that $MAX_N services may need; it could not be raised (the hard limit needs CAP_SYS_RESOURCE, and at most fs.nr_open = $(cat /proc/sys/fs/nr_open)): sizes that fail may fail for this**")
   fi
 fi
 raise_sysctl() { # raise_sysctl FILE NEED WHAT: raise a kernel limit for the run (restored on exit)
