@@ -27,6 +27,7 @@ pub mod s6;
 pub mod service;
 pub mod signals;
 pub mod sort;
+pub mod spawn;
 pub mod supervisor;
 pub mod syslog;
 pub mod text;

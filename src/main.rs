@@ -139,6 +139,8 @@ fn supervise(args: &[OsString]) -> u8 {
     // with stdin, stdout and stderr only.
     let reset = signals::reset_inherited();
     cloexec_inherited_fds();
+    // The lowest free fds, for what each service's child keeps (`spawn`).
+    let reserved = corral::spawn::reserve();
     // 0. s6-overlay's variables, when corral's own settings are absent.
     let s6 = match s6_env() {
         Ok(s6) => s6,
@@ -150,6 +152,9 @@ fn supervise(args: &[OsString]) -> u8 {
     }
     // Kept to the end: at exit, corral's last lines get a moment to reach stderr.
     let _log = log::init(&log_args);
+    if let Err(err) = reserved {
+        warn!(%err, "cannot open /dev/null: services will not start");
+    }
     if !reset.is_empty() {
         info!(signals = ?reset, "signals ignored by corral's parent reset to their default");
     }

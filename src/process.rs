@@ -1,4 +1,6 @@
-//! Starting and signalling processes. The only place that builds a `Command`.
+//! Starting and signalling processes: services, their hooks and probes
+//! through `spawn` (a vfork-style clone), the main COMMAND and scripts
+//! through std's `Command`.
 //!
 //! Every service (and its probes and hooks) starts in a session of its own
 //! (`setsid`), so it is the leader of its own process group: a stop signal
@@ -12,13 +14,14 @@
 //!
 //! Nothing here ever waits for a child: the `Child`
 //! std returns is dropped at once and `reaper` alone calls `waitpid`
-//! (std's own `waitpid` on an exec failure happens inside `spawn`, on the same
-//! thread as the reaper, so the two cannot race).
+//! (std's own `waitpid` on an exec failure, and `reaper::reap_failed_start`
+//! for `spawn`'s, happen on the same thread as the reaper, so they cannot
+//! race).
 //!
 //! A service in an s6-rc pipeline (SPEC section 9) is given its pipe as
 //! fd 0 or fd 1 (`Launch::stdin`, `Launch::stdout`): copies of the ends the
-//! executor holds, which std dup2s into the child (clearing close-on-exec on
-//! 0 and 1 only) and which are closed in corral once the spawn is done. A
+//! executor holds, which `spawn` dup2s into the child (clearing close-on-exec
+//! on 0 and 1 only) and which are closed in corral once the spawn is done. A
 //! producer's stdout is then its pipe, not a prefixed output pipe: only its
 //! stderr is read by the output thread.
 //!
@@ -32,7 +35,8 @@
 //! service's user (`files::read_as`, which cannot block the loop); what is in
 //! it never appears in an error, so never in a log line or in `ctl status`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -41,12 +45,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
-use nix::sys::resource::setrlimit;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 use crate::config::{self, Credentials, Output, ServiceSpec};
 use crate::files;
+use crate::spawn;
 
 /// Why a spawn failed, and the exit status a shell would give for it.
 #[derive(Debug)]
@@ -119,117 +123,97 @@ impl<'a> Launch<'a> {
 
 /// Start `launch` in the context of `spec`. With `output = "prefix"`, also
 /// returns the read ends of its stdout (unless `launch.stdout` is given)
-/// and stderr.
+/// and stderr. The child is started by `spawn` (a vfork-style clone that
+/// copies only the fds it needs); what it does before its exec, in order:
+/// its fds, its working directory, `limits` (before the switch of user,
+/// which drops the capability that raising one needs), groups, gid, uid,
+/// a session of its own, every signal at its default.
 pub fn spawn_service(
     spec: &ServiceSpec,
     launch: Launch<'_>,
 ) -> Result<(Pid, Option<Pipes>), SpawnError> {
-    let (program, args) = match launch.argv.split_first() {
-        Some(split) => split,
-        None => return Err(SpawnError::new("empty command".into())),
+    let Some(program) = launch.argv.first() else {
+        return Err(SpawnError::new("empty command".into()));
     };
-    let mut cmd = Command::new(program);
-    cmd.args(args).current_dir(&spec.working_dir);
-    match launch.stdin {
-        Some(fd) => cmd.stdin(Stdio::from(fd)),
-        None => cmd.stdin(Stdio::null()),
-    };
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     if let Some(path) = &spec.env_file {
         let vars = read_env_file(path, &spec.credentials).map_err(SpawnError::new)?;
-        cmd.envs(vars);
+        env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
     }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
-    cmd.envs(launch.env);
+    env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
+    env.extend(launch.env.into_iter().map(|(k, v)| (k.into(), v.into())));
+    // The pipe ends the child gets are held here until the spawn is done,
+    // and closed after it: only the child keeps them.
+    let mut held: Vec<OwnedFd> = Vec::new();
+    let mut hold = |fd: OwnedFd| {
+        let raw = fd.as_raw_fd();
+        held.push(fd);
+        spawn::Stdio::Fd(raw)
+    };
+    let stdin = match launch.stdin {
+        Some(fd) => hold(fd),
+        None => spawn::Stdio::Null,
+    };
     let mut pipes = None;
-    let given_stdout = launch.stdout.is_some();
-    match launch.output {
-        Output::Inherit => {}
-        Output::Null => {
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        }
+    let (mut stdout, stderr) = match launch.output {
+        Output::Inherit => (spawn::Stdio::Inherit, spawn::Stdio::Inherit),
+        Output::Null => (spawn::Stdio::Null, spawn::Stdio::Null),
         Output::Prefix => {
-            let stdout = if given_stdout {
-                None
+            let (stdout, out) = if launch.stdout.is_some() {
+                (None, spawn::Stdio::Inherit)
             } else {
                 let (out_r, out_w) = pipe().map_err(|e| SpawnError::from_io("pipe", e))?;
-                cmd.stdout(Stdio::from(out_w));
-                Some(out_r)
+                (Some(out_r), hold(out_w))
             };
             let (err_r, err_w) = pipe().map_err(|e| SpawnError::from_io("pipe", e))?;
-            cmd.stderr(Stdio::from(err_w));
             pipes = Some(Pipes {
                 stdout,
                 stderr: err_r,
             });
+            (out, hold(err_w))
         }
-    }
+    };
     if let Some(fd) = launch.stdout {
-        cmd.stdout(Stdio::from(fd));
+        stdout = hold(fd);
     }
+    let extra = launch.fd.map(|(fd, n)| match hold(fd) {
+        spawn::Stdio::Fd(raw) => (raw, n),
+        _ => (-1, n),
+    });
     let creds = &spec.credentials;
-    let groups: Vec<libc::gid_t> = creds.groups.iter().map(|g| g.as_raw()).collect();
-    let gid = creds.gid.map(|g| g.as_raw());
-    let uid = creds.uid.map(|u| u.as_raw());
-    // The notification fd's write end: kept open here until the spawn is
-    // done, so its number is valid in the child.
-    let notify_fd = launch.fd;
-    let fd_map = notify_fd.as_ref().map(|(fd, n)| (fd.as_raw_fd(), *n));
-    let limits = spec.limits.clone();
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // makes async-signal-safe syscalls on data prepared in the parent.
-    // Limits first: raising one needs CAP_SYS_RESOURCE, which setuid drops.
-    // Groups next, then gid, then uid: after setuid we could not. The
-    // session comes after the uid switch (it needs no privilege), the
-    // signals last, so nothing can install a handler after them.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &(resource, value) in &limits {
-                setrlimit(resource, value, value)?;
-            }
-            if let Some((from, to)) = fd_map {
-                if from == to {
-                    // dup2 onto itself keeps O_CLOEXEC: clear it instead.
-                    if libc::fcntl(from, libc::F_SETFD, 0) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                } else if libc::dup2(from, to) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            if !groups.is_empty() && libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(gid) = gid
-                && libc::setgid(gid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if let Some(uid) = uid
-                && libc::setuid(uid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            reset_signals();
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| {
-        // Which limit the child could not set, if one was the cause.
-        let refused = spec.limits.iter().find_map(|&(resource, value)| {
-            let why = config::check_limit(resource, value).err()?;
-            Some(format!(
-                "`limits.{}` {why}",
-                config::show_limit(resource, value)
-            ))
-        });
-        refused.map_or_else(|| SpawnError::from_io(program, e), SpawnError::new)
+    let exec = spawn::Exec {
+        program: program.clone(),
+        argv: launch.argv.to_vec(),
+        env,
+        cwd: Some(spec.working_dir.clone()),
+        stdio: [stdin, stdout, stderr],
+        extra,
+        limits: spec.limits.clone(),
+        groups: creds.groups.iter().map(|g| g.as_raw()).collect(),
+        gid: creds.gid.map(|g| g.as_raw()),
+        uid: creds.uid.map(|u| u.as_raw()),
+    };
+    let result = spawn::spawn(&exec);
+    drop(held);
+    let pid = result.map_err(|failed| {
+        // Which limit the child could not set, if that was the step.
+        let refused = (failed.step == spawn::Step::Limit)
+            .then(|| {
+                spec.limits.iter().find_map(|&(resource, value)| {
+                    let why = config::check_limit(resource, value).err()?;
+                    Some(format!(
+                        "`limits.{}` {why}",
+                        config::show_limit(resource, value)
+                    ))
+                })
+            })
+            .flatten();
+        refused.map_or_else(
+            || SpawnError::from_io(program, failed.error),
+            SpawnError::new,
+        )
     })?;
-    drop(notify_fd);
-    // Dropping the Child neither waits nor kills: the reaper owns the exit.
-    Ok((pid_of(&child), pipes))
+    Ok((pid, pipes))
 }
 
 /// Start the main COMMAND: corral's stdio, its own process group, and the
@@ -291,7 +275,7 @@ pub fn spawn_script(path: &Path) -> Result<Pid, SpawnError> {
 ///
 /// Only for a child that will exec at once: in corral itself, glibc needs
 /// its handlers for 32 and 33.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     const KERNEL_SIGSET: usize = 8;
     let default = [0u64; 4];
     let empty = 0u64;
@@ -532,6 +516,129 @@ mod tests {
         assert_eq!(read_to_eof(&read), "to-the-pipe\n");
         assert_eq!(read_to_eof(&pipes.stderr), "to-stderr\n");
         reap(pid);
+    }
+
+    /// The error of a spawn that must fail.
+    fn fails(spec: &ServiceSpec, why: &str) -> SpawnError {
+        match spawn_service(spec, Launch::service(spec)) {
+            Ok((pid, _)) => {
+                reap(pid);
+                panic!("spawned although {why}")
+            }
+            Err(err) => err,
+        }
+    }
+
+    #[test]
+    fn the_child_keeps_only_its_own_fds_however_many_corral_holds() {
+        // 100 pipes open here, half of their write ends inheritable: none
+        // reaches the child. corral reserves its slots first thing, so only
+        // its own 0, 1 and 2 are below them; this test process may hold
+        // other tests' fds there, which are left out of the check.
+        crate::spawn::reserve().expect("slots");
+        let keep_below = crate::spawn::keep_below().expect("reserved");
+        let mut open = Vec::new();
+        for i in 0..100 {
+            let (r, w) = pipe().expect("pipe");
+            if i % 2 == 0 {
+                // SAFETY: fcntl on an fd this test holds.
+                unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETFD, 0) };
+            }
+            open.push((r, w));
+        }
+        let spec = ServiceSpec::new("fds", sh("ls /proc/self/fd"));
+        let (notify_r, notify_w) = pipe().expect("pipe");
+        let launch = Launch {
+            fd: Some((notify_w, 900)),
+            ..Launch::service(&spec)
+        };
+        let (pid, pipes) = spawn_service(&spec, launch).expect("spawn");
+        let stdout = pipes.expect("prefixed").stdout.expect("read by corral");
+        let fds: Vec<i32> = read_to_eof(&stdout)
+            .split_whitespace()
+            .filter_map(|fd| fd.parse().ok())
+            .collect();
+        reap(pid);
+        // 0, 1, 2, the notification fd, and ls's own directory fd (the
+        // lowest free one), besides what was below the slots.
+        let above: Vec<i32> = fds.iter().copied().filter(|&fd| fd >= keep_below).collect();
+        assert!(fds.contains(&900), "{fds:?}");
+        assert!(
+            above.len() <= 2,
+            "fds {above:?} above the slots (< {keep_below}) reached the child"
+        );
+        for (r, w) in &open {
+            for fd in [r.as_raw_fd(), w.as_raw_fd()] {
+                assert!(
+                    fd < keep_below || !fds.contains(&fd),
+                    "fd {fd} reached the child: {fds:?}"
+                );
+            }
+        }
+        drop(notify_r);
+    }
+
+    #[test]
+    fn a_notification_fd_at_a_slots_number_and_stdio_all_arrive() {
+        // Whatever number the slots have, fd N gets the notify pipe (dash
+        // names fds 0 to 9 only).
+        for n in 3..10 {
+            let spec = ServiceSpec::new(
+                "n",
+                sh(&format!("echo out; echo err >&2; echo ready >&{n}")),
+            );
+            let (notify_r, notify_w) = pipe().expect("pipe");
+            let launch = Launch {
+                fd: Some((notify_w, n)),
+                ..Launch::service(&spec)
+            };
+            let (pid, pipes) = spawn_service(&spec, launch).expect("spawn");
+            let pipes = pipes.expect("prefixed");
+            assert_eq!(read_to_eof(&notify_r), "ready\n", "fd {n}");
+            assert_eq!(read_to_eof(pipes.stdout.as_ref().expect("stdout")), "out\n");
+            assert_eq!(read_to_eof(&pipes.stderr), "err\n");
+            reap(pid);
+        }
+    }
+
+    #[test]
+    fn a_command_is_searched_in_the_services_path_and_a_script_without_hashbang_runs_with_sh() {
+        let dir = std::env::temp_dir().join(format!("corral-spawn-{}", std::process::id()));
+        let (denied, found) = (dir.join("a"), dir.join("b"));
+        fs::create_dir_all(&denied).expect("dir");
+        fs::create_dir_all(&found).expect("dir");
+        // Not executable in the first directory, a plain sh script in the second.
+        fs::write(denied.join("hello"), "echo no\n").expect("write");
+        fs::write(found.join("hello"), "echo hello from \"$0\" $1\n").expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(found.join("hello"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mut spec = ServiceSpec::new("path", vec!["hello".into(), "arg".into()]);
+        spec.env = vec![(
+            "PATH".into(),
+            format!("{}:{}", denied.display(), found.display()),
+        )];
+        let (pid, pipes) = spawn_service(&spec, Launch::service(&spec)).expect("spawn");
+        let out = read_to_eof(pipes.expect("prefixed").stdout.as_ref().expect("stdout"));
+        assert_eq!(
+            out,
+            format!("hello from {} arg\n", found.join("hello").display())
+        );
+        reap(pid);
+        // Only the one without the execute bit: 126, named.
+        spec.env = vec![("PATH".into(), denied.display().to_string())];
+        let err = fails(&spec, "not executable");
+        assert_eq!(err.code, 126, "{}", err.message);
+        assert!(err.message.starts_with("hello: "), "{}", err.message);
+        // Nowhere: 127.
+        spec.env = vec![("PATH".into(), "/nonexistent".into())];
+        let err = fails(&spec, "not found");
+        assert_eq!(err.code, 127, "{}", err.message);
+        // A working directory that is not there fails the spawn too.
+        let mut spec = ServiceSpec::new("cwd", sh("true"));
+        spec.working_dir = dir.join("missing");
+        let err = fails(&spec, "no cwd");
+        assert!(err.message.contains("No such file"), "{}", err.message);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -48,6 +48,13 @@ pub fn run_before_loop(argv: &[String]) -> Result<Exit, String> {
     }
 }
 
+/// A child `spawn` started that failed before its exec: it has exited (the
+/// spawn waited for that), only the spawn knows its pid, and the spawn runs
+/// on this same thread, so this wait cannot take an exit from `reap`.
+pub fn reap_failed_start(pid: Pid) {
+    while let Err(Errno::EINTR) = waitpid(pid, None) {}
+}
+
 pub fn reap() -> Reaped {
     let mut reaped = Reaped::default();
     loop {
