@@ -502,8 +502,16 @@ pub fn encode_request(request: &Request) -> String {
 
 /// One response line, newline included.
 pub fn encode_response(response: &Response) -> String {
-    match serde_json::to_string(response) {
-        Ok(json) => format!("{json}\n"),
+    // About 200 bytes per service of a status, 200 per log line: one
+    // allocation in the common case, and no copy to append the newline.
+    let hint = 64 + 200 * (response.services.len() + response.lines.len());
+    let mut json = Vec::with_capacity(hint);
+    match serde_json::to_writer(&mut json, response) {
+        Ok(()) => {
+            json.push(b'\n');
+            // serde_json writes UTF-8 only.
+            String::from_utf8(json).unwrap_or_default()
+        }
         // Unreachable for these plain types; still never panic.
         Err(e) => format!("{{\"ok\":false,\"error\":\"cannot encode response: {e}\"}}\n"),
     }

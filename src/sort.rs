@@ -21,6 +21,21 @@ pub fn sort_by_key<T, K: Ord>(v: &mut [T], mut key: impl FnMut(&T) -> K) {
     sort_by(v, |a, b| key(a).cmp(&key(b)));
 }
 
+/// `v.sort_by_cached_key(key)`, stable: `key` once per element, not once
+/// per comparison (for a key that costs more than a comparison).
+pub fn sort_by_cached_key<T, K: Ord>(v: &mut [T], key: impl FnMut(&T) -> K) {
+    if v.len() < 2 {
+        return;
+    }
+    let keys: Vec<K> = v.iter().map(key).collect();
+    if keys.windows(2).all(|w| matches!(w, [a, b] if a <= b)) {
+        return;
+    }
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    sort_indices(&mut order, &mut |a, b| keys.get(a).cmp(&keys.get(b)));
+    permute(v, &mut order);
+}
+
 /// `v.sort_by(cmp)`, stable.
 pub fn sort_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
     if v.len() < 2 {
@@ -82,6 +97,21 @@ mod tests {
             sort_by_key(&mut ours, |&(k, _)| k);
             std.sort_by_key(|&(k, _)| k);
             assert_eq!(ours, std);
+            let mut cached = items.clone();
+            let mut calls = 0;
+            sort_by_cached_key(&mut cached, |&(k, _)| {
+                calls += 1;
+                k
+            });
+            assert_eq!(cached, std);
+            assert_eq!(
+                calls,
+                len.min(if len < 2 { 0 } else { len }),
+                "one key per element"
+            );
+            // Already in order: left as it is.
+            sort_by_cached_key(&mut cached, |&(k, _)| k);
+            assert_eq!(cached, std);
             let mut ours = items.clone();
             let mut std = items;
             sort_by(&mut ours, |a, b| b.cmp(a));
