@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod calendar;
+pub mod capacity;
 pub mod check;
 pub mod cli;
 pub mod config;

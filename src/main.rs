@@ -224,6 +224,17 @@ fn supervise(args: &[OsString]) -> u8 {
             return EXIT_USAGE;
         }
     };
+    // Open files and processes for this many services (`capacity`).
+    let capacity = corral::capacity::check(&spec.services);
+    if let Some((from, to)) = capacity.raised {
+        info!(
+            from,
+            to, "open-file limit raised for corral itself; services keep the one it had"
+        );
+    }
+    for warning in &capacity.warnings {
+        warn!("{warning}");
+    }
     let scripts = cli::collect_scripts(&cli.dirs.init())
         .and_then(|init| cli::collect_scripts(&cli.dirs.finish()).map(|finish| (init, finish)));
     let (init, finish) = match scripts {

@@ -71,10 +71,11 @@ impl SpawnError {
             io::ErrorKind::PermissionDenied => 126,
             _ => 1,
         };
-        SpawnError {
-            message: format!("{what}: {err}"),
-            code,
-        }
+        let message = match crate::capacity::explain(&err) {
+            Some(why) => format!("{what}: {err}: {why}"),
+            None => format!("{what}: {err}"),
+        };
+        SpawnError { message, code }
     }
 }
 
@@ -189,6 +190,12 @@ pub fn spawn_service(
         stdio: [stdin, stdout, stderr],
         extra,
         limits: spec.limits.clone(),
+        nofile: crate::capacity::child_nofile().filter(|_| {
+            !spec
+                .limits
+                .iter()
+                .any(|&(resource, _)| resource == nix::sys::resource::Resource::RLIMIT_NOFILE)
+        }),
         groups: creds.groups.iter().map(|g| g.as_raw()).collect(),
         gid: creds.gid.map(|g| g.as_raw()),
         uid: creds.uid.map(|u| u.as_raw()),
@@ -226,8 +233,9 @@ pub fn spawn_main(argv: &[String]) -> Result<Pid, SpawnError> {
     let mut cmd = Command::new(program);
     cmd.args(args).process_group(0);
     let tty = nix::unistd::isatty(std::io::stdin()).unwrap_or(false);
+    let nofile = crate::capacity::child_nofile();
     // SAFETY: only async-signal-safe calls (signal, tcsetpgrp, getpid,
-    // rt_sigaction) in the child. SIGTTOU is ignored around tcsetpgrp
+    // setrlimit, rt_sigaction) in the child. SIGTTOU is ignored around tcsetpgrp
     // because a background process group changing the foreground would
     // otherwise be stopped (tcsetpgrp(3)); every default is restored before
     // exec.
@@ -238,6 +246,7 @@ pub fn spawn_main(argv: &[String]) -> Result<Pid, SpawnError> {
                 // Not our controlling terminal (ENOTTY): run without it.
                 let _ = libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
+            restore_nofile(nofile);
             reset_signals();
             Ok(())
         });
@@ -250,9 +259,11 @@ pub fn spawn_main(argv: &[String]) -> Result<Pid, SpawnError> {
 pub fn spawn_script(path: &Path) -> Result<Pid, SpawnError> {
     let mut cmd = Command::new(path);
     cmd.stdin(Stdio::null()).process_group(0);
-    // SAFETY: only rt_sigaction/rt_sigprocmask in the child.
+    let nofile = crate::capacity::child_nofile();
+    // SAFETY: only setrlimit, rt_sigaction and rt_sigprocmask in the child.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
+            restore_nofile(nofile);
             reset_signals();
             Ok(())
         });
@@ -275,6 +286,17 @@ pub fn spawn_script(path: &Path) -> Result<Pid, SpawnError> {
 ///
 /// Only for a child that will exec at once: in corral itself, glibc needs
 /// its handlers for 32 and 33.
+/// In a child between fork and exec: the open-file limit corral had before
+/// it raised its own (`capacity`), if it did.
+fn restore_nofile(limit: Option<libc::rlimit>) {
+    if let Some(limit) = limit {
+        // SAFETY: setrlimit (a system call) reads one valid `rlimit`.
+        unsafe {
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 pub(crate) fn reset_signals() {
     const KERNEL_SIGSET: usize = 8;
     let default = [0u64; 4];

@@ -65,6 +65,9 @@ pub struct Exec {
     /// A pipe's write end that becomes fd N (s6's notification-fd).
     pub extra: Option<(RawFd, i32)>,
     pub limits: Vec<(Resource, libc::rlim_t)>,
+    /// The open-file limit to give back, set before `limits` (corral raised
+    /// its own: `capacity::child_nofile`).
+    pub nofile: Option<libc::rlimit>,
     pub groups: Vec<libc::gid_t>,
     pub gid: Option<libc::gid_t>,
     pub uid: Option<libc::uid_t>,
@@ -282,9 +285,10 @@ pub fn spawn(exec: &Exec) -> Result<Pid, Failed> {
         fresh_from: slots.keep_below,
         moves: Vec::with_capacity(4),
         limits: exec
-            .limits
-            .iter()
-            .map(|&(resource, value)| {
+            .nofile
+            .map(|limit| (libc::RLIMIT_NOFILE as libc::c_int, limit))
+            .into_iter()
+            .chain(exec.limits.iter().map(|&(resource, value)| {
                 (
                     resource as libc::c_int,
                     libc::rlimit {
@@ -292,7 +296,7 @@ pub fn spawn(exec: &Exec) -> Result<Pid, Failed> {
                         rlim_max: value,
                     },
                 )
-            })
+            }))
             .collect(),
         groups: exec.groups.clone(),
         gid: exec.gid,

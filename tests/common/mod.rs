@@ -558,6 +558,7 @@ impl TestDir {
             user: None,
             inherited: None,
             closed: Vec::new(),
+            nofile: None,
         }
     }
 }
@@ -629,6 +630,8 @@ pub struct CorralBuilder {
     inherited: Option<(Vec<i32>, Vec<i32>)>,
     /// Of fds 0, 1, 2: those corral starts with closed.
     closed: Vec<i32>,
+    /// The open-file limit (soft, hard) corral starts with.
+    nofile: Option<(u64, u64)>,
 }
 
 impl CorralBuilder {
@@ -663,6 +666,13 @@ impl CorralBuilder {
     /// might), not subreaper mode's files.
     pub fn closed_fds(mut self, fds: &[i32]) -> Self {
         self.closed = fds.to_vec();
+        self
+    }
+
+    /// Start corral with this open-file limit (soft, hard), not subreaper
+    /// mode's.
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Self {
+        self.nofile = Some((soft, hard));
         self
     }
 
@@ -757,6 +767,22 @@ impl CorralBuilder {
                     cmd.pre_exec(move || {
                         for &fd in &closed {
                             libc::close(fd);
+                        }
+                        Ok(())
+                    });
+                }
+            }
+            if let Some((soft, hard)) = self.nofile {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: only setrlimit(2) between fork and exec.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let limit = libc::rlimit {
+                            rlim_cur: soft,
+                            rlim_max: hard,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                            return Err(std::io::Error::last_os_error());
                         }
                         Ok(())
                     });

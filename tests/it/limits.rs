@@ -237,3 +237,80 @@ fn the_plan_shows_limits_and_a_reload_asking_too_much_keeps_the_running_set() {
     assert_eq!(limits_of(web, "Max open files"), (512, 512));
     assert_eq!(c.stop(), 0);
 }
+
+/// 120 services need about 64 + 240 open files in corral, above a soft
+/// limit of 200: corral raises its own (the hard limit allows) and says so,
+/// every service starts, and each keeps the limit corral was given.
+#[test]
+fn a_soft_open_file_limit_too_low_is_raised_for_corral_only() {
+    let dir = TestDir::new("nofile-raised");
+    for i in 0..120 {
+        dir.service(&format!("s{i:03}"), &sleeper("s"));
+    }
+    let mut c = dir.corral().ctl_socket().nofile(200, 4096).start();
+    let line = c.wait_stderr_line(&["open-file limit raised"]);
+    assert!(line.contains("from=200"), "{line}");
+    let running = c.wait_for("120 services running", |c| {
+        let services = c.try_ctl_status()?;
+        let pids: Vec<i32> = services
+            .iter()
+            .filter(|s| s["state"] == "running")
+            .filter_map(|s| s["pid"].as_i64().map(|p| p as i32))
+            .collect();
+        if pids.len() == 120 {
+            Ok(pids)
+        } else {
+            Err(format!("{} of 120 running", pids.len()))
+        }
+    });
+    assert_eq!(limits_of(running[0], "Max open files"), (200, 4096));
+    assert_eq!(limits_of(running[119], "Max open files"), (200, 4096));
+    let (soft, hard) = limits_of(c.pid(), "Max open files");
+    assert!(
+        soft >= 64 + 240 && hard == 4096,
+        "corral's own: {soft} {hard}"
+    );
+    assert_eq!(c.stop(), 0);
+}
+
+/// The hard limit too: one warning with the figures and what to do, the
+/// services that do not fit fail with the limit named, and the others run.
+#[test]
+fn a_hard_open_file_limit_too_low_is_named_at_startup_and_in_each_failure() {
+    let dir = TestDir::new("nofile-hard");
+    for i in 0..100 {
+        dir.service(
+            &format!("s{i:03}"),
+            &format!("{}restart = \"never\"\n", sleeper("s")),
+        );
+    }
+    let mut c = dir.corral().ctl_socket().nofile(150, 150).start();
+    let warning = c.wait_stderr_line(&["hard limit of 150", "ulimit -Hn"]);
+    assert!(
+        warning.contains("100 services need about 264 open files"),
+        "{warning}"
+    );
+    let (running, failed) = c.wait_for("every service started or failed", |c| {
+        let services = c.try_ctl_status()?;
+        let running = services.iter().filter(|s| s["state"] == "running").count();
+        let failed: Vec<String> = services
+            .iter()
+            .filter(|s| s["state"] != "running")
+            .map(|s| s["detail"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if running + failed.len() == 100 {
+            Ok((running, failed))
+        } else {
+            Err(format!("{running} running, {} failed", failed.len()))
+        }
+    });
+    assert!(running > 0 && !failed.is_empty(), "{running} running");
+    assert!(
+        failed
+            .iter()
+            .all(|f| f.contains("Too many open files")
+                && f.contains("open-file limit (150, ulimit -n)")),
+        "{failed:?}"
+    );
+    assert_eq!(c.stop(), 0);
+}
