@@ -402,7 +402,9 @@ impl Pump {
                         pid,
                         echo,
                         ready,
-                    } => self.add(name, stream, fd, pid, echo, ready),
+                    } => {
+                        self.add(name, stream, fd, pid, echo, ready);
+                    }
                     Msg::Finish => finishing = true,
                 }
             }
@@ -445,7 +447,8 @@ impl Pump {
         !self.syslog.is_empty()
     }
 
-    /// Read `fd` from now on: in the hang-up set and its group's.
+    /// Read `fd` from now on: in the hang-up set and its group's. Its key,
+    /// unless it could not be watched (then it is closed).
     fn add(
         &mut self,
         name: Arc<str>,
@@ -454,7 +457,7 @@ impl Pump {
         pid: Option<u32>,
         echo: bool,
         ready: Option<Arc<LineReady>>,
-    ) {
+    ) -> Option<u64> {
         let mut prefix = name.as_bytes().to_vec();
         prefix.extend_from_slice(b" | ");
         let group = Group {
@@ -475,9 +478,7 @@ impl Pump {
             group,
             ready,
         });
-        let Some(source) = self.sources.get(key) else {
-            return;
-        };
+        let source = self.sources.get(key)?;
         let added = self.hup.add(source.fd.as_fd(), 0, key);
         let added = added.and_then(|()| {
             let set = self.sets.get_mut(group.index()).ok_or(Errno::EINVAL)?;
@@ -492,7 +493,9 @@ impl Pump {
             // closed, so its writers get EPIPE rather than block forever.
             warn!(service = %source.name, %err, "output pipe dropped: cannot watch it");
             self.sources.remove(key);
+            return None;
         }
+        Some(key)
     }
 
     /// Whether `service`'s lines go to a log file now.
@@ -827,5 +830,173 @@ fn read_fresh(fd: &OwnedFd, buf: &mut Vec<u8>) -> nix::Result<usize> {
         let n = usize::try_from(n).unwrap_or(0).min(READ_SIZE);
         buf.set_len(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::Write;
+
+    use nix::fcntl::OFlag;
+
+    use super::*;
+
+    /// A pump without its thread or writers: the test runs its rounds and
+    /// takes what it sends to each stream.
+    struct Bench {
+        pump: Pump,
+        batches: Vec<Receiver<Vec<u8>>>,
+        waiting: Vec<Arc<AtomicUsize>>,
+    }
+
+    fn bench() -> Bench {
+        let (wake_r, _wake) = polling::wake_pipe().expect("wake pipe");
+        let (mut sinks, mut batches, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in [Stream::Stdout, Stream::Stderr] {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let (_, spare) = crossbeam_channel::bounded(SPARES);
+            let level = Arc::new(AtomicUsize::new(0));
+            sinks.push(Sink {
+                tx,
+                waiting: Arc::clone(&level),
+                batch: Vec::new(),
+                spare,
+                failing: Arc::new(AtomicBool::new(false)),
+                next_probe: Instant::now(),
+            });
+            batches.push(rx);
+            waiting.push(level);
+        }
+        let (_, rx) = crossbeam_channel::unbounded();
+        let (_, syslog) = crossbeam_channel::bounded(1);
+        let pump = Pump::new(rx, syslog, wake_r, Logs::new(), Format::default(), sinks)
+            .expect("epoll sets");
+        Bench {
+            pump,
+            batches,
+            waiting,
+        }
+    }
+
+    impl Bench {
+        /// A pipe of service `name`'s `stream`, read by the pump: its key
+        /// and write end.
+        fn add(&mut self, name: &str, stream: Stream) -> (u64, File) {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+            let key = self
+                .pump
+                .add(Arc::from(name), stream, read, None, true, None)
+                .expect("watched");
+            (key, File::from(write))
+        }
+
+        /// What `stream` was sent since the last look, as its writer would
+        /// take it (its level back to 0 unless `keep`).
+        fn taken(&self, stream: Stream) -> String {
+            let mut all = Vec::new();
+            for batch in self.batches[stream.index()].try_iter() {
+                all.extend_from_slice(&batch);
+            }
+            self.waiting[stream.index()].fetch_sub(all.len(), Ordering::AcqRel);
+            String::from_utf8(all).expect("text")
+        }
+
+        /// `stream`'s writer has `bytes` waiting.
+        fn behind(&self, stream: Stream, bytes: usize) {
+            self.waiting[stream.index()].store(bytes, Ordering::Release);
+        }
+
+        /// Rounds that do not wait, until `done` or 100 of them.
+        fn rounds_until(&mut self, mut done: impl FnMut(&Pump) -> bool) -> bool {
+            for _ in 0..100 {
+                if done(&self.pump) {
+                    return true;
+                }
+                self.pump.round(true);
+            }
+            done(&self.pump)
+        }
+    }
+
+    #[test]
+    fn a_pipe_added_after_one_was_removed_is_never_served_under_the_old_key() {
+        let mut b = bench();
+        let (old, mut w) = b.add("old", Stream::Stdout);
+        w.write_all(b"bye\n").expect("write");
+        drop(w);
+        assert!(b.rounds_until(|p| p.sources.is_empty()), "removed at EOF");
+        assert_eq!(b.taken(Stream::Stdout), "old | bye\n");
+        let (new, mut w) = b.add("new", Stream::Stdout);
+        assert_eq!(new as u32, old as u32, "its slot is reused");
+        assert_ne!(new, old, "under a new key");
+        w.write_all(b"hi\n").expect("write");
+        // An event of the old pipe read late finds nothing...
+        assert!(!b.pump.serve(old, false));
+        b.pump.remove(old);
+        b.pump.hang_up(old);
+        assert_eq!(b.pump.sources.len(), 1);
+        assert!(!b.pump.sources.get(new).expect("new").hung_up);
+        b.pump.round(true);
+        // ...and the new one is read as its own.
+        assert_eq!(b.taken(Stream::Stdout), "new | hi\n");
+    }
+
+    #[test]
+    fn a_stream_behind_holds_back_its_pipes_only_until_they_hang_up() {
+        let mut b = bench();
+        let (_, mut out) = b.add("svc", Stream::Stdout);
+        let (_, mut err) = b.add("svc", Stream::Stderr);
+        b.behind(Stream::Stdout, HIGH_WATER);
+        out.write_all(b"out\n").expect("write");
+        err.write_all(b"err\n").expect("write");
+        b.pump.round(true);
+        b.pump.round(true);
+        assert_eq!(b.taken(Stream::Stderr), "svc | err\n", "stderr is read");
+        assert_eq!(b.taken(Stream::Stdout), "", "stdout is not");
+        // Its writers gone, a pipe is read until HARD_LIMIT bytes wait...
+        b.behind(Stream::Stdout, HARD_LIMIT);
+        drop(out);
+        b.pump.round(true);
+        let hung_up =
+            |p: &Pump| p.sources.len() == 2 && p.sources.get(0).is_some_and(|s| s.hung_up);
+        assert!(hung_up(&b.pump), "the hang-up is seen while behind");
+        assert_eq!(b.taken(Stream::Stdout), "", "beyond HARD_LIMIT: not read");
+        // ...and to its end below it (the stream is still behind).
+        b.behind(Stream::Stdout, HIGH_WATER);
+        assert!(b.rounds_until(|p| p.sources.len() == 1), "read to EOF");
+        b.behind(Stream::Stdout, 0);
+        assert_eq!(b.taken(Stream::Stdout), "svc | out\n");
+        drop(err);
+        assert!(b.rounds_until(|p| p.sources.is_empty()));
+    }
+
+    #[test]
+    fn one_line_of_the_last_of_2000_pipes_is_read_in_one_round() {
+        // Two fds a pipe while the test runs: raise the soft limit if it
+        // is lower (the hard one is the ceiling; fewer pipes if need be).
+        let mut pipes: usize = 2000;
+        let nofile = nix::sys::resource::Resource::RLIMIT_NOFILE;
+        if let Ok((soft, hard)) = nix::sys::resource::getrlimit(nofile) {
+            let want = soft.max((2 * pipes as u64 + 256).min(hard));
+            let _ = nix::sys::resource::setrlimit(nofile, want, hard);
+            pipes = pipes.min((want.saturating_sub(256) / 2) as usize);
+        }
+        let mut b = bench();
+        let mut writers = Vec::new();
+        for i in 0..pipes {
+            writers.push(b.add(&format!("s{i}"), Stream::Stdout).1);
+        }
+        let last = pipes - 1;
+        writers[last].write_all(b"here\n").expect("write");
+        b.pump.round(true);
+        assert_eq!(b.taken(Stream::Stdout), format!("s{last} | here\n"));
+        assert_eq!(b.pump.sources.len(), pipes);
+        drop(writers);
+        assert!(
+            b.rounds_until(|p| p.sources.is_empty()),
+            "every pipe closed"
+        );
+        assert!(b.pump.sets.iter().all(|set| set.members == 0));
     }
 }
