@@ -16,7 +16,7 @@
 //! its run's pid is known, or read more than `BURST` datagrams of one
 //! socket per wake-up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
@@ -133,8 +133,9 @@ impl Watched {
 struct Pump {
     services: HashMap<String, Entry>,
     watched: Watched,
-    /// Services with dropped datagrams counted, not logged yet.
-    counting: HashSet<String>,
+    /// Services with dropped datagrams counted, not logged yet (a few at
+    /// most: those a flood of forged datagrams is aimed at).
+    counting: Vec<String>,
 }
 
 pub(super) fn pump(
@@ -150,7 +151,7 @@ pub(super) fn pump(
             epoll,
             keys: Slab::default(),
         },
-        counting: HashSet::new(),
+        counting: Vec::new(),
     };
     if let Err(err) = pump.watched.epoll.add(wake.as_fd(), READABLE, WAKE) {
         // Never woken, nothing registered would be read: end, so that
@@ -230,7 +231,7 @@ impl Pump {
             },
         };
         if entry.drops.report_at().is_some() && !self.counting.contains(name) {
-            self.counting.insert(name.clone());
+            self.counting.push(name.clone());
         }
         if alive {
             return;
@@ -269,7 +270,7 @@ impl Pump {
 
     /// Drop `service`'s entry; a count of drops not logged yet is logged now.
     fn forget(&mut self, service: &str) {
-        self.counting.remove(service);
+        self.counting.retain(|name| name != service);
         let Some(mut entry) = self.services.remove(service) else {
             return;
         };
@@ -459,7 +460,7 @@ mod tests {
                 epoll: Epoll::new().expect("epoll"),
                 keys: Slab::default(),
             },
-            counting: HashSet::new(),
+            counting: Vec::new(),
         }
     }
 

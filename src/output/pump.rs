@@ -120,18 +120,17 @@ impl Group {
         self.stream.index() * 4 + usize::from(self.filed) * 2 + usize::from(self.gone)
     }
 
+    /// Every group, in `index` order.
     fn all() -> impl Iterator<Item = Group> {
-        [Stream::Stdout, Stream::Stderr]
-            .into_iter()
-            .flat_map(|stream| {
-                [(false, false), (false, true), (true, false), (true, true)]
-                    .into_iter()
-                    .map(move |(filed, gone)| Group {
-                        stream,
-                        filed,
-                        gone,
-                    })
-            })
+        (0..GROUPS).map(|i| Group {
+            stream: if i < 4 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            },
+            filed: i & 2 != 0,
+            gone: i & 1 != 0,
+        })
     }
 }
 
@@ -489,9 +488,7 @@ impl Pump {
             added.map(|()| set.members += 1)
         });
         if let Err(err) = added {
-            // Not expected (ENOMEM, fs.epoll.max_user_watches): the pipe is
-            // closed, so its writers get EPIPE rather than block forever.
-            warn!(service = %source.name, %err, "output pipe dropped: cannot watch it");
+            unwatched(&source.name, &err);
             self.sources.remove(key);
             return None;
         }
@@ -526,7 +523,7 @@ impl Pump {
             None => Err(Errno::EINVAL.into()),
         };
         if let Err(err) = added {
-            warn!(service = %source.name, %err, "output pipe dropped: cannot watch it");
+            unwatched(&source.name, &err);
             // In no group now: only the hang-up set still has it.
             if !source.hung_up {
                 let _ = self.hup.delete(source.fd.as_fd());
@@ -812,6 +809,14 @@ impl Pump {
         }
         ended
     }
+}
+
+/// A pipe that could not be put in its epoll set (not expected: ENOMEM,
+/// fs.epoll.max_user_watches) is closed, so its writers get EPIPE rather
+/// than block forever.
+#[cold]
+fn unwatched(service: &str, err: &io::Error) {
+    warn!(service, %err, "output pipe dropped: cannot watch it");
 }
 
 /// Reads up to `READ_SIZE` bytes from `fd` into `buf`, replacing what it
