@@ -6,12 +6,18 @@
 //! room for one accept(2) when corral has run out of them; and one warning
 //! per burst of failures.
 //!
+//! The threads that watch one fd per service (output, notify) use an
+//! epoll(7) set instead (`Epoll`), so that a wake-up costs what is ready,
+//! not every fd: each fd is registered once under a stable key (`Slab`:
+//! a slot and its generation, so a key of a removed fd never finds the
+//! fd that took its slot).
+//!
 //! What it must never do: block (the pipe is non-blocking at both ends),
 //! or know what the threads serve.
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -162,9 +168,244 @@ pub fn spare_fd() -> Option<File> {
     File::open("/dev/null").ok()
 }
 
+/// An epoll(7) set, close-on-exec. Level-triggered: an fd that is still
+/// ready after a wait is reported again by the next one, after the others
+/// that are ready (the kernel puts it at the end of its ready list), so
+/// fds are served in turn when more are ready than one wait returns.
+#[derive(Debug)]
+pub struct Epoll(OwnedFd);
+
+/// Ready for reading (`EPOLLIN`). Hang-ups and errors (`EPOLLHUP`,
+/// `EPOLLERR`) are reported whatever an fd is registered for.
+pub const READABLE: u32 = libc::EPOLLIN as u32;
+/// Every writer has closed the pipe, or an error is pending.
+pub const HUNG_UP: u32 = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+
+impl Epoll {
+    pub fn new() -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointer; the fd it returns is new
+        // and ours alone.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a valid, open fd nobody else owns.
+        Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watch `fd` for `events` (`READABLE`, or 0 for hang-ups only),
+    /// reported with `key`.
+    pub fn add(&self, fd: BorrowedFd<'_>, events: u32, key: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, key)
+    }
+
+    /// Stop watching `fd` (closing it does too, unless another fd refers
+    /// to the same open file).
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: BorrowedFd<'_>, events: u32, key: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event { events, u64: key };
+        // SAFETY: both fds are open (borrowed); `event` is a valid
+        // epoll_event the call only reads (ignored by EPOLL_CTL_DEL).
+        let rc = unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &raw mut event) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Wait up to `timeout` for ready fds: at most `events`' capacity of
+    /// them are then in `events`.
+    pub fn wait(&self, events: &mut Events, timeout: PollTimeout) -> nix::Result<usize> {
+        events.len = 0;
+        let max = libc::c_int::try_from(events.buf.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `buf` holds `max` initialised epoll_events the kernel may
+        // overwrite; it writes at most `max` of them.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.0.as_raw_fd(),
+                events.buf.as_mut_ptr(),
+                max,
+                i32::from(timeout),
+            )
+        };
+        let n = usize::try_from(Errno::result(n)?).unwrap_or(0);
+        events.len = n.min(events.buf.len());
+        Ok(events.len)
+    }
+}
+
+impl AsFd for Epoll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// What one `Epoll::wait` found: `(key, events)` of each ready fd.
+#[derive(Default)]
+pub struct Events {
+    buf: Vec<libc::epoll_event>,
+    len: usize,
+}
+
+impl Events {
+    /// Room for `max` ready fds per wait (at least 1).
+    pub fn with_capacity(max: usize) -> Events {
+        Events {
+            buf: vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)],
+            len: 0,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.buf
+            .iter()
+            .take(self.len)
+            .map(|event| (event.u64, event.events))
+    }
+}
+
+/// Values under stable keys: a key is its slot and the slot's generation,
+/// which each removal advances, so a key that outlived its value (an event
+/// read before the fd was removed) finds nothing, never the value that took
+/// its slot. Slots are reused: no allocation once the table has grown.
+pub struct Slab<T> {
+    slots: Vec<Slot<T>>,
+    /// Empty slots, the last freed first.
+    free: Vec<u32>,
+    len: usize,
+}
+
+struct Slot<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    /// Keep `value`; its key (never `u64::MAX`, free for a caller's own use).
+    pub fn insert(&mut self, value: T) -> u64 {
+        self.len += 1;
+        if let Some(index) = self.free.pop()
+            && let Some(slot) = self.slots.get_mut(index as usize)
+        {
+            slot.value = Some(value);
+            return key(slot.generation, index);
+        }
+        let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX - 1);
+        self.slots.push(Slot {
+            generation: 0,
+            value: Some(value),
+        });
+        key(0, index)
+    }
+
+    pub fn get(&self, key: u64) -> Option<&T> {
+        let (generation, index) = split(key);
+        self.slots
+            .get(index as usize)
+            .filter(|slot| slot.generation == generation)
+            .and_then(|slot| slot.value.as_ref())
+    }
+
+    pub fn get_mut(&mut self, key: u64) -> Option<&mut T> {
+        let (generation, index) = split(key);
+        self.slots
+            .get_mut(index as usize)
+            .filter(|slot| slot.generation == generation)
+            .and_then(|slot| slot.value.as_mut())
+    }
+
+    /// Take the value out: its key is dead from now on.
+    pub fn remove(&mut self, key: u64) -> Option<T> {
+        let (generation, index) = split(key);
+        let slot = self
+            .slots
+            .get_mut(index as usize)
+            .filter(|slot| slot.generation == generation)?;
+        let value = slot.value.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn key(generation: u32, index: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(index)
+}
+
+fn split(key: u64) -> (u32, u32) {
+    ((key >> 32) as u32, key as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_key_never_finds_the_value_in_its_slot() {
+        let mut slab = Slab::default();
+        let a = slab.insert("a");
+        let b = slab.insert("b");
+        assert_eq!(slab.remove(a), Some("a"));
+        assert_eq!(slab.remove(a), None, "removed once");
+        let c = slab.insert("c");
+        assert_ne!(c, a, "the slot is reused under a new key");
+        assert_eq!(slab.get(a), None, "the old key is dead");
+        assert_eq!(slab.get_mut(a), None);
+        assert_eq!(slab.remove(a), None, "and removes nothing");
+        assert_eq!((slab.get(b), slab.get(c)), (Some(&"b"), Some(&"c")));
+        assert_eq!(slab.len(), 2);
+        for key in [b, c] {
+            slab.remove(key);
+        }
+        assert!(slab.is_empty());
+        assert_eq!(slab.slots.len(), 2, "no slot more than ever held at once");
+    }
+
+    #[test]
+    fn an_epoll_set_reports_ready_fds_by_key_and_forgets_deleted_ones() {
+        let epoll = Epoll::new().expect("epoll");
+        let (a, a_w) = wake_pipe().expect("pipe");
+        let (b, b_w) = wake_pipe().expect("pipe");
+        epoll.add(a.as_fd(), READABLE, 1).expect("add a");
+        epoll.add(b.as_fd(), 0, 2).expect("add b");
+        let mut events = Events::with_capacity(8);
+        assert_eq!(epoll.wait(&mut events, PollTimeout::ZERO), Ok(0));
+        a_w.wake();
+        b_w.wake();
+        assert_eq!(epoll.wait(&mut events, PollTimeout::ZERO), Ok(1));
+        assert_eq!(events.iter().collect::<Vec<_>>(), [(1, READABLE)]);
+        // Watched for hang-ups only: b is reported once its writer is gone.
+        drop(b_w);
+        epoll.wait(&mut events, PollTimeout::ZERO).expect("wait");
+        let mut got: Vec<_> = events.iter().collect();
+        crate::sort::sort(&mut got);
+        assert_eq!(got, [(1, READABLE), (2, libc::EPOLLHUP as u32)]);
+        epoll.delete(b.as_fd()).expect("delete b");
+        drain(&a);
+        assert_eq!(epoll.wait(&mut events, PollTimeout::ZERO), Ok(0));
+    }
 
     #[test]
     fn refusals_close_together_are_one_burst() {

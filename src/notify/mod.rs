@@ -2,8 +2,8 @@
 //! `NOTIFY_SOCKET` datagrams (sd_notify(3)) and s6's notification fd (a
 //! newline on fd N), turned into `Input::Notify` / `Input::FdReady`.
 //!
-//! One thread, one `poll(2)` over every registered socket and pipe plus a
-//! wake-up pipe, like the output thread. The loop registers a socket or pipe
+//! One thread, one epoll(7) set over every registered socket and pipe plus
+//! a wake-up pipe, like the output thread. The loop registers a socket or pipe
 //! before a start (`socket`, `fd_pipe`) and drops it with `forget`; the
 //! registration carries the service's start count (`run`), which every
 //! message repeats, so the core can ignore what an earlier run says.
@@ -68,6 +68,7 @@ pub use message::{MAX_DATAGRAM, Refusal, parse};
 use pump::{Msg, pump};
 
 use crate::event::Input;
+use crate::polling::Epoll;
 
 /// Longest abstract socket name: `sun_path` (108 bytes) less the leading NUL.
 const MAX_NAME: usize = 107;
@@ -118,9 +119,10 @@ impl Notify {
         let Some((rx, wake_r, inputs, own)) = taken else {
             return Ok(());
         };
+        let epoll = Epoll::new()?;
         thread::Builder::new()
             .name("notify".into())
-            .spawn(move || pump(&rx, &wake_r, &inputs, own))
+            .spawn(move || pump(&rx, &wake_r, epoll, &inputs, own))
             .map(|_| ())
     }
 

@@ -1,24 +1,30 @@
-//! The notify thread: one `poll(2)` over the wake-up pipe and every
+//! The notify thread: one epoll(7) set over the wake-up pipe and every
 //! registered socket and pipe, the registrations (`Msg`, applied before
 //! anything is read, so a replaced socket is never read again), and what
 //! is read: datagrams judged by `sender::admit` and passed on as
 //! `Input::Notify`, the first newline on a notification fd as
 //! `Input::FdReady`, drops counted in `Drops`.
 //!
+//! A socket or pipe is in the set from its registration (a socket from its
+//! run's `Started`) until it is replaced, forgotten or ends, under a key
+//! (`Slab`) that names its service; an event under a key removed meanwhile
+//! finds nothing. So a wake-up costs what is ready, not every service, and
+//! only services with drops counted are looked at for their report.
+//!
 //! What it must never do: touch service state, block on anything but
-//! `poll` (every fd it reads is non-blocking), read a socket before its
-//! run's pid is known, or read more than `BURST` datagrams of one socket
-//! per wake-up.
+//! `epoll_wait` (every fd it reads is non-blocking), read a socket before
+//! its run's pid is known, or read more than `BURST` datagrams of one
+//! socket per wake-up.
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollTimeout;
 
 use super::drops::{Dropped, Drops, warn_counted, warn_dropped};
 use super::message::MAX_DATAGRAM;
@@ -26,10 +32,17 @@ use super::receive::{close_passed, receive};
 use super::sender::{Run, admit, read_stat};
 use crate::event::{Input, NotifyMessage};
 use crate::log::{debug, warn};
+use crate::polling::{self, Epoll, Events, READABLE, Slab};
 
 /// Datagrams read from one socket per wake-up, so that a chatty service
-/// cannot starve the others (poll is level-triggered: the rest comes next).
+/// cannot starve the others (epoll is level-triggered: the rest comes next).
 const BURST: usize = 32;
+
+/// Ready fds taken per wait (the others come first in the next one).
+const READY_BATCH: usize = 64;
+
+/// The wake-up pipe's key (a `Slab` never hands it out).
+const WAKE: u64 = u64::MAX;
 
 /// What the handle (`Notify`) tells the thread.
 pub(super) enum Msg {
@@ -68,6 +81,8 @@ struct Socket {
     socket: UnixDatagram,
     /// Known once the run is spawned (`Msg::Started`); not read before.
     members: Option<Run>,
+    /// In the epoll set under this key (from `Started` on).
+    key: Option<u64>,
 }
 
 struct Pipe {
@@ -75,72 +90,106 @@ struct Pipe {
     fd: OwnedFd,
     /// A newline came: `FdReady` was sent; later bytes are read and ignored.
     told: bool,
+    /// In the epoll set under this key.
+    key: Option<u64>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Socket,
     Pipe,
 }
 
-pub(super) fn pump(rx: &Receiver<Msg>, wake: &OwnedFd, inputs: &Sender<Input>, own: i32) {
-    let mut services: HashMap<String, Entry> = HashMap::new();
+/// The epoll set and whose fd each of its keys is.
+struct Watched {
+    epoll: Epoll,
+    keys: Slab<(String, Kind)>,
+}
+
+impl Watched {
+    /// Watch `fd`, `service`'s socket or pipe; its key, unless epoll_ctl
+    /// failed (logged: readiness then times out, visibly).
+    fn add(&mut self, fd: BorrowedFd<'_>, service: &str, kind: Kind) -> Option<u64> {
+        let key = self.keys.insert((service.to_string(), kind));
+        match self.epoll.add(fd, READABLE, key) {
+            Ok(()) => Some(key),
+            Err(err) => {
+                warn!(service, %err, "cannot watch a notify socket or pipe");
+                self.keys.remove(key);
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, fd: BorrowedFd<'_>, key: Option<u64>) {
+        if let Some(key) = key {
+            let _ = self.epoll.delete(fd);
+            self.keys.remove(key);
+        }
+    }
+}
+
+/// The thread's state.
+struct Pump {
+    services: HashMap<String, Entry>,
+    watched: Watched,
+    /// Services with dropped datagrams counted, not logged yet (a few at
+    /// most: those a flood of forged datagrams is aimed at).
+    counting: Vec<String>,
+}
+
+pub(super) fn pump(
+    rx: &Receiver<Msg>,
+    wake: &OwnedFd,
+    epoll: Epoll,
+    inputs: &Sender<Input>,
+    own: i32,
+) {
+    let mut pump = Pump {
+        services: HashMap::new(),
+        watched: Watched {
+            epoll,
+            keys: Slab::default(),
+        },
+        counting: Vec::new(),
+    };
+    if let Err(err) = pump.watched.epoll.add(wake.as_fd(), READABLE, WAKE) {
+        // Never woken, nothing registered would be read: end, so that
+        // every later registration fails ("the notify thread has stopped").
+        warn!(%err, "notify thread: cannot watch its wake-up pipe");
+        return;
+    }
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut events = Events::with_capacity(READY_BATCH);
     loop {
         for msg in rx.try_iter() {
-            if !apply(&mut services, msg) {
+            if !pump.apply(msg) {
                 return;
             }
         }
-        // Which fd is whose, in poll order (after the wake pipe).
-        let mut order: Vec<(String, Kind)> = Vec::new();
         // Wake up for the earliest count of drops due, if any.
-        let timeout = services
-            .values()
-            .filter_map(|e| e.drops.report_at())
+        let timeout = pump
+            .counting
+            .iter()
+            .filter_map(|name| pump.services.get(name)?.drops.report_at())
             .min()
             .map_or(PollTimeout::NONE, |at| {
                 // Rounded up: waking before `at` would find nothing due.
                 let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             });
-        let polled = {
-            let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-            for (name, entry) in &services {
-                if let Some(socket) = entry.socket.as_ref().filter(|s| s.members.is_some()) {
-                    fds.push(PollFd::new(socket.socket.as_fd(), PollFlags::POLLIN));
-                    order.push((name.clone(), Kind::Socket));
-                }
-                if let Some(pipe) = &entry.pipe {
-                    fds.push(PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN));
-                    order.push((name.clone(), Kind::Pipe));
-                }
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) => Ok(fds
-                    .iter()
-                    .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
-                    .collect::<Vec<_>>()),
-                Err(err) => Err(err),
-            }
-        };
-        let now = Instant::now();
-        for (name, entry) in &mut services {
-            if let Some(due) = entry.drops.report_due(now) {
-                warn_counted(name, due);
-            }
-        }
-        let ready = match polled {
-            Ok(ready) => ready,
+        let waited = pump.watched.epoll.wait(&mut events, timeout);
+        pump.report_due(Instant::now());
+        match waited {
+            Ok(_) => {}
             Err(Errno::EINTR) => continue,
             Err(err) => {
-                // Not expected (EINVAL: more fds than RLIMIT_NOFILE,
-                // ENOMEM). Retrying at once would spin: wait for the
-                // registrations to change instead.
-                warn!(%err, "notify poll failed; waiting for a registration change");
+                // Not expected (EINVAL, EFAULT). Retrying at once would
+                // spin: wait for the registrations to change instead.
+                warn!(%err, "notify wait failed; waiting for a registration change");
                 match rx.recv() {
                     Ok(msg) => {
-                        if !apply(&mut services, msg) {
+                        if !pump.apply(msg) {
                             return;
                         }
                         continue;
@@ -148,92 +197,150 @@ pub(super) fn pump(rx: &Receiver<Msg>, wake: &OwnedFd, inputs: &Sender<Input>, o
                     Err(_) => return,
                 }
             }
-        };
-        if ready.first().is_some_and(|r| !r.is_empty()) {
-            while matches!(nix::unistd::read(wake, &mut buf), Ok(n) if n > 0) {}
+        }
+        if events.iter().any(|(key, _)| key == WAKE) {
+            polling::drain(wake);
             // Apply what was registered before reading anything, so a
             // replaced socket is never read again.
             continue;
         }
-        for ((name, kind), revents) in order.iter().zip(ready.iter().skip(1)) {
-            if revents.is_empty() {
-                continue;
-            }
-            let Some(entry) = services.get_mut(name) else {
-                continue;
-            };
-            let alive = match kind {
-                Kind::Socket => match entry.socket.as_mut() {
-                    Some(socket) => {
-                        read_socket(name, socket, &mut entry.drops, own, &mut buf, inputs)
-                    }
-                    None => true,
-                },
-                Kind::Pipe => entry
-                    .pipe
-                    .as_mut()
-                    .is_none_or(|pipe| read_pipe(name, pipe, &mut buf, inputs)),
-            };
-            if !alive {
-                match kind {
-                    Kind::Socket => entry.socket = None,
-                    Kind::Pipe => entry.pipe = None,
-                }
-                if entry.socket.is_none() && entry.pipe.is_none() {
-                    forget(&mut services, name);
-                }
-            }
+        for (key, _) in events.iter() {
+            pump.read(key, own, &mut buf, inputs);
         }
     }
 }
 
-/// Drop `service`'s entry; a count of drops not logged yet is logged now.
-fn forget(services: &mut HashMap<String, Entry>, service: &str) {
-    if let Some(mut entry) = services.remove(service)
-        && let Some(counted) = entry.drops.take()
-    {
-        warn_counted(service, counted);
+impl Pump {
+    /// Read the socket or pipe under `key`, if it is still registered.
+    fn read(&mut self, key: u64, own: i32, buf: &mut [u8], inputs: &Sender<Input>) {
+        let Some((name, kind)) = self.watched.keys.get(key) else {
+            return;
+        };
+        let kind = *kind;
+        let Some(entry) = self.services.get_mut(name) else {
+            return;
+        };
+        let alive = match kind {
+            Kind::Socket => match entry.socket.as_mut().filter(|s| s.key == Some(key)) {
+                Some(socket) => read_socket(name, socket, &mut entry.drops, own, buf, inputs),
+                None => return,
+            },
+            Kind::Pipe => match entry.pipe.as_mut().filter(|p| p.key == Some(key)) {
+                Some(pipe) => read_pipe(name, pipe, buf, inputs),
+                None => return,
+            },
+        };
+        if entry.drops.report_at().is_some() && !self.counting.contains(name) {
+            self.counting.push(name.clone());
+        }
+        if alive {
+            return;
+        }
+        let name = name.clone();
+        match kind {
+            Kind::Socket => {
+                if let Some(old) = entry.socket.take() {
+                    self.watched.remove(old.socket.as_fd(), old.key);
+                }
+            }
+            Kind::Pipe => {
+                if let Some(old) = entry.pipe.take() {
+                    self.watched.remove(old.fd.as_fd(), old.key);
+                }
+            }
+        }
+        if entry.socket.is_none() && entry.pipe.is_none() {
+            self.forget(&name);
+        }
     }
-}
 
-/// Apply one registration change; false on `Stop`.
-fn apply(services: &mut HashMap<String, Entry>, msg: Msg) -> bool {
-    match msg {
-        Msg::Socket {
-            service,
-            run,
-            socket,
-        } => {
-            services.entry(service).or_default().socket = Some(Socket {
+    /// Log the counts of drops due at `now`.
+    fn report_due(&mut self, now: Instant) {
+        let services = &mut self.services;
+        self.counting.retain(|name| {
+            let Some(entry) = services.get_mut(name) else {
+                return false;
+            };
+            if let Some(due) = entry.drops.report_due(now) {
+                warn_counted(name, due);
+            }
+            entry.drops.report_at().is_some()
+        });
+    }
+
+    /// Drop `service`'s entry; a count of drops not logged yet is logged now.
+    fn forget(&mut self, service: &str) {
+        self.counting.retain(|name| name != service);
+        let Some(mut entry) = self.services.remove(service) else {
+            return;
+        };
+        if let Some(old) = entry.socket.take() {
+            self.watched.remove(old.socket.as_fd(), old.key);
+        }
+        if let Some(old) = entry.pipe.take() {
+            self.watched.remove(old.fd.as_fd(), old.key);
+        }
+        if let Some(counted) = entry.drops.take() {
+            warn_counted(service, counted);
+        }
+    }
+
+    /// Apply one registration change; false on `Stop`.
+    fn apply(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Socket {
+                service,
                 run,
                 socket,
-                members: None,
-            })
-        }
-        Msg::Pipe { service, run, fd } => {
-            services.entry(service).or_default().pipe = Some(Pipe {
-                run,
-                fd,
-                told: false,
-            })
-        }
-        Msg::Started { service, run, pid } => {
-            // A later run's socket may have replaced this one already.
-            if let Some(socket) = services
-                .get_mut(&service)
-                .and_then(|e| e.socket.as_mut())
-                .filter(|s| s.run == run)
-            {
-                socket.members = Some(Run {
-                    pid,
-                    main_pid: None,
-                });
+            } => {
+                let entry = self.services.entry(service).or_default();
+                let new = Socket {
+                    run,
+                    socket,
+                    members: None,
+                    key: None,
+                };
+                if let Some(old) = entry.socket.replace(new) {
+                    self.watched.remove(old.socket.as_fd(), old.key);
+                }
             }
+            Msg::Pipe { service, run, fd } => {
+                let key = self.watched.add(fd.as_fd(), &service, Kind::Pipe);
+                let entry = self.services.entry(service).or_default();
+                let new = Pipe {
+                    run,
+                    fd,
+                    told: false,
+                    key,
+                };
+                if let Some(old) = entry.pipe.replace(new) {
+                    self.watched.remove(old.fd.as_fd(), old.key);
+                }
+            }
+            Msg::Started { service, run, pid } => {
+                // A later run's socket may have replaced this one already.
+                if let Some(socket) = self
+                    .services
+                    .get_mut(&service)
+                    .and_then(|e| e.socket.as_mut())
+                    .filter(|s| s.run == run)
+                {
+                    socket.members = Some(Run {
+                        pid,
+                        main_pid: None,
+                    });
+                    if socket.key.is_none() {
+                        socket.key =
+                            self.watched
+                                .add(socket.socket.as_fd(), &service, Kind::Socket);
+                    }
+                }
+            }
+            Msg::Forget { service } => self.forget(&service),
+            Msg::Stop => return false,
         }
-        Msg::Forget { service } => forget(services, &service),
-        Msg::Stop => return false,
+        true
     }
-    true
 }
 
 /// Read up to `BURST` datagrams; false when the socket is unusable.
@@ -337,5 +444,70 @@ fn read_pipe(service: &str, pipe: &mut Pipe, buf: &mut [u8], inputs: &Sender<Inp
             debug!(service, %err, "notification fd read failed");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::fcntl::OFlag;
+
+    use super::*;
+
+    fn pump() -> Pump {
+        Pump {
+            services: HashMap::new(),
+            watched: Watched {
+                epoll: Epoll::new().expect("epoll"),
+                keys: Slab::default(),
+            },
+            counting: Vec::new(),
+        }
+    }
+
+    /// A notification-fd pipe for `service`'s run 1: its key, write end.
+    fn pipe(pump: &mut Pump, service: &str) -> (u64, OwnedFd) {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).expect("pipe");
+        let msg = Msg::Pipe {
+            service: service.to_string(),
+            run: 1,
+            fd: read,
+        };
+        assert!(pump.apply(msg));
+        let key = pump.services[service].pipe.as_ref().and_then(|p| p.key);
+        (key.expect("watched"), write)
+    }
+
+    #[test]
+    fn a_key_of_a_forgotten_or_replaced_pipe_reads_nothing() {
+        let mut pump = pump();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let (old, _old_w) = pipe(&mut pump, "old");
+        assert!(pump.apply(Msg::Forget {
+            service: "old".into()
+        }));
+        assert!(pump.watched.keys.is_empty(), "its key is gone");
+        let (new, new_w) = pipe(&mut pump, "new");
+        assert_eq!(new as u32, old as u32, "its slot is reused");
+        assert_ne!(new, old, "under a new key");
+        nix::unistd::write(&new_w, b"\n").expect("write");
+        pump.read(old, 0, &mut buf, &tx);
+        assert!(rx.try_recv().is_err(), "the old key reads nothing");
+        // A later run's pipe replaces the earlier one, and its key.
+        let (newer, newer_w) = pipe(&mut pump, "new");
+        assert_ne!(newer, new);
+        assert_eq!(pump.watched.keys.len(), 1);
+        pump.read(new, 0, &mut buf, &tx);
+        assert!(rx.try_recv().is_err(), "the replaced pipe is not read");
+        nix::unistd::write(&newer_w, b"\n").expect("write");
+        pump.read(newer, 0, &mut buf, &tx);
+        match rx.try_recv() {
+            Ok(Input::FdReady { service, run }) => assert_eq!((service.as_str(), run), ("new", 1)),
+            other => panic!("unexpected {other:?}"),
+        }
+        // EOF ends the registration, and the entry with it.
+        drop(newer_w);
+        pump.read(newer, 0, &mut buf, &tx);
+        assert!(pump.services.is_empty() && pump.watched.keys.is_empty());
     }
 }

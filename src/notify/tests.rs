@@ -327,3 +327,30 @@ fn send_with_fd(socket: &UnixDatagram, data: &[u8], fd: libc::c_int) {
         assert!(libc::sendmsg(socket.as_raw_fd(), &msg, 0) >= 0);
     }
 }
+
+#[test]
+fn a_newline_on_the_last_of_a_thousand_pipes_is_read() {
+    // Two fds a pipe while the test runs: raise the soft limit if it is
+    // lower (the hard one is the ceiling; fewer pipes if need be).
+    let mut pipes: usize = 1000;
+    let nofile = nix::sys::resource::Resource::RLIMIT_NOFILE;
+    if let Ok((soft, hard)) = nix::sys::resource::getrlimit(nofile) {
+        let want = soft.max((2 * pipes as u64 + 256).min(hard));
+        let _ = nix::sys::resource::setrlimit(nofile, want, hard);
+        pipes = pipes.min((want.saturating_sub(256) / 2) as usize);
+    }
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let notify = Notify::start(tx).expect("start");
+    let writes: Vec<OwnedFd> = (0..pipes)
+        .map(|i| notify.fd_pipe(&format!("s{i}"), 1).expect("pipe"))
+        .collect();
+    let last = writes.last().expect("a pipe");
+    nix::unistd::write(last, b"\n").expect("write");
+    match next(&rx) {
+        Input::FdReady { service, run } => {
+            assert_eq!((service, run), (format!("s{}", pipes - 1), 1))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(rx.recv_timeout(QUIET).is_err(), "nothing from the others");
+}

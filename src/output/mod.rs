@@ -5,9 +5,11 @@
 //! each with the wall-clock time it was read and the pid of the run whose
 //! pipe it came from.
 //!
-//! One reading thread, one `poll(2)` over all pipes (plus a wake-up pipe
-//! for newly added streams and for the writers), so 100 services cost one
-//! thread, not 200. A line ends at
+//! One reading thread, its pipes in a few epoll(7) sets (by stream, log
+//! file and hang-up, so backpressure switches a whole set) under one
+//! `poll(2)` with a wake-up pipe for newly added streams and for the
+//! writers: 100 services cost one thread, not 200, and a wake-up costs the
+//! pipes that are ready, not all of them. A line ends at
 //! a newline (a `\r` before it is dropped); a line longer than `MAX_LINE` is
 //! cut into `MAX_LINE` pieces as it comes, without waiting for its end; a
 //! partial last line is written (with a newline) at EOF.

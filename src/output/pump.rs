@@ -1,12 +1,26 @@
-//! The output thread: one `poll(2)` over every service pipe and the
-//! wake-up pipe; each read is cut into lines for its writer (`NAME | line`)
-//! and kept in `Logs`. A stream whose writer is behind is not read
-//! (backpressure), pipes are served in turn so that none starves.
+//! The output thread: every service pipe in an epoll(7) set, one `poll(2)`
+//! over those sets and the wake-up pipe; each read is cut into lines for
+//! its writer (`NAME | line`) and kept in `Logs`. A stream whose writer is
+//! behind is not read (backpressure), pipes are served in turn so that none
+//! starves.
+//!
+//! The pipes are grouped by what holds them back (`Group`): their stream,
+//! whether their service has a log file, and whether their writers have
+//! all gone (read until `HARD_LIMIT`, not `HIGH_WATER`). Each group is one
+//! epoll set, and a group that may not be read is simply left out of the
+//! poll: backpressure on or off costs nothing per pipe. Every live pipe is
+//! also in one more set watched only for hang-ups (`hup`), always polled,
+//! so a pipe whose writers exit while its stream is behind still moves to
+//! its group of hung-up pipes (and is read to EOF and closed). A wake-up
+//! costs the pipes that are ready, a registration two epoll_ctl(2) calls:
+//! no round looks at every pipe. Pipes are known by a `Slab` key, so an
+//! event of a pipe removed meanwhile finds nothing.
 //!
 //! What it must never do: write fds 1 and 2 itself (the writers do), wait
 //! for a writer, or touch service state.
 
 use std::io;
+use std::mem;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,8 +38,8 @@ use super::split::Splitter;
 use super::writer::Writer;
 use super::{HARD_LIMIT, HIGH_WATER, LogEntry, PROBE_EVERY, READ_SIZE, SPARES, Stream};
 use crate::log;
-use crate::log::debug;
-use crate::polling::{self, Wake};
+use crate::log::{debug, warn};
+use crate::polling::{self, Epoll, Events, HUNG_UP, READABLE, Slab, Wake};
 
 enum Msg {
     Add {
@@ -83,6 +97,49 @@ const FILES_BEHIND_RETRY_MS: u8 = 10;
 const SYSLOG_QUEUE: usize = 4096;
 /// Syslog lines taken in one round, so pipes are still read in between.
 const SYSLOG_BATCH: usize = 1024;
+/// Pipes of one group served per round at most (epoll gives the others
+/// first in the next round).
+const READY_BATCH: usize = 256;
+
+/// What holds a pipe back: its stream's writer being behind (`HIGH_WATER`,
+/// or `HARD_LIMIT` once every writer of the pipe is gone), and the log
+/// files being behind, for a service that has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Group {
+    stream: Stream,
+    /// Its service's lines go to a log file.
+    filed: bool,
+    /// Every writer of the pipe has closed it.
+    gone: bool,
+}
+
+const GROUPS: usize = 8;
+
+impl Group {
+    fn index(self) -> usize {
+        self.stream.index() * 4 + usize::from(self.filed) * 2 + usize::from(self.gone)
+    }
+
+    /// Every group, in `index` order.
+    fn all() -> impl Iterator<Item = Group> {
+        (0..GROUPS).map(|i| Group {
+            stream: if i < 4 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            },
+            filed: i & 2 != 0,
+            gone: i & 1 != 0,
+        })
+    }
+}
+
+/// One group's epoll set.
+struct Set {
+    epoll: Epoll,
+    /// Pipes in it.
+    members: usize,
+}
 
 /// One pipe being read.
 struct Source {
@@ -101,6 +158,8 @@ struct Source {
     /// Every writer of the pipe has closed it (POLLHUP): what is left in it
     /// is all there will be.
     hung_up: bool,
+    /// The set it is in (`group.gone` is `hung_up`).
+    group: Group,
     /// The run's `log-line` readiness, until settled.
     ready: Option<Arc<LineReady>>,
 }
@@ -205,17 +264,12 @@ impl Output {
         let (tx, rx) = crossbeam_channel::unbounded();
         let (syslog, syslog_rx) = crossbeam_channel::bounded(SYSLOG_QUEUE);
         let (done_tx, done) = crossbeam_channel::bounded(1);
-        let pump = Pump {
-            rx,
-            syslog: syslog_rx,
-            wake: wake_r,
-            logs,
-            format,
-            sinks,
-            sources: Vec::new(),
-            spare: Vec::new(),
-            head: Vec::new(),
-            turn: 0,
+        let pump = match Pump::new(rx, syslog_rx, wake_r, logs, format, sinks) {
+            Ok(pump) => pump,
+            Err(err) => {
+                log::detach();
+                return Err(err);
+            }
         };
         let spawned = thread::Builder::new().name("output".into()).spawn(move || {
             pump.run(handles);
@@ -289,20 +343,56 @@ struct Pump {
     format: Format,
     /// Indexed by `Stream::index`.
     sinks: Vec<Sink>,
-    sources: Vec<Source>,
+    sources: Slab<Source>,
+    /// Indexed by `Group::index`.
+    sets: Vec<Set>,
+    /// Every pipe not hung up yet, watched for its hang-up only.
+    hup: Epoll,
+    /// What the last wait of a set found (kept for its buffer).
+    events: Events,
     /// Read buffers (`READ_SIZE` long) for reuse.
     spare: Vec<Vec<u8>>,
     /// `format::line_head` of the read being served (kept for its buffer).
     head: Vec<u8>,
-    /// Where the next round starts serving sources, so none is starved.
-    turn: usize,
 }
 
 impl Pump {
+    fn new(
+        rx: Receiver<Msg>,
+        syslog: Receiver<SyslogLine>,
+        wake: OwnedFd,
+        logs: Logs,
+        format: Format,
+        sinks: Vec<Sink>,
+    ) -> io::Result<Pump> {
+        let mut sets = Vec::with_capacity(GROUPS);
+        for group in Group::all() {
+            debug_assert_eq!(group.index(), sets.len());
+            sets.push(Set {
+                epoll: Epoll::new()?,
+                members: 0,
+            });
+        }
+        Ok(Pump {
+            rx,
+            syslog,
+            wake,
+            logs,
+            format,
+            sinks,
+            sources: Slab::default(),
+            sets,
+            hup: Epoll::new()?,
+            events: Events::with_capacity(READY_BATCH),
+            spare: Vec::new(),
+            head: Vec::new(),
+        })
+    }
+
     pub(super) fn run(mut self, writers: Vec<JoinHandle<()>>) {
         let mut finishing = false;
         loop {
-            for msg in self.rx.try_iter() {
+            while let Ok(msg) = self.rx.try_recv() {
                 match msg {
                     Msg::Add {
                         name,
@@ -312,20 +402,7 @@ impl Pump {
                         echo,
                         ready,
                     } => {
-                        let mut prefix = name.as_bytes().to_vec();
-                        prefix.extend_from_slice(b" | ");
-                        self.sources.push(Source {
-                            name,
-                            prefix,
-                            stream,
-                            pid,
-                            echo,
-                            id: new_source(),
-                            fd,
-                            splitter: Splitter::default(),
-                            hung_up: false,
-                            ready,
-                        });
+                        self.add(name, stream, fd, pid, echo, ready);
                     }
                     Msg::Finish => finishing = true,
                 }
@@ -369,36 +446,170 @@ impl Pump {
         !self.syslog.is_empty()
     }
 
+    /// Read `fd` from now on: in the hang-up set and its group's. Its key,
+    /// unless it could not be watched (then it is closed).
+    fn add(
+        &mut self,
+        name: Arc<str>,
+        stream: Stream,
+        fd: OwnedFd,
+        pid: Option<u32>,
+        echo: bool,
+        ready: Option<Arc<LineReady>>,
+    ) -> Option<u64> {
+        let mut prefix = name.as_bytes().to_vec();
+        prefix.extend_from_slice(b" | ");
+        let group = Group {
+            stream,
+            filed: self.filed(&name),
+            gone: false,
+        };
+        let key = self.sources.insert(Source {
+            name,
+            prefix,
+            stream,
+            pid,
+            echo,
+            id: new_source(),
+            fd,
+            splitter: Splitter::default(),
+            hung_up: false,
+            group,
+            ready,
+        });
+        let source = self.sources.get(key)?;
+        let added = self.hup.add(source.fd.as_fd(), 0, key);
+        let added = added.and_then(|()| {
+            let set = self.sets.get_mut(group.index()).ok_or(Errno::EINVAL)?;
+            let added = set.epoll.add(source.fd.as_fd(), READABLE, key);
+            if added.is_err() {
+                let _ = self.hup.delete(source.fd.as_fd());
+            }
+            added.map(|()| set.members += 1)
+        });
+        if let Err(err) = added {
+            unwatched(&source.name, &err);
+            self.sources.remove(key);
+            return None;
+        }
+        Some(key)
+    }
+
+    /// Whether `service`'s lines go to a log file now.
+    fn filed(&self, service: &str) -> bool {
+        self.logs
+            .files()
+            .is_some_and(|files| files.is_open(service))
+    }
+
+    /// Move source `key` to the set of `to`; false if it had to be dropped.
+    fn regroup(&mut self, key: u64, to: Group) -> bool {
+        let Some(source) = self.sources.get_mut(key) else {
+            return false;
+        };
+        let from = mem::replace(&mut source.group, to);
+        if from == to {
+            return true;
+        }
+        if let Some(set) = self.sets.get_mut(from.index()) {
+            let _ = set.epoll.delete(source.fd.as_fd());
+            set.members = set.members.saturating_sub(1);
+        }
+        let added = match self.sets.get_mut(to.index()) {
+            Some(set) => set
+                .epoll
+                .add(source.fd.as_fd(), READABLE, key)
+                .map(|()| set.members += 1),
+            None => Err(Errno::EINVAL.into()),
+        };
+        if let Err(err) = added {
+            unwatched(&source.name, &err);
+            // In no group now: only the hang-up set still has it.
+            if !source.hung_up {
+                let _ = self.hup.delete(source.fd.as_fd());
+            }
+            self.sources.remove(key);
+            return false;
+        }
+        true
+    }
+
+    /// Every writer of source `key` is gone: from now on it is read until
+    /// `HARD_LIMIT`, and no longer watched for a hang-up.
+    fn hang_up(&mut self, key: u64) {
+        let Some(source) = self.sources.get_mut(key) else {
+            return;
+        };
+        if source.hung_up {
+            return;
+        }
+        source.hung_up = true;
+        let _ = self.hup.delete(source.fd.as_fd());
+        let to = Group {
+            gone: true,
+            ..source.group
+        };
+        self.regroup(key, to);
+    }
+
+    /// Forget source `key` and close its pipe.
+    fn remove(&mut self, key: u64) {
+        let Some(source) = self.sources.remove(key) else {
+            return;
+        };
+        // Closing the pipe would remove it from the sets too, unless
+        // another fd shares its open file (a child between fork and exec).
+        if !source.hung_up {
+            let _ = self.hup.delete(source.fd.as_fd());
+        }
+        if let Some(set) = self.sets.get_mut(source.group.index()) {
+            let _ = set.epoll.delete(source.fd.as_fd());
+            set.members = set.members.saturating_sub(1);
+        }
+    }
+
+    /// May the pipes of `group` be read now? (`files_behind`: the log
+    /// files' queue is more than half full.)
+    fn open(&self, group: Group, files_behind: bool) -> bool {
+        let Some(sink) = self.sinks.get(group.stream.index()) else {
+            return false;
+        };
+        let limit = if group.gone { HARD_LIMIT } else { HIGH_WATER };
+        sink.level() < limit && !(group.filed && files_behind)
+    }
+
     /// One poll and what it found; `now`: do not wait for anything.
     fn round(&mut self, now: bool) {
-        // Which pipes to wait for, and for what: a stream whose writer is
-        // behind is not read (backpressure), but a hang-up is still seen.
-        let mut polled: Vec<usize> = Vec::with_capacity(self.sources.len());
         // The log files are behind: their services' pipes wait (checked
         // again every `FILES_BEHIND_RETRY_MS`; the file thread wakes nobody).
-        let files = self.logs.files().filter(|files| !files.has_room());
-        let revents: Vec<PollFlags> = {
-            let mut fds: Vec<PollFd> = Vec::with_capacity(self.sources.len() + 1);
+        let files_behind = self.logs.files().is_some_and(|files| !files.has_room());
+        let mut filed_waiting = false;
+        // The wake-up pipe, the hang-up set, then each group that may be
+        // read (backpressure: a stream whose writer is behind is not read,
+        // but a hang-up is still seen).
+        let mut groups = [0usize; GROUPS];
+        let mut polled = 0;
+        let revents: [PollFlags; 2 + GROUPS] = {
+            let mut fds: Vec<PollFd> = Vec::with_capacity(2 + GROUPS);
             fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
-            for (i, source) in self.sources.iter().enumerate() {
-                let takes = self
-                    .sinks
-                    .get(source.stream.index())
-                    .is_some_and(|sink| sink.takes(source))
-                    && files.is_none_or(|files| !files.is_open(&source.name));
-                let events = if takes {
-                    PollFlags::POLLIN
-                } else if !source.hung_up {
-                    PollFlags::empty()
-                } else {
+            fds.push(PollFd::new(self.hup.as_fd(), PollFlags::POLLIN));
+            for group in Group::all() {
+                let Some(set) = self.sets.get(group.index()).filter(|set| set.members > 0) else {
                     continue;
                 };
-                polled.push(i);
-                fds.push(PollFd::new(source.fd.as_fd(), events));
+                if !self.open(group, files_behind) {
+                    filed_waiting |= group.filed && files_behind;
+                    continue;
+                }
+                if let Some(slot) = groups.get_mut(polled) {
+                    *slot = group.index();
+                    polled += 1;
+                    fds.push(PollFd::new(set.epoll.as_fd(), PollFlags::POLLIN));
+                }
             }
             let timeout = if now {
                 PollTimeout::ZERO
-            } else if files.is_some() {
+            } else if filed_waiting {
                 PollTimeout::from(FILES_BEHIND_RETRY_MS)
             } else {
                 PollTimeout::NONE
@@ -411,48 +622,67 @@ impl Pump {
                     return;
                 }
             }
-            fds.iter()
-                .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
-                .collect()
+            let mut revents = [PollFlags::empty(); 2 + GROUPS];
+            for (r, fd) in revents.iter_mut().zip(&fds) {
+                *r = fd.revents().unwrap_or(PollFlags::empty());
+            }
+            revents
         };
-        let Some((woken, revents)) = revents.split_first() else {
-            return;
-        };
+        let [woken, hung_up, ready @ ..] = revents;
         if !woken.is_empty() {
             polling::drain(&self.wake);
         }
-        let mut closed = Vec::new();
-        let n = polled.len();
-        for k in 0..n {
-            let j = (self.turn + k) % n;
-            let (Some(&i), Some(&r)) = (polled.get(j), revents.get(j)) else {
+        let mut events = mem::take(&mut self.events);
+        if !hung_up.is_empty() && self.hup.wait(&mut events, PollTimeout::ZERO).is_ok() {
+            for (key, _) in events.iter() {
+                self.hang_up(key);
+            }
+        }
+        for (&index, revents) in groups.iter().zip(ready).take(polled) {
+            if revents.is_empty() {
                 continue;
+            }
+            let waited = match self.sets.get(index) {
+                Some(set) => set.epoll.wait(&mut events, PollTimeout::ZERO),
+                None => continue,
             };
-            if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL)
-                && let Some(source) = self.sources.get_mut(i)
-            {
-                source.hung_up = true;
-            }
-            if r.is_empty() {
+            if waited.is_err() {
                 continue;
             }
-            if self.serve(i) {
-                closed.push(i);
+            for (key, flags) in events.iter() {
+                if flags & HUNG_UP != 0 {
+                    self.hang_up(key);
+                }
+                if self.serve(key, files_behind) {
+                    self.remove(key);
+                }
             }
         }
-        self.turn = self.turn.wrapping_add(1);
-        crate::sort::sort(&mut closed);
-        for i in closed.into_iter().rev() {
-            self.sources.swap_remove(i);
-        }
+        self.events = events;
         for sink in &mut self.sinks {
             sink.send();
         }
     }
 
-    /// Read source `i` once, if its stream takes more; true at its end.
-    fn serve(&mut self, i: usize) -> bool {
-        let Some(source) = self.sources.get_mut(i) else {
+    /// Read source `key` once, if its stream (and its log file) take
+    /// more; true at its end.
+    fn serve(&mut self, key: u64, files_behind: bool) -> bool {
+        let Some(source) = self.sources.get(key) else {
+            return false;
+        };
+        // A log file opened or closed since (a reload, then a spawn):
+        // another group from now on.
+        let filed = self.filed(&source.name);
+        if filed != source.group.filed {
+            let to = Group {
+                filed,
+                ..source.group
+            };
+            if !self.regroup(key, to) || (filed && files_behind) {
+                return false;
+            }
+        }
+        let Some(source) = self.sources.get_mut(key) else {
             return false;
         };
         let Some(sink) = self.sinks.get_mut(source.stream.index()) else {
@@ -471,12 +701,8 @@ impl Pump {
         } else {
             String::new()
         };
-        // A log file takes this service's lines too (one look per read).
-        let files = self
-            .logs
-            .files()
-            .filter(|files| files.is_open(&source.name))
-            .cloned();
+        // A log file takes this service's lines too.
+        let files = self.logs.files().filter(|_| filed).cloned();
         let mut store = self.logs.lock();
         let LogStore {
             services,
@@ -585,6 +811,14 @@ impl Pump {
     }
 }
 
+/// A pipe that could not be put in its epoll set (not expected: ENOMEM,
+/// fs.epoll.max_user_watches) is closed, so its writers get EPIPE rather
+/// than block forever.
+#[cold]
+fn unwatched(service: &str, err: &io::Error) {
+    warn!(service, %err, "output pipe dropped: cannot watch it");
+}
+
 /// Reads up to `READ_SIZE` bytes from `fd` into `buf`, replacing what it
 /// held; `buf.len()` is then the count read. The buffer is not zeroed first:
 /// only the pages a read fills are touched, so a quiet service keeps one
@@ -601,5 +835,173 @@ fn read_fresh(fd: &OwnedFd, buf: &mut Vec<u8>) -> nix::Result<usize> {
         let n = usize::try_from(n).unwrap_or(0).min(READ_SIZE);
         buf.set_len(n);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::io::Write;
+
+    use nix::fcntl::OFlag;
+
+    use super::*;
+
+    /// A pump without its thread or writers: the test runs its rounds and
+    /// takes what it sends to each stream.
+    struct Bench {
+        pump: Pump,
+        batches: Vec<Receiver<Vec<u8>>>,
+        waiting: Vec<Arc<AtomicUsize>>,
+    }
+
+    fn bench() -> Bench {
+        let (wake_r, _wake) = polling::wake_pipe().expect("wake pipe");
+        let (mut sinks, mut batches, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in [Stream::Stdout, Stream::Stderr] {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let (_, spare) = crossbeam_channel::bounded(SPARES);
+            let level = Arc::new(AtomicUsize::new(0));
+            sinks.push(Sink {
+                tx,
+                waiting: Arc::clone(&level),
+                batch: Vec::new(),
+                spare,
+                failing: Arc::new(AtomicBool::new(false)),
+                next_probe: Instant::now(),
+            });
+            batches.push(rx);
+            waiting.push(level);
+        }
+        let (_, rx) = crossbeam_channel::unbounded();
+        let (_, syslog) = crossbeam_channel::bounded(1);
+        let pump = Pump::new(rx, syslog, wake_r, Logs::new(), Format::default(), sinks)
+            .expect("epoll sets");
+        Bench {
+            pump,
+            batches,
+            waiting,
+        }
+    }
+
+    impl Bench {
+        /// A pipe of service `name`'s `stream`, read by the pump: its key
+        /// and write end.
+        fn add(&mut self, name: &str, stream: Stream) -> (u64, File) {
+            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+            let key = self
+                .pump
+                .add(Arc::from(name), stream, read, None, true, None)
+                .expect("watched");
+            (key, File::from(write))
+        }
+
+        /// What `stream` was sent since the last look, as its writer would
+        /// take it (its level back to 0 unless `keep`).
+        fn taken(&self, stream: Stream) -> String {
+            let mut all = Vec::new();
+            for batch in self.batches[stream.index()].try_iter() {
+                all.extend_from_slice(&batch);
+            }
+            self.waiting[stream.index()].fetch_sub(all.len(), Ordering::AcqRel);
+            String::from_utf8(all).expect("text")
+        }
+
+        /// `stream`'s writer has `bytes` waiting.
+        fn behind(&self, stream: Stream, bytes: usize) {
+            self.waiting[stream.index()].store(bytes, Ordering::Release);
+        }
+
+        /// Rounds that do not wait, until `done` or 100 of them.
+        fn rounds_until(&mut self, mut done: impl FnMut(&Pump) -> bool) -> bool {
+            for _ in 0..100 {
+                if done(&self.pump) {
+                    return true;
+                }
+                self.pump.round(true);
+            }
+            done(&self.pump)
+        }
+    }
+
+    #[test]
+    fn a_pipe_added_after_one_was_removed_is_never_served_under_the_old_key() {
+        let mut b = bench();
+        let (old, mut w) = b.add("old", Stream::Stdout);
+        w.write_all(b"bye\n").expect("write");
+        drop(w);
+        assert!(b.rounds_until(|p| p.sources.is_empty()), "removed at EOF");
+        assert_eq!(b.taken(Stream::Stdout), "old | bye\n");
+        let (new, mut w) = b.add("new", Stream::Stdout);
+        assert_eq!(new as u32, old as u32, "its slot is reused");
+        assert_ne!(new, old, "under a new key");
+        w.write_all(b"hi\n").expect("write");
+        // An event of the old pipe read late finds nothing...
+        assert!(!b.pump.serve(old, false));
+        b.pump.remove(old);
+        b.pump.hang_up(old);
+        assert_eq!(b.pump.sources.len(), 1);
+        assert!(!b.pump.sources.get(new).expect("new").hung_up);
+        b.pump.round(true);
+        // ...and the new one is read as its own.
+        assert_eq!(b.taken(Stream::Stdout), "new | hi\n");
+    }
+
+    #[test]
+    fn a_stream_behind_holds_back_its_pipes_only_until_they_hang_up() {
+        let mut b = bench();
+        let (_, mut out) = b.add("svc", Stream::Stdout);
+        let (_, mut err) = b.add("svc", Stream::Stderr);
+        b.behind(Stream::Stdout, HIGH_WATER);
+        out.write_all(b"out\n").expect("write");
+        err.write_all(b"err\n").expect("write");
+        b.pump.round(true);
+        b.pump.round(true);
+        assert_eq!(b.taken(Stream::Stderr), "svc | err\n", "stderr is read");
+        assert_eq!(b.taken(Stream::Stdout), "", "stdout is not");
+        // Its writers gone, a pipe is read until HARD_LIMIT bytes wait...
+        b.behind(Stream::Stdout, HARD_LIMIT);
+        drop(out);
+        b.pump.round(true);
+        let hung_up =
+            |p: &Pump| p.sources.len() == 2 && p.sources.get(0).is_some_and(|s| s.hung_up);
+        assert!(hung_up(&b.pump), "the hang-up is seen while behind");
+        assert_eq!(b.taken(Stream::Stdout), "", "beyond HARD_LIMIT: not read");
+        // ...and to its end below it (the stream is still behind).
+        b.behind(Stream::Stdout, HIGH_WATER);
+        assert!(b.rounds_until(|p| p.sources.len() == 1), "read to EOF");
+        b.behind(Stream::Stdout, 0);
+        assert_eq!(b.taken(Stream::Stdout), "svc | out\n");
+        drop(err);
+        assert!(b.rounds_until(|p| p.sources.is_empty()));
+    }
+
+    #[test]
+    fn one_line_of_the_last_of_2000_pipes_is_read_in_one_round() {
+        // Two fds a pipe while the test runs: raise the soft limit if it
+        // is lower (the hard one is the ceiling; fewer pipes if need be).
+        let mut pipes: usize = 2000;
+        let nofile = nix::sys::resource::Resource::RLIMIT_NOFILE;
+        if let Ok((soft, hard)) = nix::sys::resource::getrlimit(nofile) {
+            let want = soft.max((2 * pipes as u64 + 256).min(hard));
+            let _ = nix::sys::resource::setrlimit(nofile, want, hard);
+            pipes = pipes.min((want.saturating_sub(256) / 2) as usize);
+        }
+        let mut b = bench();
+        let mut writers = Vec::new();
+        for i in 0..pipes {
+            writers.push(b.add(&format!("s{i}"), Stream::Stdout).1);
+        }
+        let last = pipes - 1;
+        writers[last].write_all(b"here\n").expect("write");
+        b.pump.round(true);
+        assert_eq!(b.taken(Stream::Stdout), format!("s{last} | here\n"));
+        assert_eq!(b.pump.sources.len(), pipes);
+        drop(writers);
+        assert!(
+            b.rounds_until(|p| p.sources.is_empty()),
+            "every pipe closed"
+        );
+        assert!(b.pump.sets.iter().all(|set| set.members == 0));
     }
 }
