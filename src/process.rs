@@ -35,7 +35,7 @@
 //! service's user (`files::read_as`, which cannot block the loop); what is in
 //! it never appears in an error, so never in a log line or in `ctl status`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
@@ -136,13 +136,16 @@ pub fn spawn_service(
     let Some(program) = launch.argv.first() else {
         return Err(SpawnError::new("empty command".into()));
     };
-    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    // corral's environment, then the env-file, `env`, the launch's own:
+    // the last of a name wins.
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     if let Some(path) = &spec.env_file {
         let vars = read_env_file(path, &spec.credentials).map_err(SpawnError::new)?;
         env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
     }
     env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
     env.extend(launch.env.into_iter().map(|(k, v)| (k.into(), v.into())));
+    let env = last_of_each(env);
     // The pipe ends the child gets are held here until the spawn is done,
     // and closed after it: only the child keeps them.
     let mut held: Vec<OwnedFd> = Vec::new();
@@ -221,6 +224,20 @@ pub fn spawn_service(
         )
     })?;
     Ok((pid, pipes))
+}
+
+/// `vars` by name, each name once, with its last value.
+fn last_of_each(mut vars: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
+    crate::sort::sort_by(&mut vars, |a, b| a.0.cmp(&b.0));
+    let mut unique: Vec<(OsString, OsString)> = Vec::with_capacity(vars.len());
+    for var in vars {
+        match unique.last_mut() {
+            // Stable: a later one of the same name came later in `vars`.
+            Some(last) if last.0 == var.0 => *last = var,
+            _ => unique.push(var),
+        }
+    }
+    unique
 }
 
 /// Start the main COMMAND: corral's stdio, its own process group, and the
@@ -538,6 +555,23 @@ mod tests {
         assert_eq!(read_to_eof(&read), "to-the-pipe\n");
         assert_eq!(read_to_eof(&pipes.stderr), "to-stderr\n");
         reap(pid);
+    }
+
+    #[test]
+    fn each_variable_once_with_its_last_value() {
+        let vars = |list: &[(&str, &str)]| -> Vec<(OsString, OsString)> {
+            list.iter().map(|&(k, v)| (k.into(), v.into())).collect()
+        };
+        assert_eq!(
+            last_of_each(vars(&[
+                ("PATH", "/bin"),
+                ("B", "1"),
+                ("A", "x"),
+                ("PATH", "/sbin"),
+                ("B", "2")
+            ])),
+            vars(&[("A", "x"), ("B", "2"), ("PATH", "/sbin")])
+        );
     }
 
     /// The error of a spawn that must fail.

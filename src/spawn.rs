@@ -32,7 +32,6 @@
 //! same). A child that fails before its exec is reaped here, at once, by
 //! `reaper::reap_failed_start`: nobody else knows its pid.
 
-use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -58,8 +57,8 @@ pub struct Exec {
     /// The program, for errors.
     pub program: String,
     pub argv: Vec<String>,
-    /// The whole environment (corral's, then what the service adds).
-    pub env: BTreeMap<OsString, OsString>,
+    /// The whole environment, each name once.
+    pub env: Vec<(OsString, OsString)>,
     pub cwd: Option<std::path::PathBuf>,
     pub stdio: [Stdio; 3],
     /// A pipe's write end that becomes fd N (s6's notification-fd).
@@ -257,7 +256,11 @@ pub fn spawn(exec: &Exec) -> Result<Pid, Failed> {
         .iter()
         .map(|a| cstring(a.clone().into_bytes()))
         .collect::<Result<_, _>>()?;
-    let path = exec.env.get(OsStr::new("PATH")).map(OsString::as_os_str);
+    let path = exec
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
     let candidates = candidates(&exec.program, path)?;
     let mut child = Child {
         argv_ptrs: argv

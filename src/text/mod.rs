@@ -27,7 +27,15 @@ pub fn human(d: Duration) -> String {
     let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     match ms {
         0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", d.as_secs_f64()),
+        1_000..60_000 => {
+            // Tenths of a second, rounded as `{:.1}` of the seconds would
+            // (half to even), in integers: no float formatting in the binary.
+            let nanos = d.as_nanos();
+            let (tenths, rest) = (nanos / 100_000_000, nanos % 100_000_000);
+            let up = rest > 50_000_000 || (rest == 50_000_000 && tenths % 2 == 1);
+            let tenths = tenths + u128::from(up);
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        }
         60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
         _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
     }
@@ -62,6 +70,14 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(human(ms(850)), "850ms");
         assert_eq!(human(ms(4_200)), "4.2s");
+        // As `{:.1}` of the seconds as f64 would print them.
+        for n in (1_000..60_000)
+            .step_by(7)
+            .chain([1_250, 1_350, 1_450, 59_949, 59_950, 59_999])
+        {
+            let d = Duration::from_micros(n * 1000 + n % 997);
+            assert_eq!(human(d), format!("{:.1}s", d.as_secs_f64()), "{d:?}");
+        }
         assert_eq!(human(ms(192_000)), "3m12s");
         assert_eq!(human(ms(7_500_000)), "2h05m");
         assert_eq!(human(Duration::MAX), "5124095576030h25m");
