@@ -42,7 +42,7 @@ const CONTROL_LINGER: Duration = Duration::from_millis(500);
 /// 1 and 2 are open (on /dev/null if they were closed, so no socket or pipe
 /// corral opens becomes "stdout"), and SIGPIPE is ignored (a write to a
 /// closed pipe or socket is EPIPE, not death; children get it back at its
-/// default, `process::reset_signals`). std captures argv itself (glibc
+/// default, `spawn::reset_signals`). std captures argv itself (glibc
 /// hands it to its initialisers), so `std::env::args_os` works as usual.
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {

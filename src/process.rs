@@ -263,8 +263,8 @@ pub fn spawn_main(argv: &[String]) -> Result<Pid, SpawnError> {
                 // Not our controlling terminal (ENOTTY): run without it.
                 let _ = libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
-            restore_nofile(nofile);
-            reset_signals();
+            spawn::restore_nofile(nofile);
+            spawn::reset_signals();
             Ok(())
         });
     }
@@ -280,8 +280,8 @@ pub fn spawn_script(path: &Path) -> Result<Pid, SpawnError> {
     // SAFETY: only setrlimit, rt_sigaction and rt_sigprocmask in the child.
     unsafe {
         cmd.pre_exec(move || {
-            restore_nofile(nofile);
-            reset_signals();
+            spawn::restore_nofile(nofile);
+            spawn::reset_signals();
             Ok(())
         });
     }
@@ -289,60 +289,6 @@ pub fn spawn_script(path: &Path) -> Result<Pid, SpawnError> {
         .spawn()
         .map_err(|e| SpawnError::from_io(&path.display().to_string(), e))?;
     Ok(pid_of(&child))
-}
-
-/// In a child between fork and exec: every signal to its default
-/// disposition and an empty mask, as tini gives its child. Handlers revert
-/// at exec by themselves, but an ignored signal stays ignored (execve(2)):
-/// corral ignores SIGPIPE, and glibc leaves its two internal real-time
-/// signals (32 and 33: thread cancellation and setxid) ignored in a child it
-/// starts. glibc's `sigaction` refuses those two (EINVAL), so this uses the
-/// system calls. All-zero `struct kernel_sigaction` is SIG_DFL, no flags, an
-/// empty mask, on every architecture; the set size is the kernel's (8 bytes,
-/// 64 signals).
-///
-/// Only for a child that will exec at once: in corral itself, glibc needs
-/// its handlers for 32 and 33.
-/// In a child between fork and exec: the open-file limit corral had before
-/// it raised its own (`capacity`), if it did.
-fn restore_nofile(limit: Option<libc::rlimit>) {
-    if let Some(limit) = limit {
-        // SAFETY: setrlimit (a system call) reads one valid `rlimit`.
-        unsafe {
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
-pub(crate) fn reset_signals() {
-    const KERNEL_SIGSET: usize = 8;
-    let default = [0u64; 4];
-    let empty = 0u64;
-    // SAFETY: rt_sigaction and rt_sigprocmask with pointers to live, large
-    // enough buffers; both are async-signal-safe. Failures (SIGKILL and
-    // SIGSTOP cannot be changed) are ignored: nothing better can be done
-    // between fork and exec.
-    unsafe {
-        for sig in 1..=libc::SIGRTMAX() {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                default.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                KERNEL_SIGSET,
-            );
-        }
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            KERNEL_SIGSET,
-        );
-    }
 }
 
 fn pid_of(child: &std::process::Child) -> Pid {
