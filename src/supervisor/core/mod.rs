@@ -380,6 +380,8 @@ mod testing;
 
 mod scheduled_tests;
 
+mod scale_tests;
+
 #[cfg(test)]
 mod tests {
     use nix::sys::signal::Signal;
