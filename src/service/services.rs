@@ -5,11 +5,21 @@
 //! only marks a removed one; ARCHITECTURE.md, invariant 12), so an id stays
 //! valid for the whole run. Lookups still return `Option`: PID 1 does not
 //! index its way into a panic.
+//!
+//! It also keeps what lets the core's work per event follow what the event
+//! touched rather than the number of services (issue 16): the `after` graph
+//! both ways, an index by name, which services changed since the core's
+//! dependency order last looked (every `get_mut` / `iter_mut` marks;
+//! `transition` marks only a service whose want or state moved, or that
+//! acted), and each service's deadline, ordered by time.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
 use crate::config::{Condition, ServiceSpec};
-use crate::event::ServiceId;
+use crate::event::{Action, ServiceId};
 
-use super::Service;
+use super::{Service, State, Want};
 
 #[derive(Debug, Default)]
 pub struct Services {
@@ -19,6 +29,74 @@ pub struct Services {
     deps: Vec<Vec<ServiceId>>,
     /// The condition of each of `deps`, in the same order.
     conditions: Vec<Vec<Condition>>,
+    /// The reverse of `deps`: what starts after each service, in id order.
+    dependants: Vec<Vec<ServiceId>>,
+    /// Each service by its name, removed or not (names are never reused
+    /// for another id: a reload or a scale revives the service of that name).
+    names: HashMap<String, ServiceId>,
+    /// Changed since the core's dependency order last took them.
+    changed: Marks,
+    /// Changed since `deadlines` was last brought up to date.
+    stale: Marks,
+    /// Each service's deadline as `deadlines` holds it.
+    deadline_of: Vec<Option<Instant>>,
+    /// Every service's deadline, earliest first (up to date but for `stale`).
+    deadlines: BTreeSet<(Instant, ServiceId)>,
+}
+
+/// A set of services marked as changed, in the order they were marked;
+/// `all`: every service (more than the list).
+#[derive(Debug, Default)]
+struct Marks {
+    ids: Vec<ServiceId>,
+    marked: Vec<bool>,
+    all: bool,
+}
+
+impl Marks {
+    fn mark(&mut self, id: ServiceId) {
+        if self.all {
+            return;
+        }
+        match self.marked.get_mut(id.index()) {
+            Some(marked) if !*marked => {
+                *marked = true;
+                self.ids.push(id);
+            }
+            Some(_) => {}
+            None => self.all = true,
+        }
+    }
+
+    fn mark_all(&mut self) {
+        self.all = true;
+    }
+
+    fn is_marked(&self, id: ServiceId) -> bool {
+        self.all || self.marked.get(id.index()).is_none_or(|&m| m)
+    }
+
+    /// One more service, marked.
+    fn grow(&mut self, id: ServiceId) {
+        self.marked.resize(id.index(), false);
+        self.marked.push(false);
+        self.mark(id);
+    }
+
+    /// The marks, cleared: `None` for every service.
+    fn take(&mut self) -> Option<Vec<ServiceId>> {
+        for id in &self.ids {
+            if let Some(marked) = self.marked.get_mut(id.index()) {
+                *marked = false;
+            }
+        }
+        let ids = std::mem::take(&mut self.ids);
+        if std::mem::take(&mut self.all) {
+            None
+        } else {
+            Some(ids)
+        }
+    }
 }
 
 impl Services {
@@ -34,7 +112,11 @@ impl Services {
     /// A new service, with the next id. `rebuild_deps` makes its `after` count.
     pub fn push(&mut self, spec: ServiceSpec) -> ServiceId {
         let id = ServiceId::from_index(self.list.len());
+        self.names.entry(spec.name.clone()).or_insert(id);
         self.list.push(Service::new(id, spec));
+        self.changed.grow(id);
+        self.stale.grow(id);
+        self.deadline_of.push(None);
         id
     }
 
@@ -42,8 +124,37 @@ impl Services {
         self.list.get(id.index())
     }
 
+    /// Service `id`, to change: marked as changed, whatever is done with it.
     pub fn get_mut(&mut self, id: ServiceId) -> Option<&mut Service> {
-        self.list.get_mut(id.index())
+        let svc = self.list.get_mut(id.index())?;
+        self.changed.mark(id);
+        self.stale.mark(id);
+        Some(svc)
+    }
+
+    /// Run `transition` (a start or a stop) on service `id`: whether it
+    /// changed anything, and its actions. The service is marked as changed
+    /// only if it returned actions or moved its want or state: a start or
+    /// a stop changes nothing else without moving one of these (a stop
+    /// asked again of a service already stopping is no change, and does
+    /// not bring it back to the next event's dependency order). An
+    /// unknown id: no change.
+    pub fn transition(
+        &mut self,
+        id: ServiceId,
+        transition: impl FnOnce(&mut Service) -> Vec<Action>,
+    ) -> (bool, Vec<Action>) {
+        let Some(svc) = self.list.get_mut(id.index()) else {
+            return (false, Vec::new());
+        };
+        let before: (Want, State) = (svc.want, svc.state.clone());
+        let actions = transition(svc);
+        let moved = !actions.is_empty() || before.0 != svc.want || before.1 != svc.state;
+        if moved {
+            self.changed.mark(id);
+            self.stale.mark(id);
+        }
+        (moved, actions)
     }
 
     /// Every id, in the order they were handed out. The iterator borrows
@@ -56,8 +167,47 @@ impl Services {
         self.list.iter()
     }
 
+    /// Every service, to change: all marked as changed.
     pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Service> {
+        self.changed.mark_all();
+        self.stale.mark_all();
         self.list.iter_mut()
+    }
+
+    /// Mark every service as changed (for the dependency order): what it
+    /// reads besides the services changed (the phase).
+    pub fn touch_all(&mut self) {
+        self.changed.mark_all();
+    }
+
+    /// The services changed since the last call (every one after
+    /// `touch_all`, `iter_mut` or `rebuild_deps`), with what they start
+    /// after and what starts after them: every service whose place in the
+    /// dependency order may have moved. In id order, each once.
+    pub fn take_changed(&mut self) -> Vec<ServiceId> {
+        let marked = self.changed.take();
+        self.around(marked)
+    }
+
+    /// What `take_changed` would return, left marked.
+    pub fn changed(&self) -> Vec<ServiceId> {
+        let marked = (!self.changed.all).then(|| self.changed.ids.clone());
+        self.around(marked)
+    }
+
+    fn around(&self, marked: Option<Vec<ServiceId>>) -> Vec<ServiceId> {
+        let Some(marked) = marked else {
+            return self.ids().collect();
+        };
+        let mut ids = Vec::with_capacity(marked.len() * 2);
+        for id in marked {
+            ids.push(id);
+            ids.extend_from_slice(self.deps(id));
+            ids.extend_from_slice(self.dependants_of(id));
+        }
+        crate::sort::sort(&mut ids);
+        ids.dedup();
+        ids
     }
 
     pub fn len(&self) -> usize {
@@ -71,15 +221,13 @@ impl Services {
     /// The service named `name`, removed or not (thread messages name
     /// services; a removed one still has a process to hear from).
     pub fn find(&self, name: &str) -> Option<ServiceId> {
-        self.list.iter().find(|s| s.name() == name).map(Service::id)
+        self.names.get(name).copied()
     }
 
     /// The service named `name` among those not removed.
     pub fn find_live(&self, name: &str) -> Option<ServiceId> {
-        self.list
-            .iter()
-            .find(|s| s.name() == name && !s.is_removed())
-            .map(Service::id)
+        self.find(name)
+            .filter(|&id| self.get(id).is_some_and(|s| !s.is_removed()))
     }
 
     /// What `id` starts `after`.
@@ -99,9 +247,13 @@ impl Services {
             .zip(conditions.iter().copied())
     }
 
-    /// The services that start `after` `id`.
+    /// The services that start `after` `id`, in id order.
     pub fn dependants(&self, id: ServiceId) -> impl Iterator<Item = ServiceId> + '_ {
-        self.ids().filter(move |&j| self.deps(j).contains(&id))
+        self.dependants_of(id).iter().copied()
+    }
+
+    fn dependants_of(&self, id: ServiceId) -> &[ServiceId] {
+        self.dependants.get(id.index()).map_or(&[], Vec::as_slice)
     }
 
     /// Whether `id` is started (see `Service::is_started`); an unknown id is not.
@@ -121,37 +273,109 @@ impl Services {
     }
 
     /// `after` as ids again, from the newest definition of each service
-    /// (after a config reload added, changed or removed some).
+    /// (after a config reload added, changed or removed some), and its
+    /// reverse. Every service counts as changed.
     pub fn rebuild_deps(&mut self) {
         // Each live service by its name, and an instance also by its
         // group's: `after = ["web"]` waits for every replica of `web`.
-        let live: Vec<(&str, Option<&str>, ServiceId)> = self
-            .list
-            .iter()
-            .filter(|s| !s.is_removed())
-            .map(|s| {
-                let group = s.current_spec().replica.as_ref();
-                (s.name(), group.map(|r| r.group.as_str()), s.id())
-            })
-            .collect();
+        let mut live: HashMap<&str, Vec<ServiceId>> = HashMap::new();
+        for s in self.list.iter().filter(|s| !s.is_removed()) {
+            live.entry(s.name()).or_default().push(s.id());
+            let group = s.current_spec().replica.as_ref().map(|r| r.group.as_str());
+            if let Some(group) = group.filter(|&g| g != s.name()) {
+                live.entry(group).or_default().push(s.id());
+            }
+        }
         let mut deps = Vec::with_capacity(self.list.len());
         let mut conditions = Vec::with_capacity(self.list.len());
+        let mut dependants: Vec<Vec<ServiceId>> = vec![Vec::new(); self.list.len()];
         for s in &self.list {
             let (ids, whens): (Vec<ServiceId>, Vec<Condition>) = s
                 .current_spec()
                 .after
                 .iter()
                 .flat_map(|dep| {
-                    live.iter()
-                        .filter(|(n, g, _)| *n == dep.name || *g == Some(dep.name.as_str()))
-                        .map(|&(_, _, id)| (id, dep.condition))
+                    let ids = live.get(dep.name.as_str()).map_or(&[][..], Vec::as_slice);
+                    ids.iter().map(|&id| (id, dep.condition))
                 })
                 .unzip();
+            for dep in &ids {
+                // Services come in id order: a repeat is the last one pushed.
+                if let Some(list) = dependants.get_mut(dep.index())
+                    && list.last() != Some(&s.id())
+                {
+                    list.push(s.id());
+                }
+            }
             deps.push(ids);
             conditions.push(whens);
         }
         self.deps = deps;
         self.conditions = conditions;
+        self.dependants = dependants;
+        self.changed.mark_all();
+    }
+
+    /// Bring `deadlines` up to date with the services changed since.
+    pub fn refresh_deadlines(&mut self) {
+        let stale = match self.stale.take() {
+            Some(ids) => ids,
+            None => {
+                self.deadlines.clear();
+                self.deadline_of.iter_mut().for_each(|d| *d = None);
+                self.ids().collect()
+            }
+        };
+        for id in stale {
+            let new = self.get(id).and_then(Service::deadline);
+            let Some(old) = self.deadline_of.get_mut(id.index()) else {
+                continue;
+            };
+            if *old == new {
+                continue;
+            }
+            if let Some(at) = old.take() {
+                self.deadlines.remove(&(at, id));
+            }
+            if let Some(at) = new {
+                self.deadlines.insert((at, id));
+            }
+            *old = new;
+        }
+    }
+
+    /// The earliest deadline of any service (`Service::deadline`): the
+    /// ordered set, but for the services changed since it was brought up
+    /// to date, which are asked again.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.stale.all {
+            return self.iter().filter_map(Service::deadline).min();
+        }
+        let kept = self
+            .deadlines
+            .iter()
+            .find(|&&(_, id)| !self.stale.is_marked(id))
+            .map(|&(at, _)| at);
+        let changed = self
+            .stale
+            .ids
+            .iter()
+            .filter_map(|&id| self.get(id)?.deadline());
+        kept.into_iter().chain(changed).min()
+    }
+
+    /// The services whose deadline is at or before `at`, in id order (the
+    /// ones a tick at `at` may move; others have nothing due).
+    pub fn due(&mut self, at: Instant) -> Vec<ServiceId> {
+        self.refresh_deadlines();
+        let mut ids: Vec<ServiceId> = self
+            .deadlines
+            .iter()
+            .take_while(|&&(deadline, _)| deadline <= at)
+            .map(|&(_, id)| id)
+            .collect();
+        crate::sort::sort(&mut ids);
+        ids
     }
 }
 
@@ -195,6 +419,67 @@ mod tests {
             vec![id(0), id(2)]
         );
         assert_eq!(services.deps(id(9)), &[] as &[ServiceId]);
+    }
+
+    #[test]
+    fn dependants_are_kept_in_id_order_and_follow_a_rebuild() {
+        let mut services = Services::new(vec![
+            spec("web", &["db", "db"]),
+            spec("db", &[]),
+            spec("api", &["db"]),
+        ]);
+        assert_eq!(
+            services.dependants(id(1)).collect::<Vec<_>>(),
+            vec![id(0), id(2)],
+            "once each, in id order"
+        );
+        services.push(spec("worker", &["api"]));
+        services.rebuild_deps();
+        assert_eq!(services.dependants(id(2)).collect::<Vec<_>>(), vec![id(3)]);
+        assert_eq!(services.dependants(id(9)).count(), 0);
+    }
+
+    #[test]
+    fn what_changed_comes_with_its_neighbours_once_in_id_order() {
+        let mut services = Services::new(vec![
+            spec("a", &["b"]),
+            spec("b", &[]),
+            spec("c", &["b"]),
+            spec("d", &[]),
+        ]);
+        assert_eq!(services.take_changed().len(), 4, "all, at first");
+        assert!(services.take_changed().is_empty());
+        services.get_mut(id(1));
+        services.get_mut(id(0));
+        assert_eq!(services.changed(), vec![id(0), id(1), id(2)]);
+        assert_eq!(services.take_changed(), vec![id(0), id(1), id(2)]);
+        // A transition that changes nothing marks nothing.
+        let (moved, actions) = services.transition(id(3), |svc| svc.stop(Instant::now(), None));
+        assert!(
+            moved && actions.is_empty(),
+            "idle wanted up: now wanted down"
+        );
+        assert_eq!(services.take_changed(), vec![id(3)]);
+        let (moved, _) = services.transition(id(3), |svc| svc.stop(Instant::now(), None));
+        assert!(!moved);
+        assert!(services.take_changed().is_empty());
+        services.touch_all();
+        assert_eq!(services.take_changed().len(), 4);
+    }
+
+    #[test]
+    fn a_name_finds_its_service_and_only_a_live_one_for_find_live() {
+        let mut services = Services::new(vec![spec("a", &[]), spec("b", &[])]);
+        assert_eq!(services.find("b"), Some(id(1)));
+        assert_eq!(services.find("c"), None);
+        let c = services.push(spec("c", &[]));
+        assert_eq!(services.find("c"), Some(c));
+        assert_eq!(services.find_live("c"), Some(c));
+        if let Some(svc) = services.get_mut(c) {
+            svc.remove();
+        }
+        assert_eq!(services.find("c"), Some(c));
+        assert_eq!(services.find_live("c"), None);
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! `cargo test --release --lib scale_bench -- --ignored --nocapture`).
 #![cfg(test)]
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
+use super::Phase;
 use super::testing::*;
-use crate::event::Event;
+use crate::config::{Restart, ServiceSpec, Spec};
+use crate::event::{Event, NotifyMessage, Target};
 use crate::exit::Exit;
+use crate::service::State;
 
 /// `n` services, independent, or with every tenth after the one before it
 /// and every other one after `s00000` (`deps`).
@@ -36,7 +39,10 @@ fn startup_and_shutdown(n: usize, deps: bool) -> (std::time::Duration, std::time
     let mut h = Harness::new(sup(many(n, deps), false));
     let _ = h.sup.next_deadline();
     let started = t0.elapsed();
-    assert_eq!(h.sup.services.iter().filter(|s| s.pid().is_some()).count(), n);
+    assert_eq!(
+        h.sup.services.iter().filter(|s| s.pid().is_some()).count(),
+        n
+    );
     h.take_log();
     let t1 = Instant::now();
     h.event(Event::Signal(Signal::SIGTERM));
@@ -54,6 +60,298 @@ fn startup_and_shutdown(n: usize, deps: bool) -> (std::time::Duration, std::time
     let stopped = t1.elapsed();
     assert!(h.sup.is_done(), "{}", h.sup.phase.name());
     (started, stopped)
+}
+
+/// How many services the dependency order looks at for `event`.
+fn examined(h: &mut Harness, event: Event) -> usize {
+    let before = h.sup.examined;
+    h.event(event);
+    h.sup.examined - before
+}
+
+#[test]
+fn one_event_of_one_service_among_2000_looks_at_a_few_services() {
+    let mut h = Harness::new(sup(many(2000, false), false));
+    assert!(h.sup.services.iter().all(|s| s.pid().is_some()));
+    // An exit: the service goes into backoff; nothing else is looked at.
+    let pid = h.pid_of("s01000");
+    assert!(
+        examined(
+            &mut h,
+            Event::Exited {
+                pid,
+                exit: Exit::Code(1)
+            }
+        ) <= 4
+    );
+    assert_eq!(h.state_of("s01000").name(), "backoff");
+    // Its retry is the one deadline; the tick restarts it alone.
+    let retry_at = h.sup.next_deadline().expect("a retry");
+    h.take_log();
+    h.now = retry_at;
+    assert!(examined(&mut h, Event::Tick) <= 4);
+    assert_eq!(h.spawned(), vec![Target::Service(id(1000))]);
+    assert_eq!(h.sup.next_deadline(), None);
+    // The shutdown looks at every service once; the next event again at
+    // the ones it stopped (a pass leaves what it changed to the next one:
+    // one look per action), then a few per exit.
+    h.take_log();
+    assert_eq!(examined(&mut h, Event::Signal(Signal::SIGTERM)), 2000);
+    let signalled = h.signalled();
+    assert_eq!(signalled.len(), 2000);
+    for (i, &(pid, _)) in signalled.iter().take(1999).enumerate() {
+        let n = examined(
+            &mut h,
+            Event::Exited {
+                pid,
+                exit: Exit::Code(0),
+            },
+        );
+        assert!(n <= if i == 0 { 2001 } else { 2 }, "exit {i}: {n}");
+    }
+    assert_eq!(h.sup.phase.name(), "stopping");
+    let last = h.signalled().last().map(|&(pid, _)| pid).expect("one left");
+    h.exit(last, Exit::Code(0));
+    assert_eq!(h.sup.phase.name(), "drain");
+}
+
+#[test]
+fn a_hub_change_looks_at_its_dependants_and_no_other_service() {
+    let mut h = Harness::new(sup(many(1000, true), false));
+    assert!(h.sup.services.iter().all(|s| s.pid().is_some()));
+    let db = h.pid_of("s00000");
+    // s00000: 900 services start after it; each is looked at by the stop
+    // and the start pass (it may have to stop, or start again), nothing else.
+    let n = examined(
+        &mut h,
+        Event::Exited {
+            pid: db,
+            exit: Exit::Code(1),
+        },
+    );
+    assert!((900..=2 * 1000).contains(&n), "{n}");
+    let leaf = h.pid_of("s00011");
+    assert!(
+        examined(
+            &mut h,
+            Event::Exited {
+                pid: leaf,
+                exit: Exit::Code(1)
+            }
+        ) <= 6
+    );
+}
+
+/// `name`, after `after`, as a oneshot with nothing to run (done at once).
+fn empty_oneshot(name: &str, after: &[&str]) -> ServiceSpec {
+    let mut s = svc(name, after);
+    s.oneshot = true;
+    s.restart = Restart::Never;
+    s.command = Vec::new();
+    s
+}
+
+#[test]
+fn a_chain_whose_dependencies_come_later_in_the_order_starts_one_by_one() {
+    // s0 after s1 after ... after s9: each dependency at a higher index.
+    let specs = (0..10)
+        .map(|i| match i {
+            9 => svc("s9", &[]),
+            _ => svc(&format!("s{i}"), &[&format!("s{}", i + 1)]),
+        })
+        .collect();
+    let h = Harness::new(sup(specs, true));
+    let order: Vec<Target> = (0..10).rev().map(|i| Target::Service(id(i))).collect();
+    let mut expected = order;
+    expected.push(Target::Main);
+    assert_eq!(h.spawned(), expected);
+}
+
+#[test]
+fn oneshots_done_at_once_start_their_dependants_on_both_sides_in_one_event() {
+    // a (0) after c (2) after b (1); d (3) after a: every start in the
+    // first event, in the order of today's passes.
+    let h = Harness::new(sup(
+        vec![
+            empty_oneshot("a", &["c"]),
+            empty_oneshot("b", &[]),
+            empty_oneshot("c", &["b"]),
+            svc("d", &["a"]),
+            svc("e", &[]),
+        ],
+        true,
+    ));
+    for name in ["a", "b", "c"] {
+        assert_eq!(*h.state_of(name), State::Exited, "{name}");
+    }
+    assert_eq!(
+        h.spawned(),
+        vec![Target::Service(id(4)), Target::Service(id(3)), Target::Main]
+    );
+}
+
+#[test]
+fn a_reload_that_adds_a_dependant_or_drops_a_dependency_starts_it() {
+    let mut migrate = svc("migrate", &[]);
+    migrate.oneshot = true;
+    migrate.restart = Restart::Never;
+    let mut h = Harness::new(sup(
+        vec![migrate.clone(), svc("db", &[]), svc("web", &["migrate"])],
+        false,
+    ));
+    let pid = h.pid_of("migrate");
+    h.exit(pid, Exit::Code(1));
+    assert_eq!(
+        *h.state_of("web"),
+        State::Idle,
+        "held by the failed oneshot"
+    );
+    h.take_log();
+    // api (new) after db, which runs; web no longer after migrate.
+    h.event(Event::Loaded {
+        id: None,
+        result: Ok(Spec {
+            services: vec![
+                migrate,
+                svc("db", &[]),
+                svc("web", &[]),
+                svc("api", &["db"]),
+            ],
+            ..Default::default()
+        }),
+    });
+    assert_eq!(
+        h.spawned(),
+        vec![Target::Service(id(2)), Target::Service(id(3))]
+    );
+}
+
+#[test]
+fn the_shutdown_stops_a_chain_whose_dependants_come_first_or_last() {
+    // up: a (0) after b (1) after c (2); down: z (5) after y (4) after x (3).
+    let mut h = Harness::new(sup(
+        vec![
+            svc("a", &["b"]),
+            svc("b", &["c"]),
+            svc("c", &[]),
+            svc("x", &[]),
+            svc("y", &["x"]),
+            svc("z", &["y"]),
+        ],
+        false,
+    ));
+    h.take_log();
+    h.event(Event::Signal(Signal::SIGTERM));
+    let stopped = |h: &Harness| -> Vec<String> {
+        let pids: Vec<_> = h.signalled().into_iter().map(|(p, _)| p).collect();
+        h.sup
+            .services
+            .iter()
+            .filter(|s| s.pid().is_some_and(|p| pids.contains(&p)))
+            .map(|s| s.name().to_string())
+            .collect()
+    };
+    assert_eq!(stopped(&h), vec!["a", "z"]);
+    for (first, next) in [("a", "b"), ("z", "y"), ("b", "c"), ("y", "x")] {
+        let pid = h.pid_of(first);
+        h.take_log();
+        h.exit(pid, Exit::Code(0));
+        assert_eq!(stopped(&h), vec![next], "after {first}");
+    }
+    for name in ["c", "x"] {
+        let pid = h.pid_of(name);
+        h.exit(pid, Exit::Code(0));
+    }
+    assert_eq!(h.sup.phase.name(), "drain");
+}
+
+#[test]
+fn a_backoff_dependant_wanted_down_lets_its_dependency_stop_in_the_same_event() {
+    // b (0) after a (1); c (2) after b. Both a and b in want-down at once,
+    // b crashes into backoff first: a stops once b is down.
+    let mut h = Harness::new(sup(
+        vec![svc("b", &["a"]), svc("a", &[]), svc("c", &[])],
+        false,
+    ));
+    let b = h.pid_of("b");
+    h.exit(b, Exit::Code(1));
+    assert_eq!(h.state_of("b").name(), "backoff");
+    let a = h.pid_of("a");
+    h.take_log();
+    for name in ["a", "b"] {
+        let id = h.sup.services.find(name).expect("known");
+        h.sup.services.get_mut(id).expect("known").want_down();
+    }
+    h.event(Event::Tick);
+    assert_eq!(*h.state_of("b"), State::Stopped);
+    assert_eq!(h.signalled(), vec![(a, Signal::SIGTERM)]);
+}
+
+#[test]
+fn the_main_command_waits_for_the_last_service_to_settle_whatever_its_place() {
+    let ready = |name: &str| {
+        let mut s = svc(name, &[]);
+        s.ready = Some(crate::config::Ready::Notify);
+        s
+    };
+    let mut h = Harness::new(sup(vec![ready("a"), ready("b"), ready("c")], true));
+    for i in [2, 0, 1] {
+        assert!(!h.spawned().contains(&Target::Main), "before {i}");
+        h.event(Event::Notify {
+            service: id(i),
+            run: 1,
+            message: NotifyMessage {
+                ready: true,
+                ..NotifyMessage::default()
+            },
+        });
+    }
+    assert_eq!(h.spawned().last(), Some(&Target::Main));
+}
+
+#[test]
+fn the_main_command_sees_a_service_blocked_through_a_chain() {
+    // a (0) after b (1) after m (2), a oneshot that fails: a and b never
+    // start, which settles them.
+    let mut m = svc("m", &[]);
+    m.oneshot = true;
+    m.restart = Restart::Never;
+    let mut h = Harness::new(sup(vec![svc("a", &["b"]), svc("b", &["m"]), m], true));
+    assert_eq!(h.spawned(), vec![Target::Service(id(2))]);
+    let pid = h.pid_of("m");
+    h.exit(pid, Exit::Code(1));
+    assert_eq!(h.spawned().last(), Some(&Target::Main));
+    assert_eq!(*h.state_of("a"), State::Idle);
+}
+
+#[test]
+fn the_next_deadline_follows_services_changed_behind_its_back() {
+    let mut h = Harness::new(sup(many(100, false), false));
+    assert_eq!(h.sup.next_deadline(), None);
+    for (i, name) in [(7, "s00007"), (3, "s00003")] {
+        let pid = h.pid_of(name);
+        h.now += Duration::from_millis(10);
+        h.exit(pid, Exit::Code(1));
+        let svc = h.sup.services.get(id(i)).expect("known");
+        assert_eq!(svc.state().name(), "backoff");
+    }
+    let first = h.sup.services.get(id(7)).and_then(|s| s.deadline());
+    assert_eq!(h.sup.next_deadline(), first);
+    // A change no event made (a test's): still seen.
+    let stopped = h
+        .sup
+        .services
+        .get_mut(id(7))
+        .expect("known")
+        .stop(h.now, None);
+    assert!(stopped.is_empty());
+    let second = h.sup.services.get(id(3)).and_then(|s| s.deadline());
+    assert_eq!(h.sup.next_deadline(), second);
+    h.take_log();
+    h.advance_to(second.expect("a retry"));
+    assert_eq!(h.spawned(), vec![Target::Service(id(3))]);
+    assert_eq!(h.sup.next_deadline(), None);
+    assert_eq!(h.sup.phase, Phase::Up);
 }
 
 #[test]

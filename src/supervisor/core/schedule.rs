@@ -7,6 +7,7 @@
 //! dependants are down, and what it depends on waits for its `down` to end,
 //! so `down`s run in reverse dependency order, independent ones together.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use crate::log::warn;
@@ -20,66 +21,24 @@ impl Supervisor {
     /// Phase `Up`: stop what is no longer wanted (dependants first), start
     /// what is wanted and whose dependencies are started; then the main
     /// COMMAND once every service has settled.
+    ///
+    /// Only the services changed since the last time, and what they start
+    /// after and what starts after them, are looked at (`pass`): a
+    /// service's start or stop reads only itself and these.
     pub(super) fn schedule(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        for id in self.services.ids() {
-            let stoppable = self.services.get(id).is_some_and(|svc| {
-                svc.want() == Want::Down
-                    && matches!(
-                        svc.state(),
-                        State::Starting { .. }
-                            | State::Running { .. }
-                            | State::Reloading { .. }
-                            | State::Backoff { .. }
-                            | State::Finishing { .. }
-                            | State::Scheduled
-                    )
-                    || svc.want() == Want::Down && svc.has_down_to_run()
-            });
-            if !stoppable {
-                continue;
-            }
-            // Dependants that are also to go down go first; those wanted up stay.
-            let dependants_down = self
-                .services
-                .dependants(id)
-                .filter(|&j| self.wants(j, Want::Down))
-                .all(|j| self.services.is_fully_down(j));
-            if dependants_down && let Some(svc) = self.services.get_mut(id) {
-                actions.extend(svc.stop(now, None));
-            }
-        }
+        let changed = self.take_changed();
+        self.pass(Rule::StopUnwanted, changed.clone(), now, &mut actions);
+        // The starts look at what the stops changed too.
+        let mut seeds = changed;
+        seeds.extend(self.services.changed());
         // Again while a start completed at once (a oneshot with nothing to
         // run): its dependants may come earlier in the order. Each pass
         // that goes round again took one more service out of `Idle`.
-        loop {
-            let mut done_at_once = false;
-            for id in self.services.ids() {
-                let waiting = self
-                    .services
-                    .get(id)
-                    .is_some_and(|svc| svc.want() == Want::Up && *svc.state() == State::Idle);
-                if !waiting {
-                    continue;
-                }
-                let ready = self
-                    .services
-                    .conditions(id)
-                    .all(|(j, condition)| self.met(j, condition));
-                if ready && let Some(svc) = self.services.get_mut(id) {
-                    let started = svc.start(now);
-                    done_at_once |= started.is_empty() && *svc.state() == State::Exited;
-                    actions.extend(started);
-                }
-            }
-            if !done_at_once {
-                break;
-            }
+        while self.pass(Rule::Start, seeds, now, &mut actions) {
+            seeds = self.services.changed();
         }
-        if self.main_is_waiting()
-            && actions.is_empty()
-            && self.services.ids().all(|id| self.settled(id))
-        {
+        if self.main_is_waiting() && actions.is_empty() && self.all_settled() {
             let failed = |svc: &&Service| svc.ended_for_good() || self.boot_failed(svc.id());
             for svc in self.services.iter().filter(failed) {
                 warn!(service = %svc.name(), "starting the main command although this service failed");
@@ -87,6 +46,187 @@ impl Supervisor {
             actions.extend(self.spawn_main());
         }
         actions
+    }
+
+    /// The services changed since the last pass, with their neighbours in
+    /// the `after` graph (`Services::take_changed`); the sweeps over every
+    /// service look at them again.
+    fn take_changed(&mut self) -> Vec<ServiceId> {
+        let changed = self.services.take_changed();
+        let all = changed.len() == self.services.len();
+        // Each sweep only while it is asked (it keeps the ids it is told).
+        let (waiting, stopping) = (
+            self.main_is_waiting(),
+            matches!(self.phase, Phase::Stopping { .. }),
+        );
+        let asked = [
+            (&mut self.settled_sweep, waiting),
+            (&mut self.down_sweep, stopping),
+        ];
+        for (sweep, asked) in asked {
+            if all || !asked {
+                *sweep = Sweep::default();
+            } else {
+                sweep.changed(&changed);
+            }
+        }
+        changed
+    }
+
+    /// Apply `rule` to each of `ids`, in id order, and to each service
+    /// that comes later in that order and starts after, or before, one
+    /// that the pass changed (today's order of a pass over every service,
+    /// without the services whose rule can have nothing to do: neither
+    /// they nor a neighbour changed). Whether a start completed at once.
+    fn pass(
+        &mut self,
+        rule: Rule,
+        ids: Vec<ServiceId>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let mut queue: BTreeSet<ServiceId> = ids.into_iter().collect();
+        let mut done_at_once = false;
+        while let Some(id) = queue.pop_first() {
+            #[cfg(test)]
+            {
+                self.examined += 1;
+            }
+            let (moved, done) = match rule {
+                Rule::StopUnwanted => (self.stop_unwanted(id, now, actions), false),
+                Rule::Start => self.start_ready(id, now, actions),
+                Rule::Shutdown { budget_at } => {
+                    (self.stop_at_shutdown(id, now, budget_at, actions), false)
+                }
+            };
+            done_at_once |= done;
+            if moved {
+                let neighbours = self.services.deps(id).iter().copied();
+                let later = neighbours
+                    .chain(self.services.dependants(id))
+                    .filter(|&j| j > id);
+                queue.extend(later);
+            }
+        }
+        done_at_once
+    }
+
+    /// Phase `Up`: stop `id` if it is no longer wanted and every dependant
+    /// that goes down too is down. Whether it changed.
+    fn stop_unwanted(&mut self, id: ServiceId, now: Instant, actions: &mut Vec<Action>) -> bool {
+        let stoppable = self.services.get(id).is_some_and(|svc| {
+            svc.want() == Want::Down
+                && matches!(
+                    svc.state(),
+                    State::Starting { .. }
+                        | State::Running { .. }
+                        | State::Reloading { .. }
+                        | State::Backoff { .. }
+                        | State::Finishing { .. }
+                        | State::Scheduled
+                )
+                || svc.want() == Want::Down && svc.has_down_to_run()
+        });
+        if !stoppable {
+            return false;
+        }
+        // Dependants that are also to go down go first; those wanted up stay.
+        let dependants_down = self
+            .services
+            .dependants(id)
+            .filter(|&j| self.wants(j, Want::Down))
+            .all(|j| self.services.is_fully_down(j));
+        if !dependants_down {
+            return false;
+        }
+        let (moved, stopped) = self.services.transition(id, |svc| svc.stop(now, None));
+        actions.extend(stopped);
+        moved
+    }
+
+    /// Phase `Up`: start `id` if it is wanted, waiting, and every `after`
+    /// condition holds. Whether it changed, and whether it completed at
+    /// once (a oneshot with nothing to run).
+    fn start_ready(
+        &mut self,
+        id: ServiceId,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> (bool, bool) {
+        let waiting = self
+            .services
+            .get(id)
+            .is_some_and(|svc| svc.want() == Want::Up && *svc.state() == State::Idle);
+        if !waiting {
+            return (false, false);
+        }
+        let ready = self
+            .services
+            .conditions(id)
+            .all(|(j, condition)| self.met(j, condition));
+        if !ready {
+            return (false, false);
+        }
+        let (moved, started) = self.services.transition(id, |svc| svc.start(now));
+        let done = started.is_empty()
+            && self
+                .services
+                .get(id)
+                .is_some_and(|svc| *svc.state() == State::Exited);
+        actions.extend(started);
+        (moved, done)
+    }
+
+    /// Phase `Stopping`: stop `id` once every service that depends on it is
+    /// down. Whether it changed.
+    fn stop_at_shutdown(
+        &mut self,
+        id: ServiceId,
+        now: Instant,
+        budget_at: Instant,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let live = self
+            .services
+            .get(id)
+            .is_some_and(|svc| svc.is_live() || svc.has_down_to_run());
+        // A service without a process: this cancels a pending retry (or,
+        // while a finish script runs, makes "down" what follows it);
+        // no-op otherwise. One with a process (or a `down` to run) waits
+        // for its dependants, `down`s included.
+        let stop = !live
+            || self
+                .services
+                .dependants(id)
+                .all(|j| self.services.is_fully_down(j));
+        if !stop {
+            return false;
+        }
+        let (moved, stopped) = self
+            .services
+            .transition(id, |svc| svc.stop(now, Some(budget_at)));
+        actions.extend(stopped);
+        moved
+    }
+
+    /// Every service has settled (the main COMMAND may start): the sweep
+    /// moves past settled services as they settle, and checks them all
+    /// once when it reaches the end.
+    fn all_settled(&mut self) -> bool {
+        let mut sweep = std::mem::take(&mut self.settled_sweep);
+        let settled = sweep.holds(self.services.len(), |id| self.settled(id));
+        self.settled_sweep = sweep;
+        settled
+    }
+
+    /// Every service is down, with no `down` left to run (the shutdown's
+    /// services are done).
+    fn all_fully_down(&mut self) -> bool {
+        let mut sweep = std::mem::take(&mut self.down_sweep);
+        let services = &self.services;
+        let down = sweep.holds(services.len(), |id| services.is_fully_down(id));
+        self.down_sweep = sweep;
+        down
     }
 
     fn wants(&self, id: ServiceId, want: Want) -> bool {
@@ -174,29 +314,68 @@ impl Supervisor {
         if main_busy || self.init.is_busy() {
             return actions;
         }
-        for id in self.services.ids() {
-            let live = self
-                .services
-                .get(id)
-                .is_some_and(|svc| svc.is_live() || svc.has_down_to_run());
-            // A service without a process: this cancels a pending retry (or,
-            // while a finish script runs, makes "down" what follows it);
-            // no-op otherwise. One with a process (or a `down` to run) waits
-            // for its dependants, `down`s included.
-            let stop = !live
-                || self
-                    .services
-                    .dependants(id)
-                    .all(|j| self.services.is_fully_down(j));
-            if stop && let Some(svc) = self.services.get_mut(id) {
-                actions.extend(svc.stop(now, Some(budget_at)));
-            }
-        }
-        if self.services.iter().all(Service::is_fully_down) {
+        let changed = self.take_changed();
+        self.pass(Rule::Shutdown { budget_at }, changed, now, &mut actions);
+        if self.all_fully_down() {
             self.phase = Phase::Finish { budget_at };
             actions.extend(self.next_finish(now));
         }
         actions
+    }
+}
+
+/// What a pass of the dependency order does with each service it looks at.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// Phase `Up`: stop what is no longer wanted, dependants first.
+    StopUnwanted,
+    /// Phase `Up`: start what is wanted once its `after` conditions hold.
+    Start,
+    /// Phase `Stopping`: stop each service once its dependants are down.
+    Shutdown { budget_at: Instant },
+}
+
+/// Whether a condition holds of every service, without asking each of
+/// them after every event: a cursor over the ids that only moves forward,
+/// past the services it holds of; the services behind it that changed
+/// since (`changed`), asked again; and, once the cursor is at the end, one
+/// check of every service (a condition can also move with a service that
+/// did not change: `settled` follows dependencies that failed).
+#[derive(Debug, Default)]
+pub(super) struct Sweep {
+    next: usize,
+    behind: Vec<ServiceId>,
+}
+
+impl Sweep {
+    /// `ids` changed: those behind the cursor are asked again.
+    fn changed(&mut self, ids: &[ServiceId]) {
+        let next = self.next;
+        self.behind
+            .extend(ids.iter().filter(|id| id.index() < next));
+    }
+
+    /// Whether `holds` of every one of `len` services.
+    fn holds(&mut self, len: usize, holds: impl Fn(ServiceId) -> bool) -> bool {
+        crate::sort::sort(&mut self.behind);
+        self.behind.dedup();
+        self.behind.retain(|&id| !holds(id));
+        if !self.behind.is_empty() {
+            return false;
+        }
+        while self.next < len && holds(ServiceId::from_index(self.next)) {
+            self.next += 1;
+        }
+        if self.next < len {
+            return false;
+        }
+        match (0..len).map(ServiceId::from_index).find(|&id| !holds(id)) {
+            Some(id) => {
+                self.behind.push(id);
+                false
+            }
+            None => true,
+        }
     }
 }
 
