@@ -39,6 +39,7 @@ mod requests;
 mod schedule;
 mod scripts;
 mod status;
+mod sweep;
 
 use pending::Pending;
 pub use phases::{Drain, GIVE_UP_AFTER_KILL, MAIN_STOP_TIMEOUT, Main, MainState, Phase};
@@ -90,9 +91,9 @@ pub struct Supervisor {
     /// The phase the dependency order last looked at every service in.
     ordered_in: Option<&'static str>,
     /// Whether every service has settled (the main COMMAND's wait).
-    settled_sweep: schedule::Sweep,
+    settled_sweep: sweep::Sweep,
     /// Whether every service is fully down (the shutdown's services).
-    down_sweep: schedule::Sweep,
+    down_sweep: sweep::Sweep,
     /// Services the dependency order looked at, in every pass so far.
     #[cfg(test)]
     examined: usize,
@@ -128,8 +129,8 @@ impl Supervisor {
             boot_failures: Vec::new(),
             orphans_reaped: 0,
             ordered_in: None,
-            settled_sweep: schedule::Sweep::default(),
-            down_sweep: schedule::Sweep::default(),
+            settled_sweep: sweep::Sweep::default(),
+            down_sweep: sweep::Sweep::default(),
             #[cfg(test)]
             examined: 0,
         }

@@ -355,6 +355,57 @@ fn the_next_deadline_follows_services_changed_behind_its_back() {
 }
 
 #[test]
+fn a_stop_of_every_service_is_answered_when_the_last_is_down_wherever_it_is() {
+    use crate::event::{Names, Order};
+    let mut h = Harness::new(sup(many(5, false), false));
+    h.take_log();
+    h.order(1, Order::Stop(Names::All));
+    let signalled = h.signalled();
+    assert_eq!(signalled.len(), 5);
+    // The last one first, the first one last.
+    for &(pid, _) in signalled.iter().rev() {
+        assert_eq!(h.reply(1), None);
+        h.exit(pid, Exit::Code(0));
+    }
+    let reply = h.reply(1).expect("answered");
+    assert!(reply.ok && reply.messages.len() == 5, "{reply:?}");
+}
+
+#[test]
+fn a_start_waits_again_for_a_service_that_went_back_to_starting() {
+    use crate::event::{Names, Order};
+    let notify = |name: &str| {
+        let mut s = svc(name, &[]);
+        s.ready = Some(crate::config::Ready::Notify);
+        s
+    };
+    let mut h = Harness::new(sup(vec![notify("a"), notify("b")], false));
+    h.order(1, Order::Start(Names::All));
+    let ready = |h: &mut Harness, i: usize, run: u32| {
+        h.event(Event::Notify {
+            service: id(i),
+            run,
+            message: NotifyMessage {
+                ready: true,
+                ..NotifyMessage::default()
+            },
+        });
+    };
+    ready(&mut h, 0, 1);
+    assert_eq!(h.reply(1), None);
+    // a crashes and is started again (its backoff over) before b is ready.
+    let a = h.pid_of("a");
+    h.exit(a, Exit::Code(1));
+    let retry_at = h.sup.next_deadline().expect("a's retry");
+    h.advance_to(retry_at);
+    assert_eq!(h.state_of("a").name(), "starting");
+    ready(&mut h, 1, 1);
+    assert_eq!(h.reply(1), None, "a is starting again");
+    ready(&mut h, 0, 2);
+    assert!(h.reply(1).expect("answered").ok);
+}
+
+#[test]
 #[ignore = "a bench: prints timings"]
 fn scale_bench() {
     for (n, deps) in [(1000, false), (5000, false), (1000, true), (5000, true)] {

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::log::warn;
 
+use super::sweep::Sweep;
 use super::{Phase, Supervisor};
 use crate::config::Condition;
 use crate::event::{Action, ServiceId};
@@ -214,7 +215,9 @@ impl Supervisor {
     /// once when it reaches the end.
     fn all_settled(&mut self) -> bool {
         let mut sweep = std::mem::take(&mut self.settled_sweep);
-        let settled = sweep.holds(self.services.len(), |id| self.settled(id));
+        let settled = sweep.holds(self.services.len(), |i| {
+            self.settled(ServiceId::from_index(i))
+        });
         self.settled_sweep = sweep;
         settled
     }
@@ -224,7 +227,9 @@ impl Supervisor {
     fn all_fully_down(&mut self) -> bool {
         let mut sweep = std::mem::take(&mut self.down_sweep);
         let services = &self.services;
-        let down = sweep.holds(services.len(), |id| services.is_fully_down(id));
+        let down = sweep.holds(services.len(), |i| {
+            services.is_fully_down(ServiceId::from_index(i))
+        });
         self.down_sweep = sweep;
         down
     }
@@ -333,50 +338,6 @@ enum Rule {
     Start,
     /// Phase `Stopping`: stop each service once its dependants are down.
     Shutdown { budget_at: Instant },
-}
-
-/// Whether a condition holds of every service, without asking each of
-/// them after every event: a cursor over the ids that only moves forward,
-/// past the services it holds of; the services behind it that changed
-/// since (`changed`), asked again; and, once the cursor is at the end, one
-/// check of every service (a condition can also move with a service that
-/// did not change: `settled` follows dependencies that failed).
-#[derive(Debug, Default)]
-pub(super) struct Sweep {
-    next: usize,
-    behind: Vec<ServiceId>,
-}
-
-impl Sweep {
-    /// `ids` changed: those behind the cursor are asked again.
-    fn changed(&mut self, ids: &[ServiceId]) {
-        let next = self.next;
-        self.behind
-            .extend(ids.iter().filter(|id| id.index() < next));
-    }
-
-    /// Whether `holds` of every one of `len` services.
-    fn holds(&mut self, len: usize, holds: impl Fn(ServiceId) -> bool) -> bool {
-        crate::sort::sort(&mut self.behind);
-        self.behind.dedup();
-        self.behind.retain(|&id| !holds(id));
-        if !self.behind.is_empty() {
-            return false;
-        }
-        while self.next < len && holds(ServiceId::from_index(self.next)) {
-            self.next += 1;
-        }
-        if self.next < len {
-            return false;
-        }
-        match (0..len).map(ServiceId::from_index).find(|&id| !holds(id)) {
-            Some(id) => {
-                self.behind.push(id);
-                false
-            }
-            None => true,
-        }
-    }
 }
 
 #[cfg(test)]
