@@ -13,7 +13,8 @@
 //! `transition` marks only a service whose want or state moved, or that
 //! acted), and each service's deadline, ordered by time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
 use crate::config::{Condition, ServiceSpec};
@@ -38,10 +39,11 @@ pub struct Services {
     changed: Marks,
     /// Changed since `deadlines` was last brought up to date.
     stale: Marks,
-    /// Each service's deadline as `deadlines` holds it.
+    /// Each service's deadline, as of the last `refresh_deadlines`.
     deadline_of: Vec<Option<Instant>>,
-    /// Every service's deadline, earliest first (up to date but for `stale`).
-    deadlines: BTreeSet<(Instant, ServiceId)>,
+    /// Each of `deadline_of`, earliest first, among older entries that no
+    /// longer hold (dropped when they come first).
+    deadlines: BinaryHeap<Reverse<(Instant, ServiceId)>>,
 }
 
 /// A set of services marked as changed, in the order they were marked;
@@ -278,14 +280,21 @@ impl Services {
     pub fn rebuild_deps(&mut self) {
         // Each live service by its name, and an instance also by its
         // group's: `after = ["web"]` waits for every replica of `web`.
-        let mut live: HashMap<&str, Vec<ServiceId>> = HashMap::new();
+        let mut live: Vec<(&str, ServiceId)> = Vec::with_capacity(self.list.len());
         for s in self.list.iter().filter(|s| !s.is_removed()) {
-            live.entry(s.name()).or_default().push(s.id());
+            live.push((s.name(), s.id()));
             let group = s.current_spec().replica.as_ref().map(|r| r.group.as_str());
             if let Some(group) = group.filter(|&g| g != s.name()) {
-                live.entry(group).or_default().push(s.id());
+                live.push((group, s.id()));
             }
         }
+        // By name; one name's ids stay in id order (the sort is stable).
+        crate::sort::sort_by(&mut live, |a, b| a.0.cmp(b.0));
+        let named = |name: &str| {
+            let from = live.partition_point(|&(n, _)| n < name);
+            let to = live.partition_point(|&(n, _)| n <= name);
+            live.get(from..to).unwrap_or(&[])
+        };
         let mut deps = Vec::with_capacity(self.list.len());
         let mut conditions = Vec::with_capacity(self.list.len());
         let mut dependants: Vec<Vec<ServiceId>> = vec![Vec::new(); self.list.len()];
@@ -295,8 +304,9 @@ impl Services {
                 .after
                 .iter()
                 .flat_map(|dep| {
-                    let ids = live.get(dep.name.as_str()).map_or(&[][..], Vec::as_slice);
-                    ids.iter().map(|&id| (id, dep.condition))
+                    named(dep.name.as_str())
+                        .iter()
+                        .map(|&(_, id)| (id, dep.condition))
                 })
                 .unzip();
             for dep in &ids {
@@ -327,35 +337,52 @@ impl Services {
             }
         };
         for id in stale {
-            let new = self.get(id).and_then(Service::deadline);
+            let new = self.list.get(id.index()).and_then(Service::deadline);
             let Some(old) = self.deadline_of.get_mut(id.index()) else {
                 continue;
             };
-            if *old == new {
-                continue;
+            if *old != new {
+                *old = new;
+                // The old entry stays in the heap until it comes first.
+                self.deadlines.extend(new.map(|at| Reverse((at, id))));
             }
-            if let Some(at) = old.take() {
-                self.deadlines.remove(&(at, id));
-            }
-            if let Some(at) = new {
-                self.deadlines.insert((at, id));
-            }
-            *old = new;
+        }
+        while let Some(&Reverse(first)) = self.deadlines.peek()
+            && !self.holds(first)
+        {
+            self.deadlines.pop();
+        }
+        if self.deadlines.len() > 2 * self.list.len() + 64 {
+            let held = self.deadline_of.iter().enumerate();
+            let held = held.filter_map(|(i, at)| Some(Reverse(((*at)?, ServiceId::from_index(i)))));
+            self.deadlines = held.collect();
         }
     }
 
+    /// Whether a heap entry is the deadline `deadline_of` holds.
+    fn holds(&self, (at, id): (Instant, ServiceId)) -> bool {
+        self.deadline_of.get(id.index()) == Some(&Some(at))
+    }
+
     /// The earliest deadline of any service (`Service::deadline`): the
-    /// ordered set, but for the services changed since it was brought up
-    /// to date, which are asked again.
+    /// heap's first, and the services changed since it was brought up to
+    /// date, asked again.
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.stale.all {
             return self.iter().filter_map(Service::deadline).min();
         }
-        let kept = self
-            .deadlines
-            .iter()
-            .find(|&&(_, id)| !self.stale.is_marked(id))
-            .map(|&(at, _)| at);
+        let kept = match self.deadlines.peek() {
+            Some(&Reverse((at, id))) if !self.stale.is_marked(id) => Some(at),
+            None => None,
+            // Changed since (outside an event: tests): the others' earliest.
+            Some(_) => self
+                .deadlines
+                .iter()
+                .map(|&Reverse(entry)| entry)
+                .filter(|&(at, id)| self.holds((at, id)) && !self.stale.is_marked(id))
+                .map(|(at, _)| at)
+                .min(),
+        };
         let changed = self
             .stale
             .ids
@@ -365,16 +392,25 @@ impl Services {
     }
 
     /// The services whose deadline is at or before `at`, in id order (the
-    /// ones a tick at `at` may move; others have nothing due).
+    /// ones a tick at `at` may move; others have nothing due). They count
+    /// as changed for the deadlines: their tick may move them.
     pub fn due(&mut self, at: Instant) -> Vec<ServiceId> {
         self.refresh_deadlines();
-        let mut ids: Vec<ServiceId> = self
-            .deadlines
-            .iter()
-            .take_while(|&&(deadline, _)| deadline <= at)
-            .map(|&(_, id)| id)
-            .collect();
+        let mut ids = Vec::new();
+        while let Some(&Reverse((deadline, id))) = self.deadlines.peek()
+            && deadline <= at
+        {
+            self.deadlines.pop();
+            if self.holds((deadline, id)) {
+                if let Some(held) = self.deadline_of.get_mut(id.index()) {
+                    *held = None;
+                }
+                self.stale.mark(id);
+                ids.push(id);
+            }
+        }
         crate::sort::sort(&mut ids);
+        ids.dedup();
         ids
     }
 }

@@ -7,7 +7,8 @@
 //! dependants are down, and what it depends on waits for its `down` to end,
 //! so `down`s run in reverse dependency order, independent ones together.
 
-use std::collections::BTreeSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use crate::log::warn;
@@ -86,9 +87,14 @@ impl Supervisor {
         now: Instant,
         actions: &mut Vec<Action>,
     ) -> bool {
-        let mut queue: BTreeSet<ServiceId> = ids.into_iter().collect();
+        // Smallest first; each id once (a repeat comes right after itself).
+        let mut queue: BinaryHeap<Reverse<ServiceId>> = ids.into_iter().map(Reverse).collect();
+        let mut last = None;
         let mut done_at_once = false;
-        while let Some(id) = queue.pop_first() {
+        while let Some(Reverse(id)) = queue.pop() {
+            if last.replace(id) == Some(id) {
+                continue;
+            }
             #[cfg(test)]
             {
                 self.examined += 1;
@@ -106,7 +112,7 @@ impl Supervisor {
                 let later = neighbours
                     .chain(self.services.dependants(id))
                     .filter(|&j| j > id);
-                queue.extend(later);
+                queue.extend(later.map(Reverse));
             }
         }
         done_at_once
