@@ -28,8 +28,8 @@ pub struct Services {
     /// `after` of each service (of its newest definition), as ids; removed
     /// services are left out.
     deps: Vec<Vec<ServiceId>>,
-    /// The condition of each of `deps`, in the same order.
-    conditions: Vec<Vec<Condition>>,
+    /// Each of `deps` with its condition.
+    conditions: Vec<Vec<(ServiceId, Condition)>>,
     /// The reverse of `deps`: what starts after each service, in id order.
     dependants: Vec<Vec<ServiceId>>,
     /// Each service by its name, removed or not (names are never reused
@@ -239,14 +239,12 @@ impl Services {
 
     /// What `id` starts `after`, each with what it must reach first.
     pub fn conditions(&self, id: ServiceId) -> impl Iterator<Item = (ServiceId, Condition)> + '_ {
-        let conditions = self
-            .conditions
-            .get(id.index())
-            .map_or(&[][..], Vec::as_slice);
-        self.deps(id)
-            .iter()
-            .copied()
-            .zip(conditions.iter().copied())
+        self.conditions_of(id).iter().copied()
+    }
+
+    /// What `id` starts `after`, each with what it must reach first.
+    pub fn conditions_of(&self, id: ServiceId) -> &[(ServiceId, Condition)] {
+        self.conditions.get(id.index()).map_or(&[], Vec::as_slice)
     }
 
     /// The services that start `after` `id`, in id order.
@@ -254,7 +252,8 @@ impl Services {
         self.dependants_of(id).iter().copied()
     }
 
-    fn dependants_of(&self, id: ServiceId) -> &[ServiceId] {
+    /// The services that start `after` `id`, in id order.
+    pub fn dependants_of(&self, id: ServiceId) -> &[ServiceId] {
         self.dependants.get(id.index()).map_or(&[], Vec::as_slice)
     }
 
@@ -299,7 +298,7 @@ impl Services {
         let mut conditions = Vec::with_capacity(self.list.len());
         let mut dependants: Vec<Vec<ServiceId>> = vec![Vec::new(); self.list.len()];
         for s in &self.list {
-            let (ids, whens): (Vec<ServiceId>, Vec<Condition>) = s
+            let whens: Vec<(ServiceId, Condition)> = s
                 .current_spec()
                 .after
                 .iter()
@@ -308,7 +307,8 @@ impl Services {
                         .iter()
                         .map(|&(_, id)| (id, dep.condition))
                 })
-                .unzip();
+                .collect();
+            let ids: Vec<ServiceId> = whens.iter().map(|&(id, _)| id).collect();
             for dep in &ids {
                 // Services come in id order: a repeat is the last one pushed.
                 if let Some(list) = dependants.get_mut(dep.index())

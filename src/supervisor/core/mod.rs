@@ -94,6 +94,8 @@ pub struct Supervisor {
     settled_sweep: sweep::Sweep,
     /// Whether every service is fully down (the shutdown's services).
     down_sweep: sweep::Sweep,
+    /// Long lists of dependants or conditions, each with its sweep.
+    long_lists: HashMap<(ServiceId, u8), sweep::Sweep>,
     /// Services the dependency order looked at, in every pass so far.
     #[cfg(test)]
     examined: usize,
@@ -131,6 +133,7 @@ impl Supervisor {
             ordered_in: None,
             settled_sweep: sweep::Sweep::default(),
             down_sweep: sweep::Sweep::default(),
+            long_lists: HashMap::new(),
             #[cfg(test)]
             examined: 0,
         }

@@ -406,6 +406,67 @@ fn a_start_waits_again_for_a_service_that_went_back_to_starting() {
 }
 
 #[test]
+fn a_service_after_many_starts_once_all_of_them_are_ready_at_the_same_time() {
+    // 40 notify services, then `all` after every one of them (a long list).
+    let mut specs: Vec<ServiceSpec> = (0..40)
+        .map(|i| {
+            let mut s = svc(&format!("s{i:02}"), &[]);
+            s.ready = Some(crate::config::Ready::Notify);
+            s
+        })
+        .collect();
+    let names: Vec<String> = (0..40).map(|i| format!("s{i:02}")).collect();
+    let after: Vec<&str> = names.iter().map(String::as_str).collect();
+    specs.push(svc("all", &after));
+    let mut h = Harness::new(sup(specs, false));
+    let ready = |h: &mut Harness, i: usize, run: u32| {
+        h.event(Event::Notify {
+            service: id(i),
+            run,
+            message: NotifyMessage {
+                ready: true,
+                ..NotifyMessage::default()
+            },
+        });
+    };
+    for i in 0..39 {
+        ready(&mut h, i, 1);
+    }
+    // s05, passed by now, crashes; s39 is ready: `all` still waits.
+    let pid = h.pid_of("s05");
+    h.exit(pid, Exit::Code(1));
+    ready(&mut h, 39, 1);
+    assert_eq!(*h.state_of("all"), State::Idle);
+    let retry_at = h.sup.next_deadline().expect("s05's retry");
+    h.advance_to(retry_at);
+    assert_eq!(*h.state_of("all"), State::Idle);
+    h.take_log();
+    ready(&mut h, 5, 2);
+    assert_eq!(h.spawned(), vec![Target::Service(id(40))]);
+}
+
+#[test]
+fn a_service_many_start_after_stops_last_whatever_order_they_stop_in() {
+    let mut specs = vec![svc("db", &[])];
+    specs.extend((1..=40).map(|i| svc(&format!("s{i:02}"), &["db"])));
+    let mut h = Harness::new(sup(specs, false));
+    let db = h.pid_of("db");
+    h.take_log();
+    h.event(Event::Signal(Signal::SIGTERM));
+    let mut signalled = h.signalled();
+    assert_eq!(signalled.len(), 40);
+    assert!(!signalled.contains(&(db, Signal::SIGTERM)));
+    // The last first, then the first, then the rest.
+    signalled.rotate_right(1);
+    signalled.swap(1, 39);
+    for (pid, _) in signalled {
+        assert!(!h.signalled().contains(&(db, Signal::SIGTERM)));
+        h.exit(pid, Exit::Code(0));
+    }
+    assert_eq!(h.signalled().last(), Some(&(db, Signal::SIGTERM)));
+}
+
+#[test]
 #[ignore = "a bench: prints timings"]
 fn scale_bench() {
     for (n, deps) in [(1000, false), (5000, false), (1000, true), (5000, true)] {

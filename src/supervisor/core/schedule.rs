@@ -17,7 +17,7 @@ use super::sweep::Sweep;
 use super::{Phase, Supervisor};
 use crate::config::Condition;
 use crate::event::{Action, ServiceId};
-use crate::service::{Service, State, Want};
+use crate::service::{Service, Services, State, Want};
 
 impl Supervisor {
     /// Phase `Up`: stop what is no longer wanted (dependants first), start
@@ -56,6 +56,10 @@ impl Supervisor {
     fn take_changed(&mut self) -> Vec<ServiceId> {
         let changed = self.services.take_changed();
         let all = changed.len() == self.services.len();
+        if all {
+            // The lists may have changed (a new phase, a new graph).
+            self.long_lists.clear();
+        }
         // Each sweep only while it is asked (it keeps the ids it is told).
         let (waiting, stopping) = (
             self.main_is_waiting(),
@@ -138,11 +142,9 @@ impl Supervisor {
             return false;
         }
         // Dependants that are also to go down go first; those wanted up stay.
-        let dependants_down = self
-            .services
-            .dependants(id)
-            .filter(|&j| self.wants(j, Want::Down))
-            .all(|j| self.services.is_fully_down(j));
+        let dependants_down = self.all_of(id, Dependants, |sup, j| {
+            !sup.wants(j, Want::Down) || sup.services.is_fully_down(j)
+        });
         if !dependants_down {
             return false;
         }
@@ -167,10 +169,7 @@ impl Supervisor {
         if !waiting {
             return (false, false);
         }
-        let ready = self
-            .services
-            .conditions(id)
-            .all(|(j, condition)| self.met(j, condition));
+        let ready = self.all_of(id, Conditions, |sup, (j, condition)| sup.met(j, condition));
         if !ready {
             return (false, false);
         }
@@ -201,11 +200,7 @@ impl Supervisor {
         // while a finish script runs, makes "down" what follows it);
         // no-op otherwise. One with a process (or a `down` to run) waits
         // for its dependants, `down`s included.
-        let stop = !live
-            || self
-                .services
-                .dependants(id)
-                .all(|j| self.services.is_fully_down(j));
+        let stop = !live || self.all_of(id, Dependants, |sup, j| sup.services.is_fully_down(j));
         if !stop {
             return false;
         }
@@ -214,6 +209,28 @@ impl Supervisor {
             .transition(id, |svc| svc.stop(now, Some(budget_at)));
         actions.extend(stopped);
         moved
+    }
+
+    /// Whether `holds` of each of `id`'s dependants, or `after` conditions.
+    /// A long list (a service many start after, or one after many) keeps a
+    /// `Sweep`, so that each of the many events of its neighbours asks
+    /// about a few of them, not all.
+    fn all_of<T: Around>(
+        &mut self,
+        id: ServiceId,
+        _: T,
+        holds: impl Fn(&Supervisor, T::Item) -> bool,
+    ) -> bool {
+        let len = T::list(&self.services, id).len();
+        let at = |sup: &Supervisor, k: usize| T::list(&sup.services, id).get(k).copied();
+        if len <= LONG_LIST {
+            return (0..len).all(|k| at(self, k).is_none_or(|item| holds(self, item)));
+        }
+        let key = (id, T::KIND);
+        let mut sweep = self.long_lists.remove(&key).unwrap_or_default();
+        let all = sweep.holds(len, |k| at(self, k).is_none_or(|item| holds(self, item)));
+        self.long_lists.insert(key, sweep);
+        all
     }
 
     /// Every service has settled (the main COMMAND may start): the sweep
@@ -332,6 +349,42 @@ impl Supervisor {
             actions.extend(self.next_finish(now));
         }
         actions
+    }
+}
+
+/// A list longer than this, of a service's dependants or conditions, is
+/// swept (`all_of`) rather than asked whole each time.
+const LONG_LIST: usize = 32;
+
+/// The neighbours of a service that a rule asks about (`all_of`).
+pub(super) trait Around {
+    type Item: Copy;
+    /// Which list: the key of its sweep.
+    const KIND: u8;
+    fn list(services: &Services, id: ServiceId) -> &[Self::Item];
+}
+
+/// The services that start after it.
+#[derive(Clone, Copy)]
+struct Dependants;
+
+impl Around for Dependants {
+    type Item = ServiceId;
+    const KIND: u8 = 0;
+    fn list(services: &Services, id: ServiceId) -> &[ServiceId] {
+        services.dependants_of(id)
+    }
+}
+
+/// What it starts after, each with its condition.
+#[derive(Clone, Copy)]
+struct Conditions;
+
+impl Around for Conditions {
+    type Item = (ServiceId, Condition);
+    const KIND: u8 = 1;
+    fn list(services: &Services, id: ServiceId) -> &[(ServiceId, Condition)] {
+        services.conditions_of(id)
     }
 }
 
