@@ -29,9 +29,9 @@ pub struct Pending {
     id: RequestId,
     op: PendingOp,
     deadline: Option<Instant>,
-    /// A start, restart or stop: how far its services are known to be
-    /// done (it is checked after every event; each check asks about a
-    /// few of them, and about all once they all seem done).
+    /// A start, restart, stop or reload: how far its services are known
+    /// to be done (it is checked after every event; each check asks about
+    /// a few of them, and about all once they all seem done).
     sweep: Sweep,
 }
 
@@ -148,6 +148,14 @@ impl Supervisor {
                 Some(Response::messages(messages))
             }
             PendingOp::Reload(waits) => {
+                let reloaded = |k: usize| {
+                    waits
+                        .get(k)
+                        .is_none_or(|w| self.reload_outcome(w).is_some())
+                };
+                if !sweep.holds(waits.len(), reloaded) {
+                    return None;
+                }
                 let mut outcomes = Vec::new();
                 for w in waits {
                     outcomes.push(self.reload_outcome(w)?);
