@@ -111,6 +111,10 @@ impl Supervisor {
     fn progress(&self, p: &mut Pending, now: Instant) -> Option<Response> {
         let shutting_down = self.is_shutting_down();
         let sweep = &mut p.sweep;
+        #[cfg(test)]
+        if self.full_scan {
+            *sweep = Sweep::default();
+        }
         match &p.op {
             PendingOp::Start(ids) => {
                 if shutting_down {

@@ -466,6 +466,181 @@ fn a_service_many_start_after_stops_last_whatever_order_they_stop_in() {
     assert_eq!(h.signalled().last(), Some(&(db, Signal::SIGTERM)));
 }
 
+/// A small random number generator (xorshift64*), seeded.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+    }
+
+    fn one_in(&mut self, n: usize) -> bool {
+        self.below(n) == 0
+    }
+}
+
+/// A random set of services: `after` edges both ways in the id order
+/// (no cycle), oneshots (some with nothing to run, some with a `down`),
+/// readiness, restart policies, conditions.
+fn random_specs(dice: &mut Dice) -> Vec<ServiceSpec> {
+    use crate::config::{After, Condition, Ready};
+    let n = 8 + dice.below(20);
+    // A random rank: each service comes after some of lower rank.
+    let mut rank: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        rank.swap(i, dice.below(i + 1));
+    }
+    (0..n)
+        .map(|i| {
+            let mut s = svc(&format!("s{i:02}"), &[]);
+            let lower: Vec<usize> = (0..n).filter(|&j| rank[j] < rank[i]).collect();
+            for _ in 0..dice.below(5) {
+                if lower.is_empty() {
+                    break;
+                }
+                let j = lower[dice.below(lower.len())];
+                let condition = match dice.below(6) {
+                    0 => Condition::Started,
+                    1 => Condition::Completed,
+                    2 => Condition::Succeeded,
+                    _ => Condition::Ready,
+                };
+                s.after.push(After {
+                    name: format!("s{j:02}"),
+                    condition,
+                });
+            }
+            if dice.one_in(4) {
+                s.oneshot = true;
+                s.restart = Restart::Never;
+                if dice.one_in(3) {
+                    s.command = Vec::new();
+                } else if dice.one_in(2) {
+                    s.down = Some(vec!["down".into()]);
+                }
+            } else {
+                s.restart = match dice.below(4) {
+                    0 => Restart::Never,
+                    1 => Restart::OnFailure,
+                    _ => Restart::Always,
+                };
+                if dice.one_in(3) {
+                    s.ready = Some(Ready::Notify);
+                }
+                s.enabled = !dice.one_in(12);
+            }
+            s.stop_timeout = Duration::from_millis(500 * (1 + dice.below(6) as u64));
+            s
+        })
+        .collect()
+}
+
+/// Every pid the harness's services wait for, with what it is.
+fn live_pids(h: &Harness) -> Vec<nix::unistd::Pid> {
+    let mut pids: Vec<_> = h
+        .sup
+        .services
+        .iter()
+        .flat_map(|s| [s.pid(), s.down_pid(), s.finish_pid()])
+        .flatten()
+        .collect();
+    pids.extend(h.sup.main_pid());
+    pids
+}
+
+/// One random event, the same for both harnesses.
+fn random_event(dice: &mut Dice, h: &Harness) -> Event {
+    use crate::event::{Names, Order};
+    let n = h.sup.services.len();
+    let name = format!("s{:02}", dice.below(n));
+    match dice.below(12) {
+        0..=3 => {
+            let pids = live_pids(h);
+            match pids.get(dice.below(pids.len())) {
+                Some(&pid) => Event::Exited {
+                    pid,
+                    exit: Exit::Code(dice.below(2) as i32),
+                },
+                None => Event::Tick,
+            }
+        }
+        4 | 5 => {
+            let i = dice.below(n);
+            let run = h.sup.services.get(id(i)).map_or(0, |s| s.starts());
+            Event::Notify {
+                service: id(i),
+                run,
+                message: NotifyMessage {
+                    ready: true,
+                    ..NotifyMessage::default()
+                },
+            }
+        }
+        6 | 7 => Event::Tick,
+        8 => Event::Order {
+            id: dice.below(1000) as u64,
+            order: Order::Stop(Names::These(vec![name])),
+        },
+        9 => Event::Order {
+            id: dice.below(1000) as u64,
+            order: Order::Start(Names::These(vec![name])),
+        },
+        10 => Event::Order {
+            id: dice.below(1000) as u64,
+            order: Order::Restart(if dice.one_in(4) {
+                Names::All
+            } else {
+                Names::These(vec![name])
+            }),
+        },
+        _ if dice.one_in(6) => Event::Signal(Signal::SIGTERM),
+        _ => Event::Tick,
+    }
+}
+
+#[test]
+fn the_incremental_core_acts_as_a_scan_of_every_service_after_every_event() {
+    for seed in 1..=300u64 {
+        let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let specs = random_specs(&mut dice);
+        let main = dice.one_in(2);
+        let now = Instant::now();
+        let mut full = sup(specs.clone(), main);
+        full.full_scan = true;
+        let mut full = Harness::at(full, now);
+        let mut incremental = Harness::at(sup(specs, main), now);
+        for step in 0..150 {
+            let context = || format!("seed {seed}, step {step}");
+            assert_eq!(incremental.take_log(), full.take_log(), "{}", context());
+            assert_eq!(
+                incremental.sup.next_deadline(),
+                full.sup.next_deadline(),
+                "{}",
+                context()
+            );
+            if full.sup.is_done() {
+                break;
+            }
+            // Time goes on, at times to the next deadline exactly.
+            let later = match (dice.one_in(2), full.sup.next_deadline()) {
+                (true, Some(at)) => at,
+                _ => full.now + Duration::from_millis(dice.below(3000) as u64),
+            };
+            full.now = later.max(full.now);
+            incremental.now = full.now;
+            let event = match full.sup.phase {
+                Phase::Drain(_) if live_pids(&full).is_empty() => Event::NoChildren,
+                _ => random_event(&mut dice, &full),
+            };
+            full.event(event.clone());
+            incremental.event(event);
+        }
+    }
+}
+
 #[test]
 #[ignore = "a bench: prints timings"]
 fn scale_bench() {
