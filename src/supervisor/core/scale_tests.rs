@@ -601,17 +601,41 @@ fn random_event(dice: &mut Dice, h: &Harness) -> Event {
     }
 }
 
+/// A config reload of `specs` changed at random: maybe one removed, one
+/// added after some of the others (so no cycle).
+fn reload(dice: &mut Dice, specs: &mut Vec<ServiceSpec>, step: usize) -> Event {
+    use crate::config::After;
+    if !specs.is_empty() && dice.one_in(2) {
+        specs.remove(dice.below(specs.len()));
+    }
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+    let mut added = svc(&format!("n{step:03}"), &[]);
+    for _ in 0..dice.below(4) {
+        if let Some(name) = names.get(dice.below(names.len())) {
+            added.after.push(After::from(name.as_str()));
+        }
+    }
+    specs.push(added);
+    Event::Loaded {
+        id: None,
+        result: Ok(Spec {
+            services: specs.clone(),
+            ..Default::default()
+        }),
+    }
+}
+
 #[test]
 fn the_incremental_core_acts_as_a_scan_of_every_service_after_every_event() {
     for seed in 1..=300u64 {
         let mut dice = Dice(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-        let specs = random_specs(&mut dice);
+        let mut specs = random_specs(&mut dice);
         let main = dice.one_in(2);
         let now = Instant::now();
         let mut full = sup(specs.clone(), main);
         full.full_scan = true;
         let mut full = Harness::at(full, now);
-        let mut incremental = Harness::at(sup(specs, main), now);
+        let mut incremental = Harness::at(sup(specs.clone(), main), now);
         for step in 0..150 {
             let context = || format!("seed {seed}, step {step}");
             assert_eq!(incremental.take_log(), full.take_log(), "{}", context());
@@ -633,6 +657,7 @@ fn the_incremental_core_acts_as_a_scan_of_every_service_after_every_event() {
             incremental.now = full.now;
             let event = match full.sup.phase {
                 Phase::Drain(_) if live_pids(&full).is_empty() => Event::NoChildren,
+                Phase::Up if dice.one_in(15) => reload(&mut dice, &mut specs, step),
                 _ => random_event(&mut dice, &full),
             };
             full.event(event.clone());
