@@ -14,7 +14,7 @@
 //! acted), and each service's deadline, ordered by time.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use crate::config::{Condition, ServiceSpec};
@@ -32,9 +32,10 @@ pub struct Services {
     conditions: Vec<Vec<(ServiceId, Condition)>>,
     /// The reverse of `deps`: what starts after each service, in id order.
     dependants: Vec<Vec<ServiceId>>,
-    /// Each service by its name, removed or not (names are never reused
-    /// for another id: a reload or a scale revives the service of that name).
-    names: HashMap<String, ServiceId>,
+    /// Every id, by its service's name (then by id): `find` searches it.
+    /// Names are never given to another id: a reload or a scale revives
+    /// the service of that name.
+    by_name: Vec<ServiceId>,
     /// Changed since the core's dependency order last took them.
     changed: Marks,
     /// Changed since `deadlines` was last brought up to date.
@@ -105,16 +106,41 @@ impl Services {
     pub fn new(specs: Vec<ServiceSpec>) -> Services {
         let mut services = Services::default();
         for spec in specs {
-            services.push(spec);
+            services.add(spec);
         }
+        // Sorted once (stable: a name's ids stay in id order).
+        let mut by_name: Vec<ServiceId> = services.ids().collect();
+        let list = &services.list;
+        crate::sort::sort_by(&mut by_name, |&a, &b| {
+            let name = |id: ServiceId| list.get(id.index()).map(Service::name);
+            name(a).cmp(&name(b))
+        });
+        services.by_name = by_name;
         services.rebuild_deps();
         services
     }
 
+    /// Where `name` is, or would be, in `by_name`.
+    fn name_at(&self, name: &str) -> usize {
+        self.by_name
+            .partition_point(|&id| self.get(id).is_some_and(|s| s.name() < name))
+    }
+
     /// A new service, with the next id. `rebuild_deps` makes its `after` count.
     pub fn push(&mut self, spec: ServiceSpec) -> ServiceId {
+        // After any service of that name (`find` finds the first).
+        let name = spec.name.as_str();
+        let at = self
+            .by_name
+            .partition_point(|&id| self.get(id).is_some_and(|s| s.name() <= name));
+        let id = self.add(spec);
+        self.by_name.insert(at, id);
+        id
+    }
+
+    /// A new service, with the next id, left out of `by_name`.
+    fn add(&mut self, spec: ServiceSpec) -> ServiceId {
         let id = ServiceId::from_index(self.list.len());
-        self.names.entry(spec.name.clone()).or_insert(id);
         self.list.push(Service::new(id, spec));
         self.changed.grow(id);
         self.stale.grow(id);
@@ -223,7 +249,8 @@ impl Services {
     /// The service named `name`, removed or not (thread messages name
     /// services; a removed one still has a process to hear from).
     pub fn find(&self, name: &str) -> Option<ServiceId> {
-        self.names.get(name).copied()
+        let id = *self.by_name.get(self.name_at(name))?;
+        self.get(id).is_some_and(|s| s.name() == name).then_some(id)
     }
 
     /// The service named `name` among those not removed.
