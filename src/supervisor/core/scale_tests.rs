@@ -532,6 +532,7 @@ fn random_specs(dice: &mut Dice) -> Vec<ServiceSpec> {
                 }
                 s.enabled = !dice.one_in(12);
             }
+            s.boot_step = dice.one_in(6);
             s.stop_timeout = Duration::from_millis(500 * (1 + dice.below(6) as u64));
             s
         })
@@ -632,10 +633,16 @@ fn the_incremental_core_acts_as_a_scan_of_every_service_after_every_event() {
         let mut specs = random_specs(&mut dice);
         let main = dice.one_in(2);
         let now = Instant::now();
-        let mut full = sup(specs.clone(), main);
-        full.full_scan = true;
-        let mut full = Harness::at(full, now);
-        let mut incremental = Harness::at(sup(specs.clone(), main), now);
+        let continue_on_failure = dice.one_in(2);
+        let with = |full_scan: bool| {
+            let mut s = sup(specs.clone(), main);
+            s.full_scan = full_scan;
+            if continue_on_failure {
+                s.init_failure = super::InitFailure::Continue;
+            }
+            Harness::at(s, now)
+        };
+        let (mut full, mut incremental) = (with(true), with(false));
         for step in 0..150 {
             let context = || format!("seed {seed}, step {step}");
             assert_eq!(incremental.take_log(), full.take_log(), "{}", context());
