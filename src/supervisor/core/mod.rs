@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
+use crate::calendar::SLACK;
 use crate::config::Spec;
 use crate::event::{Action, Event, ServiceId, Target};
 use crate::exit::Exit;
@@ -38,6 +39,7 @@ mod requests;
 mod schedule;
 mod scripts;
 mod status;
+mod sweep;
 
 use pending::Pending;
 pub use phases::{Drain, GIVE_UP_AFTER_KILL, MAIN_STOP_TIMEOUT, Main, MainState, Phase};
@@ -86,6 +88,21 @@ pub struct Supervisor {
     /// Boot steps whose failure to come up was acted on (once each).
     boot_failures: Vec<ServiceId>,
     orphans_reaped: u64,
+    /// The phase the dependency order last looked at every service in.
+    ordered_in: Option<&'static str>,
+    /// Whether every service has settled (the main COMMAND's wait).
+    settled_sweep: sweep::Sweep,
+    /// Whether every service is fully down (the shutdown's services).
+    down_sweep: sweep::Sweep,
+    /// Long lists of dependants or conditions, each with its sweep.
+    long_lists: HashMap<(ServiceId, u8), sweep::Sweep>,
+    /// Services the dependency order looked at, in every pass so far.
+    #[cfg(test)]
+    examined: usize,
+    /// Tests: look at every service after every event, as before issue 16
+    /// (the reference the incremental core is compared with).
+    #[cfg(test)]
+    full_scan: bool,
 }
 
 impl Supervisor {
@@ -117,6 +134,14 @@ impl Supervisor {
             boot_wait_over: false,
             boot_failures: Vec::new(),
             orphans_reaped: 0,
+            ordered_in: None,
+            settled_sweep: sweep::Sweep::default(),
+            down_sweep: sweep::Sweep::default(),
+            long_lists: HashMap::new(),
+            #[cfg(test)]
+            examined: 0,
+            #[cfg(test)]
+            full_scan: false,
         }
     }
 
@@ -126,6 +151,7 @@ impl Supervisor {
         let mut actions = self.watches();
         actions.extend(self.next_init());
         self.advance(now, &mut actions);
+        self.services.refresh_deadlines();
         actions
     }
 
@@ -186,6 +212,7 @@ impl Supervisor {
             }
         };
         self.advance(now, &mut actions);
+        self.services.refresh_deadlines();
         actions
     }
 
@@ -207,9 +234,15 @@ impl Supervisor {
 
     /// The earliest moment something is due; `None`: wait for events only.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let services = self.services.iter().filter_map(Service::deadline);
         let requests = self.pending.iter().filter_map(Pending::deadline);
+        let services = self.services.next_deadline();
+        #[cfg(test)]
+        let services = match self.full_scan {
+            true => self.services.iter().filter_map(Service::deadline).min(),
+            false => services,
+        };
         services
+            .into_iter()
             .chain(self.main_deadline())
             .chain(self.phase_deadline())
             .chain(self.cmd_wait_deadline())
@@ -331,9 +364,23 @@ impl Supervisor {
         }
     }
 
+    /// Deadlines that passed. Only the services with one due are visited:
+    /// a tick changes nothing in the others (a timer's tick is taken
+    /// within `SLACK` of its deadline).
     fn on_tick(&mut self, now: Instant) -> Vec<Action> {
-        let mut actions: Vec<Action> = self.services.iter_mut().flat_map(|s| s.tick(now)).collect();
-        for id in self.services.ids() {
+        let due = self.services.due(now + SLACK);
+        #[cfg(test)]
+        let due = match self.full_scan {
+            true => self.services.ids().collect(),
+            false => due,
+        };
+        let mut actions = Vec::new();
+        for &id in &due {
+            if let Some(svc) = self.services.get_mut(id) {
+                actions.extend(svc.tick(now));
+            }
+        }
+        for id in due {
             actions.extend(self.check_boot_step(id, now));
         }
         actions.extend(self.phase_tick(now));
@@ -345,6 +392,11 @@ impl Supervisor {
     fn advance(&mut self, now: Instant, actions: &mut Vec<Action>) {
         if self.phase == Phase::Up && self.up_since.is_none() {
             self.up_since = Some(now);
+        }
+        // A new phase: the dependency order looks at every service once.
+        if self.ordered_in != Some(self.phase.name()) {
+            self.ordered_in = Some(self.phase.name());
+            self.services.touch_all();
         }
         match self.phase {
             Phase::Up => actions.extend(self.schedule(now)),
@@ -379,6 +431,8 @@ impl Supervisor {
 mod testing;
 
 mod scheduled_tests;
+
+mod scale_tests;
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,7 @@
 use std::time::Instant;
 
 use super::Supervisor;
+use super::sweep::Sweep;
 use crate::event::{Action, RequestId, ServiceId, Until};
 use crate::protocol::Response;
 use crate::service::{Service, State, Want};
@@ -28,6 +29,10 @@ pub struct Pending {
     id: RequestId,
     op: PendingOp,
     deadline: Option<Instant>,
+    /// A start, restart, stop or reload: how far its services are known
+    /// to be done (it is checked after every event; each check asks about
+    /// a few of them, and about all once they all seem done).
+    sweep: Sweep,
 }
 
 /// What a pending request waits for.
@@ -71,7 +76,12 @@ enum Progress {
 impl Pending {
     /// Request `id`, waiting for `op` (until `deadline`, if any).
     pub(super) fn new(id: RequestId, op: PendingOp, deadline: Option<Instant>) -> Pending {
-        Pending { id, op, deadline }
+        Pending {
+            id,
+            op,
+            deadline,
+            sweep: Sweep::default(),
+        }
     }
 
     pub fn deadline(&self) -> Option<Instant> {
@@ -89,8 +99,8 @@ impl Supervisor {
     pub(super) fn check_pending(&mut self, now: Instant) -> Vec<Action> {
         let pending = std::mem::take(&mut self.pending);
         let mut actions = Vec::new();
-        for p in pending {
-            match self.progress(&p, now) {
+        for mut p in pending {
+            match self.progress(&mut p, now) {
                 Some(response) => actions.push(Action::Reply { id: p.id, response }),
                 None => self.pending.push(p),
             }
@@ -98,12 +108,21 @@ impl Supervisor {
         actions
     }
 
-    fn progress(&self, p: &Pending, now: Instant) -> Option<Response> {
+    fn progress(&self, p: &mut Pending, now: Instant) -> Option<Response> {
         let shutting_down = self.is_shutting_down();
+        let sweep = &mut p.sweep;
+        #[cfg(test)]
+        if self.full_scan {
+            *sweep = Sweep::default();
+        }
         match &p.op {
             PendingOp::Start(ids) => {
                 if shutting_down {
                     return Some(Response::error("corral is shutting down"));
+                }
+                let started = |k: usize| ids.get(k).is_none_or(|&i| !self.start_waits(i, 0));
+                if !sweep.holds(ids.len(), started) {
+                    return None;
                 }
                 self.all_started(ids.iter().map(|&i| (i, 0)))
             }
@@ -111,10 +130,18 @@ impl Supervisor {
                 if shutting_down {
                     return Some(Response::error("corral is shutting down"));
                 }
+                let started = |k: usize| ids.get(k).is_none_or(|&(i, n)| !self.start_waits(i, n));
+                if !sweep.holds(ids.len(), started) {
+                    return None;
+                }
                 self.all_started(ids.iter().copied())
             }
             PendingOp::Stop(ids) => {
-                if ids.iter().any(|&(i, _)| !self.services.is_fully_down(i)) {
+                let down = |k: usize| {
+                    ids.get(k)
+                        .is_none_or(|&(i, _)| self.services.is_fully_down(i))
+                };
+                if !sweep.holds(ids.len(), down) {
                     return None;
                 }
                 let messages = ids
@@ -125,6 +152,14 @@ impl Supervisor {
                 Some(Response::messages(messages))
             }
             PendingOp::Reload(waits) => {
+                let reloaded = |k: usize| {
+                    waits
+                        .get(k)
+                        .is_none_or(|w| self.reload_outcome(w).is_some())
+                };
+                if !sweep.holds(waits.len(), reloaded) {
+                    return None;
+                }
                 let mut outcomes = Vec::new();
                 for w in waits {
                     outcomes.push(self.reload_outcome(w)?);
@@ -274,6 +309,11 @@ impl Supervisor {
                 ..Response::error(failures.join("; "))
             }
         })
+    }
+
+    /// A start of `id` still under way (see `start_progress`).
+    fn start_waits(&self, id: ServiceId, since: u32) -> bool {
+        matches!(self.start_progress(id, since), Progress::Waiting)
     }
 
     fn start_progress(&self, id: ServiceId, since: u32) -> Progress {

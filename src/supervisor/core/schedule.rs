@@ -7,79 +7,40 @@
 //! dependants are down, and what it depends on waits for its `down` to end,
 //! so `down`s run in reverse dependency order, independent ones together.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use crate::log::warn;
 
+use super::sweep::Sweep;
 use super::{Phase, Supervisor};
 use crate::config::Condition;
 use crate::event::{Action, ServiceId};
-use crate::service::{Service, State, Want};
+use crate::service::{Service, Services, State, Want};
 
 impl Supervisor {
     /// Phase `Up`: stop what is no longer wanted (dependants first), start
     /// what is wanted and whose dependencies are started; then the main
     /// COMMAND once every service has settled.
+    ///
+    /// Only the services changed since the last time, and what they start
+    /// after and what starts after them, are looked at (`pass`): a
+    /// service's start or stop reads only itself and these.
     pub(super) fn schedule(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        for id in self.services.ids() {
-            let stoppable = self.services.get(id).is_some_and(|svc| {
-                svc.want() == Want::Down
-                    && matches!(
-                        svc.state(),
-                        State::Starting { .. }
-                            | State::Running { .. }
-                            | State::Reloading { .. }
-                            | State::Backoff { .. }
-                            | State::Finishing { .. }
-                            | State::Scheduled
-                    )
-                    || svc.want() == Want::Down && svc.has_down_to_run()
-            });
-            if !stoppable {
-                continue;
-            }
-            // Dependants that are also to go down go first; those wanted up stay.
-            let dependants_down = self
-                .services
-                .dependants(id)
-                .filter(|&j| self.wants(j, Want::Down))
-                .all(|j| self.services.is_fully_down(j));
-            if dependants_down && let Some(svc) = self.services.get_mut(id) {
-                actions.extend(svc.stop(now, None));
-            }
-        }
+        let changed = self.take_changed();
+        self.pass(Rule::StopUnwanted, changed.clone(), now, &mut actions);
+        // The starts look at what the stops changed too.
+        let mut seeds = changed;
+        seeds.extend(self.changed_so_far());
         // Again while a start completed at once (a oneshot with nothing to
         // run): its dependants may come earlier in the order. Each pass
         // that goes round again took one more service out of `Idle`.
-        loop {
-            let mut done_at_once = false;
-            for id in self.services.ids() {
-                let waiting = self
-                    .services
-                    .get(id)
-                    .is_some_and(|svc| svc.want() == Want::Up && *svc.state() == State::Idle);
-                if !waiting {
-                    continue;
-                }
-                let ready = self
-                    .services
-                    .conditions(id)
-                    .all(|(j, condition)| self.met(j, condition));
-                if ready && let Some(svc) = self.services.get_mut(id) {
-                    let started = svc.start(now);
-                    done_at_once |= started.is_empty() && *svc.state() == State::Exited;
-                    actions.extend(started);
-                }
-            }
-            if !done_at_once {
-                break;
-            }
+        while self.pass(Rule::Start, seeds, now, &mut actions) {
+            seeds = self.changed_so_far();
         }
-        if self.main_is_waiting()
-            && actions.is_empty()
-            && self.services.ids().all(|id| self.settled(id))
-        {
+        if self.main_is_waiting() && actions.is_empty() && self.all_settled() {
             let failed = |svc: &&Service| svc.ended_for_good() || self.boot_failed(svc.id());
             for svc in self.services.iter().filter(failed) {
                 warn!(service = %svc.name(), "starting the main command although this service failed");
@@ -87,6 +48,226 @@ impl Supervisor {
             actions.extend(self.spawn_main());
         }
         actions
+    }
+
+    /// The services changed since the last pass, with their neighbours in
+    /// the `after` graph (`Services::take_changed`); the sweeps over every
+    /// service look at them again.
+    fn take_changed(&mut self) -> Vec<ServiceId> {
+        #[cfg(test)]
+        if self.full_scan {
+            self.services.touch_all();
+        }
+        let changed = self.services.take_changed();
+        let all = changed.len() == self.services.len();
+        if all {
+            // The lists may have changed (a new phase, a new graph).
+            self.long_lists.clear();
+        }
+        // Each sweep only while it is asked (it keeps the ids it is told).
+        let (waiting, stopping) = (
+            self.main_is_waiting(),
+            matches!(self.phase, Phase::Stopping { .. }),
+        );
+        let asked = [
+            (&mut self.settled_sweep, waiting),
+            (&mut self.down_sweep, stopping),
+        ];
+        for (sweep, asked) in asked {
+            if all || !asked {
+                *sweep = Sweep::default();
+            } else {
+                sweep.changed(&changed);
+            }
+        }
+        changed
+    }
+
+    /// What changed since `take_changed`, with its neighbours, left marked.
+    fn changed_so_far(&self) -> Vec<ServiceId> {
+        #[cfg(test)]
+        if self.full_scan {
+            return self.services.ids().collect();
+        }
+        self.services.changed()
+    }
+
+    /// Apply `rule` to each of `ids`, in id order, and to each service
+    /// that comes later in that order and starts after, or before, one
+    /// that the pass changed (today's order of a pass over every service,
+    /// without the services whose rule can have nothing to do: neither
+    /// they nor a neighbour changed). Whether a start completed at once.
+    fn pass(
+        &mut self,
+        rule: Rule,
+        ids: Vec<ServiceId>,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        // Smallest first; each id once (a repeat comes right after itself).
+        let mut queue: BinaryHeap<Reverse<ServiceId>> = ids.into_iter().map(Reverse).collect();
+        let mut last = None;
+        let mut done_at_once = false;
+        while let Some(Reverse(id)) = queue.pop() {
+            if last.replace(id) == Some(id) {
+                continue;
+            }
+            #[cfg(test)]
+            {
+                self.examined += 1;
+            }
+            let (moved, done) = match rule {
+                Rule::StopUnwanted => (self.stop_unwanted(id, now, actions), false),
+                Rule::Start => self.start_ready(id, now, actions),
+                Rule::Shutdown { budget_at } => {
+                    (self.stop_at_shutdown(id, now, budget_at, actions), false)
+                }
+            };
+            done_at_once |= done;
+            if moved {
+                let neighbours = self.services.deps(id).iter().copied();
+                let later = neighbours
+                    .chain(self.services.dependants(id))
+                    .filter(|&j| j > id);
+                queue.extend(later.map(Reverse));
+            }
+        }
+        done_at_once
+    }
+
+    /// Phase `Up`: stop `id` if it is no longer wanted and every dependant
+    /// that goes down too is down. Whether it changed.
+    fn stop_unwanted(&mut self, id: ServiceId, now: Instant, actions: &mut Vec<Action>) -> bool {
+        let stoppable = self.services.get(id).is_some_and(|svc| {
+            svc.want() == Want::Down
+                && matches!(
+                    svc.state(),
+                    State::Starting { .. }
+                        | State::Running { .. }
+                        | State::Reloading { .. }
+                        | State::Backoff { .. }
+                        | State::Finishing { .. }
+                        | State::Scheduled
+                )
+                || svc.want() == Want::Down && svc.has_down_to_run()
+        });
+        if !stoppable {
+            return false;
+        }
+        // Dependants that are also to go down go first; those wanted up stay.
+        let dependants_down = self.all_of(id, Dependants, |sup, j| {
+            !sup.wants(j, Want::Down) || sup.services.is_fully_down(j)
+        });
+        if !dependants_down {
+            return false;
+        }
+        let (moved, stopped) = self.services.transition(id, |svc| svc.stop(now, None));
+        actions.extend(stopped);
+        moved
+    }
+
+    /// Phase `Up`: start `id` if it is wanted, waiting, and every `after`
+    /// condition holds. Whether it changed, and whether it completed at
+    /// once (a oneshot with nothing to run).
+    fn start_ready(
+        &mut self,
+        id: ServiceId,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> (bool, bool) {
+        let waiting = self
+            .services
+            .get(id)
+            .is_some_and(|svc| svc.want() == Want::Up && *svc.state() == State::Idle);
+        if !waiting {
+            return (false, false);
+        }
+        let ready = self.all_of(id, Conditions, |sup, (j, condition)| sup.met(j, condition));
+        if !ready {
+            return (false, false);
+        }
+        let (moved, started) = self.services.transition(id, |svc| svc.start(now));
+        let done = started.is_empty()
+            && self
+                .services
+                .get(id)
+                .is_some_and(|svc| *svc.state() == State::Exited);
+        actions.extend(started);
+        (moved, done)
+    }
+
+    /// Phase `Stopping`: stop `id` once every service that depends on it is
+    /// down. Whether it changed.
+    fn stop_at_shutdown(
+        &mut self,
+        id: ServiceId,
+        now: Instant,
+        budget_at: Instant,
+        actions: &mut Vec<Action>,
+    ) -> bool {
+        let live = self
+            .services
+            .get(id)
+            .is_some_and(|svc| svc.is_live() || svc.has_down_to_run());
+        // A service without a process: this cancels a pending retry (or,
+        // while a finish script runs, makes "down" what follows it);
+        // no-op otherwise. One with a process (or a `down` to run) waits
+        // for its dependants, `down`s included.
+        let stop = !live || self.all_of(id, Dependants, |sup, j| sup.services.is_fully_down(j));
+        if !stop {
+            return false;
+        }
+        let (moved, stopped) = self
+            .services
+            .transition(id, |svc| svc.stop(now, Some(budget_at)));
+        actions.extend(stopped);
+        moved
+    }
+
+    /// Whether `holds` of each of `id`'s dependants, or `after` conditions.
+    /// A long list (a service many start after, or one after many) keeps a
+    /// `Sweep`, so that each of the many events of its neighbours asks
+    /// about a few of them, not all.
+    fn all_of<T: Around>(
+        &mut self,
+        id: ServiceId,
+        _: T,
+        holds: impl Fn(&Supervisor, T::Item) -> bool,
+    ) -> bool {
+        let len = T::list(&self.services, id).len();
+        let at = |sup: &Supervisor, k: usize| T::list(&sup.services, id).get(k).copied();
+        if len <= LONG_LIST {
+            return (0..len).all(|k| at(self, k).is_none_or(|item| holds(self, item)));
+        }
+        let key = (id, T::KIND);
+        let mut sweep = self.long_lists.remove(&key).unwrap_or_default();
+        let all = sweep.holds(len, |k| at(self, k).is_none_or(|item| holds(self, item)));
+        self.long_lists.insert(key, sweep);
+        all
+    }
+
+    /// Every service has settled (the main COMMAND may start): the sweep
+    /// moves past settled services as they settle, and checks them all
+    /// once when it reaches the end.
+    fn all_settled(&mut self) -> bool {
+        let mut sweep = std::mem::take(&mut self.settled_sweep);
+        let settled = sweep.holds(self.services.len(), |i| {
+            self.settled(ServiceId::from_index(i))
+        });
+        self.settled_sweep = sweep;
+        settled
+    }
+
+    /// Every service is down, with no `down` left to run (the shutdown's
+    /// services are done).
+    fn all_fully_down(&mut self) -> bool {
+        let mut sweep = std::mem::take(&mut self.down_sweep);
+        let services = &self.services;
+        let down = sweep.holds(services.len(), |i| {
+            services.is_fully_down(ServiceId::from_index(i))
+        });
+        self.down_sweep = sweep;
+        down
     }
 
     fn wants(&self, id: ServiceId, want: Want) -> bool {
@@ -174,30 +355,62 @@ impl Supervisor {
         if main_busy || self.init.is_busy() {
             return actions;
         }
-        for id in self.services.ids() {
-            let live = self
-                .services
-                .get(id)
-                .is_some_and(|svc| svc.is_live() || svc.has_down_to_run());
-            // A service without a process: this cancels a pending retry (or,
-            // while a finish script runs, makes "down" what follows it);
-            // no-op otherwise. One with a process (or a `down` to run) waits
-            // for its dependants, `down`s included.
-            let stop = !live
-                || self
-                    .services
-                    .dependants(id)
-                    .all(|j| self.services.is_fully_down(j));
-            if stop && let Some(svc) = self.services.get_mut(id) {
-                actions.extend(svc.stop(now, Some(budget_at)));
-            }
-        }
-        if self.services.iter().all(Service::is_fully_down) {
+        let changed = self.take_changed();
+        self.pass(Rule::Shutdown { budget_at }, changed, now, &mut actions);
+        if self.all_fully_down() {
             self.phase = Phase::Finish { budget_at };
             actions.extend(self.next_finish(now));
         }
         actions
     }
+}
+
+/// A list longer than this, of a service's dependants or conditions, is
+/// swept (`all_of`) rather than asked whole each time. (Tests sweep lists
+/// of three already, so that the small graphs they build take both ways.)
+const LONG_LIST: usize = if cfg!(test) { 2 } else { 32 };
+
+/// The neighbours of a service that a rule asks about (`all_of`).
+pub(super) trait Around {
+    type Item: Copy;
+    /// Which list: the key of its sweep.
+    const KIND: u8;
+    fn list(services: &Services, id: ServiceId) -> &[Self::Item];
+}
+
+/// The services that start after it.
+#[derive(Clone, Copy)]
+struct Dependants;
+
+impl Around for Dependants {
+    type Item = ServiceId;
+    const KIND: u8 = 0;
+    fn list(services: &Services, id: ServiceId) -> &[ServiceId] {
+        services.dependants_of(id)
+    }
+}
+
+/// What it starts after, each with its condition.
+#[derive(Clone, Copy)]
+struct Conditions;
+
+impl Around for Conditions {
+    type Item = (ServiceId, Condition);
+    const KIND: u8 = 1;
+    fn list(services: &Services, id: ServiceId) -> &[(ServiceId, Condition)] {
+        services.conditions_of(id)
+    }
+}
+
+/// What a pass of the dependency order does with each service it looks at.
+#[derive(Debug, Clone, Copy)]
+enum Rule {
+    /// Phase `Up`: stop what is no longer wanted, dependants first.
+    StopUnwanted,
+    /// Phase `Up`: start what is wanted once its `after` conditions hold.
+    Start,
+    /// Phase `Stopping`: stop each service once its dependants are down.
+    Shutdown { budget_at: Instant },
 }
 
 #[cfg(test)]

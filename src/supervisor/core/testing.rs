@@ -66,11 +66,20 @@ impl Harness {
         Harness::started(sup, true)
     }
 
+    /// Started at `now` (two harnesses on one fake clock).
+    pub fn at(sup: Supervisor, now: Instant) -> Harness {
+        Harness::started_at(sup, false, now)
+    }
+
     fn started(sup: Supervisor, fail_spawns: bool) -> Harness {
+        Harness::started_at(sup, fail_spawns, Instant::now())
+    }
+
+    fn started_at(sup: Supervisor, fail_spawns: bool, now: Instant) -> Harness {
         let mut h = Harness {
             sup,
             next_pid: 100,
-            now: Instant::now(),
+            now,
             log: Vec::new(),
             fail_spawns,
         };
