@@ -172,24 +172,30 @@ pub fn text(bytes: &[u8]) -> String {
     for chunk in bytes.utf8_chunks() {
         let mut valid = chunk.valid().as_bytes();
         // Control characters are C0 and DEL (one byte) and C1 (U+0080 to
-        // U+009F: 0xC2 then 0x80 to 0x9F); every other byte is copied.
-        while let Some((&b, rest)) = valid.split_first() {
-            let escaped = match (b, rest.first()) {
-                (b'\t', _) => None,
-                (0..0x20 | 0x7f, _) => Some((b, rest)),
-                (0xc2, Some(&c1 @ 0x80..0xa0)) => Some((c1, rest.get(1..).unwrap_or_default())),
-                _ => None,
+        // U+009F: 0xC2 then 0x80 to 0x9F); every other byte is copied, in
+        // runs up to the next byte that may start one.
+        while !valid.is_empty() {
+            let run = valid
+                .iter()
+                .position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2)
+                .unwrap_or(valid.len());
+            let (plain, rest) = valid.split_at(run);
+            out.extend_from_slice(plain);
+            valid = match rest {
+                [] => rest,
+                [0xc2, c1 @ 0x80..0xa0, after @ ..] => {
+                    out.extend_from_slice(&[b'\\', b'x', hex(c1 >> 4), hex(*c1)]);
+                    after
+                }
+                [0xc2, after @ ..] => {
+                    out.push(0xc2);
+                    after
+                }
+                [b, after @ ..] => {
+                    out.extend_from_slice(&[b'\\', b'x', hex(b >> 4), hex(*b)]);
+                    after
+                }
             };
-            match escaped {
-                Some((n, after)) => {
-                    out.extend_from_slice(&[b'\\', b'x', hex(n >> 4), hex(n)]);
-                    valid = after;
-                }
-                None => {
-                    out.push(b);
-                    valid = rest;
-                }
-            }
         }
         if !chunk.invalid().is_empty() {
             out.extend_from_slice("\u{fffd}".as_bytes());

@@ -553,14 +553,18 @@ print(sent)
         flooded > 0 && stats.received >= flooded / 2,
         "sent {flooded}: {stats:?}"
     );
-    // Bounded CPU: the listener thread was mostly asleep.
+    // Bounded CPU: the listener thread was mostly asleep. A thread that
+    // spun would use every tick. The flood is all control characters, each
+    // escaped to 4 bytes: in an unoptimised build that alone took 45-55% of
+    // the window's CPU (cargo test's default), in a release build a few %.
+    let share = if cfg!(debug_assertions) { 0.8 } else { 0.5 };
     let ticks = thread_ticks(tid) - ticks_before;
     eprintln!("flood: {ticks} ticks of CPU in {elapsed:?}, {stats:?}, flooded {flooded}");
     // SAFETY: sysconf reads a constant of the system.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let wall_ticks = elapsed.as_secs_f64() * per_second as f64;
     assert!(
-        (ticks as f64) < wall_ticks * 0.5,
+        (ticks as f64) < wall_ticks * share,
         "{ticks} ticks of CPU in {elapsed:?}: {stats:?}, flooded {flooded}"
     );
     // Memory: what waits is in the kernel's queue, not here.
