@@ -353,20 +353,32 @@ pub fn status_table(services: &[Row<'_>]) -> String {
         );
         cells.push(s.detail.as_deref().map_or(Cow::Borrowed(""), cell));
     }
+    // Display width: the byte length of ASCII (nearly every cell), else chars.
+    let width_of = |cell: &str| if cell.is_ascii() { cell.len() } else { cell.chars().count() };
     let mut widths = [0usize; COLUMNS];
     for row in cells.chunks(COLUMNS) {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+            *width = (*width).max(width_of(cell));
         }
     }
+    const SPACES: &str = "                                                                ";
     let mut table =
         String::with_capacity(cells.len() / COLUMNS * (widths.iter().sum::<usize>() + 2 * COLUMNS));
     for row in cells.chunks(COLUMNS) {
         let line_start = table.len();
-        for (cell, width) in row.iter().zip(widths) {
+        // Padding up to the last cell with text only: trailing blanks go.
+        let last = row.iter().rposition(|cell| !cell.is_empty()).unwrap_or(0);
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate().take(last + 1) {
             table.push_str(cell);
-            let pad = width.saturating_sub(cell.chars().count()) + 2;
-            table.extend(std::iter::repeat_n(' ', pad));
+            if i == last {
+                break;
+            }
+            let mut pad = width.saturating_sub(width_of(cell)) + 2;
+            while pad > 0 {
+                let n = pad.min(SPACES.len());
+                table.push_str(SPACES.get(..n).unwrap_or_default());
+                pad -= n;
+            }
         }
         let end = table[line_start..].trim_end().len() + line_start;
         table.truncate(end);
