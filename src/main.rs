@@ -1,14 +1,4 @@
-#![no_main]
 //! argv -> mode; errors -> exit code. Everything else lives in the library.
-//!
-//! The C `main` is corral's own (`no_main`), without std's runtime set-up:
-//! that set-up (a signal stack for the main thread, and glibc reading
-//! /proc/self/maps to find the main thread's stack) took about a quarter of
-//! a millisecond of every start, and corral starts often: each `corral ctl`,
-//! `s6-svc`, and `with-contenv` in front of each s6 service script. What
-//! corral needs of it, `main` does: fds 0 to 2 open, SIGPIPE ignored,
-//! stdout flushed at the end. A stack overflow is then a plain SIGSEGV,
-//! without std's message.
 //!
 //! The mode comes from the name corral is invoked by (`corralctl`, or one
 //! of s6-overlay's commands, `s6::command`: `with-contenv`, `s6-svc`,
@@ -18,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use corral::cli::{CheckCli, Cli};
@@ -38,36 +29,13 @@ const EXIT_SYSTEM: u8 = 111;
 /// last answers (`shutdown`'s reply, "corral is exiting").
 const CONTROL_LINGER: Duration = Duration::from_millis(500);
 
-/// What std's runtime would have done first, and corral relies on: fds 0,
-/// 1 and 2 are open (on /dev/null if they were closed, so no socket or pipe
+/// std's runtime does what corral relies on before this runs: fds 0, 1
+/// and 2 are open (on /dev/null if they were closed, so no socket or pipe
 /// corral opens becomes "stdout"), and SIGPIPE is ignored (a write to a
 /// closed pipe or socket is EPIPE, not death; children get it back at its
-/// default, `spawn::reset_signals`). std captures argv itself (glibc
-/// hands it to its initialisers), so `std::env::args_os` works as usual.
-#[unsafe(no_mangle)]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    open_standard_fds();
-    // SAFETY: setting a disposition, before any other thread exists.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
-    let code = run();
-    let _ = std::io::Write::flush(&mut std::io::stdout());
-    libc::c_int::from(code)
-}
-
-/// fds 0, 1 and 2 on /dev/null where they are closed.
-fn open_standard_fds() {
-    for fd in 0..3 {
-        // SAFETY: fcntl(F_GETFD) probes an fd number; open(2) of a constant
-        // path returns the lowest free fd, which is `fd` when it was closed
-        // (every lower one is open by then).
-        unsafe {
-            if libc::fcntl(fd, libc::F_GETFD) == -1 {
-                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            }
-        }
-    }
+/// default, `spawn::reset_signals`).
+fn main() -> ExitCode {
+    ExitCode::from(run())
 }
 
 fn run() -> u8 {
