@@ -59,17 +59,16 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
     })??;
     let mut out = Output::new();
     if let CtlCommand::Status { json: false, .. } = command {
-        // Only what the table shows, borrowed from the line where no
-        // escape needs undoing: a status of thousands of services is
+        // Only what the table shows: a status of thousands of services is
         // decoded in a fraction of the time a whole `Response` takes.
-        let table: TableAnswer<'_> = serde_json::from_str(&first_line)
+        let table: TableAnswer = serde_json::from_str(&first_line)
             .map_err(|e| format!("malformed response from corral: {e}"))?;
         if table.ok {
             out.stdout(status_table(&table.services).trim_end_matches('\n'));
         }
         let first = Response {
             ok: table.ok,
-            error: table.error.map(Cow::into_owned),
+            error: table.error,
             messages: table.messages,
             ..Response::ok()
         };
@@ -267,23 +266,21 @@ impl Output {
 /// The part of a `status` answer the table shows (`Response` and
 /// `ServiceStatus` hold the rest; fields not named here are skipped).
 #[derive(serde::Deserialize)]
-struct TableAnswer<'a> {
+struct TableAnswer {
     ok: bool,
-    #[serde(default, borrow)]
-    error: Option<Cow<'a, str>>,
+    #[serde(default)]
+    error: Option<String>,
     #[serde(default)]
     messages: Vec<String>,
-    #[serde(default, borrow)]
-    services: Vec<Row<'a>>,
+    #[serde(default)]
+    services: Vec<Row>,
 }
 
 /// One service's row of the `status` table.
 #[derive(serde::Deserialize, Default)]
-pub struct Row<'a> {
-    #[serde(borrow)]
-    pub name: Cow<'a, str>,
-    #[serde(borrow)]
-    pub state: Cow<'a, str>,
+pub struct Row {
+    pub name: String,
+    pub state: String,
     #[serde(default)]
     pub pid: Option<i32>,
     #[serde(default)]
@@ -292,36 +289,36 @@ pub struct Row<'a> {
     pub restarts: u32,
     #[serde(default)]
     pub ready: bool,
-    #[serde(default, borrow)]
-    pub last_exit: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub last_exit: Option<String>,
     #[serde(default)]
     pub last_exit_code: Option<i32>,
     #[serde(default)]
     pub last_exit_ok: Option<bool>,
-    #[serde(default, borrow)]
-    pub detail: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub detail: Option<String>,
 }
 
-impl<'a> From<&'a ServiceStatus> for Row<'a> {
-    fn from(s: &'a ServiceStatus) -> Row<'a> {
+impl From<&ServiceStatus> for Row {
+    fn from(s: &ServiceStatus) -> Row {
         Row {
-            name: Cow::Borrowed(&s.name),
-            state: Cow::Borrowed(&s.state),
+            name: s.name.clone(),
+            state: s.state.clone(),
             pid: s.pid,
             uptime_ms: s.uptime_ms,
             restarts: s.restarts,
             ready: s.ready,
-            last_exit: s.last_exit.as_deref().map(Cow::Borrowed),
+            last_exit: s.last_exit.clone(),
             last_exit_code: s.last_exit_code,
             last_exit_ok: s.last_exit_ok,
-            detail: s.detail.as_deref().map(Cow::Borrowed),
+            detail: s.detail.clone(),
         }
     }
 }
 
 /// The aligned `status` table: each cell made once, the widths measured,
 /// then every line written into one string, padded by hand.
-pub fn status_table(services: &[Row<'_>]) -> String {
+pub fn status_table(services: &[Row]) -> String {
     const COLUMNS: usize = 8;
     const HEADER: [&str; COLUMNS] = [
         "NAME",
@@ -354,7 +351,13 @@ pub fn status_table(services: &[Row<'_>]) -> String {
         cells.push(s.detail.as_deref().map_or(Cow::Borrowed(""), cell));
     }
     // Display width: the byte length of ASCII (nearly every cell), else chars.
-    let width_of = |cell: &str| if cell.is_ascii() { cell.len() } else { cell.chars().count() };
+    let width_of = |cell: &str| {
+        if cell.is_ascii() {
+            cell.len()
+        } else {
+            cell.chars().count()
+        }
+    };
     let mut widths = [0usize; COLUMNS];
     for row in cells.chunks(COLUMNS) {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -389,7 +392,7 @@ pub fn status_table(services: &[Row<'_>]) -> String {
 
 /// The last exit, marked where `success-exit-codes` make it count other
 /// than a shell would: `exit 3 (ok)`, `exit 0 (failed)`.
-fn last_exit(exit: &str, s: &Row<'_>) -> String {
+fn last_exit(exit: &str, s: &Row) -> String {
     match (s.last_exit_ok, s.last_exit_code == Some(0)) {
         (Some(true), false) => format!("{exit} (ok)"),
         (Some(false), true) => format!("{exit} (failed)"),
@@ -540,9 +543,9 @@ mod tests {
             services: services.to_vec(),
             ..Response::ok()
         });
-        let answer: TableAnswer<'_> = serde_json::from_str(&line).expect("decodes");
+        let answer: TableAnswer = serde_json::from_str(&line).expect("decodes");
         let from_wire = status_table(&answer.services);
-        let rows: Vec<Row<'_>> = services.iter().map(Row::from).collect();
+        let rows: Vec<Row> = services.iter().map(Row::from).collect();
         assert_eq!(from_wire, status_table(&rows));
         from_wire
     }
