@@ -119,10 +119,10 @@ pub fn explain(err: &std::io::Error) -> Option<String> {
                 "corral's open-file limit ({soft}, ulimit -n) is reached"
             ))
         }
-        libc::EAGAIN => Some(match pids_max() {
-            Some(max) => format!("the process limit is reached (pids.max {max}, or ulimit -u)"),
-            None => "the process limit is reached (ulimit -u, or kernel.pid_max)".to_string(),
-        }),
+        libc::EAGAIN => Some(
+            "a process limit is reached (the container's pids.max, ulimit -u or kernel.pid_max)"
+                .to_string(),
+        ),
         _ => None,
     }
 }

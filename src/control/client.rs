@@ -58,25 +58,16 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
         "corral closed the connection without answering (is it exiting?)".to_string()
     })??;
     let mut out = Output::new();
-    if let CtlCommand::Status { json: false, .. } = command {
-        // Only what the table shows: a status of thousands of services is
-        // decoded in a fraction of the time a whole `Response` takes.
-        let table: TableAnswer = serde_json::from_str(&first_line)
-            .map_err(|e| format!("malformed response from corral: {e}"))?;
-        if table.ok {
-            out.stdout(status_table(&table.services).trim_end_matches('\n'));
-        }
-        let first = Response {
-            ok: table.ok,
-            error: table.error,
-            messages: table.messages,
-            ..Response::ok()
-        };
-        return Ok(finish(&first, &mut out));
-    }
     let first = decode_response(&first_line)?;
     let mut answers = answers.map(|line| line.and_then(|line| decode_response(&line)));
     let code = match command {
+        CtlCommand::Status { json: false, .. } => {
+            if first.ok {
+                let rows: Vec<Row<'_>> = first.services.iter().map(Row::from).collect();
+                out.stdout(status_table(&rows).trim_end_matches('\n'));
+            }
+            finish(&first, &mut out)
+        }
         CtlCommand::Status { json: true, .. } => {
             if first.ok {
                 let json = serde_json::to_string_pretty(&first.services)
@@ -263,62 +254,40 @@ impl Output {
     }
 }
 
-/// The part of a `status` answer the table shows (`Response` and
-/// `ServiceStatus` hold the rest; fields not named here are skipped).
-#[derive(serde::Deserialize)]
-struct TableAnswer {
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    messages: Vec<String>,
-    #[serde(default)]
-    services: Vec<Row>,
-}
-
-/// One service's row of the `status` table.
-#[derive(serde::Deserialize, Default)]
-pub struct Row {
-    pub name: String,
-    pub state: String,
-    #[serde(default)]
+/// One service's row of the `status` table, borrowed from its status.
+pub struct Row<'a> {
+    pub name: &'a str,
+    pub state: &'a str,
     pub pid: Option<i32>,
-    #[serde(default)]
     pub uptime_ms: Option<u64>,
-    #[serde(default)]
     pub restarts: u32,
-    #[serde(default)]
     pub ready: bool,
-    #[serde(default)]
-    pub last_exit: Option<String>,
-    #[serde(default)]
+    pub last_exit: Option<&'a str>,
     pub last_exit_code: Option<i32>,
-    #[serde(default)]
     pub last_exit_ok: Option<bool>,
-    #[serde(default)]
-    pub detail: Option<String>,
+    pub detail: Option<&'a str>,
 }
 
-impl From<&ServiceStatus> for Row {
-    fn from(s: &ServiceStatus) -> Row {
+impl<'a> From<&'a ServiceStatus> for Row<'a> {
+    fn from(s: &'a ServiceStatus) -> Row<'a> {
         Row {
-            name: s.name.clone(),
-            state: s.state.clone(),
+            name: &s.name,
+            state: &s.state,
             pid: s.pid,
             uptime_ms: s.uptime_ms,
             restarts: s.restarts,
             ready: s.ready,
-            last_exit: s.last_exit.clone(),
+            last_exit: s.last_exit.as_deref(),
             last_exit_code: s.last_exit_code,
             last_exit_ok: s.last_exit_ok,
-            detail: s.detail.clone(),
+            detail: s.detail.as_deref(),
         }
     }
 }
 
 /// The aligned `status` table: each cell made once, the widths measured,
 /// then every line written into one string, padded by hand.
-pub fn status_table(services: &[Row]) -> String {
+pub fn status_table(services: &[Row<'_>]) -> String {
     const COLUMNS: usize = 8;
     const HEADER: [&str; COLUMNS] = [
         "NAME",
@@ -335,8 +304,8 @@ pub fn status_table(services: &[Row]) -> String {
     cells.extend(HEADER.map(Cow::Borrowed));
     for s in services {
         let cell = |text: &str| Cow::Owned(escape(text, Form::Line).into_owned());
-        cells.push(escape(&s.name, Form::Line));
-        cells.push(escape(&s.state, Form::Line));
+        cells.push(escape(s.name, Form::Line));
+        cells.push(escape(s.state, Form::Line));
         cells.push(s.pid.map_or_else(dash, |p| Cow::Owned(p.to_string())));
         cells.push(s.uptime_ms.map_or_else(dash, |ms| {
             Cow::Owned(human(std::time::Duration::from_millis(ms)))
@@ -345,10 +314,9 @@ pub fn status_table(services: &[Row]) -> String {
         cells.push(Cow::Borrowed(if s.ready { "yes" } else { "no" }));
         cells.push(
             s.last_exit
-                .as_deref()
                 .map_or_else(dash, |exit| cell(&last_exit(exit, s))),
         );
-        cells.push(s.detail.as_deref().map_or(Cow::Borrowed(""), cell));
+        cells.push(s.detail.map_or(Cow::Borrowed(""), cell));
     }
     // Display width: the byte length of ASCII (nearly every cell), else chars.
     let width_of = |cell: &str| {
@@ -392,7 +360,7 @@ pub fn status_table(services: &[Row]) -> String {
 
 /// The last exit, marked where `success-exit-codes` make it count other
 /// than a shell would: `exit 3 (ok)`, `exit 0 (failed)`.
-fn last_exit(exit: &str, s: &Row) -> String {
+fn last_exit(exit: &str, s: &Row<'_>) -> String {
     match (s.last_exit_ok, s.last_exit_code == Some(0)) {
         (Some(true), false) => format!("{exit} (ok)"),
         (Some(false), true) => format!("{exit} (failed)"),
@@ -535,19 +503,10 @@ fn send(
 mod tests {
     use super::*;
 
-    /// The table as `ctl status` prints it: the services encoded as corral
-    /// answers, decoded as the client reads a status (`TableAnswer`), and
-    /// the same as the rows of whole `ServiceStatus`es give.
+    /// The table of `services`, as `ctl status` prints it.
     fn table(services: &[ServiceStatus]) -> String {
-        let line = crate::protocol::encode_response(&Response {
-            services: services.to_vec(),
-            ..Response::ok()
-        });
-        let answer: TableAnswer = serde_json::from_str(&line).expect("decodes");
-        let from_wire = status_table(&answer.services);
-        let rows: Vec<Row> = services.iter().map(Row::from).collect();
-        assert_eq!(from_wire, status_table(&rows));
-        from_wire
+        let rows: Vec<Row<'_>> = services.iter().map(Row::from).collect();
+        status_table(&rows)
     }
 
     #[test]
