@@ -26,12 +26,15 @@ use crate::protocol::Response;
 
 /// Run until the supervisor is done; returns corral's exit status.
 pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
+    // corral's own lines of one round of events reach the writer together.
+    crate::log::hold();
     let mut pending: VecDeque<Action> = sup.start(Instant::now()).into();
     let mut edge = Edge::new();
     loop {
         while let Some(action) = pending.pop_front() {
             match action {
                 Action::Exit(code) => {
+                    crate::log::stop_holding();
                     edge.answer_all(&Response::error("corral is exiting"));
                     let deadline = Instant::now() + Duration::from_secs(1);
                     if !setup.output.finish(deadline) {
@@ -51,6 +54,7 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                 }
             }
         }
+        crate::log::release();
         let received = match sup.next_deadline() {
             Some(deadline) => setup.inputs.recv_deadline(deadline),
             None => setup
