@@ -46,8 +46,9 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 /// `decode_request`, whose recursion a small thread stack may not survive.
 pub const MAX_NESTING: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+/// Read by `decode_request`, by hand (see `Fields`); written by serde.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Request {
     Status {
         #[serde(default)]
@@ -189,8 +190,7 @@ impl Request {
 }
 
 /// Named services, or every one.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Targets {
     #[serde(default)]
     pub services: Vec<String>,
@@ -381,7 +381,135 @@ pub fn decode_request(line: &[u8]) -> Result<Request, String> {
         }
         None => return Err(format!("missing protocol version: add \"v\": {VERSION}")),
     }
-    serde_json::from_value(value).map_err(|e| format!("malformed request: {e}"))
+    let object = std::mem::take(object);
+    request_from(Fields(object)).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// Each op and its fields (besides `op` and `v`).
+const OPS: &[(&str, &[&str])] = &[
+    ("status", &["services"]),
+    ("start", &["services", "all"]),
+    ("stop", &["services", "all"]),
+    ("restart", &["services", "all"]),
+    ("signal", &["signal", "services"]),
+    (
+        "logs",
+        &["service", "lines", "follow", "all", "since_ms", "json"],
+    ),
+    (
+        "wait",
+        &["services", "timeout_ms", "ready", "until", "since_run"],
+    ),
+    ("reload", &["services"]),
+    ("health", &[]),
+    ("shutdown", &["exit_code"]),
+    ("run", &["service"]),
+    ("scale", &["service", "replicas"]),
+];
+
+/// The request an object (its `v` taken out) spells. By hand, not serde's
+/// derive: an internally tagged enum's deserializer was 23 KB of the
+/// binary. Same rules: a known `op`, no field it does not know, the
+/// required ones present, each of its type; `null` is an optional field
+/// left out.
+fn request_from(mut f: Fields) -> Result<Request, String> {
+    let op = match f.0.remove("op") {
+        Some(serde_json::Value::String(op)) => op,
+        Some(other) => return Err(format!("invalid type: {other}, expected the op's name")),
+        None => return Err("missing field `op`".into()),
+    };
+    let Some(&(_, known)) = OPS.iter().find(|(name, _)| *name == op) else {
+        let ops: Vec<&str> = OPS.iter().map(|(name, _)| *name).collect();
+        let ops = ops.join("`, `");
+        return Err(format!("unknown variant `{op}`, expected one of `{ops}`"));
+    };
+    if let Some(key) = f.0.keys().find(|key| !known.contains(&key.as_str())) {
+        return Err(match known {
+            [] => format!("unknown field `{key}`: `{op}` takes none"),
+            _ => format!(
+                "unknown field `{key}`, expected one of `{}`",
+                known.join("`, `")
+            ),
+        });
+    }
+    let targets = |f: &mut Fields| -> Result<Targets, String> {
+        Ok(Targets {
+            services: f.optional("services")?,
+            all: f.optional("all")?,
+        })
+    };
+    Ok(match op.as_str() {
+        "status" => Request::Status {
+            services: f.optional("services")?,
+        },
+        "start" => Request::Start(targets(&mut f)?),
+        "stop" => Request::Stop(targets(&mut f)?),
+        "restart" => Request::Restart(targets(&mut f)?),
+        "signal" => Request::Signal {
+            signal: f.required("signal")?,
+            services: f.required("services")?,
+        },
+        "logs" => Request::Logs {
+            service: f.optional("service")?,
+            lines: f.optional("lines")?,
+            follow: f.optional("follow")?,
+            all: f.optional("all")?,
+            since_ms: f.optional("since_ms")?,
+            json: f.optional("json")?,
+        },
+        "wait" => Request::Wait {
+            services: f.required("services")?,
+            timeout_ms: f.optional("timeout_ms")?,
+            ready: f.optional("ready")?,
+            until: f.optional("until")?,
+            since_run: f.optional("since_run")?,
+        },
+        "reload" => Request::Reload {
+            services: f.optional("services")?,
+        },
+        "shutdown" => Request::Shutdown {
+            exit_code: f.optional("exit_code")?,
+        },
+        "run" => Request::Run {
+            service: f.required("service")?,
+        },
+        "scale" => Request::Scale {
+            service: f.required("service")?,
+            replicas: f.required("replicas")?,
+        },
+        // `health`, the one op left (`op` is one of OPS).
+        _ => Request::Health {},
+    })
+}
+
+/// A request's fields, taken out one by one.
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl Fields {
+    /// The field, or its type's default if it is absent or `null`.
+    fn optional<T: serde::de::DeserializeOwned + Default>(
+        &mut self,
+        key: &str,
+    ) -> Result<T, String> {
+        match self.0.remove(key) {
+            None | Some(serde_json::Value::Null) => Ok(T::default()),
+            Some(value) => Self::read(key, value),
+        }
+    }
+
+    fn required<T: serde::de::DeserializeOwned>(&mut self, key: &str) -> Result<T, String> {
+        match self.0.remove(key) {
+            Some(value) => Self::read(key, value),
+            None => Err(format!("missing field `{key}`")),
+        }
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<T, String> {
+        serde_json::from_value(value).map_err(|e| format!("field `{key}`: {e}"))
+    }
 }
 
 /// Parse `text` as JSON in which no object has the same key twice, at any
@@ -595,6 +723,21 @@ mod tests {
             Request::Reload { services: vec![] },
             Request::Health {},
             Request::Shutdown { exit_code: Some(7) },
+            Request::Shutdown { exit_code: None },
+            Request::Status {
+                services: vec!["a".into(), "b".into()],
+            },
+            Request::Restart(Targets::default()),
+            Request::Reload {
+                services: vec!["web".into()],
+            },
+            Request::Run {
+                service: "backup".into(),
+            },
+            Request::Scale {
+                service: "worker".into(),
+                replicas: 3,
+            },
         ];
         for request in requests {
             let line = encode_request(&request);
@@ -642,7 +785,7 @@ mod tests {
         let unknown = decode_request(br#"{"v":1,"op":"wait","services":["web"],"until":"gone"}"#)
             .unwrap_err();
         assert!(
-            unknown.starts_with("malformed request: unknown variant `gone`, expected one of `started`, `ready`, `down`, `finished`, `restarted`, `restarted-ready`"),
+            unknown.starts_with("malformed request: field `until`: unknown variant `gone`, expected one of `started`, `ready`, `down`, `finished`, `restarted`, `restarted-ready`"),
             "{unknown}"
         );
     }
@@ -670,6 +813,59 @@ mod tests {
         assert!(garbage.starts_with("malformed request:"), "{garbage}");
         let extra = decode_request(br#"{"v":1,"op":"health","force":true}"#).unwrap_err();
         assert!(extra.contains("unknown field `force`"), "{extra}");
+        for (line, error) in [
+            (
+                &br#"{"v":1,"op":"health","force":true}"#[..],
+                "unknown field `force`: `health` takes none",
+            ),
+            (
+                br#"{"v":1,"op":"stop","service":"web"}"#,
+                "unknown field `service`, expected one of `services`, `all`",
+            ),
+            (br#"{"v":1,"services":[]}"#, "missing field `op`"),
+            (
+                br#"{"v":1,"op":7}"#,
+                "invalid type: 7, expected the op's name",
+            ),
+            (
+                br#"{"v":1,"op":"signal","signal":"HUP"}"#,
+                "missing field `services`",
+            ),
+            (
+                br#"{"v":1,"op":"stop","all":"yes"}"#,
+                "field `all`: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                br#"{"v":1,"op":"scale","service":"w","replicas":-1}"#,
+                "field `replicas`: invalid value: integer `-1`, expected u32",
+            ),
+        ] {
+            assert_eq!(
+                decode_request(line),
+                Err(format!("malformed request: {error}")),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // An optional field may be null: left out.
+        assert_eq!(
+            decode_request(br#"{"v":1,"op":"logs","service":"w","lines":null,"all":null}"#),
+            Ok(Request::Logs {
+                service: "w".into(),
+                lines: None,
+                follow: false,
+                all: false,
+                since_ms: None,
+                json: false,
+            })
+        );
+        let unknown = decode_request(br#"{"v":1,"op":"explode"}"#).unwrap_err();
+        assert_eq!(
+            unknown,
+            "malformed request: unknown variant `explode`, expected one of `status`, `start`, \
+             `stop`, `restart`, `signal`, `logs`, `wait`, `reload`, `health`, `shutdown`, `run`, \
+             `scale`"
+        );
     }
 
     #[test]
