@@ -217,6 +217,12 @@ impl Services {
         self.around(marked)
     }
 
+    /// The services marked as changed since `take_changed`, without their
+    /// neighbours; `None`: every one.
+    pub fn marked(&self) -> Option<&[ServiceId]> {
+        (!self.changed.all).then_some(self.changed.ids.as_slice())
+    }
+
     /// What `take_changed` would return, left marked.
     pub fn changed(&self) -> Vec<ServiceId> {
         let marked = (!self.changed.all).then(|| self.changed.ids.clone());

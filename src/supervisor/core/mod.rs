@@ -99,6 +99,9 @@ pub struct Supervisor {
     /// Services the dependency order looked at, in every pass so far.
     #[cfg(test)]
     examined: usize,
+    /// Services the pending waits looked at, in every check so far.
+    #[cfg(test)]
+    wait_looks: std::cell::Cell<usize>,
     /// Tests: look at every service after every event, as before issue 16
     /// (the reference the incremental core is compared with).
     #[cfg(test)]
@@ -140,6 +143,8 @@ impl Supervisor {
             long_lists: HashMap::new(),
             #[cfg(test)]
             examined: 0,
+            #[cfg(test)]
+            wait_looks: std::cell::Cell::new(0),
             #[cfg(test)]
             full_scan: false,
         }
@@ -390,6 +395,8 @@ impl Supervisor {
 
     /// Move the current phase forward as far as its conditions allow.
     fn advance(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        // Read before the passes below take the marks.
+        let setback = !self.pending.is_empty() && self.setback();
         if self.phase == Phase::Up && self.up_since.is_none() {
             self.up_since = Some(now);
         }
@@ -407,7 +414,7 @@ impl Supervisor {
             _ => {}
         }
         if !self.pending.is_empty() {
-            actions.extend(self.check_pending(now));
+            actions.extend(self.check_pending(now, setback));
         }
     }
 

@@ -29,10 +29,13 @@ pub struct Pending {
     id: RequestId,
     op: PendingOp,
     deadline: Option<Instant>,
-    /// A start, restart, stop or reload: how far its services are known
-    /// to be done (it is checked after every event; each check asks about
-    /// a few of them, and about all once they all seem done).
+    /// How far its services are known to be done (it is checked after
+    /// every event; each check asks about a few of them, and about all
+    /// once they all seem done).
     sweep: Sweep,
+    /// A wait: whether it has looked at all its services for one that
+    /// will never do what it waits for (after that, only after a setback).
+    looked: bool,
 }
 
 /// What a pending request waits for.
@@ -66,6 +69,13 @@ pub(super) struct ReloadWait {
     pub(super) was_ready: bool,
 }
 
+/// A wait, as `wait_progress` reads it.
+struct Wait<'a> {
+    until: Until,
+    services: &'a [(ServiceId, u32)],
+    deadline: Option<Instant>,
+}
+
 /// How a pending start is doing for one service.
 enum Progress {
     Done(String),
@@ -81,6 +91,7 @@ impl Pending {
             op,
             deadline,
             sweep: Sweep::default(),
+            looked: false,
         }
     }
 
@@ -95,12 +106,13 @@ impl Pending {
 
 impl Supervisor {
     /// Answer every pending request whose condition now holds (or can no
-    /// longer hold).
-    pub(super) fn check_pending(&mut self, now: Instant) -> Vec<Action> {
+    /// longer hold). `setback`: a service that a wait may fail by changed
+    /// in this event (see `setback`).
+    pub(super) fn check_pending(&mut self, now: Instant, setback: bool) -> Vec<Action> {
         let pending = std::mem::take(&mut self.pending);
         let mut actions = Vec::new();
         for mut p in pending {
-            match self.progress(&mut p, now) {
+            match self.progress(&mut p, now, setback) {
                 Some(response) => actions.push(Action::Reply { id: p.id, response }),
                 None => self.pending.push(p),
             }
@@ -108,9 +120,33 @@ impl Supervisor {
         actions
     }
 
-    fn progress(&self, p: &mut Pending, now: Instant) -> Option<Response> {
+    /// Whether a service marked as changed since the last pass is one that
+    /// can make a wait fail (`wait_progress`): it ended (stopped, failed),
+    /// is a boot step that failed, or was removed. What depends on it,
+    /// transitively, may then never come up. Every service, after a phase
+    /// change or a config reload.
+    pub(super) fn setback(&self) -> bool {
+        let Some(marked) = self.services.marked() else {
+            return true;
+        };
+        marked
+            .iter()
+            .filter_map(|&i| self.services.get(i))
+            .any(|svc| {
+                matches!(svc.state(), State::Stopped | State::Failed { .. })
+                    || svc.up_failure().is_some()
+                    || svc.is_removed()
+            })
+    }
+
+    fn progress(&self, p: &mut Pending, now: Instant, setback: bool) -> Option<Response> {
         let shutting_down = self.is_shutting_down();
         let sweep = &mut p.sweep;
+        // A wait looks at every service for one that will never come up
+        // when it is new, and after a setback only.
+        let look = setback || !std::mem::replace(&mut p.looked, true);
+        #[cfg(test)]
+        let look = look || self.full_scan;
         #[cfg(test)]
         if self.full_scan {
             *sweep = Sweep::default();
@@ -176,7 +212,12 @@ impl Supervisor {
                 })
             }
             PendingOp::Wait { until, services } => {
-                self.wait_progress(*until, services, p.deadline, now)
+                let wait = Wait {
+                    until: *until,
+                    services,
+                    deadline: p.deadline,
+                };
+                self.wait_progress(&wait, sweep, look, now)
             }
             PendingOp::Run { service, ended } => {
                 let svc = self.services.get(*service)?;
@@ -199,20 +240,30 @@ impl Supervisor {
     /// The answer to a wait, once `until` holds of every service, or can
     /// no longer hold: a service removed from the definitions (for a wait
     /// other than down), the shutdown (which brings every service down, so
-    /// a wait for down goes on), the deadline.
+    /// a wait for down goes on), the deadline. Whether it holds is swept
+    /// (`Sweep`); the services that will never come up are looked for only
+    /// when `look` (a new wait, or a setback), so that the work per event
+    /// does not grow with the number of services waited for.
     fn wait_progress(
         &self,
-        until: Until,
-        services: &[(ServiceId, u32)],
-        deadline: Option<Instant>,
+        wait: &Wait,
+        sweep: &mut Sweep,
+        look: bool,
         now: Instant,
     ) -> Option<Response> {
+        let &Wait {
+            until,
+            services,
+            deadline,
+        } = wait;
         let holds = |&(i, since): &(ServiceId, u32)| {
+            #[cfg(test)]
+            self.wait_looks.set(self.wait_looks.get() + 1);
             self.services
                 .get(i)
                 .is_some_and(|svc| holds(svc, until, since))
         };
-        if services.iter().all(holds) {
+        if sweep.holds(services.len(), |k| services.get(k).is_none_or(holds)) {
             let word = match until {
                 Until::Started => "started",
                 Until::Ready => "ready",
@@ -230,22 +281,24 @@ impl Supervisor {
         }
         let goes_down = matches!(until, Until::Down | Until::Finished);
         let waiting = services.iter().filter(|w| !holds(w));
-        let removed: Vec<&str> = waiting
-            .clone()
-            .filter_map(|&(i, _)| self.services.get(i))
-            .filter(|svc| svc.is_removed())
-            .map(Service::name)
-            .collect();
-        if !removed.is_empty() && !goes_down {
-            return Some(Response::error(format!(
-                "removed from the definitions: {}",
-                removed.join(", ")
-            )));
+        if look && !goes_down {
+            let removed: Vec<&str> = waiting
+                .clone()
+                .filter_map(|&(i, _)| self.services.get(i))
+                .filter(|svc| svc.is_removed())
+                .map(Service::name)
+                .collect();
+            if !removed.is_empty() {
+                return Some(Response::error(format!(
+                    "removed from the definitions: {}",
+                    removed.join(", ")
+                )));
+            }
         }
         if self.is_shutting_down() && !goes_down {
             return Some(Response::error("corral is shutting down"));
         }
-        if !goes_down {
+        if look && !goes_down {
             let never: Vec<String> = waiting
                 .clone()
                 .filter_map(|&(i, _)| Some((i, self.services.get(i)?)))

@@ -116,6 +116,36 @@ fn one_event_of_one_service_among_2000_looks_at_a_few_services() {
 }
 
 #[test]
+fn a_wait_for_2000_services_looks_at_a_few_per_event() {
+    use crate::event::{Order, Until};
+    let n = 2000;
+    let mut h = Harness::new(sup(many(n, false), false));
+    let names = (0..n).map(|i| format!("s{i:05}")).collect();
+    h.order(
+        7,
+        Order::Wait {
+            services: names,
+            timeout: None,
+            until: Until::Down,
+            since_run: None,
+        },
+    );
+    h.event(Event::Signal(Signal::SIGTERM));
+    let signalled = h.signalled();
+    assert_eq!(signalled.len(), n);
+    h.take_log();
+    let before = h.sup.wait_looks.get();
+    for &(pid, _) in &signalled {
+        assert_eq!(h.reply(7), None, "answered before every one is down");
+        h.exit(pid, Exit::Signal(Signal::SIGTERM));
+    }
+    let looks = h.sup.wait_looks.get() - before;
+    assert_eq!(h.reply(7).map(|r| r.ok), Some(true), "down once all are");
+    // A scan of every service after every exit was n * n / 2 looks.
+    assert!(looks <= 4 * n, "{looks} looks for {n} exits");
+}
+
+#[test]
 fn a_hub_change_looks_at_its_dependants_and_no_other_service() {
     let mut h = Harness::new(sup(many(1000, true), false));
     assert!(h.sup.services.iter().all(|s| s.pid().is_some()));
@@ -557,7 +587,7 @@ fn random_event(dice: &mut Dice, h: &Harness) -> Event {
     use crate::event::{Names, Order};
     let n = h.sup.services.len();
     let name = format!("s{:02}", dice.below(n));
-    match dice.below(12) {
+    match dice.below(14) {
         0..=3 => {
             let pids = live_pids(h);
             match pids.get(dice.below(pids.len())) {
@@ -597,6 +627,30 @@ fn random_event(dice: &mut Dice, h: &Harness) -> Event {
                 Names::These(vec![name])
             }),
         },
+        11 | 12 => {
+            use crate::event::Until;
+            let until = [
+                Until::Started,
+                Until::Ready,
+                Until::Down,
+                Until::Finished,
+                Until::Restarted,
+                Until::RestartedReady,
+            ];
+            let services = (0..1 + dice.below(n))
+                .map(|_| format!("s{:02}", dice.below(n)))
+                .collect();
+            Event::Order {
+                id: dice.below(1000) as u64,
+                order: Order::Wait {
+                    services,
+                    timeout: (!dice.one_in(3))
+                        .then(|| Duration::from_millis(dice.below(5000) as u64)),
+                    until: until[dice.below(until.len())],
+                    since_run: None,
+                },
+            }
+        }
         _ if dice.one_in(6) => Event::Signal(Signal::SIGTERM),
         _ => Event::Tick,
     }
