@@ -3,7 +3,7 @@
 //! The mode comes from the name corral is invoked by (`corralctl`, or one
 //! of s6-overlay's commands, `s6::command`: `with-contenv`, `s6-svc`,
 //! `s6-svwait`, `halt`...: links to corral), else from the first argument
-//! (`check`, `ctl`, `s6-links`, or an s6 command's name), else corral
+//! (`check`, `ctl`, `s6-links`, `completions`, or an s6 command's name), else corral
 //! supervises.
 
 use std::ffi::OsString;
@@ -59,6 +59,7 @@ fn run() -> u8 {
         Some("check") => check_mode(from_mode),
         Some("ctl") => control::client::main(from_mode, "corral ctl"),
         Some("s6-links") => s6::install_links(after_mode),
+        Some("completions") => cli::completions::main(after_mode),
         _ => match mode.and_then(s6::command) {
             Some(command) => command(after_mode),
             None => supervise(&args),
