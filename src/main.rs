@@ -17,7 +17,8 @@ use corral::log::{error, info, warn};
 use corral::s6::S6Env;
 use corral::supervisor::{Setup, Supervisor};
 use corral::{
-    check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,
+    check, cli, completions, config, control, http, log, notify, output, s6, signals, supervisor,
+    watch,
 };
 
 /// Invalid definitions or usage.
@@ -59,7 +60,7 @@ fn run() -> u8 {
         Some("check") => check_mode(from_mode),
         Some("ctl") => control::client::main(from_mode, "corral ctl"),
         Some("s6-links") => s6::install_links(after_mode),
-        Some("completions") => cli::completions::main(after_mode),
+        Some("completions") => completions::main(after_mode),
         _ => match mode.and_then(s6::command) {
             Some(command) => command(after_mode),
             None => supervise(&args),

@@ -86,8 +86,9 @@ pub const LOG_LEVELS: [(&str, LogLevel); 6] = [
 /// parsers take each).
 pub const FORMATS: [&str; 2] = ["text", "json"];
 
-pub(super) const DIRS_HELP: &str = "\
-  --services DIR          a services directory (repeatable, or DIR:DIR)
+// The first line is not continued with `\`: that would eat its indent.
+pub(super) const DIRS_HELP: &str =
+    "  --services DIR          a services directory (repeatable, or DIR:DIR)
                           [env CORRAL_SERVICES; default /etc/corral/services.d,
                           plus /etc/services.d when it exists]
   --init-dir DIR          init scripts, run in lexical order before the services
@@ -105,7 +106,7 @@ pub(super) const DIRS_HELP: &str = "\
                           [env CORRAL_LOG_LEVEL; default info]
 ";
 
-pub(super) fn supervisor_help() -> String {
+pub fn supervisor_help() -> String {
     format!(
         "A process supervisor for containers: runs as PID 1, starts, restarts, reaps,
 signals and stops services.
@@ -157,7 +158,8 @@ Other modes:
   corral printcontenv VAR       a variable of /run/s6/container_environment
   corral halt                   graceful shutdown (s6-overlay's
                                 /run/s6/basedir/bin/halt)
-  corral s6-links [--force] DIR install every command above, and corralctl, as
+  corral s6-links [--force] DIR
+                                install every command above, and corralctl, as
                                 links to corral in DIR; each also runs as a
                                 link of its name
   corral completions SHELL      a completion script for bash, zsh or fish
@@ -167,7 +169,7 @@ A COMMAND named like a mode must follow `--`: corral -- check
     )
 }
 
-pub(super) fn check_help() -> String {
+pub fn check_help() -> String {
     format!(
         "Validate every service definition and print the start plan
 (exit 0, or 2 with every error).

@@ -15,6 +15,9 @@
 //! names, asked of the running corral: `ctl status`'s first column), `s` (a
 //! signal, then service names), `w` (a shell).
 //!
+//! The man page, `docs/corral.1`, is made from the same tables and help
+//! texts by `manpage.rs`, in a test only.
+//!
 //! What it must never do: evaluate what the running corral answers (service
 //! names are matched as plain words, never given to `compgen -W` or `eval`).
 
@@ -23,10 +26,12 @@ use std::fmt::Write;
 
 use nix::sys::signal::Signal;
 
-use super::ctl::CTL_COMMANDS;
-use super::supervisor::{CHECK_OPTS, FORMATS, LOG_LEVELS, SUPERVISOR_OPTS};
 use crate::args::{Opt, Stop};
+use crate::cli::{CHECK_OPTS, CTL_COMMANDS, FORMATS, LOG_LEVELS, SUPERVISOR_OPTS};
 use crate::s6::COMMANDS;
+
+#[cfg(test)]
+mod manpage;
 
 /// The shells, as `corral completions` names them.
 pub const SHELLS: [&str; 3] = ["bash", "zsh", "fish"];
