@@ -115,6 +115,7 @@ fn contexts() -> Vec<(String, String, char)> {
         ),
         ("check".into(), options(CHECK_OPTS, HELP), ' '),
         ("ctl".into(), options(&[SOCKET], HELP), 'c'),
+        ("ctl-help".into(), String::new(), 'c'),
         ("s6-links".into(), format!("--force {HELP}"), 'd'),
         ("completions".into(), HELP.into(), 'w'),
         ("cmd".into(), String::new(), 'x'),
