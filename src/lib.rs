@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod capacity;
 pub mod check;
 pub mod cli;
+pub mod completions;
 pub mod config;
 pub mod control;
 pub mod credentials;

@@ -3,7 +3,7 @@
 //! The mode comes from the name corral is invoked by (`corralctl`, or one
 //! of s6-overlay's commands, `s6::command`: `with-contenv`, `s6-svc`,
 //! `s6-svwait`, `halt`...: links to corral), else from the first argument
-//! (`check`, `ctl`, `s6-links`, or an s6 command's name), else corral
+//! (`check`, `ctl`, `s6-links`, `completions`, or an s6 command's name), else corral
 //! supervises.
 
 use std::ffi::OsString;
@@ -17,7 +17,8 @@ use corral::log::{error, info, warn};
 use corral::s6::S6Env;
 use corral::supervisor::{Setup, Supervisor};
 use corral::{
-    check, cli, config, control, http, log, notify, output, s6, signals, supervisor, watch,
+    check, cli, completions, config, control, http, log, notify, output, s6, signals, supervisor,
+    watch,
 };
 
 /// Invalid definitions or usage.
@@ -59,6 +60,7 @@ fn run() -> u8 {
         Some("check") => check_mode(from_mode),
         Some("ctl") => control::client::main(from_mode, "corral ctl"),
         Some("s6-links") => s6::install_links(after_mode),
+        Some("completions") => completions::main(after_mode),
         _ => match mode.and_then(s6::command) {
             Some(command) => command(after_mode),
             None => supervise(&args),

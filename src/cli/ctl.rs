@@ -71,68 +71,112 @@ pub enum CtlCommand {
     },
 }
 
-/// The subcommands: name, arguments, what it does (for the help).
-const CTL_COMMANDS: &[(&str, &str, &str)] = &[
-    (
-        "status",
-        "[NAME...] [--json]",
-        "state, pid, uptime, restarts, readiness, last exit",
-    ),
-    (
-        "start",
-        "NAME... | --all",
-        "start services (and what they start after); returns once started",
-    ),
-    (
-        "stop",
-        "NAME... | --all",
-        "stop services (dependants first); returns once they exited",
-    ),
-    (
-        "restart",
-        "NAME... | --all",
-        "stop and start services again; returns once started",
-    ),
-    (
-        "signal",
-        "SIG NAME...",
-        "send a signal (HUP, SIGUSR1, 10, ...) to services",
-    ),
-    (
-        "logs",
-        "NAME|--all [-n N] [-f] [--since DUR] [--json]",
-        "the last N lines (default 100; corral keeps 1000) of a prefix service, or of all merged in time order; -f follows; --since 5m: only newer lines; --json: one object per line (ts, service, stream, pid, line)",
-    ),
-    (
-        "wait",
-        "NAME... [--ready | --down | --finished | --restarted [--ready]] [--timeout DUR]",
-        "wait until started (--ready: ready; --down: no process; --finished: no finish script either; --restarted: a new process since the request); exit 1 at the timeout",
-    ),
-    (
-        "reload",
-        "[NAME...]",
-        "reload services; no name: re-read every definition, like SIGHUP",
-    ),
-    (
-        "health",
-        "",
-        "exit 0 if every wanted service is running, else name the others, exit 1",
-    ),
-    (
-        "shutdown",
-        "[--exit-code N]",
-        "stop every service and exit, gracefully",
-    ),
-    (
-        "run",
-        "NAME",
-        "run a scheduled or oneshot service now (not while a run is under way); returns when the run ends, exit 1 if it failed",
-    ),
-    (
-        "scale",
-        "NAME N",
-        "run N instances of a service with `replicas` (NAME.1 ... NAME.N): new ones start, the highest stop; returns at once (wait NAME --ready waits for them)",
-    ),
+/// A subcommand of `corral ctl`: for its help, its parser, the completions
+/// and the man page.
+#[derive(Debug)]
+pub struct CtlDef {
+    pub name: &'static str,
+    /// Its arguments, as the help writes them.
+    pub args: &'static str,
+    /// What it does.
+    pub about: &'static str,
+    /// Its options; `--socket` first, always index 0.
+    pub opts: &'static [Opt],
+}
+
+/// `--socket PATH`, before the subcommand and after it.
+const SOCKET: Opt = Opt::value("socket", "PATH");
+const SOCKET_ONLY: &[Opt] = &[SOCKET];
+const TARGETS: &[Opt] = &[SOCKET, Opt::flag("all")];
+
+/// The subcommands, in the help's order.
+pub const CTL_COMMANDS: &[CtlDef] = &[
+    CtlDef {
+        name: "status",
+        args: "[NAME...] [--json]",
+        about: "state, pid, uptime, restarts, readiness, last exit",
+        opts: &[SOCKET, Opt::flag("json")],
+    },
+    CtlDef {
+        name: "start",
+        args: "NAME... | --all",
+        about: "start services (and what they start after); returns once started",
+        opts: TARGETS,
+    },
+    CtlDef {
+        name: "stop",
+        args: "NAME... | --all",
+        about: "stop services (dependants first); returns once they exited",
+        opts: TARGETS,
+    },
+    CtlDef {
+        name: "restart",
+        args: "NAME... | --all",
+        about: "stop and start services again; returns once started",
+        opts: TARGETS,
+    },
+    CtlDef {
+        name: "signal",
+        args: "SIG NAME...",
+        about: "send a signal (HUP, SIGUSR1, 10, ...) to services",
+        opts: SOCKET_ONLY,
+    },
+    CtlDef {
+        name: "logs",
+        args: "NAME|--all [-n N] [-f] [--since DUR] [--json]",
+        about: "the last N lines (default 100; corral keeps 1000) of a prefix service, or of all merged in time order; -f follows; --since 5m: only newer lines; --json: one object per line (ts, service, stream, pid, line)",
+        opts: &[
+            SOCKET,
+            Opt::value("lines", "N").short('n'),
+            Opt::flag("follow").short('f'),
+            Opt::flag("all"),
+            Opt::value("since", "DUR"),
+            Opt::flag("json"),
+        ],
+    },
+    CtlDef {
+        name: "wait",
+        args: "NAME... [--ready | --down | --finished | --restarted [--ready]] [--timeout DUR]",
+        about: "wait until started (--ready: ready; --down: no process; --finished: no finish script either; --restarted: a new process since the request); exit 1 at the timeout",
+        opts: &[
+            SOCKET,
+            Opt::flag("ready"),
+            Opt::value("timeout", "DUR"),
+            Opt::flag("down"),
+            Opt::flag("finished"),
+            Opt::flag("restarted"),
+        ],
+    },
+    CtlDef {
+        name: "reload",
+        args: "[NAME...]",
+        about: "reload services; no name: re-read every definition, like SIGHUP",
+        opts: SOCKET_ONLY,
+    },
+    CtlDef {
+        name: "health",
+        args: "",
+        about: "exit 0 if every wanted service is running, else name the others, exit 1",
+        opts: SOCKET_ONLY,
+    },
+    CtlDef {
+        name: "shutdown",
+        args: "[--exit-code N]",
+        about: "stop every service and exit, gracefully",
+        opts: &[SOCKET, Opt::value("exit-code", "N")],
+    },
+    CtlDef {
+        name: "run",
+        args: "NAME",
+        about: "run a scheduled or oneshot service now (not while a run is under way); returns when the run ends, exit 1 if it failed",
+        opts: SOCKET_ONLY,
+    },
+    CtlDef {
+        name: "scale",
+        args: "NAME N",
+        about: "run N instances of a service with `replicas` (NAME.1 ... NAME.N): new ones start, the highest stop; returns at once (wait NAME --ready waits for them)",
+        opts: SOCKET_ONLY,
+    },
 ];
 
 fn ctl_help(bin: &str) -> String {
@@ -144,7 +188,10 @@ Usage: {bin} [--socket PATH] COMMAND [ARGS]
 Commands:
 "
     );
-    for (name, args, about) in CTL_COMMANDS {
+    for CtlDef {
+        name, args, about, ..
+    } in CTL_COMMANDS
+    {
         text.push_str(&format!("  {name:<9} {args}\n            {about}\n"));
     }
     text.push_str(
@@ -163,18 +210,18 @@ Exit status: 0 done; 1 corral answered with an error (or could not be reached); 
 }
 
 fn ctl_command_help(bin: &str, name: &str) -> String {
-    let (_, args, about) = CTL_COMMANDS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .copied()
-        .unwrap_or((name, "", ""));
+    let (args, about) = def(name).map_or(("", ""), |d| (d.args, d.about));
     format!("{about}\n\nUsage: {bin} [--socket PATH] {name} {args}\n")
+}
+
+/// The subcommand called `name`.
+fn def(name: &str) -> Option<&'static CtlDef> {
+    CTL_COMMANDS.iter().find(|d| d.name == name)
 }
 
 impl CtlCli {
     /// `args[0]` is the program (`corral ctl` or `corralctl`), as `bin` says.
     pub fn parse(args: &[OsString], bin: &str) -> Result<CtlCli, Stop> {
-        const SOCKET_ONLY: &[Opt] = &[Opt::value("socket", "PATH")];
         let top =
             scan(rest(args), SOCKET_ONLY, Positional::Trailing).map_err(|e| Stop::usage(bin, e))?;
         if top.help || top.version {
@@ -188,14 +235,12 @@ impl CtlCli {
         };
         if name == "help" {
             return Err(Stop::Print(match sub_args.first() {
-                Some(sub) if CTL_COMMANDS.iter().any(|(n, _, _)| n == sub) => {
-                    ctl_command_help(bin, sub)
-                }
+                Some(sub) if def(sub).is_some() => ctl_command_help(bin, sub),
                 _ => ctl_help(bin),
             }));
         }
-        if !CTL_COMMANDS.iter().any(|(n, _, _)| n == name) {
-            let names = CTL_COMMANDS.iter().map(|(n, _, _)| *n);
+        let Some(table) = def(name).map(|d| d.opts) else {
+            let names = CTL_COMMANDS.iter().map(|d| d.name);
             return Err(Stop::usage(
                 bin,
                 match text::closest(name, names) {
@@ -203,32 +248,9 @@ impl CtlCli {
                     None => format!("unknown command {name}"),
                 },
             ));
-        }
+        };
         let program = format!("{bin} {name}");
         let usage = |msg: String| Stop::usage(&program, msg);
-        // --socket is accepted after the command too; it is always index 0.
-        let table: &[Opt] = match name.as_str() {
-            "status" => &[Opt::value("socket", "PATH"), Opt::flag("json")],
-            "start" | "stop" | "restart" => &[Opt::value("socket", "PATH"), Opt::flag("all")],
-            "logs" => &[
-                Opt::value("socket", "PATH"),
-                Opt::value("lines", "N").short('n'),
-                Opt::flag("follow").short('f'),
-                Opt::flag("all"),
-                Opt::value("since", "DUR"),
-                Opt::flag("json"),
-            ],
-            "wait" => &[
-                Opt::value("socket", "PATH"),
-                Opt::flag("ready"),
-                Opt::value("timeout", "DUR"),
-                Opt::flag("down"),
-                Opt::flag("finished"),
-                Opt::flag("restarted"),
-            ],
-            "shutdown" => &[Opt::value("socket", "PATH"), Opt::value("exit-code", "N")],
-            _ => SOCKET_ONLY,
-        };
         let owned: Vec<OsString> = sub_args.iter().map(OsString::from).collect();
         let s = scan(&owned, table, Positional::Mixed).map_err(usage)?;
         if s.help {

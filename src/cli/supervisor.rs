@@ -53,7 +53,8 @@ const OUTPUT_FORMAT: usize = 9;
 const OUTPUT_TIMESTAMPS: usize = 10;
 const SYSLOG: usize = 11;
 
-const SUPERVISOR_OPTS: &[Opt] = &[
+/// The supervisor's options (the completions and the man page read it too).
+pub const SUPERVISOR_OPTS: &[Opt] = &[
     Opt::value("services", "DIR"),
     Opt::value("init-dir", "DIR"),
     Opt::value("finish-dir", "DIR"),
@@ -69,10 +70,25 @@ const SUPERVISOR_OPTS: &[Opt] = &[
 ];
 
 /// `check` takes the first six.
-const CHECK_OPTS: &[Opt] = SUPERVISOR_OPTS.split_at(6).0;
+pub const CHECK_OPTS: &[Opt] = SUPERVISOR_OPTS.split_at(6).0;
 
-const DIRS_HELP: &str = "\
-  --services DIR          a services directory (repeatable, or DIR:DIR)
+/// `--log-level`'s values, as the parser reads them (in any case).
+pub const LOG_LEVELS: [(&str, LogLevel); 6] = [
+    ("error", LogLevel::Error),
+    ("warn", LogLevel::Warn),
+    ("info", LogLevel::Info),
+    ("debug", LogLevel::Debug),
+    ("trace", LogLevel::Trace),
+    ("off", LogLevel::Off),
+];
+
+/// `--log-format`'s and `--output-format`'s values (a test checks that the
+/// parsers take each).
+pub const FORMATS: [&str; 2] = ["text", "json"];
+
+// The first line is not continued with `\`: that would eat its indent.
+pub(super) const DIRS_HELP: &str =
+    "  --services DIR          a services directory (repeatable, or DIR:DIR)
                           [env CORRAL_SERVICES; default /etc/corral/services.d,
                           plus /etc/services.d when it exists]
   --init-dir DIR          init scripts, run in lexical order before the services
@@ -90,7 +106,7 @@ const DIRS_HELP: &str = "\
                           [env CORRAL_LOG_LEVEL; default info]
 ";
 
-fn supervisor_help() -> String {
+pub fn supervisor_help() -> String {
     format!(
         "A process supervisor for containers: runs as PID 1, starts, restarts, reaps,
 signals and stops services.
@@ -142,16 +158,18 @@ Other modes:
   corral printcontenv VAR       a variable of /run/s6/container_environment
   corral halt                   graceful shutdown (s6-overlay's
                                 /run/s6/basedir/bin/halt)
-  corral s6-links [--force] DIR install every command above, and corralctl, as
+  corral s6-links [--force] DIR
+                                install every command above, and corralctl, as
                                 links to corral in DIR; each also runs as a
                                 link of its name
+  corral completions SHELL      a completion script for bash, zsh or fish
 
 A COMMAND named like a mode must follow `--`: corral -- check
 "
     )
 }
 
-fn check_help() -> String {
+pub fn check_help() -> String {
     format!(
         "Validate every service definition and print the start plan
 (exit 0, or 2 with every error).
@@ -295,19 +313,17 @@ fn log_args(s: &Scanned) -> Result<LogArgs, String> {
     let level_given = level.is_some();
     let log_level = match level {
         None => LogLevel::Info,
-        Some((v, from)) => match v.to_ascii_lowercase().as_str() {
-            "error" => LogLevel::Error,
-            "warn" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            "trace" => LogLevel::Trace,
-            "off" => LogLevel::Off,
-            _ => {
-                return Err(format!(
-                    "invalid value {v:?} for {from} (expected error, warn, info, debug, trace or off)"
-                ));
+        Some((v, from)) => {
+            let lower = v.to_ascii_lowercase();
+            match LOG_LEVELS.iter().find(|(name, _)| *name == lower) {
+                Some(&(_, level)) => level,
+                None => {
+                    return Err(format!(
+                        "invalid value {v:?} for {from} (expected error, warn, info, debug, trace or off)"
+                    ));
+                }
             }
-        },
+        }
     };
     Ok(LogArgs {
         log_format,
@@ -351,6 +367,13 @@ mod tests {
         assert_eq!(cli.command, ["app"]);
         let text = parse(&["--output-format", "text"]).expect("parses");
         assert_eq!(text.output.format, OutputFormat::Text);
+        for format in FORMATS {
+            let cli = parse(&["--output-format", format, "--log-format", format]);
+            assert!(cli.is_ok(), "{format}");
+        }
+        for (level, _) in LOG_LEVELS {
+            assert!(parse(&["--log-level", level]).is_ok(), "{level}");
+        }
         let bad = parse(&["--output-format", "xml"]).map(|c| c.output);
         assert_eq!(
             bad,

@@ -24,6 +24,7 @@
 mod common;
 
 mod audit;
+mod completions;
 mod conditions;
 mod config;
 mod config_cli;

@@ -31,6 +31,7 @@ mod common;
 
 mod chaos;
 mod ctl_abuse;
+mod deb_package;
 mod docker_common;
 mod docker_e2e;
 mod docker_s6v3;
