@@ -33,4 +33,5 @@ mod chaos;
 mod ctl_abuse;
 mod docker_common;
 mod docker_e2e;
+mod docker_readonly;
 mod docker_s6v3;
