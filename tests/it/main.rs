@@ -34,6 +34,7 @@ mod exit_codes;
 mod fuzz_regressions;
 mod haproxy;
 mod http_endpoint;
+mod kubernetes;
 mod lifecycle;
 mod limits;
 mod log_file;

@@ -11,7 +11,10 @@
 //!   (or namespaces where Docker is missing), timing joins and drains.
 //! - `docker_s6v3`: an s6-overlay v3 tree in linuxserver's shape
 //!   (`examples/s6-v3/`) booted, restarted and stopped by corral in Docker.
-//! - `docker_common`: what those two share (the `docker` command, the
+//! - `docker_readonly`: corral as uid 1000 on a read-only root (`docker run
+//!   --read-only --user 1000:1000`): the demo image, and ha and web as
+//!   `examples/kubernetes/` runs them.
+//! - `docker_common`: what the Docker tests share (the `docker` command, the
 //!   release build of corral for the images).
 //!
 //! A crate of their own, not modules of `tests/it/`: cargo runs test crates
@@ -34,4 +37,5 @@ mod ctl_abuse;
 mod deb_package;
 mod docker_common;
 mod docker_e2e;
+mod docker_readonly;
 mod docker_s6v3;
