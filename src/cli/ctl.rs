@@ -199,7 +199,8 @@ Commands:
 Options:
   --socket PATH  corral's control socket [env CORRAL_SOCKET; default: the first
                  that exists in a safe directory of /run/corral/control.sock,
-                 $XDG_RUNTIME_DIR/corral/control.sock, /tmp/corral-$UID/control.sock]
+                 $XDG_RUNTIME_DIR/corral/control.sock, /tmp/corral-$UID/control.sock,
+                 /dev/shm/corral-$UID/control.sock]
                  corral ctl talks only to a corral that runs as root or as you.
   -h, --help     print this help (COMMAND --help: that command's)
 

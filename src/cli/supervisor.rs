@@ -120,8 +120,9 @@ Options:
 {DIRS_HELP}  --socket PATH           the control socket [env CORRAL_SOCKET; default
                           /run/corral/control.sock; if /run is not writable,
                           $XDG_RUNTIME_DIR/corral/control.sock, else
-                          /tmp/corral-$UID/control.sock; never a symbolic
-                          link, nor a directory others can write]
+                          /tmp/corral-$UID/control.sock, else
+                          /dev/shm/corral-$UID/control.sock; never a
+                          symbolic link, nor a directory others can write]
   --http ADDR             serve /healthz, /readyz and /metrics on ADDR
                           (e.g. 0.0.0.0:9000) [env CORRAL_HTTP]
   --shutdown-timeout DUR  total budget for the shutdown (e.g. 9s, 500ms)

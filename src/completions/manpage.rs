@@ -213,7 +213,7 @@ pub fn manpage() -> String {
         ),
         (
             "/run/corral/control.sock",
-            "the control socket (else $XDG_RUNTIME_DIR/corral/control.sock, else /tmp/corral\\-$UID/control.sock)",
+            "the control socket (else $XDG_RUNTIME_DIR/corral/control.sock, else /tmp/corral\\-$UID/control.sock, else /dev/shm/corral\\-$UID/control.sock)",
         ),
         (
             "/run/s6/container_environment",

@@ -2,7 +2,11 @@
 //!
 //! The path is `--socket` / `CORRAL_SOCKET` when given; otherwise the first
 //! usable of `/run/corral/control.sock`, `$XDG_RUNTIME_DIR/corral/control.sock`
-//! and `/tmp/corral-$UID/control.sock` (SPEC section 1). The server takes the
+//! and `/tmp/corral-$UID/control.sock` (SPEC section 1), and last
+//! `/dev/shm/corral-$UID/control.sock`: a container with a read-only root
+//! still has a writable, sticky `/dev/shm` (Docker and Kubernetes mount one
+//! there), so `docker run --read-only --user 1000 --tmpfs /run`, whose
+//! `/run` is root's, still gets a socket. The server takes the
 //! first whose directory is safe (`check_socket_dir`) and that it can write
 //! (or create); the client, the first that exists in a safe directory. A
 //! directory corral creates for its socket gets mode 0700.
@@ -40,7 +44,8 @@ pub const DEFAULT_SOCKET: &str = "/run/corral/control.sock";
 const MAX_SYMLINKS: usize = 40;
 
 /// The default socket paths, in the order they are tried: `/run`, then
-/// `$XDG_RUNTIME_DIR` (when set to an absolute path), then `/tmp/corral-$UID`.
+/// `$XDG_RUNTIME_DIR` (when set to an absolute path), then `/tmp/corral-$UID`,
+/// then `/dev/shm/corral-$UID`.
 pub fn candidates(xdg_runtime_dir: Option<OsString>, uid: u32) -> Vec<PathBuf> {
     let mut paths = vec![PathBuf::from(DEFAULT_SOCKET)];
     if let Some(xdg) = xdg_runtime_dir.map(PathBuf::from)
@@ -49,6 +54,7 @@ pub fn candidates(xdg_runtime_dir: Option<OsString>, uid: u32) -> Vec<PathBuf> {
         paths.push(xdg.join("corral/control.sock"));
     }
     paths.push(PathBuf::from(format!("/tmp/corral-{uid}/control.sock")));
+    paths.push(PathBuf::from(format!("/dev/shm/corral-{uid}/control.sock")));
     paths
 }
 
@@ -307,13 +313,14 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn candidates_are_run_then_xdg_then_tmp() {
+    fn candidates_are_run_then_xdg_then_tmp_then_shm() {
         assert_eq!(
             candidates(Some("/run/user/1000".into()), 1000),
             vec![
                 PathBuf::from("/run/corral/control.sock"),
                 PathBuf::from("/run/user/1000/corral/control.sock"),
                 PathBuf::from("/tmp/corral-1000/control.sock"),
+                PathBuf::from("/dev/shm/corral-1000/control.sock"),
             ]
         );
         // Unset, empty or relative XDG_RUNTIME_DIR is skipped (XDG base
@@ -324,6 +331,7 @@ mod tests {
                 vec![
                     PathBuf::from("/run/corral/control.sock"),
                     PathBuf::from("/tmp/corral-0/control.sock"),
+                    PathBuf::from("/dev/shm/corral-0/control.sock"),
                 ]
             );
         }

@@ -603,6 +603,7 @@ fn without_a_socket_the_client_says_where_it_looked() {
         "/run/corral/control.sock".to_string(),
         dir.join("xdg/corral/control.sock").display().to_string(),
         format!("/tmp/corral-{uid}/control.sock"),
+        format!("/dev/shm/corral-{uid}/control.sock"),
     ];
     let taken: Vec<&String> = candidates
         .iter()
@@ -619,9 +620,9 @@ fn without_a_socket_the_client_says_where_it_looked() {
     );
     assert_eq!(ran.code, 1, "{ran:?}");
     let expected = format!(
-        "corral ctl: no control socket found. Looked at:\n  {}: no such file\n  {}: no such file\n  {}: no such file\n\
+        "corral ctl: no control socket found. Looked at:\n  {}: no such file\n  {}: no such file\n  {}: no such file\n  {}: no such file\n\
 Is corral running? If it uses another socket, point at it with --socket PATH or CORRAL_SOCKET=PATH.\n",
-        candidates[0], candidates[1], candidates[2]
+        candidates[0], candidates[1], candidates[2], candidates[3]
     );
     assert_eq!(ran.stderr, expected);
 }

@@ -3,14 +3,17 @@
 //! `readOnlyRootFilesystem`, every capability dropped), tried with
 //! `docker run --read-only --user 1000:1000`.
 //!
-//! - `demo` (Dockerfile.example's default target), three ways, each with
+//! - `demo` (Dockerfile.example's default target), four ways, each with
 //!   the control socket where corral's fallback rules put it (README,
 //!   "Where the socket is"):
 //!   - `--tmpfs /run`: Docker gives the tmpfs the image's `/run` mode and
 //!     owner (root, 0755), so uid 1000 cannot write it; no
-//!     `$XDG_RUNTIME_DIR`; `/tmp` is the read-only root's. corral says so
-//!     and runs every service without a socket; `corral ctl` says where it
-//!     looked;
+//!     `$XDG_RUNTIME_DIR`; `/tmp` is the read-only root's; Docker's
+//!     `/dev/shm` (a sticky tmpfs) is writable:
+//!     `/dev/shm/corral-1000/control.sock`;
+//!   - the same with `--ipc none` (no `/dev/shm`): nothing is writable.
+//!     corral says so and runs every service without a socket; `corral
+//!     ctl` says where it looked;
 //!   - `--tmpfs /run:uid=1000,gid=1000`: `/run/corral/control.sock` (as a
 //!     Kubernetes tmpfs emptyDir, mode 1777, gives it);
 //!   - `--tmpfs /run --tmpfs /tmp`: `/tmp/corral-1000/control.sock`;
@@ -71,7 +74,12 @@ fn demo_runs_as_uid_1000_on_a_read_only_root() {
     let mut lab = Lab::new("demo");
     let image = lab.build("demo");
     for (case, flags, socket) in [
-        ("tmpfs-run", vec!["--tmpfs", "/run"], None),
+        (
+            "tmpfs-run",
+            vec!["--tmpfs", "/run"],
+            Some("/dev/shm/corral-1000/control.sock"),
+        ),
+        ("no-shm", vec!["--tmpfs", "/run", "--ipc", "none"], None),
         (
             "run-uid",
             vec!["--tmpfs", "/run:uid=1000,gid=1000"],
@@ -110,7 +118,8 @@ fn demo_runs_as_uid_1000_on_a_read_only_root() {
                 assert!(
                     logs.contains("no writable directory for the control socket")
                         && logs.contains("/run/corral/control.sock")
-                        && logs.contains("/tmp/corral-1000/control.sock"),
+                        && logs.contains("/tmp/corral-1000/control.sock")
+                        && logs.contains("/dev/shm/corral-1000/control.sock"),
                     "{case}: corral does not say it runs without a socket, and where it looked:\n{logs}"
                 );
                 let ctl = lab.exec(&name, &["corral", "ctl", "status"]);

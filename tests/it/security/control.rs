@@ -271,7 +271,7 @@ kill $fake
     let refusal = "corral ctl: refusing the server at /tmp/corral-0/control.sock: it runs as uid 65534, not root or you\nexit 1\n";
     for args in ["status", "health", "stop web"] {
         let looked = format!(
-            "== ctl {args}\ncorral ctl: no control socket found. Looked at:\n  /run/corral/control.sock: no such file\n  /tmp/corral-0/control.sock: not used: /tmp/corral-0 is a symbolic link\nIs corral running? If it uses another socket, point at it with --socket PATH or CORRAL_SOCKET=PATH.\nexit 1\n== ctl --socket {args}\n{refusal}"
+            "== ctl {args}\ncorral ctl: no control socket found. Looked at:\n  /run/corral/control.sock: no such file\n  /tmp/corral-0/control.sock: not used: /tmp/corral-0 is a symbolic link\n  /dev/shm/corral-0/control.sock: no such file\nIs corral running? If it uses another socket, point at it with --socket PATH or CORRAL_SOCKET=PATH.\nexit 1\n== ctl --socket {args}\n{refusal}"
         );
         assert!(
             out.contains(&looked),
