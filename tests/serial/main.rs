@@ -14,6 +14,8 @@
 //! - `docker_readonly`: corral as uid 1000 on a read-only root (`docker run
 //!   --read-only --user 1000:1000`): the demo image, and ha and web as
 //!   `examples/kubernetes/` runs them.
+//! - `deb_package`: `packaging/deb.sh`'s .deb installed, used and removed
+//!   with dpkg in a container.
 //! - `docker_common`: what the Docker tests share (the `docker` command, the
 //!   release build of corral for the images).
 //!
