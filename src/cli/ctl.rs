@@ -118,7 +118,7 @@ pub const CTL_COMMANDS: &[CtlDef] = &[
     CtlDef {
         name: "signal",
         args: "SIG NAME...",
-        about: "send a signal (HUP, SIGUSR1, 10, ...) to services",
+        about: "send a signal (by name: HUP, SIGUSR1, ...; numbers differ between architectures) to services",
         opts: SOCKET_ONLY,
     },
     CtlDef {
