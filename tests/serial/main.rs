@@ -11,7 +11,10 @@
 //!   (or namespaces where Docker is missing), timing joins and drains.
 //! - `docker_s6v3`: an s6-overlay v3 tree in linuxserver's shape
 //!   (`examples/s6-v3/`) booted, restarted and stopped by corral in Docker.
-//! - `docker_common`: what those two share (the `docker` command, the
+//! - `orchestrators`: the same example under docker-compose (scaled 3, 6,
+//!   2) and as a Swarm stack (scaled 5, 1, a rolling update, a drain), with
+//!   haproxy's running config and a client checked at each step.
+//! - `docker_common`: what those share (the `docker` command, the
 //!   release build of corral for the images).
 //!
 //! A crate of their own, not modules of `tests/it/`: cargo runs test crates
@@ -34,3 +37,4 @@ mod ctl_abuse;
 mod docker_common;
 mod docker_e2e;
 mod docker_s6v3;
+mod orchestrators;
