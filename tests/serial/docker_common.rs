@@ -1,6 +1,8 @@
-//! What the Docker tests (`docker_e2e`, `docker_s6v3`) share: the repo, a
-//! release build of corral for their images (once per test process), the
-//! `docker` command with a deadline, and the test process a label names.
+//! What the Docker tests (`docker_e2e`, `docker_s6v3`, `orchestrators`)
+//! share: the repo, a release build of corral for their images (once per
+//! test process), the local base image and the example's images built on
+//! it, the `docker` command with a deadline, and the test process a label
+//! names.
 //!
 //! What it must never do: leave a process running (every command runs
 //! within a deadline), or decide anything about a scenario.
@@ -8,7 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::common::{Ran, run_within};
@@ -87,4 +89,58 @@ pub fn owner_dead(owner: &str) -> bool {
         .parse::<u32>()
         .map(|pid| !Path::new(&format!("/proc/{pid}")).exists())
         .unwrap_or(false)
+}
+
+/// `docker/build-base.sh ARGS`: its stdout, once per test process and args.
+pub fn build_base(args: &[&str]) -> String {
+    static RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+    let key = args.join(" ");
+    let mut runs = RUNS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, out)) = runs.iter().find(|(k, _)| *k == key) {
+        return out.clone();
+    }
+    let ran = run_within(
+        Command::new("bash")
+            .arg(repo().join("docker/build-base.sh"))
+            .args(args)
+            .current_dir(repo()),
+        Duration::from_secs(1200),
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "docker: docker/build-base.sh{}{key} ({:.1}s):\n{}",
+        if key.is_empty() { "" } else { " " },
+        ran.took.as_secs_f64(),
+        ran.stderr.trim()
+    );
+    assert_eq!(ran.code, 0, "docker/build-base.sh {key} failed: {ran:?}");
+    let out = ran.stdout.trim().to_string();
+    runs.push((key, out.clone()));
+    out
+}
+
+/// `docker build` of `target` (`ha`, `web`) of Dockerfile.example in
+/// `variant` (`toml`, `s6`), on the local base with the release build of
+/// corral, tagged `tag`.
+pub fn build_example(target: &str, variant: &str, tag: &str) {
+    build_base(&[]);
+    let binary = corral_release();
+    assert!(binary.exists(), "no {}", binary.display());
+    let built = run_within(
+        Command::new("docker")
+            .args(["build", "-q", "-f", "Dockerfile.example"])
+            .args(["--target", target])
+            .args(["--build-arg", "RUST_IMAGE=corral-base:bookworm"])
+            .args(["--build-arg", "BASE_IMAGE=corral-base:bookworm"])
+            .args(["--build-arg", "CORRAL_BINARY=target/release/corral"])
+            .args(["--build-arg", &format!("VARIANT={variant}")])
+            .args(["-t", tag, "."])
+            .current_dir(repo()),
+        Duration::from_secs(600),
+    );
+    assert_eq!(
+        built.code, 0,
+        "docker build --target {target} failed:\n{}",
+        built.stderr
+    );
 }

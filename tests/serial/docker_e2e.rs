@@ -64,7 +64,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{Background, Ran, http_get_at, run_within, serial, wait_child, wait_until};
 use crate::docker_common::{
-    DOCKER_TIMEOUT, STOP_GRACE, corral_release, docker, docker_ok, docker_usable, owner_dead, repo,
+    DOCKER_TIMEOUT, STOP_GRACE, build_base, build_example, corral_release, docker, docker_ok,
+    docker_usable, owner_dead, repo,
 };
 
 /// How long a web node may take from its start to serving through haproxy.
@@ -566,33 +567,6 @@ trait Lab {
     }
 }
 
-/// `docker/build-base.sh ARGS`: its stdout, once per test process and args.
-fn build_base(args: &[&str]) -> String {
-    static RUNS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
-    let key = args.join(" ");
-    let mut runs = RUNS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, out)) = runs.iter().find(|(k, _)| *k == key) {
-        return out.clone();
-    }
-    let ran = run_within(
-        Command::new("bash")
-            .arg(repo().join("docker/build-base.sh"))
-            .args(args)
-            .current_dir(repo()),
-        Duration::from_secs(1200),
-    );
-    say(&format!(
-        "docker/build-base.sh{}{key} ({:.1}s):\n{}",
-        if key.is_empty() { "" } else { " " },
-        ran.took.as_secs_f64(),
-        ran.stderr.trim()
-    ));
-    assert_eq!(ran.code, 0, "docker/build-base.sh {key} failed: {ran:?}");
-    let out = ran.stdout.trim().to_string();
-    runs.push((key, out.clone()));
-    out
-}
-
 /// Docker's exit code for a process that ended with `status`.
 fn docker_code(status: ExitStatus) -> i32 {
     status
@@ -617,29 +591,8 @@ struct DockerLab {
 
 impl DockerLab {
     fn new(variant: Variant) -> DockerLab {
-        build_base(&[]);
-        let binary = corral_release();
-        assert!(binary.exists(), "no {}", binary.display());
         for role in [Role::Ha, Role::Web] {
-            let built = run_within(
-                Command::new("docker")
-                    .args(["build", "-q", "-f", "Dockerfile.example"])
-                    .args(["--target", role.name()])
-                    .args(["--build-arg", "RUST_IMAGE=corral-base:bookworm"])
-                    .args(["--build-arg", "BASE_IMAGE=corral-base:bookworm"])
-                    .args(["--build-arg", "CORRAL_BINARY=target/release/corral"])
-                    .args(["--build-arg", &format!("VARIANT={}", variant.name())])
-                    .args(["-t", &image(role, variant), "."])
-                    .current_dir(repo()),
-                Duration::from_secs(600),
-            );
-            assert_eq!(
-                built.code,
-                0,
-                "docker build --target {} failed:\n{}",
-                role.name(),
-                built.stderr
-            );
+            build_example(role.name(), variant.name(), &image(role, variant));
         }
         // The images these builds superseded (untagged now, and labelled by
         // Dockerfile.example): they would pile up, one set per change of corral.

@@ -14,6 +14,9 @@
 //! - `docker_readonly`: corral as uid 1000 on a read-only root (`docker run
 //!   --read-only --user 1000:1000`): the demo image, and ha and web as
 //!   `examples/kubernetes/` runs them.
+//! - `orchestrators`: the same example under docker-compose (scaled 3, 6,
+//!   2) and as a Swarm stack (scaled 5, 1, a rolling update, a drain), with
+//!   haproxy's running config and a client checked at each step.
 //! - `deb_package`: `packaging/deb.sh`'s .deb installed, used and removed
 //!   with dpkg in a container.
 //! - `docker_common`: what the Docker tests share (the `docker` command, the
@@ -41,3 +44,4 @@ mod docker_common;
 mod docker_e2e;
 mod docker_readonly;
 mod docker_s6v3;
+mod orchestrators;
