@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{Ran, run_within, serial};
-use crate::docker_common::{docker, docker_ok, docker_usable, owner_dead, repo};
+use crate::docker_common::{Leftover, docker, docker_ok, docker_usable, repo, sweep_dead};
 use corral::s6::COMMANDS;
 
 /// Label of the container the test makes; its value is the test's pid.
@@ -31,18 +31,7 @@ impl Container {
     fn start(deb: &str) -> Container {
         let pid = std::process::id().to_string();
         // Containers of earlier runs whose test process was killed.
-        let filter = format!("label={LABEL}");
-        let format = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
-        for line in docker(&["ps", "-a", "--filter", &filter, "--format", &format])
-            .stdout
-            .lines()
-        {
-            if let Some((id, owner)) = line.split_once(' ')
-                && owner_dead(owner)
-            {
-                let _ = docker(&["rm", "-f", "-v", id]);
-            }
-        }
+        sweep_dead(LABEL, &[Leftover::Containers]);
         let name = format!("corral-deb-test-{pid}");
         let container = Container { name };
         docker_ok(&[

@@ -144,3 +144,73 @@ pub fn build_example(target: &str, variant: &str, tag: &str) {
         built.stderr
     );
 }
+
+/// What `sweep_dead` removes.
+#[derive(Clone, Copy)]
+pub enum Leftover {
+    Containers,
+    Networks,
+    Images,
+}
+
+/// Docker objects of each kind in `kinds` labelled `label` by a test
+/// process that no longer exists (killed before its guard ran) are removed.
+pub fn sweep_dead(label: &str, kinds: &[Leftover]) {
+    let filter = format!("label={label}");
+    let format = format!("{{{{.ID}}}} {{{{.Label \"{label}\"}}}}");
+    for &kind in kinds {
+        let (list, remove): (&[&str], &[&str]) = match kind {
+            Leftover::Containers => (&["ps", "-a"], &["rm", "-f", "-v"]),
+            Leftover::Networks => (&["network", "ls"], &["network", "rm"]),
+            Leftover::Images => {
+                sweep_dead_images(label, &filter);
+                continue;
+            }
+        };
+        let mut args = list.to_vec();
+        args.extend(["--filter", &filter, "--format", &format]);
+        for line in docker(&args).stdout.lines() {
+            if let Some((id, owner)) = line.split_once(' ')
+                && owner_dead(owner)
+            {
+                let mut args = remove.to_vec();
+                args.push(id);
+                let _ = docker(&args);
+            }
+        }
+    }
+}
+
+/// `docker images` cannot print a label: each image's is read by inspect.
+fn sweep_dead_images(label: &str, filter: &str) {
+    let format = format!("{{{{index .Config.Labels \"{label}\"}}}}");
+    let mut ids: Vec<String> = docker(&["images", "-q", "--filter", filter])
+        .stdout
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        let owner = docker(&["image", "inspect", "--format", &format, &id]).stdout;
+        if owner_dead(owner.trim()) {
+            let _ = docker(&["rmi", "-f", &id]);
+        }
+    }
+}
+
+/// The servers of backend `web` in haproxy's stats page as CSV (one
+/// `web,NAME,...` line each, besides its FRONTEND and BACKEND lines).
+pub fn web_servers(csv: &str) -> Vec<String> {
+    csv.lines()
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            match (f.next(), f.next()) {
+                (Some("web"), Some(sv)) if sv != "FRONTEND" && sv != "BACKEND" => {
+                    Some(sv.to_string())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}

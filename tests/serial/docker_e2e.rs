@@ -64,8 +64,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{Background, Ran, http_get_at, run_within, serial, wait_child, wait_until};
 use crate::docker_common::{
-    DOCKER_TIMEOUT, STOP_GRACE, build_base, build_example, corral_release, docker, docker_ok,
-    docker_usable, owner_dead, repo,
+    DOCKER_TIMEOUT, Leftover, STOP_GRACE, build_base, build_example, corral_release, docker,
+    docker_ok, docker_usable, owner_dead, repo, sweep_dead, web_servers,
 };
 
 /// How long a web node may take from its start to serving through haproxy.
@@ -603,7 +603,7 @@ impl DockerLab {
             "--filter",
             "label=org.corral.dockerfile=example",
         ]);
-        sweep_docker_leftovers();
+        sweep_dead(LABEL, &[Leftover::Containers, Leftover::Networks]);
         let mut lab = DockerLab {
             run_id: format!("corral-e2e-{}-{}", variant.name(), std::process::id()),
             variant,
@@ -790,29 +790,6 @@ impl Drop for DockerLab {
         }
         if self.network_made {
             let _ = docker(&["network", "rm", &self.run_id]);
-        }
-    }
-}
-
-/// Containers and networks labelled by a test process that no longer exists
-/// (killed before its guard ran) are removed.
-fn sweep_docker_leftovers() {
-    let filter = format!("label={LABEL}");
-    let format = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
-    for (list, remove) in [
-        (vec!["ps", "-a"], vec!["rm", "-f", "-v"]),
-        (vec!["network", "ls"], vec!["network", "rm"]),
-    ] {
-        let mut args = list.clone();
-        args.extend(["--filter", &filter, "--format", &format]);
-        for line in docker(&args).stdout.lines() {
-            if let Some((id, owner)) = line.split_once(' ')
-                && owner_dead(owner)
-            {
-                let mut args = remove.clone();
-                args.push(id);
-                let _ = docker(&args);
-            }
         }
     }
 }
@@ -1322,18 +1299,7 @@ fn stats_servers(stats: &Endpoint) -> Result<Vec<String>, String> {
     if code != 200 {
         return Err(format!("stats page: {code}"));
     }
-    Ok(body
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split(',');
-            match (f.next(), f.next()) {
-                (Some("web"), Some(sv)) if sv != "FRONTEND" && sv != "BACKEND" => {
-                    Some(sv.to_string())
-                }
-                _ => None,
-            }
-        })
-        .collect())
+    Ok(web_servers(&body))
 }
 
 /// Move the calling thread into the network namespace at `path`

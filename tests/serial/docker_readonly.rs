@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{TestDir, on_path, run_within, serial, wait_until};
 use crate::docker_common::{
-    STOP_GRACE, corral_release, docker, docker_ok, docker_usable, owner_dead, repo,
+    Leftover, STOP_GRACE, corral_release, docker, docker_ok, docker_usable, repo, sweep_dead,
 };
 
 const LABEL: &str = "org.corral.readonly";
@@ -350,7 +350,10 @@ struct Lab {
 
 impl Lab {
     fn new(test: &str) -> Lab {
-        sweep_leftovers();
+        sweep_dead(
+            LABEL,
+            &[Leftover::Containers, Leftover::Networks, Leftover::Images],
+        );
         Lab {
             prefix: format!("corral-ro-{}-{test}", std::process::id()),
             images: Vec::new(),
@@ -517,52 +520,6 @@ impl Drop for Lab {
             let _ = docker(&["network", "rm", network]);
         }
         for image in &self.images {
-            let _ = docker(&["rmi", "-f", image]);
-        }
-    }
-}
-
-/// Containers, networks and images labelled by a test process that no
-/// longer exists (killed before its guard ran) are removed.
-fn sweep_leftovers() {
-    let filter = format!("label={LABEL}");
-    let format = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
-    for (list, remove) in [
-        (vec!["ps", "-a"], vec!["rm", "-f", "-v"]),
-        (vec!["network", "ls"], vec!["network", "rm"]),
-    ] {
-        let mut args = list.clone();
-        args.extend(["--filter", &filter, "--format", &format]);
-        for line in docker(&args).stdout.lines() {
-            if let Some((id, owner)) = line.split_once(' ')
-                && owner_dead(owner)
-            {
-                let mut args = remove.clone();
-                args.push(id);
-                let _ = docker(&args);
-            }
-        }
-    }
-    // `docker images` cannot print a label: each one's is read by inspect.
-    let images = docker(&[
-        "images",
-        "--filter",
-        &filter,
-        "--format",
-        "{{.Repository}}:{{.Tag}}",
-    ]);
-    for image in images.stdout.lines().map(str::trim) {
-        if image.is_empty() || image.starts_with("<none>") {
-            continue;
-        }
-        let owner = docker(&[
-            "image",
-            "inspect",
-            "--format",
-            &format!("{{{{index .Config.Labels \"{LABEL}\"}}}}"),
-            image,
-        ]);
-        if owner_dead(owner.stdout.trim()) {
             let _ = docker(&["rmi", "-f", image]);
         }
     }

@@ -54,7 +54,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{Ran, TestDir, corral_bin, http_get_at, run_within, serial, wait_until};
 use crate::docker_common::{
-    DOCKER_TIMEOUT, STOP_GRACE, corral_release, docker, docker_ok, docker_usable, owner_dead, repo,
+    DOCKER_TIMEOUT, Leftover, STOP_GRACE, corral_release, docker, docker_ok, docker_usable, repo,
+    sweep_dead,
 };
 
 /// From `docker run` (or `start`) to the whole tree up: generous, for a
@@ -1284,35 +1285,6 @@ fn label() -> String {
     format!("{LABEL}={}", std::process::id())
 }
 
-/// Containers and images labelled by a test process that no longer exists
-/// (killed before its guard ran) are removed.
-fn sweep_leftovers() {
-    let filter = format!("label={LABEL}");
-    let format = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
-    for line in docker(&["ps", "-a", "--filter", &filter, "--format", &format])
-        .stdout
-        .lines()
-    {
-        if let Some((id, owner)) = line.split_once(' ')
-            && owner_dead(owner)
-        {
-            let _ = docker(&["rm", "-f", "-v", id]);
-        }
-    }
-    let format = format!("{{{{.ID}}}} {{{{index .Config.Labels \"{LABEL}\"}}}}");
-    for id in docker(&["images", "-q", "--filter", &filter])
-        .stdout
-        .lines()
-    {
-        let owner = docker(&["image", "inspect", "--format", &format, id]).stdout;
-        if let Some((id, owner)) = owner.trim().split_once(' ')
-            && owner_dead(owner)
-        {
-            let _ = docker(&["rmi", "-f", id]);
-        }
-    }
-}
-
 /// One image and its one container. `Drop` removes both (printing the
 /// container's output first when the test fails), and the build context.
 struct Lab {
@@ -1334,7 +1306,7 @@ impl Lab {
         );
         assert_eq!(status.code, 0, "docker/build-base.sh failed: {status:?}");
         let binary = corral_release();
-        sweep_leftovers();
+        sweep_dead(LABEL, &[Leftover::Containers, Leftover::Images]);
         let pid = std::process::id();
         let lab = Lab {
             image: format!("corral-s6v3-{pid}:{}", variant.name()),

@@ -60,7 +60,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{Background, Ran, on_path, run_within, serial, wait_until};
 use crate::docker_common::{
-    DOCKER_TIMEOUT, build_example, docker, docker_ok, docker_usable, owner_dead, repo,
+    DOCKER_TIMEOUT, Leftover, build_example, docker, docker_ok, docker_usable, owner_dead, repo,
+    sweep_dead, web_servers,
 };
 
 /// Every Docker object the test names starts with this (then its kind and
@@ -705,24 +706,7 @@ fn web_filter_swarm(stack: &str) -> Vec<String> {
 
 fn sweep_leftovers() {
     // Clients.
-    let format = format!("{{{{.ID}}}} {{{{.Label \"{LABEL}\"}}}}");
-    for line in docker(&[
-        "ps",
-        "-a",
-        "--filter",
-        &format!("label={LABEL}"),
-        "--format",
-        &format,
-    ])
-    .stdout
-    .lines()
-    {
-        if let Some((id, owner)) = line.split_once(' ')
-            && owner_dead(owner)
-        {
-            let _ = docker(&["rm", "-f", "-v", id]);
-        }
-    }
+    sweep_dead(LABEL, &[Leftover::Containers]);
     // Compose projects and stacks: `corral-orch-c-PID`, `corral-orch-s-PID`.
     let dead = |name: &str, kind: &str| {
         name.strip_prefix(PREFIX)
@@ -886,19 +870,7 @@ impl Nodes {
         if ran.code != 0 {
             return Err(format!("stats page: {}", ran.stderr.trim()));
         }
-        Ok(ran
-            .stdout
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(',');
-                match (f.next(), f.next()) {
-                    (Some("web"), Some(sv)) if sv != "FRONTEND" && sv != "BACKEND" => {
-                        Some(sv.to_string())
-                    }
-                    _ => None,
-                }
-            })
-            .collect())
+        Ok(web_servers(&ran.stdout).into_iter().collect())
     }
 
     /// Wait until haproxy's running config has exactly the `n` web nodes
