@@ -70,7 +70,9 @@ fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test "$@" 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: every test crate runs, so one failure does not hide the
+# rest (cargo stops after the first failing crate otherwise).
+cargo test --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # Ignored tests are counted too: as root with every tool installed there
 # are two: calendar::tests::local_zone_in_a_child, which its parent test
 # runs in a child process with TZ set (glibc reads TZ once), and the core's

@@ -598,7 +598,7 @@ fn names_the_images_hard_code_are_the_services_of_the_manifests() {
     let files = service_files(&pod, container, &docs);
     let serf = files
         .values()
-        .find(|f| f.contains("\"serf\", \"agent\""))
+        .find(|f| f.contains("\"serf-agent\""))
         .expect("ha's serf service");
     assert_ne!(serf, &image_serf, "ha's serf.toml is not replaced");
     for arg in image_serf
