@@ -18,7 +18,7 @@ cd "$(dirname "$0")"
 
 if [ "$(id -u)" != 0 ]; then
   echo "test.sh: the suite runs as root (PID namespaces, setpriv, Docker)." >&2
-  echo "Run: sudo ./test.sh   (or, for the tests that need no root: cargo test --lib)" >&2
+  echo "Run: sudo ./test.sh" >&2
   exit 2
 fi
 command -v cargo >/dev/null || { echo "test.sh: no cargo: install Rust (https://rustup.rs)" >&2; exit 2; }
