@@ -204,7 +204,8 @@ fn a_socket_dir_planted_through_a_symlink_is_refused_by_corral_and_by_ctl() {
 }
 
 /// Issue 11 as reported: nobody makes `/tmp/corral-0` a link to `/dev/shm`
-/// and listens there; root's `corral ctl`, looking in the default places,
+/// and listens there, and in a directory of its own at /dev/shm/corral-0
+/// (the last default place); root's `corral ctl`, looking in the default places,
 /// must not use it. In a mount namespace of its own (fresh /run, /tmp and
 /// /dev/shm) and a PID namespace (everything ends with it); then a real
 /// corral in the same namespace, on /run/corral, is found and answers.
@@ -224,8 +225,12 @@ nobody() { setpriv --reuid 65534 --regid 65534 --clear-groups "$@"; }
 nobody ln -s /dev/shm /tmp/corral-0 || exit 91
 nobody "$PYTHON" -c "$FAKE" /dev/shm/control.sock /dev/shm/requests "$ANSWERS" > /run/fake.out 2>&1 &
 fake=$!
+# The last default place too, /dev/shm/corral-0: nobody's own directory.
+nobody mkdir -m 0700 /dev/shm/corral-0 || exit 91
+nobody "$PYTHON" -c "$FAKE" /dev/shm/corral-0/control.sock /dev/shm/requests "$ANSWERS" > /run/fake2.out 2>&1 &
+fake2=$!
 n=0
-until [ -s /run/fake.out ]; do n=$((n+1)); [ $n -lt 3000 ] || exit 92; sleep 0.01; done
+until [ -s /run/fake.out ] && [ -s /run/fake2.out ]; do n=$((n+1)); [ $n -lt 3000 ] || exit 92; sleep 0.01; done
 unset XDG_RUNTIME_DIR CORRAL_SOCKET
 for args in "status" "health" "stop web"; do
     echo "== ctl $args"
@@ -246,7 +251,7 @@ cat /run/status.out
 kill -TERM $corral
 wait $corral
 echo "corral exit $?"
-kill $fake
+kill $fake $fake2
 "#;
     let mut cmd = Command::new("unshare");
     cmd.args([
@@ -271,7 +276,7 @@ kill $fake
     let refusal = "corral ctl: refusing the server at /tmp/corral-0/control.sock: it runs as uid 65534, not root or you\nexit 1\n";
     for args in ["status", "health", "stop web"] {
         let looked = format!(
-            "== ctl {args}\ncorral ctl: no control socket found. Looked at:\n  /run/corral/control.sock: no such file\n  /tmp/corral-0/control.sock: not used: /tmp/corral-0 is a symbolic link\n  /dev/shm/corral-0/control.sock: no such file\nIs corral running? If it uses another socket, point at it with --socket PATH or CORRAL_SOCKET=PATH.\nexit 1\n== ctl --socket {args}\n{refusal}"
+            "== ctl {args}\ncorral ctl: no control socket found. Looked at:\n  /run/corral/control.sock: no such file\n  /tmp/corral-0/control.sock: not used: /tmp/corral-0 is a symbolic link\n  /dev/shm/corral-0/control.sock: not used: /dev/shm/corral-0 is owned by uid 65534, not by root or uid 0\nIs corral running? If it uses another socket, point at it with --socket PATH or CORRAL_SOCKET=PATH.\nexit 1\n== ctl --socket {args}\n{refusal}"
         );
         assert!(
             out.contains(&looked),
