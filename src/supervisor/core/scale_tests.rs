@@ -411,16 +411,7 @@ fn a_start_waits_again_for_a_service_that_went_back_to_starting() {
     };
     let mut h = Harness::new(sup(vec![notify("a"), notify("b")], false));
     h.order(1, Order::Start(Names::All));
-    let ready = |h: &mut Harness, i: usize, run: u32| {
-        h.event(Event::Notify {
-            service: id(i),
-            run,
-            message: NotifyMessage {
-                ready: true,
-                ..NotifyMessage::default()
-            },
-        });
-    };
+    let ready = |h: &mut Harness, i: usize, run: u32| h.notify_ready(id(i), run);
     ready(&mut h, 0, 1);
     assert_eq!(h.reply(1), None);
     // a crashes and is started again (its backoff over) before b is ready.
@@ -449,16 +440,7 @@ fn a_service_after_many_starts_once_all_of_them_are_ready_at_the_same_time() {
     let after: Vec<&str> = names.iter().map(String::as_str).collect();
     specs.push(svc("all", &after));
     let mut h = Harness::new(sup(specs, false));
-    let ready = |h: &mut Harness, i: usize, run: u32| {
-        h.event(Event::Notify {
-            service: id(i),
-            run,
-            message: NotifyMessage {
-                ready: true,
-                ..NotifyMessage::default()
-            },
-        });
-    };
+    let ready = |h: &mut Harness, i: usize, run: u32| h.notify_ready(id(i), run);
     for i in 0..39 {
         ready(&mut h, i, 1);
     }

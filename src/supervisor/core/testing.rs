@@ -167,6 +167,18 @@ impl Harness {
         std::mem::take(&mut self.log)
     }
 
+    /// `READY=1` over sd_notify from run `run` of `service`.
+    pub fn notify_ready(&mut self, service: ServiceId, run: u32) {
+        self.event(Event::Notify {
+            service,
+            run,
+            message: crate::event::NotifyMessage {
+                ready: true,
+                ..Default::default()
+            },
+        });
+    }
+
     pub fn order(&mut self, id: u64, order: Order) {
         self.event(Event::Order { id, order });
     }
