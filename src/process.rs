@@ -1,5 +1,5 @@
 //! Starting and signalling processes: services, their hooks and probes
-//! through `spawn` (a vfork-style clone), the main COMMAND and scripts
+//! through `spawn` (a clone sharing memory, waited for at its exec), the main COMMAND and scripts
 //! through std's `Command`.
 //!
 //! Every service (and its probes and hooks) starts in a session of its own
@@ -124,7 +124,7 @@ impl<'a> Launch<'a> {
 
 /// Start `launch` in the context of `spec`. With `output = "prefix"`, also
 /// returns the read ends of its stdout (unless `launch.stdout` is given)
-/// and stderr. The child is started by `spawn` (a vfork-style clone that
+/// and stderr. The child is started by `spawn` (a clone sharing memory that
 /// copies only the fds it needs); what it does before its exec, in order:
 /// its fds, its working directory, `limits` (before the switch of user,
 /// which drops the capability that raising one needs), groups, gid, uid,
@@ -133,6 +133,64 @@ pub fn spawn_service(
     spec: &ServiceSpec,
     launch: Launch<'_>,
 ) -> Result<(Pid, Option<Pipes>), SpawnError> {
+    let result = start_service(spec, launch).and_then(Starting::finish);
+    spawn::release();
+    result
+}
+
+/// A process `start_service` started: running, perhaps not yet exec'd.
+pub struct Starting {
+    started: spawn::Started,
+    pipes: Option<Pipes>,
+    program: String,
+    /// The service's limits, to name the one a child could not set.
+    limits: Vec<(nix::sys::resource::Resource, libc::rlim_t)>,
+}
+
+impl Starting {
+    /// Wait until it has exec'd: its pid and output pipes, or why it
+    /// failed (the exit status a shell would give).
+    pub fn finish(self) -> Result<(Pid, Option<Pipes>), SpawnError> {
+        let Starting {
+            started,
+            pipes,
+            program,
+            limits,
+        } = self;
+        match started.finish() {
+            Ok(pid) => Ok((pid, pipes)),
+            Err(failed) => Err(spawn_error(&program, &limits, failed)),
+        }
+    }
+}
+
+/// What a failed child's step and errno mean to the user.
+fn spawn_error(
+    program: &str,
+    limits: &[(nix::sys::resource::Resource, libc::rlim_t)],
+    failed: spawn::Failed,
+) -> SpawnError {
+    // Which limit the child could not set, if that was the step.
+    let refused = (failed.step == spawn::Step::Limit)
+        .then(|| {
+            limits.iter().find_map(|&(resource, value)| {
+                let why = config::check_limit(resource, value).err()?;
+                Some(format!(
+                    "`limits.{}` {why}",
+                    config::show_limit(resource, value)
+                ))
+            })
+        })
+        .flatten();
+    refused.map_or_else(
+        || SpawnError::from_io(program, failed.error),
+        SpawnError::new,
+    )
+}
+
+/// `spawn_service` without the wait for the exec: the slots hold the
+/// child's fds until the next start or `spawn::release`.
+pub fn start_service(spec: &ServiceSpec, launch: Launch<'_>) -> Result<Starting, SpawnError> {
     let Some(program) = launch.argv.first() else {
         return Err(SpawnError::new("empty command".into()));
     };
@@ -203,27 +261,17 @@ pub fn spawn_service(
         gid: creds.gid.map(|g| g.as_raw()),
         uid: creds.uid.map(|u| u.as_raw()),
     };
-    let result = spawn::spawn(&exec);
+    let started = spawn::start(&exec);
     drop(held);
-    let pid = result.map_err(|failed| {
-        // Which limit the child could not set, if that was the step.
-        let refused = (failed.step == spawn::Step::Limit)
-            .then(|| {
-                spec.limits.iter().find_map(|&(resource, value)| {
-                    let why = config::check_limit(resource, value).err()?;
-                    Some(format!(
-                        "`limits.{}` {why}",
-                        config::show_limit(resource, value)
-                    ))
-                })
-            })
-            .flatten();
-        refused.map_or_else(
-            || SpawnError::from_io(program, failed.error),
-            SpawnError::new,
-        )
-    })?;
-    Ok((pid, pipes))
+    match started {
+        Ok(started) => Ok(Starting {
+            started,
+            pipes,
+            program: program.clone(),
+            limits: spec.limits.clone(),
+        }),
+        Err(failed) => Err(spawn_error(program, &spec.limits, failed)),
+    }
 }
 
 /// `vars` by name, each name once, with its last value.

@@ -11,6 +11,7 @@
 //! stdout and of a consumer as its stdin, and kept across their restarts
 //! and across config reloads that keep the pipeline.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use nix::unistd::Pid;
 
 use crate::config::{self, Output as OutputMode, Ready, ServiceSpec};
-use crate::event::{Action, Event, Input, Job};
+use crate::event::{Action, Event, Input, Job, Target};
 use crate::exit::Exit;
 use crate::log::{debug, warn};
 use crate::notify::Notify;
@@ -59,20 +60,15 @@ pub struct Setup {
 }
 
 /// Carry out one action; return the events it produced. (`Reply` and
-/// `Exit` are the loop's own.)
-pub(super) fn execute(action: Action, setup: &Setup) -> Vec<Event> {
+/// `Exit` are the loop's own.) A spawn that `Flights` takes is started
+/// there and its event comes from `Flights::land`; the loop lands every
+/// flight before any other action.
+pub(super) fn execute(action: Action, setup: &Setup, flights: &mut Flights) -> Vec<Event> {
     match action {
-        Action::Spawn { target, job } => {
-            let result = spawn(job, setup);
-            vec![match result {
-                Ok(pid) => Event::Spawned { target, pid },
-                Err(err) => Event::SpawnFailed {
-                    target,
-                    error: err.message,
-                    code: err.code,
-                },
-            }]
-        }
+        Action::Spawn { target, job } => match Flights::start(job, setup) {
+            Ok(flight) => flights.add(target, flight, setup),
+            Err(job) => vec![spawned(target, spawn(job))],
+        },
         Action::Signal { pid, signal, group } => {
             if let Err(err) = process::signal(pid, signal, group) {
                 warn!(pid = pid.as_raw(), signal = signal.as_str(), %err, "could not send signal");
@@ -142,33 +138,186 @@ pub(super) fn reap_events() -> Vec<Event> {
     events
 }
 
-fn spawn(job: Job, setup: &Setup) -> Result<Pid, SpawnError> {
+/// A spawn's event for the core.
+fn spawned(target: Target, result: Result<Pid, SpawnError>) -> Event {
+    match result {
+        Ok(pid) => Event::Spawned { target, pid },
+        Err(err) => Event::SpawnFailed {
+            target,
+            error: err.message,
+            code: err.code,
+        },
+    }
+}
+
+/// The spawns that start no service-context child: std's `Command`,
+/// which waits for the exec itself.
+fn spawn(job: Job) -> Result<Pid, SpawnError> {
     match job {
-        Job::Service { spec, run } => spawn_service(&spec, run, setup),
-        Job::Hook {
-            spec,
-            command,
-            main_pid,
-        } => spawn_hook(&spec, &command, main_pid, setup),
-        Job::FinishScript { spec, script, exit } => spawn_finish(&spec, &script, exit, setup),
-        Job::Probe { spec, command } => {
-            let launch = Launch {
-                argv: &command,
-                output: OutputMode::Null,
-                ..Launch::service(&spec)
-            };
-            process::spawn_service(&spec, launch).map(|(pid, _)| pid)
-        }
-        Job::Down { spec, command } => spawn_down(&spec, &command, setup),
         Job::Main { argv } => process::spawn_main(&argv),
         Job::Script { path } => process::spawn_script(&path),
+        _ => Err(SpawnError::new("not a plain spawn".into())),
+    }
+}
+
+/// At most this many children between their clone and their exec: on a
+/// machine of 2 CPUs, 100 services started as fast with 8 as with 32,
+/// and each one in flight holds its prepared block (a few kB).
+const IN_FLIGHT: usize = 8;
+
+/// The spawns of a round whose children run in corral's memory until they
+/// exec (`spawn::start`): they exec side by side, and each one's
+/// `Spawned` or `SpawnFailed` reaches the core in the order of the spawns,
+/// once all have exec'd or failed (`land`). The loop lands them before
+/// any other action and before it waits for input, so nothing reaps while
+/// a child is in flight (a child that failed is reaped by its pid), and
+/// the core never learns of an exit before the spawn.
+#[derive(Default)]
+pub(super) struct Flights {
+    list: VecDeque<(Target, Flight)>,
+}
+
+/// One spawn of the round: started, or failed before its clone.
+type Flight = Result<(process::Starting, After), SpawnError>;
+
+/// What follows a child's exec, done once it has exec'd.
+enum After {
+    /// A service's run: its output (and `log-line` readiness), its
+    /// sd_notify socket's reads.
+    Service { spec: Arc<ServiceSpec>, run: u32 },
+    /// A hook, `finish` or `down`: its output goes where the service's goes.
+    Output(Arc<ServiceSpec>),
+    /// An exec probe: nothing to read.
+    Nothing,
+}
+
+impl Flights {
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Whether `action` is a spawn that flies.
+    pub(super) fn takes(action: &Action) -> bool {
+        matches!(
+            action,
+            Action::Spawn {
+                job: Job::Service { .. }
+                    | Job::Hook { .. }
+                    | Job::FinishScript { .. }
+                    | Job::Probe { .. }
+                    | Job::Down { .. },
+                ..
+            }
+        )
+    }
+
+    /// Start `job` if it flies, else give it back.
+    fn start(job: Job, setup: &Setup) -> Result<Flight, Job> {
+        let flight = match job {
+            Job::Service { spec, run } => {
+                start_service(&spec, run, setup).map(|s| (s, After::Service { spec, run }))
+            }
+            Job::Hook {
+                spec,
+                command,
+                main_pid,
+            } => start_hook(&spec, &command, main_pid, setup).map(|s| (s, After::Output(spec))),
+            Job::FinishScript { spec, script, exit } => {
+                start_finish(&spec, &script, exit, setup).map(|s| (s, After::Output(spec)))
+            }
+            Job::Probe { spec, command } => {
+                let launch = Launch {
+                    argv: &command,
+                    output: OutputMode::Null,
+                    ..Launch::service(&spec)
+                };
+                process::start_service(&spec, launch).map(|s| (s, After::Nothing))
+            }
+            Job::Down { spec, command } => {
+                start_down(&spec, &command, setup).map(|s| (s, After::Output(spec)))
+            }
+            job @ (Job::Main { .. } | Job::Script { .. }) => return Err(job),
+        };
+        Ok(flight)
+    }
+
+    /// Add a started spawn. With `IN_FLIGHT` already in flight, the
+    /// oldest lands (its event): a window that keeps the other CPUs busy
+    /// with execs, not a crowd of children each holding its own block.
+    fn add(&mut self, target: Target, flight: Flight, setup: &Setup) -> Vec<Event> {
+        self.list.push_back((target, flight));
+        if self.list.len() <= IN_FLIGHT {
+            return Vec::new();
+        }
+        self.list
+            .pop_front()
+            .map(|(target, flight)| Self::finish(target, flight, setup))
+            .into_iter()
+            .collect()
+    }
+
+    /// Wait for every child in flight to exec or fail; their events, in
+    /// the order of the spawns.
+    pub(super) fn land(&mut self, setup: &Setup) -> Vec<Event> {
+        let events = self
+            .list
+            .drain(..)
+            .map(|(target, flight)| Self::finish(target, flight, setup))
+            .collect();
+        crate::spawn::release();
+        events
+    }
+
+    /// Wait for one child to exec or fail: its event.
+    fn finish(target: Target, flight: Flight, setup: &Setup) -> Event {
+        let result = flight.and_then(|(starting, after)| {
+            let (pid, pipes) = starting.finish()?;
+            after.done(pid, pipes, setup);
+            Ok(pid)
+        });
+        spawned(target, result)
+    }
+}
+
+impl After {
+    fn done(self, pid: Pid, pipes: Option<process::Pipes>, setup: &Setup) {
+        match self {
+            After::Service { spec, run } => {
+                // `log-line`: this run's own pipes are looked at, so no
+                // line of an older run can make it ready.
+                let ready = match &spec.ready {
+                    Some(Ready::LogLine(pattern)) => Some(Arc::new(LineReady::new(
+                        pattern.regex().clone(),
+                        &spec.name,
+                        run,
+                        setup.inputs_tx.clone(),
+                    ))),
+                    _ => None,
+                };
+                register_output(setup, &spec, pipes, pid, ready);
+                // Its socket is read from now on, each datagram judged by
+                // whether its sender belongs to this pid (the thread reads
+                // /proc, the loop never).
+                if spec.ready == Some(Ready::Notify)
+                    && let Err(err) = setup.notify.started(&spec.name, run, pid)
+                {
+                    warn!(service = %spec.name, %err, "readiness messages will not be read");
+                }
+            }
+            After::Output(spec) => register_output(setup, &spec, pipes, pid, None),
+            After::Nothing => {}
+        }
     }
 }
 
 /// A service's own process, run `run`: its readiness channel (sd_notify
 /// socket or notification fd) is made for this run, its pipelines' ends
-/// given as stdin / stdout, and its output registered.
-fn spawn_service(spec: &ServiceSpec, run: u32, setup: &Setup) -> Result<Pid, SpawnError> {
+/// given as stdin / stdout.
+fn start_service(
+    spec: &ServiceSpec,
+    run: u32,
+    setup: &Setup,
+) -> Result<process::Starting, SpawnError> {
     let mut launch = Launch::service(spec);
     launch.env.extend(socket_env(setup, spec));
     let ends = setup
@@ -194,29 +343,8 @@ fn spawn_service(spec: &ServiceSpec, run: u32, setup: &Setup) -> Result<Pid, Spa
         }
         _ => setup.notify.forget(&spec.name),
     }
-    let (pid, pipes) = process::spawn_service(spec, launch)?;
-    // `log-line`: this run's own pipes are looked at, so no line of an
-    // older run can make it ready.
-    let ready = match &spec.ready {
-        Some(Ready::LogLine(pattern)) => Some(Arc::new(LineReady::new(
-            pattern.regex().clone(),
-            &spec.name,
-            run,
-            setup.inputs_tx.clone(),
-        ))),
-        _ => None,
-    };
-    register_output(setup, spec, pipes, pid, ready);
-    // Its socket is read from now on, each datagram judged by whether its
-    // sender belongs to this pid (the thread reads /proc, the loop never).
-    if spec.ready == Some(Ready::Notify)
-        && let Err(err) = setup.notify.started(&spec.name, run, pid)
-    {
-        warn!(service = %spec.name, %err, "readiness messages will not be read");
-    }
-    Ok(pid)
+    process::start_service(spec, launch)
 }
-
 /// `CORRAL_SOCKET` for what runs in a service's context, unless its own
 /// `env` sets it.
 fn socket_env(setup: &Setup, spec: &ServiceSpec) -> Option<(String, String)> {
@@ -265,12 +393,12 @@ fn register_output(
 /// An s6 `finish` script: `finish CODE SIGNUM` in the service's context,
 /// CODE being 256 when the service was killed by signal SIGNUM (s6-supervise),
 /// with the service's pipeline ends as stdin / stdout.
-fn spawn_finish(
+fn start_finish(
     spec: &ServiceSpec,
     script: &Path,
     exit: Exit,
     setup: &Setup,
-) -> Result<Pid, SpawnError> {
+) -> Result<process::Starting, SpawnError> {
     let (code, signal) = match exit {
         Exit::Code(code) => (code, 0),
         Exit::Signal(signal) => (256, signal as i32),
@@ -293,32 +421,32 @@ fn spawn_finish(
         stdout: ends.stdout,
         ..Launch::service(spec)
     };
-    let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, spec, pipes, pid, None);
-    Ok(pid)
+    process::start_service(spec, launch)
 }
 
 /// An s6-rc oneshot's `down` command: the service's context (as its `up`
 /// runs in), its output where the service's goes.
-fn spawn_down(spec: &ServiceSpec, command: &[String], setup: &Setup) -> Result<Pid, SpawnError> {
+fn start_down(
+    spec: &ServiceSpec,
+    command: &[String],
+    setup: &Setup,
+) -> Result<process::Starting, SpawnError> {
     let launch = Launch {
         argv: command,
         env: socket_env(setup, spec).into_iter().collect(),
         ..Launch::service(spec)
     };
-    let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, spec, pipes, pid, None);
-    Ok(pid)
+    process::start_service(spec, launch)
 }
 
 /// The `reload = { exec = [...] }` hook: the service's context, plus
 /// `MAINPID`; its output goes where the service's goes.
-fn spawn_hook(
+fn start_hook(
     spec: &ServiceSpec,
     command: &[String],
     main_pid: Pid,
     setup: &Setup,
-) -> Result<Pid, SpawnError> {
+) -> Result<process::Starting, SpawnError> {
     let mut launch = Launch {
         argv: command,
         env: socket_env(setup, spec).into_iter().collect(),
@@ -327,7 +455,5 @@ fn spawn_hook(
     launch
         .env
         .push(("MAINPID".into(), main_pid.as_raw().to_string()));
-    let (pid, pipes) = process::spawn_service(spec, launch)?;
-    register_output(setup, spec, pipes, pid, None);
-    Ok(pid)
+    process::start_service(spec, launch)
 }

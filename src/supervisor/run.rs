@@ -5,8 +5,10 @@
 //! event or a due deadline: an idle corral makes no wakeups at all. Each
 //! input becomes events (`edge`), each event goes to the pure `Supervisor`;
 //! the actions it returns are carried out (`execute`), and what they produce
-//! (a spawned pid, a spawn error) goes back in as events at once, before
-//! the next input is received.
+//! (a spawned pid, a spawn error) goes back in as events before the next
+//! input is received. The spawns of one round run side by side
+//! (`Flights`): their events go in once the round's children have exec'd,
+//! before any other action is carried out.
 //!
 //! From the first spawn on, nothing here may end the process except
 //! `Action::Exit`: errors are logged and become states.
@@ -19,7 +21,7 @@ use nix::sys::signal::Signal;
 
 use super::core::Supervisor;
 use super::edge::Edge;
-use super::execute::{Setup, execute, reap_events};
+use super::execute::{Flights, Setup, execute, reap_events};
 use crate::event::{Action, Event, Input};
 use crate::log::warn;
 use crate::protocol::Response;
@@ -30,8 +32,28 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
     crate::log::hold();
     let mut pending: VecDeque<Action> = sup.start(Instant::now()).into();
     let mut edge = Edge::new();
+    let mut flights = Flights::default();
     loop {
-        while let Some(action) = pending.pop_front() {
+        loop {
+            let action = match pending.pop_front() {
+                Some(action) if flights.is_empty() || Flights::takes(&action) => action,
+                // Whatever follows the spawns in flight comes after their
+                // events, as if each had been told at once.
+                Some(action) => {
+                    pending.push_front(action);
+                    for event in flights.land(&setup) {
+                        pending.extend(sup.on_event(event, Instant::now()));
+                    }
+                    continue;
+                }
+                None if flights.is_empty() => break,
+                None => {
+                    for event in flights.land(&setup) {
+                        pending.extend(sup.on_event(event, Instant::now()));
+                    }
+                    continue;
+                }
+            };
             match action {
                 Action::Exit(code) => {
                     crate::log::stop_holding();
@@ -48,7 +70,7 @@ pub fn run(mut sup: Supervisor, setup: Setup) -> i32 {
                 }
                 Action::Reply { id, response } => edge.reply(id, response),
                 action => {
-                    for event in execute(action, &setup) {
+                    for event in execute(action, &setup, &mut flights) {
                         pending.extend(sup.on_event(event, Instant::now()));
                     }
                 }
