@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# bench/floors.sh [CORRAL_BINARY]: what this machine allows at best, for the
-# issue-6 targets corral misses. Each line compares corral with the same work
+# bench/floors.sh [CORRAL_BINARY [OTHER_CORRAL...]]: what this machine allows
+# at best, for the issue-6 targets corral misses. Each line compares corral with the same work
 # done by the smallest program that can do it, no supervisor involved:
 #   exec:   a C `true`-like (tini --version) and a Rust hello world vs
 #           `corral -V` and `corral ctl status` (hyperfine -N), and the status
 #           query alone from a running client (no exec)
 #   start:  100 children of a C loop (fork + exec, no waiting) that write a
-#           start stamp then exec sleep, vs corral starting the same 100
+#           start stamp then exec sleep, vs corral starting the same 100 (and
+#           each OTHER_CORRAL, for a before/after): the runs alternate, REPS
+#           of each (default 11), on /dev/shm; the ratio is the median of
+#           each run's ratio to the floor run right before it (this
+#           machine's speed drifts by more than the differences measured)
 #   memory: anonymous memory (`Anonymous:` in smaps_rollup: what a memory
 #           cgroup can never reclaim without swap) of the smallest Rust PID 1
 #           (std, same profile as corral: lto, opt-level z, stripped) reaping
@@ -14,8 +18,14 @@
 # Needs gcc, rustc, hyperfine, util-linux unshare. Installs nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Stamps and services on tmpfs: on ext4 the start stamps' inodes were part
+# of what was timed.
+export TMPDIR=${TMPDIR:-/dev/shm}
 . bench/lib.sh
 CORRAL=$(realpath "${1:-target/release/corral}")
+OTHERS=()
+for b in "${@:2}"; do OTHERS+=("$(realpath "$b")"); done
+REPS=${REPS:-11}
 for tool in gcc rustc hyperfine unshare; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y ${tool/rustc/rustc})" >&2; exit 1; }
 done
@@ -90,11 +100,25 @@ mkdir -p "$WORK/svc" "$WORK/none"
 for i in $(seq 100); do
   printf 'command = ["%s", "%s/out/%d", "sleep", "infinity"]\n' "$WORK/stamp" "$WORK" "$i" >"$WORK/svc/s$i.toml"
 done
-floor_ms=$(for _ in 1 2 3 4 5; do run_start floor "$WORK/fork100" "$WORK/stamp" "$WORK/out"; done | median)
-corral_ms=$(for _ in 1 2 3 4 5; do
-  run_start corral "$CORRAL" --services "$WORK/svc" --init-dir "$WORK/none" --finish-dir "$WORK/none" --socket "$WORK/c.sock"
-done | median)
-echo "start 100: no supervisor (C fork loop) ${floor_ms} ms; corral ${corral_ms} ms (median of 5)"
+declare -A STARTS=()
+for _ in $(seq "$REPS"); do
+  STARTS[floor]+="$(run_start floor "$WORK/fork100" "$WORK/stamp" "$WORK/out") "
+  for b in "$CORRAL" "${OTHERS[@]}"; do
+    STARTS[$b]+="$(run_start corral "$b" --services "$WORK/svc" --init-dir "$WORK/none" --finish-dir "$WORK/none" --socket "$WORK/c.sock") "
+  done
+done
+start_row() { # start_row NAME BIN: median ms, and the median of per-run ratios to the floor
+  python3 - "$1" "${STARTS[floor]}" "${STARTS[$2]}" <<'EOF'
+import statistics as st, sys
+floor = [float(x) for x in sys.argv[2].split()]
+runs = [float(x) for x in sys.argv[3].split()]
+print("%s %.1f ms (%.2fx the floor, median of per-run ratios)" % (
+    sys.argv[1], st.median(runs), st.median(b / f for f, b in zip(floor, runs))))
+EOF
+}
+line="start 100, $REPS runs each: no supervisor (C fork loop) $(echo ${STARTS[floor]} | tr ' ' '\n' | median) ms; $(start_row corral "$CORRAL")"
+for b in "${OTHERS[@]}"; do line+="; $(start_row "$b" "$b")"; done
+echo "$line"
 
 # --- memory: anonymous ----------------------------------------------------
 ns_init_of() { [ -n "$(ns_init "$1")" ]; }

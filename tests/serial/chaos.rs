@@ -80,7 +80,11 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
 /// corral's CPU time, in percent of one core, over the whole run and over
 /// the quiet windows (crash loops, orphan storms and floods still going).
 /// Without backoff, four services exiting at once would keep it near 100 %.
-const CPU_LIMIT_PERCENT: f64 = 10.0;
+/// What corral needs depends on the machine: this debug build stayed under
+/// 10 % where the limit was first set, and took 12-14 % (whole run) on a
+/// slower 2-core VM on 2026-12-05 (git 00871ca and the next commit alike,
+/// same seed); the limit sits between those and a loop without backoff.
+const CPU_LIMIT_PERCENT: f64 = 25.0;
 
 /// RSS after the measured chaos may exceed the baseline by this much. The
 /// baseline comes after a warm-up of the same chaos (log rings full, tables
