@@ -7,10 +7,10 @@
 #           query alone from a running client (no exec)
 #   start:  100 children of a C loop (fork + exec, no waiting) that write a
 #           start stamp then exec sleep, vs corral starting the same 100 (and
-#           each OTHER_CORRAL, for a before/after): the runs alternate, REPS
-#           of each (default 11), on /dev/shm; the ratio is the median of
-#           each run's ratio to the floor run right before it (this
-#           machine's speed drifts by more than the differences measured)
+#           each OTHER_CORRAL, for a before/after): REPS rounds (default 11)
+#           of one run each, in a new order each round, on /dev/shm; the
+#           ratio is the median of each run's ratio to its round's floor
+#           (this machine's speed drifts by more than what is measured)
 #   memory: anonymous memory (`Anonymous:` in smaps_rollup: what a memory
 #           cgroup can never reclaim without swap) of the smallest Rust PID 1
 #           (std, same profile as corral: lto, opt-level z, stripped) reaping
@@ -102,9 +102,15 @@ for i in $(seq 100); do
 done
 declare -A STARTS=()
 for _ in $(seq "$REPS"); do
-  STARTS[floor]+="$(run_start floor "$WORK/fork100" "$WORK/stamp" "$WORK/out") "
-  for b in "$CORRAL" "${OTHERS[@]}"; do
-    STARTS[$b]+="$(run_start corral "$b" --services "$WORK/svc" --init-dir "$WORK/none" --finish-dir "$WORK/none" --socket "$WORK/c.sock") "
+  # In a new order each time, each after a pause: a run right after
+  # another one's teardown was slower, whichever it was.
+  for b in $(printf '%s\n' floor "$CORRAL" "${OTHERS[@]}" | shuf); do
+    sleep 0.3
+    if [ "$b" = floor ]; then
+      STARTS[floor]+="$(run_start floor "$WORK/fork100" "$WORK/stamp" "$WORK/out") "
+    else
+      STARTS[$b]+="$(run_start corral "$b" --services "$WORK/svc" --init-dir "$WORK/none" --finish-dir "$WORK/none" --socket "$WORK/c.sock") "
+    fi
   done
 done
 start_row() { # start_row NAME BIN: median ms, and the median of per-run ratios to the floor
