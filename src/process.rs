@@ -1,6 +1,6 @@
 //! Starting and signalling processes: services, their hooks and probes
-//! through `spawn` (a clone sharing memory, waited for at its exec), the main COMMAND and scripts
-//! through std's `Command`.
+//! through `spawn` (a clone sharing memory, waited for at its exec), the
+//! main COMMAND and scripts through std's `Command`.
 //!
 //! Every service (and its probes and hooks) starts in a session of its own
 //! (`setsid`), so it is the leader of its own process group: a stop signal
