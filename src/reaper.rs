@@ -55,6 +55,29 @@ pub fn reap_failed_start(pid: Pid) {
     while let Err(Errno::EINTR) = waitpid(pid, None) {}
 }
 
+/// Block until `pid`, a child `spawn` killed before its exec, has exited,
+/// leaving it to be reaped (`WNOWAIT`): its exit released the memory it
+/// ran in. (The kernel's clear of its futex word says so too, but a child
+/// killed while stopped before its exec was seen to leave the word set.)
+pub fn wait_exited(pid: Pid) {
+    loop {
+        // SAFETY: waitid(2) with a zeroed siginfo it fills in.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; P_PID with a pid of our own child.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid.as_raw() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || Errno::last() != Errno::EINTR {
+            return;
+        }
+    }
+}
+
 pub fn reap() -> Reaped {
     let mut reaped = Reaped::default();
     loop {

@@ -27,7 +27,10 @@
 //! the next child), 0 once its exec or its exit released corral's memory
 //! (`CLONE_CHILD_CLEARTID`: the kernel clears the word and wakes the
 //! futex). `Started::finish` waits for 0, then reads why it failed, if it
-//! did; only then are its stack and block freed. `release` waits for the
+//! did; only then are its stack and block freed. A child not past its exec
+//! 10 s after its clone (stopped: SIGSTOP cannot be blocked; or stuck) is
+//! killed, and its spawn fails: nothing a service sends to a child of its
+//! own user holds the loop for longer. `release` waits for the
 //! last child to unshare and puts `/dev/null` back into the slots, so that
 //! no pipe end stays open here.
 //!
@@ -53,8 +56,9 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use nix::sys::resource::Resource;
 use nix::unistd::Pid;
@@ -182,7 +186,7 @@ impl Slots {
     /// Wait until the last child started no longer reads the slots.
     fn settle(&mut self) {
         if let Some(shared) = self.reading.take() {
-            shared.wait_while(STARTED);
+            shared.outwait(STARTED);
         }
     }
 
@@ -250,6 +254,13 @@ const STARTED: i32 = 1;
 /// exec'd or exited, written by the kernel.)
 const UNSHARED: i32 = 2;
 
+/// How long a child may take from its clone to its exec: far above any
+/// exec, and the longest a child that is stopped (SIGSTOP cannot be
+/// blocked, and a service of the user the child switches to may send it
+/// between that switch and the exec) or stuck can hold the loop. Then it
+/// is killed, and the spawn fails.
+const EXEC_WITHIN: Duration = Duration::from_secs(10);
+
 /// What the child tells the parent while both run: only atomics, written
 /// by the child (and the kernel), read by the parent.
 struct Shared {
@@ -258,25 +269,79 @@ struct Shared {
     /// Why the child failed, once the word is 0: the step (`Step as u64 + 1`)
     /// above errno; 0: it exec'd.
     failed: AtomicU64,
+    /// The child, once cloned (the parent writes it).
+    pid: AtomicI32,
+    /// When the child must be past its exec.
+    deadline: Instant,
+    /// The parent killed it at `deadline`.
+    killed: AtomicBool,
 }
 
 impl Shared {
-    /// Block until `state` is no longer `value` (futex(2): the kernel
-    /// compares and sleeps in one step, so no wake is lost).
-    fn wait_while(&self, value: i32) {
+    fn new(within: Duration) -> Shared {
+        Shared {
+            state: AtomicI32::new(STARTED),
+            failed: AtomicU64::new(0),
+            pid: AtomicI32::new(0),
+            deadline: Instant::now() + within,
+            killed: AtomicBool::new(false),
+        }
+    }
+
+    /// Block while `state` is `value`, until `deadline` if one is given
+    /// (futex(2): the kernel compares and sleeps in one step, so no wake
+    /// is lost); whether it changed.
+    fn wait_while(&self, value: i32, deadline: Option<Instant>) -> bool {
         while self.state.load(Ordering::Acquire) == value {
-            // SAFETY: FUTEX_WAIT on a live, aligned i32; it returns at once
-            // when the word is no longer `value`. Not the private form:
-            // the kernel's wake at the child's exec or exit is the shared one.
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
+                return false;
+            }
+            let timeout = left.map(|left| libc::timespec {
+                tv_sec: left.as_secs() as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            });
+            let timeout_ptr = timeout
+                .as_ref()
+                .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+            // SAFETY: FUTEX_WAIT on a live, aligned i32 with a live relative
+            // timeout or none; it returns at once when the word is no longer
+            // `value`. Not the private form: the kernel's wake at the
+            // child's exec or exit is the shared one.
             unsafe {
                 libc::syscall(
                     libc::SYS_futex,
                     self.state.as_ptr(),
                     libc::FUTEX_WAIT,
                     value,
-                    std::ptr::null::<libc::timespec>(),
+                    timeout_ptr,
                 );
             }
+        }
+        true
+    }
+
+    /// Wait until the child is past `value`; one that is not by its
+    /// deadline is killed (SIGKILL ends a stopped child too), then waited
+    /// for until it has exited (not reaped): its exit releases the memory
+    /// it runs in.
+    fn outwait(&self, value: i32) {
+        // Once killed and exited, the word may never change: no second
+        // kill (the pid may be reaped and reused by then).
+        if self.killed.load(Ordering::Acquire) || self.wait_while(value, Some(self.deadline)) {
+            return;
+        }
+        self.killed.store(true, Ordering::Release);
+        let pid = self.pid.load(Ordering::Acquire);
+        if pid > 0 {
+            // SAFETY: kill(2) of our own child, not yet reaped (only
+            // `Started::finish` reaps it, after this).
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            // Its exit, not its futex word: a child killed while stopped
+            // before its exec was seen to leave the word set.
+            crate::reaper::wait_exited(Pid::from_raw(pid));
         }
     }
 }
@@ -328,6 +393,19 @@ impl Started {
     /// reaped here).
     pub fn finish(mut self) -> Result<Pid, Failed> {
         self.done();
+        if self.shared.killed.load(Ordering::Acquire) {
+            crate::reaper::reap_failed_start(self.pid);
+            return Err(Failed {
+                step: Step::Exec,
+                error: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "not past its exec {:?} after its start (stopped or stuck): killed",
+                        EXEC_WITHIN
+                    ),
+                ),
+            });
+        }
         match decode(self.shared.failed.load(Ordering::Acquire)) {
             None => Ok(self.pid),
             Some((step, errno)) => {
@@ -342,8 +420,8 @@ impl Started {
 
     /// Wait for the word to be 0, then free what the child used.
     fn done(&mut self) {
-        self.shared.wait_while(STARTED);
-        self.shared.wait_while(UNSHARED);
+        self.shared.outwait(STARTED);
+        self.shared.outwait(UNSHARED);
         if !self.child.is_null() {
             // SAFETY: from `Box::into_raw` in `start`; the child is done
             // with it (it exec'd or exited: the word is 0), and it is freed once.
@@ -388,6 +466,11 @@ fn decode(failed: u64) -> Option<(Step, i32)> {
 /// its own block: it may not have exec'd yet (`Started::finish`). The slots
 /// hold its fds until the next `start` or `release`.
 pub fn start(exec: &Exec) -> Result<Started, Failed> {
+    start_within(exec, EXEC_WITHIN)
+}
+
+/// `start`, the child killed if it is not past its exec `within` this.
+fn start_within(exec: &Exec, within: Duration) -> Result<Started, Failed> {
     let mut guard = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
     if guard.is_none() {
         *guard = Some(Slots::open().map_err(Failed::before)?);
@@ -416,10 +499,7 @@ pub fn start(exec: &Exec) -> Result<Started, Failed> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_os_str());
     let candidates = candidates(&exec.program, path)?;
-    let shared = Arc::new(Shared {
-        state: AtomicI32::new(STARTED),
-        failed: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared::new(within));
     let mut child = Box::new(Child {
         argv_ptrs: argv
             .iter()
@@ -497,6 +577,7 @@ pub fn start(exec: &Exec) -> Result<Started, Failed> {
     let child = Box::into_raw(child);
     match clone(child, &stack, &shared) {
         Ok(pid) => {
+            shared.pid.store(pid.as_raw(), Ordering::Release);
             slots.reading = Some(shared.clone());
             Ok(Started {
                 pid,
@@ -1034,6 +1115,40 @@ mod tests {
         assert_eq!(failed.step, Step::Chdir);
         assert_eq!(failed.error.raw_os_error(), Some(libc::ENOENT));
         assert_eq!(read_to_eof(read), "");
+    }
+
+    #[test]
+    fn a_child_stopped_before_its_exec_is_killed_at_its_deadline_and_fails() {
+        // 20,000 directories to search first keep the child before its
+        // exec for a while (each a failed execve): it is stopped there,
+        // as a service of its user could stop it (SIGSTOP is never
+        // blocked). The wait ends at the deadline: the child is killed
+        // and reaped, the spawn fails and says why.
+        let (read, write) = pipe();
+        let mut exec = sh("sh", "echo ran", write.as_raw_fd());
+        let mut path: Vec<String> = (0..20_000).map(|i| format!("/nonexistent/{i}")).collect();
+        path.push("/bin".into());
+        exec.env = vec![("PATH".into(), path.join(":").into())];
+        let within = Duration::from_millis(300);
+        let started = start_within(&exec, within).unwrap();
+        // SAFETY: kill(2) of the child just started.
+        let stopped = unsafe { libc::kill(started.pid().as_raw(), libc::SIGSTOP) };
+        assert_eq!(stopped, 0);
+        drop(write);
+        let begun = Instant::now();
+        let failed = started.finish().expect_err("stopped before its exec");
+        release();
+        assert!(begun.elapsed() < within * 10, "{:?}", begun.elapsed());
+        assert_eq!(failed.error.kind(), io::ErrorKind::TimedOut, "{failed:?}");
+        assert!(
+            failed
+                .error
+                .to_string()
+                .contains("(stopped or stuck): killed"),
+            "{}",
+            failed.error
+        );
+        assert_eq!(read_to_eof(read), "", "it never ran");
     }
 
     #[test]
