@@ -168,10 +168,11 @@ const IN_FLIGHT: usize = 8;
 /// The spawns of a round whose children run in corral's memory until they
 /// exec (`spawn::start`): they exec side by side, and each one's
 /// `Spawned` or `SpawnFailed` reaches the core in the order of the spawns,
-/// once all have exec'd or failed (`land`). The loop lands them before
-/// any other action and before it waits for input, so nothing reaps while
-/// a child is in flight (a child that failed is reaped by its pid), and
-/// the core never learns of an exit before the spawn.
+/// once it has exec'd or failed: the oldest when `IN_FLIGHT` are in
+/// flight, all of them (`land`) before any other action and before the
+/// loop waits for input. So nothing reaps while a child is in flight (a
+/// child that failed is reaped by its pid), and the core never learns of
+/// an exit before the spawn.
 #[derive(Default)]
 pub(super) struct Flights {
     list: VecDeque<(Target, Flight)>,
