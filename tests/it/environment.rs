@@ -116,15 +116,16 @@ fn kill_group_false_signals_only_the_services_pid() {
     // The background child records, when its own SIGTERM finally comes,
     // whether the service's shell was still alive: with kill-group = false the
     // stop signal went to the shell alone, so the child outlives it and is
-    // only reached by the last sweep after the service was reaped.
+    // only reached by the last sweep after the service was reaped. It
+    // writes its pid once its trap is set: a SIGTERM before that (a loaded
+    // machine, a fast stop) would end it without a word.
     dir.service(
         "web",
         r#"
 kill-group = false
 command = '''
 svc=$$
-sh -c "trap 'if kill -0 $svc 2>/dev/null; then echo alive; else echo dead; fi > \"$T/child.out\"; exit 0' TERM; while :; do sleep 0.05; done" &
-echo $! > "$T/child.pid"
+sh -c "trap 'if kill -0 $svc 2>/dev/null; then echo alive; else echo dead; fi > \"$T/child.out\"; exit 0' TERM; echo \$\$ > \"$T/child.pid\"; while :; do sleep 0.05; done" &
 wait
 '''
 "#,
