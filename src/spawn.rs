@@ -1119,26 +1119,48 @@ mod tests {
 
     #[test]
     fn a_child_stopped_before_its_exec_is_killed_at_its_deadline_and_fails() {
-        // 20,000 directories to search first keep the child before its
-        // exec for a while (each a failed execve): it is stopped there,
-        // as a service of its user could stop it (SIGSTOP is never
-        // blocked). The wait ends at the deadline: the child is killed
-        // and reaped, the spawn fails and says why.
+        // The child of a service that runs as 65534, stopped by another
+        // process of 65534 (the attacker of SPEC 12: SIGSTOP is never
+        // blocked) after its switch of user and before its exec: 20,000
+        // directories to search first keep it there (each a failed
+        // execve). The wait ends at the deadline: the child is killed and
+        // reaped, the spawn fails and says why.
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "needs root (to start the child as 65534)"
+        );
         let (read, write) = pipe();
         let mut exec = sh("sh", "echo ran", write.as_raw_fd());
         let mut path: Vec<String> = (0..20_000).map(|i| format!("/nonexistent/{i}")).collect();
         path.push("/bin".into());
         exec.env = vec![("PATH".into(), path.join(":").into())];
-        let within = Duration::from_millis(300);
+        exec.groups = vec![65534];
+        exec.gid = Some(65534);
+        exec.uid = Some(65534);
+        let within = Duration::from_secs(1);
         let started = start_within(&exec, within).unwrap();
-        // SAFETY: kill(2) of the child just started.
-        let stopped = unsafe { libc::kill(started.pid().as_raw(), libc::SIGSTOP) };
-        assert_eq!(stopped, 0);
+        let pid = started.pid().as_raw();
         drop(write);
+        let kill = std::process::Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(["kill", "-STOP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success(), "uid 65534 could not stop the child: {kill}");
+        // The stop takes effect at the child's next return from the kernel.
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.rsplit(") ").next().unwrap_or_default().to_string()
+        };
+        let give_up = Instant::now() + Duration::from_secs(2);
+        while !state().starts_with('T') {
+            assert!(Instant::now() < give_up, "not stopped: {}", state());
+            std::thread::yield_now();
+        }
         let begun = Instant::now();
         let failed = started.finish().expect_err("stopped before its exec");
         release();
-        assert!(begun.elapsed() < within * 10, "{:?}", begun.elapsed());
+        assert!(begun.elapsed() < within * 5, "{:?}", begun.elapsed());
         assert_eq!(failed.error.kind(), io::ErrorKind::TimedOut, "{failed:?}");
         assert!(
             failed
