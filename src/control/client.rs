@@ -64,7 +64,7 @@ fn run(socket: Option<&Path>, command: CtlCommand) -> Result<u8, String> {
         CtlCommand::Status { json: false, .. } => {
             if first.ok {
                 let rows: Vec<Row<'_>> = first.services.iter().map(Row::from).collect();
-                out.stdout(status_table(&rows).trim_end_matches('\n'));
+                out.text(&status_table(&rows));
             }
             finish(&first, &mut out)
         }
@@ -239,6 +239,13 @@ impl Output {
 
     fn stdout(&mut self, line: &str) {
         if !self.broken && writeln!(self.stdout.lock(), "{line}").is_err() {
+            self.broken = true;
+        }
+    }
+
+    /// `text` as it is, lines and their newlines: one write.
+    fn text(&mut self, text: &str) {
+        if !self.broken && self.stdout.lock().write_all(text.as_bytes()).is_err() {
             self.broken = true;
         }
     }

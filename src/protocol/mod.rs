@@ -33,6 +33,8 @@
 //! | `shutdown` | `exit_code` | at once; the shutdown follows |
 //! | `run` | `service` (a scheduled service or a oneshot) | when the run ends: `ok` as it succeeded, `messages` or `error` with its outcome |
 
+mod json;
+
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this corral speaks; requests must carry it as `v`.
@@ -198,7 +200,9 @@ pub struct Targets {
     pub all: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Read by `decode_response`, by hand (`json`); written by serde.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(any(test, feature = "serde-oracle"), derive(Deserialize))]
 pub struct Response {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,7 +250,8 @@ impl Response {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(any(test, feature = "serde-oracle"), derive(Deserialize))]
 pub struct ServiceStatus {
     pub name: String,
     /// `starting`, `running`, `stopping`, `stopped`, `backoff`, `exited`, `failed`.
@@ -342,7 +347,8 @@ impl ServiceStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(any(test, feature = "serde-oracle"), derive(Deserialize))]
 pub struct LogLine {
     /// `stdout` or `stderr`.
     pub stream: String,
@@ -645,8 +651,198 @@ pub fn encode_response(response: &Response) -> String {
     }
 }
 
+/// One response line, read by hand (`json`): serde's derive cost 11,000
+/// instructions per service of a `status` and 20 KB of code.
 pub fn decode_response(line: &str) -> Result<Response, String> {
-    serde_json::from_str(line).map_err(|e| format!("malformed response from corral: {e}"))
+    let mut reader = json::Reader::new(line);
+    response(&mut reader)
+        .and_then(|response| reader.end().map(|()| response))
+        .map_err(|e| format!("malformed response from corral: {e}"))
+}
+
+/// A struct's fields as serde writes them (in declaration order), and
+/// which were read: one twice is refused and a missing required one named,
+/// as serde's derive does.
+struct Known {
+    names: &'static [&'static str],
+    /// Where to look first: after the last field found. A server writes
+    /// them in order, so one compare finds each.
+    next: usize,
+    seen: u64,
+}
+
+impl Known {
+    fn new(names: &'static [&'static str]) -> Known {
+        Known {
+            names,
+            next: 0,
+            seen: 0,
+        }
+    }
+
+    /// The index of field `key`, marked read; `None` for a key it does not
+    /// have (skipped, as serde does).
+    fn find(&mut self, r: &json::Reader<'_>, key: &str) -> json::Result<Option<usize>> {
+        let n = self.names.len();
+        let Some(i) = (0..n)
+            .map(|i| (self.next + i) % n)
+            .find(|&i| self.names.get(i) == Some(&key))
+        else {
+            return Ok(None);
+        };
+        if self.seen & (1 << i) != 0 {
+            return r.error(&format!("duplicate field `{key}`"));
+        }
+        self.seen |= 1 << i;
+        self.next = i + 1;
+        Ok(Some(i))
+    }
+
+    /// The `required` fields (indices) were all read.
+    fn require(&self, r: &json::Reader<'_>, required: &[usize]) -> json::Result<()> {
+        match required.iter().find(|&&i| self.seen & (1 << i) == 0) {
+            Some(i) => r.error(&format!(
+                "missing field `{}`",
+                self.names.get(*i).unwrap_or(&"")
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn response(r: &mut json::Reader<'_>) -> json::Result<Response> {
+    let mut out = Response::default();
+    let mut known = Known::new(&[
+        "ok",
+        "error",
+        "messages",
+        "services",
+        "problems",
+        "lines",
+        "orphans_reaped",
+        "phase",
+    ]);
+    r.object(|r, key| {
+        match known.find(r, key)? {
+            None => r.skip()?,
+            Some(0) => out.ok = r.bool()?,
+            Some(1) => out.error = r.option(json::Reader::string)?,
+            Some(2) => out.messages = r.strings()?,
+            Some(3) => r.array(|r| service_status(r).map(|s| out.services.push(s)))?,
+            Some(4) => out.problems = r.strings()?,
+            Some(5) => r.array(|r| log_line(r).map(|l| out.lines.push(l)))?,
+            Some(6) => out.orphans_reaped = r.option(json::Reader::integer)?,
+            Some(_) => out.phase = r.option(json::Reader::string)?,
+        }
+        Ok(())
+    })?;
+    known.require(r, &[0])?;
+    Ok(out)
+}
+
+fn service_status(r: &mut json::Reader<'_>) -> json::Result<ServiceStatus> {
+    let mut s = ServiceStatus::default();
+    let mut known = Known::new(&[
+        "name",
+        "state",
+        "want",
+        "pid",
+        "uptime_ms",
+        "updown_ms",
+        "ready_ms",
+        "restarts",
+        "run",
+        "ready",
+        "last_exit",
+        "last_exit_code",
+        "detail",
+        "next_start_ms",
+        "oneshot",
+        "enabled",
+        "essential",
+        "notify_status",
+        "last_exit_ok",
+        "schedule",
+        "next_run",
+        "next_run_ms",
+        "last_run",
+        "last_run_code",
+        "last_run_ok",
+        "last_run_ago_ms",
+        "last_run_took_ms",
+        "skipped_ticks",
+    ]);
+    r.object(|r, key| {
+        let text = |r: &mut json::Reader<'_>| r.option(json::Reader::string);
+        let ms = |r: &mut json::Reader<'_>| r.option(json::Reader::integer::<u64>);
+        let flag = |r: &mut json::Reader<'_>| r.option(json::Reader::bool);
+        match known.find(r, key)? {
+            None => r.skip()?,
+            Some(0) => s.name = r.string()?,
+            Some(1) => s.state = r.string()?,
+            Some(2) => s.want = r.string()?,
+            Some(3) => s.pid = r.option(json::Reader::integer)?,
+            Some(4) => s.uptime_ms = ms(r)?,
+            Some(5) => s.updown_ms = ms(r)?,
+            Some(6) => s.ready_ms = ms(r)?,
+            Some(7) => s.restarts = r.integer()?,
+            Some(8) => s.run = r.integer()?,
+            Some(9) => s.ready = r.bool()?,
+            Some(10) => s.last_exit = text(r)?,
+            Some(11) => s.last_exit_code = r.option(json::Reader::integer)?,
+            Some(12) => s.detail = text(r)?,
+            Some(13) => s.next_start_ms = ms(r)?,
+            Some(14) => s.oneshot = r.bool()?,
+            Some(15) => s.enabled = r.bool()?,
+            Some(16) => s.essential = r.bool()?,
+            Some(17) => s.notify_status = text(r)?,
+            Some(18) => s.last_exit_ok = flag(r)?,
+            Some(19) => s.schedule = text(r)?,
+            Some(20) => s.next_run = text(r)?,
+            Some(21) => s.next_run_ms = ms(r)?,
+            Some(22) => s.last_run = text(r)?,
+            Some(23) => s.last_run_code = r.option(json::Reader::integer)?,
+            Some(24) => s.last_run_ok = flag(r)?,
+            Some(25) => s.last_run_ago_ms = ms(r)?,
+            Some(26) => s.last_run_took_ms = ms(r)?,
+            Some(_) => s.skipped_ticks = r.option(json::Reader::integer)?,
+        }
+        Ok(())
+    })?;
+    // name, state, want, restarts, ready, oneshot, enabled.
+    known.require(r, &[0, 1, 2, 7, 9, 14, 15])?;
+    Ok(s)
+}
+
+fn log_line(r: &mut json::Reader<'_>) -> json::Result<LogLine> {
+    let mut line = LogLine {
+        stream: String::new(),
+        line: String::new(),
+        service: None,
+        ts: None,
+        pid: None,
+        facility: None,
+        severity: None,
+    };
+    let mut known = Known::new(&[
+        "stream", "line", "service", "ts", "pid", "facility", "severity",
+    ]);
+    r.object(|r, key| {
+        let text = |r: &mut json::Reader<'_>| r.option(json::Reader::string);
+        match known.find(r, key)? {
+            None => r.skip()?,
+            Some(0) => line.stream = r.string()?,
+            Some(1) => line.line = r.string()?,
+            Some(2) => line.service = text(r)?,
+            Some(3) => line.ts = text(r)?,
+            Some(4) => line.pid = r.option(json::Reader::integer)?,
+            Some(5) => line.facility = text(r)?,
+            Some(_) => line.severity = text(r)?,
+        }
+        Ok(())
+    })?;
+    known.require(r, &[0, 1])?;
+    Ok(line)
 }
 
 #[cfg(test)]
@@ -934,6 +1130,147 @@ mod tests {
         assert_eq!(
             encode_response(&Response::error("no service \"wbe\"")),
             "{\"ok\":false,\"error\":\"no service \\\"wbe\\\"\"}\n"
+        );
+    }
+    /// A response with every field set, escapes and non-ASCII included.
+    fn full_response() -> Response {
+        let status = ServiceStatus {
+            name: "web \"1\" \u{e9}\u{1f600}".into(),
+            state: "backoff".into(),
+            want: "up".into(),
+            pid: Some(-1),
+            uptime_ms: Some(u64::MAX),
+            updown_ms: Some(0),
+            ready_ms: Some(7),
+            restarts: u32::MAX,
+            run: 3,
+            ready: true,
+            last_exit: Some("killed by SIGSEGV".into()),
+            last_exit_code: Some(i32::MIN),
+            detail: Some("tab\there\nnewline \\ slash /".into()),
+            next_start_ms: Some(500),
+            oneshot: true,
+            enabled: false,
+            essential: true,
+            notify_status: Some("\u{1}\u{1f}\u{7f}".into()),
+            last_exit_ok: Some(false),
+            schedule: Some("*/5 * * * *".into()),
+            next_run: Some("2026-12-04T21:00:00+01:00".into()),
+            next_run_ms: Some(1),
+            last_run: Some("exit 0".into()),
+            last_run_code: Some(0),
+            last_run_ok: Some(true),
+            last_run_ago_ms: Some(2),
+            last_run_took_ms: Some(3),
+            skipped_ticks: Some(4),
+        };
+        Response {
+            ok: true,
+            error: Some("e".into()),
+            messages: vec!["m1".into(), String::new()],
+            services: vec![status, ServiceStatus::default()],
+            problems: vec!["p".into()],
+            lines: vec![LogLine {
+                stream: "stdout".into(),
+                line: "l\u{0}".into(),
+                service: Some("web".into()),
+                ts: Some("2026-12-04T20:00:00.000Z".into()),
+                pid: Some(u32::MAX),
+                facility: Some("local0".into()),
+                severity: None,
+            }],
+            orphans_reaped: Some(9),
+            phase: Some("up".into()),
+        }
+    }
+
+    /// What serde's derive reads from `text` (the reference), beside what
+    /// `decode_response` reads.
+    fn both(text: &str) -> (Option<Response>, Option<Response>) {
+        (
+            serde_json::from_str::<Response>(text).ok(),
+            decode_response(text).ok(),
+        )
+    }
+
+    #[test]
+    fn the_hand_decoder_reads_what_serde_reads() {
+        let full = encode_response(&full_response());
+        let full = full.trim_end();
+        assert_eq!(decode_response(full), Ok(full_response()));
+        let cases = [
+            full,
+            r#"{"ok":true}"#,
+            " \t\r\n{ \"ok\" : false , \"error\" : null } \n",
+            r#"{"ok":true,"unknown":[1,{"a":[-0.5e+3,true,null,"\ud800"]},{}],"x":-0}"#,
+            r#"{"o\u006b":true}"#,
+            r#"{"ok":true,"services":[{"name":"a","state":"s","want":"up","restarts":0,"ready":false,"oneshot":false,"enabled":true,"pid":-0}]}"#,
+            r#"{"ok":true,"orphans_reaped":18446744073709551615}"#,
+            r#"{"ok":true,"orphans_reaped":18446744073709551616}"#,
+            r#"{"ok":true,"orphans_reaped":1.0}"#,
+            r#"{"ok":true,"orphans_reaped":1e2}"#,
+            r#"{"ok":true,"orphans_reaped":-1}"#,
+            r#"{"ok":true,"orphans_reaped":01}"#,
+            r#"{"ok":true,"ok":true}"#,
+            r#"{"ok":true,"error":"\ud83d\ude00 \u00e9"}"#,
+            r#"{"ok":true,"error":"\ud83d"}"#,
+            r#"{"ok":true,"error":"\ude00"}"#,
+            r#"{"ok":true,"error":"\ud83d\u0041"}"#,
+            r#"{"ok":true,"error":"\x"}"#,
+            r#"{"ok":true,"messages":null}"#,
+            r#"{"ok":true,"messages":["a",]}"#,
+            r#"{"ok":true,}"#,
+            r#"{"ok":tru}"#,
+            r#"{"ok":true} x"#,
+            r#"{"ok":true,"x":[1 2]}"#,
+            r#"{"ok":true,"x":{"a" 1}}"#,
+            r#"{"ok":true,"x":{"a":1,}}"#,
+            r#"{"ok":true,"x":-}"#,
+            r#"{"ok":true,"x":1.}"#,
+            r#"{"ok":true,"x":1e}"#,
+            r#"{"ok":true,"x":"\u12"}"#,
+            "{\"ok\":true,\"error\":\"a\u{1}b\"}",
+            r#"{"services":[],"ok":false}"#,
+            r#"{}"#,
+            r#"[]"#,
+            r#""#,
+            r#"{"ok":true,"lines":[{"stream":"stdout"}]}"#,
+        ];
+        for case in cases {
+            let (reference, ours) = both(case);
+            assert_eq!(ours, reference, "{case}");
+        }
+        // Every byte of the full response deleted, doubled or replaced.
+        let bytes = full.as_bytes();
+        let mut tried = 0;
+        for at in 0..bytes.len() {
+            let mut variants = vec![
+                [&bytes[..at], &bytes[at + 1..]].concat(),
+                [&bytes[..=at], &bytes[at..]].concat(),
+            ];
+            for b in *b"\"\\,:{}[]0-1.en \x01u" {
+                variants.push([&bytes[..at], &[b], &bytes[at + 1..]].concat());
+            }
+            for variant in variants {
+                if let Ok(text) = std::str::from_utf8(&variant) {
+                    let (reference, ours) = both(text);
+                    assert_eq!(ours, reference, "{text}");
+                    tried += 1;
+                }
+            }
+        }
+        assert!(tried > 10_000, "{tried}");
+    }
+
+    #[test]
+    fn a_malformed_response_says_where() {
+        assert_eq!(
+            decode_response("{\"ok\":true,\n\"phase\":3}"),
+            Err("malformed response from corral: expected a string at line 2 column 9".into())
+        );
+        assert_eq!(
+            decode_response(r#"{"ok":true,"services":[{"name":"a"}]}"#),
+            Err("malformed response from corral: missing field `state` at line 1 column 36".into())
         );
     }
 }
