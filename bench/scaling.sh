@@ -627,6 +627,8 @@ ARGS+=" --sizes \"${SIZES% }\""
 [ "$REPS" = 3 ] || ARGS+=" --reps $REPS"
 [ "$STORM_S" = 10 ] || ARGS+=" --storm-secs $STORM_S"
 [ $STORM = 1 ] || ARGS+=" --no-storm"
+[ "$SETTLE_S" = 5 ] || ARGS+=" --settle $SETTLE_S"
+[ "$CORRAL_BIN" = "$(readlink -f target/release/corral)" ] || ARGS+=" --corral $CORRAL_BIN"
 ARGS=${ARGS# }
 mkdir -p bench/results
 BASE=bench/results/scaling-$(date +%Y%m%d-%H%M)

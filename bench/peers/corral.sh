@@ -5,6 +5,10 @@ corral_bins() { echo "$CORRAL_BIN"; }
 corral_install() { echo "cargo build --release"; }
 corral_version() {
   local dirty=""
+  if [ "$(readlink -f "$CORRAL_BIN")" != "$(readlink -f target/release/corral)" ]; then
+    echo "$("$CORRAL_BIN" --version), $CORRAL_BIN (not this checkout's build)"
+    return
+  fi
   git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2> /dev/null || dirty=" + uncommitted changes"
   echo "$("$CORRAL_BIN" --version), git $(git rev-parse --short HEAD)$dirty"
 }
