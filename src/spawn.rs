@@ -1122,55 +1122,94 @@ mod tests {
         // The child of a service that runs as 65534, stopped by another
         // process of 65534 (the attacker of SPEC 12: SIGSTOP is never
         // blocked) after its switch of user and before its exec: 20,000
-        // directories to search first keep it there (each a failed
-        // execve). The wait ends at the deadline: the child is killed and
-        // reaped, the spawn fails and says why.
+        // directories to search first keep it there for some 20-40 ms
+        // (each a failed execve; the last fails too, E2BIG: PATH is
+        // longer than one argument may be). The stopper is already
+        // running when the child starts and only has to read its pid;
+        // a child that got through its search before the stop (a loaded
+        // machine) is tried again. The wait ends at the deadline: the
+        // child is killed and reaped, the spawn fails and says why.
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::{Command, Stdio};
         assert!(
             nix::unistd::geteuid().is_root(),
             "needs root (to start the child as 65534)"
         );
-        let (read, write) = pipe();
-        let mut exec = sh("sh", "echo ran", write.as_raw_fd());
-        let mut path: Vec<String> = (0..20_000).map(|i| format!("/nonexistent/{i}")).collect();
-        path.push("/bin".into());
-        exec.env = vec![("PATH".into(), path.join(":").into())];
-        exec.groups = vec![65534];
-        exec.gid = Some(65534);
-        exec.uid = Some(65534);
         let within = Duration::from_secs(1);
-        let started = start_within(&exec, within).unwrap();
-        let pid = started.pid().as_raw();
-        drop(write);
-        let kill = std::process::Command::new("setpriv")
-            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-            .args(["kill", "-STOP", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success(), "uid 65534 could not stop the child: {kill}");
-        // The stop takes effect at the child's next return from the kernel.
-        let state = || {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-            stat.rsplit(") ").next().unwrap_or_default().to_string()
-        };
-        let give_up = Instant::now() + Duration::from_secs(2);
-        while !state().starts_with('T') {
-            assert!(Instant::now() < give_up, "not stopped: {}", state());
-            std::thread::yield_now();
+        for attempt in 1.. {
+            #[expect(
+                clippy::zombie_processes,
+                reason = "reaped by its pid below: no `.wait()` outside the reaper (invariants.rs)"
+            )]
+            let mut stopper = Command::new("setpriv")
+                .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+                .args(["sh", "-c", "echo ready; read pid && kill -STOP \"$pid\""])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stopper_pid = Pid::from_raw(stopper.id() as i32);
+            let mut ready = String::new();
+            BufReader::new(stopper.stdout.take().unwrap())
+                .read_line(&mut ready)
+                .unwrap();
+            assert_eq!(ready, "ready\n");
+            let (read, write) = pipe();
+            let mut exec = sh("sh", "echo ran", write.as_raw_fd());
+            let mut path: Vec<String> = (0..20_000).map(|i| format!("/nonexistent/{i}")).collect();
+            path.push("/bin".into());
+            exec.env = vec![("PATH".into(), path.join(":").into())];
+            exec.groups = vec![65534];
+            exec.gid = Some(65534);
+            exec.uid = Some(65534);
+            let started = start_within(&exec, within).unwrap();
+            let pid = started.pid().as_raw();
+            drop(write);
+            let mut to_stopper = stopper.stdin.take().unwrap();
+            writeln!(to_stopper, "{pid}").unwrap();
+            drop(to_stopper);
+            crate::reaper::reap_failed_start(stopper_pid);
+            // The stop takes effect at the child's next return from the
+            // kernel; a zombie got through first.
+            let state = || {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                stat.rsplit(") ").next().unwrap_or_default().to_string()
+            };
+            let give_up = Instant::now() + Duration::from_secs(2);
+            while !state().starts_with(['T', 'Z']) {
+                assert!(
+                    Instant::now() < give_up,
+                    "neither stopped nor ended: {}",
+                    state()
+                );
+                std::thread::yield_now();
+            }
+            if state().starts_with('Z') {
+                assert!(
+                    attempt < 5,
+                    "the child ended before its stop {attempt} times"
+                );
+                let failed = started.finish().expect_err("PATH is too long to exec with");
+                assert_eq!(failed.step, Step::Exec, "{failed:?}");
+                release();
+                continue;
+            }
+            let begun = Instant::now();
+            let failed = started.finish().expect_err("stopped before its exec");
+            release();
+            assert!(begun.elapsed() < within * 5, "{:?}", begun.elapsed());
+            assert_eq!(failed.error.kind(), io::ErrorKind::TimedOut, "{failed:?}");
+            assert!(
+                failed
+                    .error
+                    .to_string()
+                    .contains("(stopped or stuck): killed"),
+                "{}",
+                failed.error
+            );
+            assert_eq!(read_to_eof(read), "", "it never ran");
+            return;
         }
-        let begun = Instant::now();
-        let failed = started.finish().expect_err("stopped before its exec");
-        release();
-        assert!(begun.elapsed() < within * 5, "{:?}", begun.elapsed());
-        assert_eq!(failed.error.kind(), io::ErrorKind::TimedOut, "{failed:?}");
-        assert!(
-            failed
-                .error
-                .to_string()
-                .contains("(stopped or stuck): killed"),
-            "{}",
-            failed.error
-        );
-        assert_eq!(read_to_eof(read), "", "it never ran");
     }
 
     #[test]

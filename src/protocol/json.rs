@@ -46,12 +46,18 @@ impl<'a> Reader<'a> {
         None
     }
 
-    /// `what`, with where: `expected ':' at line 1 column 12`.
+    /// `what`, with where and what is there: `expected a boolean at line 1
+    /// column 7: "yes"}` (the caller escapes it for a terminal).
     pub fn error<T>(&self, what: &str) -> Result<T> {
         let before = self.text.get(..self.at).unwrap_or(self.text);
         let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
         let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        Err(format!("{what} at line {line} column {column}"))
+        let rest = self.source.get(self.at..).unwrap_or_default();
+        let end = rest.char_indices().nth(32).map_or(rest.len(), |(i, _)| i);
+        match rest.get(..end).unwrap_or_default() {
+            "" => Err(format!("{what} at line {line} column {column}")),
+            there => Err(format!("{what} at line {line} column {column}: {there}")),
+        }
     }
 
     /// Consume `byte` (after whitespace), or fail expecting `what`.

@@ -1266,11 +1266,14 @@ mod tests {
     fn a_malformed_response_says_where() {
         assert_eq!(
             decode_response("{\"ok\":true,\n\"phase\":3}"),
-            Err("malformed response from corral: expected a string at line 2 column 9".into())
+            Err("malformed response from corral: expected a string at line 2 column 9: 3}".into())
         );
         assert_eq!(
             decode_response(r#"{"ok":true,"services":[{"name":"a"}]}"#),
-            Err("malformed response from corral: missing field `state` at line 1 column 36".into())
+            Err(
+                "malformed response from corral: missing field `state` at line 1 column 36: ]}"
+                    .into()
+            )
         );
     }
 }

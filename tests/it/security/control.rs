@@ -637,9 +637,9 @@ fn escapes_in_any_answer_of_a_trusted_server_are_shown_escaped() {
         "stop": stop.to_string(),
         "restart": restart.to_string(),
         "logs": logs.to_string(),
-        // Not even a response: the client quotes what it could not read
-        // (serde already shows the string in Rust's escaped form).
-        "*": "{\"ok\":\"\\u001b[2J\"}",
+        // Not even a response: the client quotes what it could not read,
+        // escaped.
+        "*": "{\"ok\":\u{1b}[2J}",
     });
     let socket = dir.join("fake.sock");
     let _fake = fake_server(
@@ -677,7 +677,7 @@ fn escapes_in_any_answer_of_a_trusted_server_are_shown_escaped() {
             &["start", "web"],
             1,
             "",
-            "corral ctl: malformed response from corral: invalid type: string \"\\u{1b}[2J\", expected a boolean at line 1 column 17\n",
+            "corral ctl: malformed response from corral: expected a boolean at line 1 column 7: \\x1b[2J}\n",
         ),
     ];
     for (args, code, stdout, stderr) in expected {
