@@ -60,8 +60,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Consume `byte` (after whitespace), or fail expecting `what`.
-    fn expect(&mut self, byte: u8, what: &str) -> Result<()> {
+    /// Take `byte` (after whitespace), or fail with `what`.
+    fn take(&mut self, byte: u8, what: &str) -> Result<()> {
         if self.peek() == Some(byte) {
             self.at += 1;
             Ok(())
@@ -81,45 +81,47 @@ impl<'a> Reader<'a> {
     /// An object: `field` is called with each key, the reader at its value,
     /// and must read or `skip` that value.
     pub fn object(&mut self, mut field: impl FnMut(&mut Self, &str) -> Result<()>) -> Result<()> {
-        self.expect(b'{', "expected an object")?;
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Ok(());
-        }
-        loop {
-            if self.peek() != Some(b'"') {
-                return self.error("expected a key");
+        self.list(*b"{}", |r| {
+            if r.peek() != Some(b'"') {
+                return r.error("expected a key");
             }
-            let key = self.text_of_string()?;
-            self.expect(b':', "expected ':'")?;
-            field(self, &key)?;
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                _ => return self.error("expected ',' or '}'"),
-            }
-        }
+            let key = r.text_of_string()?;
+            r.take(b':', "expected ':'")?;
+            field(r, &key)
+        })
     }
 
     /// An array: `item` is called at each element and must read it.
-    pub fn array(&mut self, mut item: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
-        self.expect(b'[', "expected an array")?;
-        if self.peek() == Some(b']') {
+    pub fn array(&mut self, item: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
+        self.list(*b"[]", item)
+    }
+
+    /// `open`, then `member` for each one, separated by commas (none
+    /// after the last), then `close`.
+    fn list(
+        &mut self,
+        [open, close]: [u8; 2],
+        mut member: impl FnMut(&mut Self) -> Result<()>,
+    ) -> Result<()> {
+        let (expected, after) = if open == b'{' {
+            ("expected an object", "expected ',' or '}'")
+        } else {
+            ("expected an array", "expected ',' or ']'")
+        };
+        self.take(open, expected)?;
+        if self.peek() == Some(close) {
             self.at += 1;
             return Ok(());
         }
         loop {
-            item(self)?;
+            member(self)?;
             match self.peek() {
                 Some(b',') => self.at += 1,
-                Some(b']') => {
+                Some(b) if b == close => {
                     self.at += 1;
                     return Ok(());
                 }
-                _ => return self.error("expected ',' or ']'"),
+                _ => return self.error(after),
             }
         }
     }
@@ -379,7 +381,7 @@ impl<'a> Reader<'a> {
             return self.error("expected a key");
         }
         self.skip_string()?;
-        self.expect(b':', "expected ':'")
+        self.take(b':', "expected ':'")
     }
 
     fn skip_string(&mut self) -> Result<()> {

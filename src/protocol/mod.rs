@@ -1133,6 +1133,9 @@ mod tests {
         );
     }
     /// A response with every field set, escapes and non-ASCII included.
+    /// Written out in full (no `..`): a new field of `Response`,
+    /// `ServiceStatus` or `LogLine` must be set here, and the round trip
+    /// below fails until `decode_response` reads it.
     fn full_response() -> Response {
         let status = ServiceStatus {
             name: "web \"1\" \u{e9}\u{1f600}".into(),
